@@ -1,0 +1,73 @@
+//! The command line, defined once with clap derive. Help, the man page and
+//! shell completions are all generated from these structs; nothing here does
+//! work beyond parsing.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+
+/// Turn a stock Ubuntu Server or Armbian arm64 image into one ready-to-boot
+/// image per node of a homelab cluster.
+#[derive(Debug, Parser)]
+#[command(name = "homelab-image", version, max_term_width = 80)]
+#[command(propagate_version = true, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Inventory file describing the cluster
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "homelab.yaml",
+        env = "HOMELAB_PROFILE"
+    )]
+    pub profile: PathBuf,
+
+    /// Where downloaded and decompressed base images are kept
+    /// [default: $XDG_CACHE_HOME/homelab-image]
+    #[arg(long, global = true, value_name = "DIR", env = "HOMELAB_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// More detail on stderr (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// When to use colours
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout
+    Manpage,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate completions for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,11 @@
+//! homelab-image: per-node Ubuntu/Armbian images for a homelab cluster, made
+//! by editing partition tables, FAT and ext4 in pure Rust.
+//!
+//! Data flows one way: profile → resolved nodes → plan → disk edits. The
+//! modules mirror that pipeline (see shared/DESIGN.md); `app` is the only
+//! place that ties a parsed command line to the work.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod io;
