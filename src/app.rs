@@ -6,7 +6,8 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::cli::{Cli, ColorChoice, Command, GlobalArgs};
+use crate::cli::{CatArgs, Cli, ColorChoice, Command, GlobalArgs, InspectArgs, LsArgs};
+use crate::image::Image;
 
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
 /// only with `-q`. `RUST_LOG` overrides.
@@ -47,10 +48,19 @@ pub fn report_error(err: &anyhow::Error) {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let color = cli.global.color;
     match cli.command {
+        Command::Inspect(args) => inspect(&args, color),
+        Command::Ls(args) => ls(&args),
+        Command::Cat(args) => cat(&args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
-            clap_complete::generate(args.shell, &mut cmd, "homelab-image", &mut std::io::stdout());
+            clap_complete::generate(
+                args.shell,
+                &mut cmd,
+                "homelab-image",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Manpage => {
@@ -58,5 +68,51 @@ pub fn run(cli: Cli) -> Result<()> {
             man.render(&mut std::io::stdout())
                 .context("writing the man page to stdout")
         }
+    }
+}
+
+fn inspect(args: &InspectArgs, color: ColorChoice) -> Result<()> {
+    let image = Image::open(&args.image)?;
+    let report = crate::inspect::inspect(&image)?;
+    let mut out = std::io::stdout().lock();
+    let text = if args.json {
+        let mut json =
+            serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
+        json.push('\n');
+        json
+    } else {
+        crate::inspect::render_human(&report, use_color(color, &std::io::stdout()))
+    };
+    write_stdout(&mut out, text.as_bytes())
+}
+
+fn ls(args: &LsArgs) -> Result<()> {
+    let image = Image::open(&args.image)?;
+    let (n, fs) = image.filesystem(&args.partition)?;
+    let entries = fs
+        .list(&args.path)
+        .with_context(|| format!("{}: partition {n}", args.image.display()))?;
+    let mut text = String::new();
+    for e in &entries {
+        text.push_str(&crate::fs::format_entry(e, args.long));
+        text.push('\n');
+    }
+    write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+fn cat(args: &CatArgs) -> Result<()> {
+    let image = Image::open(&args.image)?;
+    let (n, fs) = image.filesystem(&args.partition)?;
+    let bytes = fs
+        .read(&args.path)
+        .with_context(|| format!("{}: partition {n}", args.image.display()))?;
+    write_stdout(&mut std::io::stdout().lock(), &bytes)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(out: &mut impl Write, bytes: &[u8]) -> Result<()> {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
     }
 }

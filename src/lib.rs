@@ -8,4 +8,8 @@
 
 pub mod app;
 pub mod cli;
+pub mod disk;
+pub mod fs;
+pub mod image;
+pub mod inspect;
 pub mod io;

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod image_cmds;
+
+pub use image_cmds::{CatArgs, InspectArgs, LsArgs};
 
 /// Turn a stock Ubuntu Server or Armbian arm64 image into one ready-to-boot
 /// image per node of a homelab cluster.
@@ -59,6 +62,12 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show an image's partitions, filesystems, OS and boot configuration
+    Inspect(InspectArgs),
+    /// List a directory inside a partition of an image (FAT or ext4)
+    Ls(LsArgs),
+    /// Print a file from inside a partition of an image (FAT or ext4)
+    Cat(CatArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

@@ -1,6 +1,7 @@
 //! Byte-level access to image files: typed units and bounded partition
 //! windows. Nothing above this module computes an absolute file offset.
 
+pub mod bytes;
 pub mod units;
 pub mod window;
 

@@ -1,0 +1,169 @@
+//! ext4 filesystems inside a partition window. Reading goes through
+//! ext4-view, an independent reader that is also the oracle for our future
+//! writer; this module checks the superblock first so a damaged one is
+//! reported with the field named.
+
+pub mod superblock;
+
+use ext4_view::{Ext4, Ext4Error};
+
+pub use superblock::{ExtVersion, Superblock, SuperblockError};
+
+use super::{EntryKind, FsEntry, FsError};
+use crate::io::PartitionWindow;
+
+pub struct Ext4Volume {
+    fs: Ext4,
+    superblock: Superblock,
+}
+
+impl Ext4Volume {
+    pub fn open(window: PartitionWindow) -> Result<Ext4Volume, FsError> {
+        let superblock = read_superblock(&window)?;
+        let fs = Ext4::load(Box::new(window)).map_err(|e| FsError::ext4("/", e))?;
+        Ok(Ext4Volume { fs, superblock })
+    }
+
+    pub fn superblock(&self) -> &Superblock {
+        &self.superblock
+    }
+
+    /// Entries of the directory at `path`, without `.` and `..`; symlinks
+    /// are listed, not followed.
+    pub fn list(&self, path: &str) -> Result<Vec<FsEntry>, FsError> {
+        let abs = absolute(path);
+        let dir = self
+            .fs
+            .read_dir(abs.as_str())
+            .map_err(|e| FsError::ext4(path, e))?;
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| FsError::ext4(path, e))?;
+            let name = entry.file_name().display().to_string();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let meta = entry.metadata().map_err(|e| FsError::ext4(path, e))?;
+            let ft = meta.file_type();
+            let kind = if ft.is_dir() {
+                EntryKind::Dir
+            } else if ft.is_symlink() {
+                EntryKind::Symlink
+            } else if ft.is_regular_file() {
+                EntryKind::File
+            } else {
+                EntryKind::Other
+            };
+            let link_target = if ft.is_symlink() {
+                let child = join(&abs, &name);
+                let target = self
+                    .fs
+                    .read_link(child.as_str())
+                    .map_err(|e| FsError::ext4(&child, e))?;
+                Some(target.display().to_string())
+            } else {
+                None
+            };
+            out.push(FsEntry {
+                name,
+                kind,
+                size: meta.len(),
+                mode: Some(meta.mode()),
+                uid: Some(meta.uid()),
+                gid: Some(meta.gid()),
+                mtime: format_unix(meta.modified().seconds()),
+                link_target,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The bytes of the file at `path`, following symlinks inside the image.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
+        self.fs
+            .read(absolute(path).as_str())
+            .map_err(|e| FsError::ext4(path, e))
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        matches!(self.fs.exists(absolute(path).as_str()), Ok(true))
+    }
+
+    /// Where the symlink at `path` points.
+    pub fn read_link(&self, path: &str) -> Result<String, FsError> {
+        self.fs
+            .read_link(absolute(path).as_str())
+            .map(|t| t.display().to_string())
+            .map_err(|e| FsError::ext4(path, e))
+    }
+}
+
+/// Reads and checks the superblock of the filesystem in `window`.
+pub fn read_superblock(window: &PartitionWindow) -> Result<Superblock, FsError> {
+    let mut raw = [0u8; superblock::SUPERBLOCK_SIZE];
+    window
+        .read_exact_at(superblock::SUPERBLOCK_OFFSET, &mut raw)
+        .map_err(|e| FsError::io("/", e))?;
+    Ok(Superblock::parse(&raw, window.len().0)?)
+}
+
+fn absolute(path: &str) -> String {
+    format!("/{}", super::normalize(path))
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// `YYYY-MM-DD hh:mm:ss` in UTC, without a date crate (civil-from-days,
+/// H. Hinnant's algorithm).
+pub(crate) fn format_unix(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl FsError {
+    /// Maps an ext4-view error at `path` to ours.
+    fn ext4(path: &str, e: Ext4Error) -> FsError {
+        match e {
+            Ext4Error::NotFound => FsError::NotFound(path.to_string()),
+            Ext4Error::NotADirectory => FsError::NotADirectory(path.to_string()),
+            Ext4Error::IsADirectory => FsError::IsADirectory(path.to_string()),
+            other => FsError::Ext4 {
+                path: path.to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_unix;
+
+    #[test]
+    fn unix_times_format_as_utc() {
+        assert_eq!(format_unix(0), "1970-01-01 00:00:00");
+        assert_eq!(format_unix(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(format_unix(951_782_400), "2000-02-29 00:00:00");
+    }
+}

@@ -1,0 +1,219 @@
+//! An image file opened for looking inside: its partition table, what each
+//! partition holds, and access to those filesystems by partition number or
+//! label. This is the app-level entry point the commands share; errors here
+//! carry the image path and partition so a user sees one clear line.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::disk::{self, Layout, Partition, PartitionTable};
+use crate::fs::{Filesystem, FsInfo};
+use crate::io::PartitionWindow;
+
+pub struct Image {
+    path: PathBuf,
+    file: Arc<File>,
+    len: u64,
+    table: PartitionTable,
+    /// What each data partition holds, by partition number. A damaged
+    /// filesystem is kept as its error text, so other partitions stay usable.
+    filesystems: Vec<(u32, Result<Option<FsInfo>, String>)>,
+}
+
+impl Image {
+    /// Opens `path` read-only and reads its partition table.
+    pub fn open(path: &Path) -> Result<Image> {
+        Image::open_with(path, false)
+    }
+
+    /// Opens `path` for editing.
+    pub fn open_rw(path: &Path) -> Result<Image> {
+        Image::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, write: bool) -> Result<Image> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).with_context(|| format!("{shown}: cannot open"))?;
+        if meta.is_dir() {
+            bail!("{shown}: is a directory, not a disk image");
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(path)
+            .with_context(|| format!("{shown}: cannot open"))?;
+        let len = image_len(&file, &meta).with_context(|| format!("{shown}: reading its size"))?;
+        let table = disk::read_table(&file, len).with_context(|| shown.to_string())?;
+        let file = Arc::new(file);
+        let filesystems = table
+            .data_partitions()
+            .map(|p| {
+                let window = PartitionWindow::new(Arc::clone(&file), p.range);
+                let info = crate::fs::probe(&window).map_err(|e| e.to_string());
+                (p.number, info)
+            })
+            .collect();
+        Ok(Image {
+            path: path.to_path_buf(),
+            file,
+            len,
+            table,
+            filesystems,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn table(&self) -> &PartitionTable {
+        &self.table
+    }
+
+    /// The filesystem found in partition `number`: `Ok(None)` when it holds
+    /// none we know, `Err` with the reason when it is damaged.
+    pub fn fs_info(&self, number: u32) -> Result<Option<&FsInfo>, &str> {
+        match self.filesystems.iter().find(|(n, _)| *n == number) {
+            Some((_, Ok(info))) => Ok(info.as_ref()),
+            Some((_, Err(e))) => Err(e.as_str()),
+            None => Ok(None),
+        }
+    }
+
+    /// Fails with the first damaged filesystem, naming its partition.
+    pub fn check_filesystems(&self) -> Result<()> {
+        for (n, info) in &self.filesystems {
+            if let Err(e) = info {
+                bail!("{}: partition {n}: {e}", self.path.display());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn window(&self, part: &Partition) -> PartitionWindow {
+        PartitionWindow::new(Arc::clone(&self.file), part.range)
+    }
+
+    /// The partition named by `spec`: a number (`2`) or a filesystem label
+    /// (`writable`, matched case-insensitively when unambiguous).
+    pub fn partition(&self, spec: &str) -> Result<&Partition> {
+        let shown = self.path.display();
+        if let Ok(number) = spec.parse::<u32>() {
+            return self.table.get(number).ok_or_else(|| {
+                anyhow!(
+                    "{shown}: no partition {number} (the image has {})",
+                    self.describe_partitions()
+                )
+            });
+        }
+        let labelled = |exact: bool| -> Vec<&Partition> {
+            self.table
+                .data_partitions()
+                .filter(|p| {
+                    let label = self
+                        .fs_info(p.number)
+                        .ok()
+                        .flatten()
+                        .and_then(|i| i.label.as_deref());
+                    label.is_some_and(|l| {
+                        if exact {
+                            l == spec
+                        } else {
+                            l.eq_ignore_ascii_case(spec)
+                        }
+                    })
+                })
+                .collect()
+        };
+        let mut found = labelled(true);
+        if found.is_empty() {
+            found = labelled(false);
+        }
+        match found.as_slice() {
+            [one] => Ok(one),
+            [] => bail!(
+                "{shown}: no partition labelled {spec:?} (the image has {})",
+                self.describe_partitions()
+            ),
+            many => bail!(
+                "{shown}: {} partitions are labelled {spec:?}; use a partition number",
+                many.len()
+            ),
+        }
+    }
+
+    /// Opens the filesystem in the partition named by `spec`.
+    pub fn filesystem(&self, spec: &str) -> Result<(u32, Filesystem)> {
+        let part = self.partition(spec)?;
+        let n = part.number;
+        let shown = self.path.display();
+        if part.ptype.is_extended_container() {
+            bail!(
+                "{shown}: partition {n} is an extended partition, a container for logical partitions"
+            );
+        }
+        if let Err(e) = self.fs_info(n) {
+            bail!("{shown}: partition {n}: {e}");
+        }
+        let fs = Filesystem::open(self.window(part))
+            .with_context(|| format!("{shown}: partition {n}"))?;
+        Ok((n, fs))
+    }
+
+    /// Which of our target layouts this image is.
+    pub fn layout(&self) -> Result<Layout, disk::layout::LayoutError> {
+        let pairs: Vec<(&Partition, Option<&FsInfo>)> = self
+            .table
+            .data_partitions()
+            .map(|p| (p, self.fs_info(p.number).ok().flatten()))
+            .collect();
+        disk::layout::detect(&self.table, &pairs)
+    }
+
+    /// "partitions 1 (system-boot), 2 (writable)" for error messages.
+    fn describe_partitions(&self) -> String {
+        let parts: Vec<String> = self
+            .table
+            .data_partitions()
+            .map(|p| {
+                match self
+                    .fs_info(p.number)
+                    .ok()
+                    .flatten()
+                    .and_then(|i| i.label.clone())
+                {
+                    Some(label) => format!("{} ({label})", p.number),
+                    None => p.number.to_string(),
+                }
+            })
+            .collect();
+        match parts.len() {
+            0 => "no partitions".to_string(),
+            1 => format!("partition {}", parts[0]),
+            _ => format!("partitions {}", parts.join(", ")),
+        }
+    }
+}
+
+/// Size of a regular file, or of a block device (whose metadata says 0).
+fn image_len(file: &File, meta: &std::fs::Metadata) -> std::io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    let mut f = file;
+    let len = f.seek(SeekFrom::End(0))?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(len)
+}
