@@ -22,8 +22,15 @@ pub fn init_logging(global: &GlobalArgs) {
             _ => "trace",
         }
     };
+    // fatfs logs harmless compatibility notes about volumes it reads at
+    // warn level; they are not the user's business unless asked (-vv).
+    let fatfs = if global.verbose >= 2 {
+        ""
+    } else {
+        ",fatfs=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{fatfs}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -12,6 +12,11 @@ pub enum DiskError {
     #[error("no partition table: no MBR boot signature 0x55AA at bytes 510–511")]
     NoSignature,
     #[error(
+        "no partition table: the image is a bare {0} filesystem; we need a whole-disk \
+         image with an MBR or GPT"
+    )]
+    BareFilesystem(&'static str),
+    #[error(
         "no partition table: MBR entry {entry} has boot flag {flag:#04x} \
          (must be 0x00 or 0x80), so bytes 446–509 are not a partition table"
     )]

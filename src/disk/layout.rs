@@ -49,10 +49,10 @@ pub enum LayoutError {
     #[error("no ext4 partition (every layout we build needs an ext4 root)")]
     NoExt4,
     #[error(
-        "{count} ext4 partitions and no FAT boot partition labelled system-boot or \
-         RPICFG: cannot tell which is the root"
+        "no FAT boot partition labelled system-boot or RPICFG, and not a single-root \
+         image (partitions with filesystems: {found})"
     )]
-    AmbiguousRoot { count: usize },
+    Unrecognised { found: String },
     #[error("a FAT partition labelled {label:?} but no ext4 partition after it to be the root")]
     BootWithoutRoot { label: String },
 }
@@ -109,14 +109,28 @@ pub fn detect(
             });
         }
     }
-    match ext.as_slice() {
-        [] => Err(LayoutError::NoExt4),
-        [root] => Ok(Layout {
+    let with_fs: Vec<(&Partition, &FsInfo)> = filesystems
+        .iter()
+        .filter_map(|(p, i)| i.map(|i| (*p, i)))
+        .collect();
+    match (ext.as_slice(), with_fs.len()) {
+        ([], _) => Err(LayoutError::NoExt4),
+        // Single root: the ext4 is the only filesystem on the disk.
+        ([root], 1) => Ok(Layout {
             kind: LayoutKind::ArmbianSingleRoot,
             boot: None,
             root: root.number,
             raw_area_bytes,
         }),
-        many => Err(LayoutError::AmbiguousRoot { count: many.len() }),
+        _ => Err(LayoutError::Unrecognised {
+            found: with_fs
+                .iter()
+                .map(|(p, i)| match &i.label {
+                    Some(l) => format!("{} ({} {l})", p.number, i.fs_type.blkid_type()),
+                    None => format!("{} ({})", p.number, i.fs_type.blkid_type()),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
 }

@@ -36,6 +36,9 @@ pub fn read_table(file: &File, image_len: u64) -> Result<PartitionTable, DiskErr
         return Err(DiskError::TooSmall { len: image_len });
     }
     let sector0 = read_sector(file, 0, 512, "MBR")?;
+    if let Some(kind) = bare_filesystem(file, &sector0, image_len) {
+        return Err(DiskError::BareFilesystem(kind));
+    }
     if !mbr::has_signature(&sector0) {
         return Err(DiskError::NoSignature);
     }
@@ -51,6 +54,23 @@ pub fn read_table(file: &File, image_len: u64) -> Result<PartitionTable, DiskErr
         return Err(DiskError::GptMissing);
     }
     mbr::read(file, &sector0, image_len)
+}
+
+/// Recognises a filesystem written straight onto the disk (no table): a
+/// FAT boot sector's type string, or the ext2/3/4 magic at byte 1080.
+fn bare_filesystem(file: &File, sector0: &[u8], image_len: u64) -> Option<&'static str> {
+    let fat_string = |off: usize| sector0[off..off + 3] == *b"FAT";
+    let no_entries = mbr::primary_entries(sector0).iter().all(|e| e.ptype == 0);
+    if mbr::has_signature(sector0) && (fat_string(54) || fat_string(82)) && no_entries {
+        return Some("FAT");
+    }
+    if image_len >= 1082 {
+        let magic = read_sector(file, 1080, 2, "ext4 magic").ok()?;
+        if magic == [0x53, 0xEF] && !mbr::has_signature(sector0) {
+            return Some("ext2/3/4");
+        }
+    }
+    None
 }
 
 /// Reads exactly `len` bytes at `offset`.

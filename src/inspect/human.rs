@@ -37,18 +37,19 @@ pub fn render_human(r: &Report, color: bool) -> String {
     let p = Paint { color };
     let mut o = String::new();
     // Writing to a String cannot fail; the `let _` below are for that.
-    let _ = writeln!(
-        o,
-        "{}  {}, {}, disk id {}, {}-byte sectors",
-        p.bold(&r.image),
-        human_size(r.size_bytes),
-        match r.table.kind {
-            crate::disk::TableKind::Mbr => "MBR",
-            crate::disk::TableKind::Gpt => "GPT",
-        },
-        r.table.disk_id,
-        r.table.sector_size
-    );
+    let _ = writeln!(o, "{}  {}", p.bold(&r.image), human_size(r.size_bytes));
+    let kind = match r.table.kind {
+        crate::disk::TableKind::Mbr => "MBR",
+        crate::disk::TableKind::Gpt => "GPT",
+    };
+    let table = [
+        format!("{kind} partition table"),
+        format!("{}-byte sectors", r.table.sector_size),
+        format!("disk id {}", r.table.disk_id),
+    ];
+    for line in wrap_items(&table, 80) {
+        let _ = writeln!(o, "{line}");
+    }
     for w in &r.table.warnings {
         let _ = writeln!(o, "{} {w}", p.warn("warning:"));
     }
@@ -56,14 +57,15 @@ pub fn render_human(r: &Report, color: bool) -> String {
     let _ = writeln!(
         o,
         "{}",
-        p.bold(" #  Start LBA   Size      Type                Filesystem    Label")
+        p.bold(" #  Start LBA   Size      Type                  Filesystem   Label")
     );
     for part in &r.partitions {
-        let ty = format!("{} {}", part.type_id, part.type_name);
-        let ty = if ty.len() > 19 {
-            format!("{}…", &ty[..18])
+        // GPT type GUIDs are too wide for the table: name here, GUID below.
+        let is_gpt = part.type_id.len() > 2;
+        let ty = if is_gpt {
+            part.type_name.to_string()
         } else {
-            ty
+            format!("{} {}", part.type_id, part.type_name)
         };
         let (fs, label) = match &part.filesystem {
             Some(f) => (
@@ -75,9 +77,8 @@ pub fn render_human(r: &Report, color: bool) -> String {
             ),
             None => ("-".to_string(), String::new()),
         };
-        let _ = writeln!(
-            o,
-            "{:>2}  {:<10}  {:<8}  {:<18}  {:<12}  {}",
+        let row = format!(
+            "{:>2}  {:<10}  {:<8}  {:<20}  {:<11}  {}",
             part.number,
             part.start_lba,
             human_size(part.size_bytes),
@@ -85,6 +86,7 @@ pub fn render_human(r: &Report, color: bool) -> String {
             fs,
             label
         );
+        let _ = writeln!(o, "{}", row.trim_end());
         let mut ids = Vec::new();
         if let Some(f) = &part.filesystem {
             ids.push(format!("UUID {}", f.uuid));
@@ -93,11 +95,22 @@ pub fn render_human(r: &Report, color: bool) -> String {
         if let Some(name) = part.name.as_deref().filter(|n| !n.is_empty()) {
             ids.push(format!("name {name:?}"));
         }
-        let _ = writeln!(o, "    {}", p.dim(&ids.join(", ")));
+        if is_gpt {
+            ids.push(format!("type {}", part.type_id));
+        }
+        for line in wrap_items(&ids, 76) {
+            let _ = writeln!(o, "    {}", p.dim(&line));
+        }
     }
     let _ = writeln!(o);
 
     let key = |k: &str| p.bold(&format!("{k:<12}"));
+    // A fact: key in the left column, text wrapped to 80 columns beside it.
+    let fact = |o: &mut String, k: &str, text: &str| {
+        for (i, line) in wrap(text, 80 - 12).iter().enumerate() {
+            let _ = writeln!(o, "{}{line}", key(if i == 0 { k } else { "" }));
+        }
+    };
     match (&r.layout, &r.layout_problem) {
         (Some(l), _) => {
             let parts = match l.boot {
@@ -108,10 +121,10 @@ pub fn render_human(r: &Report, color: bool) -> String {
                     human_size(l.raw_area_bytes)
                 ),
             };
-            let _ = writeln!(o, "{}{} — {parts}", key("Layout"), l.kind);
+            fact(&mut o, "Layout", &format!("{} — {parts}", l.kind));
         }
         (None, Some(why)) => {
-            let _ = writeln!(o, "{}{} {why}", key("Layout"), p.warn("not recognised:"));
+            fact(&mut o, "Layout", &format!("not recognised: {why}"));
         }
         (None, None) => {}
     }
@@ -132,18 +145,25 @@ pub fn render_human(r: &Report, color: bool) -> String {
                 a.board.as_deref().unwrap_or("?")
             );
         }
-        let _ = writeln!(o, "{}{}", key("OS"), line.trim());
+        fact(&mut o, "OS", line.trim());
     } else if r.layout.is_some() {
-        let _ = writeln!(o, "{}no /etc/os-release in the root filesystem", key("OS"));
+        fact(&mut o, "OS", "no /etc/os-release in the root filesystem");
     }
     for (i, f) in r.boot_config.iter().enumerate() {
         let k = if i == 0 { "Boot config" } else { "" };
-        let what = match &f.content {
-            Some(c) if f.path.ends_with("cmdline.txt") => c.clone(),
-            Some(c) => c.lines().collect::<Vec<_>>().join("; "),
-            None => human_size(f.size_bytes),
-        };
-        let _ = writeln!(o, "{}p{}:{}  {}", key(k), f.partition, f.path, what);
+        let place = format!("p{}:{}", f.partition, f.path);
+        match &f.content {
+            Some(c) => {
+                let _ = writeln!(o, "{}{place}", key(k));
+                let text = c.lines().collect::<Vec<_>>().join(" ");
+                for line in wrap(&text, 80 - 14) {
+                    let _ = writeln!(o, "{:14}{line}", "");
+                }
+            }
+            None => {
+                let _ = writeln!(o, "{}{place} ({})", key(k), human_size(f.size_bytes));
+            }
+        }
     }
     if let Some(ci) = &r.cloud_init {
         let status = if ci.installed {
@@ -154,19 +174,20 @@ pub fn render_human(r: &Report, color: bool) -> String {
         } else {
             "not installed (first-boot files go straight into the root filesystem)".to_string()
         };
-        let _ = writeln!(o, "{}{status}", key("cloud-init"));
+        fact(&mut o, "cloud-init", &status);
         for d in &ci.datasource_configs {
             let mut facts = Vec::new();
-            if let Some(list) = &d.datasource_list {
-                facts.push(format!("datasource_list [{}]", list.join(", ")));
-            }
             if let Some(label) = &d.nocloud_fs_label {
                 facts.push(format!("NoCloud fs_label {label}"));
+            }
+            if let Some(list) = &d.datasource_list {
+                facts.push(format!("datasource_list [{}]", list.join(", ")));
             }
             if let Some(e) = &d.parse_error {
                 facts.push(format!("unparseable: {e}"));
             }
-            let _ = writeln!(o, "{}{}: {}", key(""), d.path, facts.join(", "));
+            fact(&mut o, "", &facts.join(", "));
+            let _ = writeln!(o, "{}{}", key(""), p.dim(&format!("  in {}", d.path)));
         }
     }
     if let Some(seed) = &r.seed {
@@ -180,12 +201,77 @@ pub fn render_human(r: &Report, color: bool) -> String {
         } else {
             files.join(", ")
         };
-        let _ = writeln!(o, "{}p{}: {files}", key("Seed"), seed.partition);
-        let id = match &seed.instance_id {
-            Some(id) => format!("instance-id {id}"),
-            None => "no instance-id in meta-data (cloud-init will use \"nocloud\")".to_string(),
-        };
-        let _ = writeln!(o, "{}{id}", key(""));
+        fact(&mut o, "Seed", &format!("p{}: {files}", seed.partition));
+        if !seed.files.is_empty() {
+            let id = match &seed.instance_id {
+                Some(id) => format!("instance-id {id}"),
+                None => "no instance-id in meta-data (cloud-init will use \"nocloud\")".to_string(),
+            };
+            fact(&mut o, "", &id);
+        }
     }
     o
+}
+
+/// Joins `items` with ", " into lines of at most `width` characters,
+/// breaking only between items.
+fn wrap_items(items: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let piece = if i + 1 < items.len() {
+            format!("{item},")
+        } else {
+            item.clone()
+        };
+        if !line.is_empty() && line.chars().count() + 1 + piece.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&piece);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// Splits `text` at spaces into lines of at most `width` characters (a
+/// single longer word gets a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{wrap, wrap_items};
+
+    #[test]
+    fn wraps_at_word_boundaries() {
+        assert_eq!(wrap("aa bb cc dd", 5), ["aa bb", "cc dd"]);
+        assert_eq!(wrap("abcdefgh ij", 5), ["abcdefgh", "ij"]);
+        assert!(wrap("", 5).is_empty());
+        let items = [
+            "UUID a".to_string(),
+            "PARTUUID bb".to_string(),
+            "c".to_string(),
+        ];
+        assert_eq!(wrap_items(&items, 12), ["UUID a,", "PARTUUID bb,", "c"]);
+    }
 }
