@@ -3,13 +3,11 @@
 //! Read-only. The primary must be intact; a damaged or misplaced backup is
 //! reported as a warning, as sfdisk does.
 
-use std::fs::File;
-
 use super::DiskError;
 use super::guid::Guid;
 use super::table::{Partition, PartitionTable, PartitionType, TableKind, check_geometry, range_of};
 use crate::io::bytes::{array, le_u16, le_u32, le_u64};
-use crate::io::{Lba, SectorCount, SectorSize};
+use crate::io::{Lba, ReadAt, SectorCount, SectorSize};
 
 const SIGNATURE: &[u8; 8] = b"EFI PART";
 const MIN_HEADER_SIZE: u32 = 92;
@@ -32,7 +30,7 @@ struct Header {
 }
 
 /// True when sector 1 at `ss` carries the GPT signature.
-pub(super) fn signature_at(file: &File, ss: SectorSize, image_len: u64) -> bool {
+pub(super) fn signature_at<R: ReadAt + ?Sized>(file: &R, ss: SectorSize, image_len: u64) -> bool {
     let off = u64::from(ss.bytes());
     if off + 8 > image_len {
         return false;
@@ -43,7 +41,11 @@ pub(super) fn signature_at(file: &File, ss: SectorSize, image_len: u64) -> bool 
 }
 
 /// Reads and checks the header at `lba`.
-fn read_header(file: &File, lba: u64, ss: SectorSize) -> Result<Header, DiskError> {
+fn read_header<R: ReadAt + ?Sized>(
+    file: &R,
+    lba: u64,
+    ss: SectorSize,
+) -> Result<Header, DiskError> {
     let offset = Lba(lba).to_offset(ss)?.0;
     let sector = super::read_sector(file, offset, ss.bytes() as usize, "GPT header")?; // as: ≤ 4096
     let bad = |problem: String| DiskError::BadGptHeader { lba, problem };
@@ -104,8 +106,8 @@ fn read_header(file: &File, lba: u64, ss: SectorSize) -> Result<Header, DiskErro
 }
 
 /// Reads the entry array a header points at and checks its CRC32.
-fn read_entries(
-    file: &File,
+fn read_entries<R: ReadAt + ?Sized>(
+    file: &R,
     h: &Header,
     ss: SectorSize,
     image_len: u64,
@@ -134,8 +136,8 @@ fn read_entries(
 }
 
 /// Parses the GPT with sector size `ss`.
-pub(super) fn read(
-    file: &File,
+pub(super) fn read<R: ReadAt + ?Sized>(
+    file: &R,
     ss: SectorSize,
     image_len: u64,
 ) -> Result<PartitionTable, DiskError> {
@@ -198,8 +200,8 @@ pub(super) fn read(
 
 /// Checks the backup header and array; problems become warnings because
 /// the primary, which we use, is intact.
-fn check_backup(
-    file: &File,
+fn check_backup<R: ReadAt + ?Sized>(
+    file: &R,
     primary: &Header,
     ss: SectorSize,
     image_len: u64,

@@ -3,12 +3,10 @@
 //! Read-only; layout from the classic IBM PC spec as Linux interprets it
 //! (logical partitions numbered from 5, MBR sectors are always 512 bytes).
 
-use std::fs::File;
-
 use super::DiskError;
 use super::table::{Partition, PartitionTable, PartitionType, TableKind, check_geometry, range_of};
 use crate::io::bytes::le_u32;
-use crate::io::{Lba, SectorCount, SectorSize};
+use crate::io::{Lba, ReadAt, SectorCount, SectorSize};
 
 /// Offset of the first partition entry within a (E)MBR sector.
 const ENTRIES: usize = 446;
@@ -54,8 +52,8 @@ pub(super) fn has_signature(sector: &[u8]) -> bool {
 
 /// Parses the MBR in `sector0` (and any EBR chain) of an image `image_len`
 /// bytes long.
-pub(super) fn read(
-    file: &File,
+pub(super) fn read<R: ReadAt + ?Sized>(
+    file: &R,
     sector0: &[u8],
     image_len: u64,
 ) -> Result<PartitionTable, DiskError> {
@@ -118,8 +116,8 @@ pub(super) fn read(
 }
 
 /// Walks the EBR chain of the extended partition at `ext_start`.
-fn read_logical(
-    file: &File,
+fn read_logical<R: ReadAt + ?Sized>(
+    file: &R,
     ext_start: Lba,
     ext_sectors: SectorCount,
     image_len: u64,

@@ -5,5 +5,33 @@ pub mod bytes;
 pub mod units;
 pub mod window;
 
+/// Positional reads of exactly `buf.len()` bytes: what the partition-table
+/// readers need, from an image file or (for fuzzing) from memory.
+pub trait ReadAt {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let start = usize::try_from(offset).ok().filter(|&s| s <= self.len());
+        match start.and_then(|s| self.get(s..s.checked_add(buf.len())?)) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the end of the buffer",
+            )),
+        }
+    }
+}
+
 pub use units::{ByteLen, ByteOffset, ByteRange, Lba, SectorCount, SectorSize, UnitError};
 pub use window::PartitionWindow;
