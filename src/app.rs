@@ -96,9 +96,12 @@ fn inspect(args: &InspectArgs, color: ColorChoice) -> Result<()> {
 fn ls(args: &LsArgs) -> Result<()> {
     let image = Image::open(&args.image)?;
     let (n, fs) = image.filesystem(&args.partition)?;
-    let entries = fs
-        .list(&args.path)
-        .with_context(|| format!("{}: partition {n}", args.image.display()))?;
+    // Like ls(1): a directory lists its entries, anything else itself.
+    let entries = match fs.list(&args.path) {
+        Err(crate::fs::FsError::NotADirectory(_)) => fs.stat(&args.path).map(|e| vec![e]),
+        other => other,
+    }
+    .with_context(|| format!("{}: partition {n}", args.image.display()))?;
     let mut text = String::new();
     for e in &entries {
         text.push_str(&crate::fs::format_entry(e, args.long));

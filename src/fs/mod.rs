@@ -45,9 +45,20 @@ impl FsError {
     /// fatfs reports a missing path as `NotFound` and a file used as a
     /// directory as `InvalidInput`/`NotFound`; turn those into our words.
     fn lookup(path: &str, source: std::io::Error) -> FsError {
+        // fatfs 0.3.6 says "Not a directory" / "Is a directory" with
+        // ErrorKind::Other; its message is the only signal.
+        if source.kind() == std::io::ErrorKind::Other {
+            match source.to_string().as_str() {
+                "Not a directory" => return FsError::NotADirectory(path.to_string()),
+                "Is a directory" => return FsError::IsADirectory(path.to_string()),
+                _ => {}
+            }
+        }
         match source.kind() {
             std::io::ErrorKind::NotFound => FsError::NotFound(path.to_string()),
-            std::io::ErrorKind::InvalidInput => FsError::NotADirectory(path.to_string()),
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::NotADirectory => {
+                FsError::NotADirectory(path.to_string())
+            }
             _ => FsError::io(path, source),
         }
     }
@@ -99,6 +110,14 @@ impl Filesystem {
         };
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
+    }
+
+    /// The entry for `path` itself (a symlink is not followed).
+    pub fn stat(&self, path: &str) -> Result<FsEntry, FsError> {
+        match self {
+            Filesystem::Fat(v) => v.stat(path),
+            Filesystem::Ext4(v) => v.stat(path),
+        }
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
@@ -153,11 +172,21 @@ pub fn format_entry(e: &FsEntry, long: bool) -> String {
     let mode = match e.mode {
         Some(m) => {
             let mut s = String::new();
-            for shift in [6u16, 3, 0] {
+            // (shift, special bit, letter when also executable / when not)
+            for (shift, special, set, unset) in [
+                (6u16, 0o4000, 's', 'S'),
+                (3, 0o2000, 's', 'S'),
+                (0, 0o1000, 't', 'T'),
+            ] {
                 let bits = (m >> shift) & 7;
                 s.push(if bits & 4 != 0 { 'r' } else { '-' });
                 s.push(if bits & 2 != 0 { 'w' } else { '-' });
-                s.push(if bits & 1 != 0 { 'x' } else { '-' });
+                s.push(match (m & special != 0, bits & 1 != 0) {
+                    (true, true) => set,
+                    (true, false) => unset,
+                    (false, true) => 'x',
+                    (false, false) => '-',
+                });
             }
             s
         }

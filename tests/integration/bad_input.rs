@@ -320,8 +320,8 @@ fn paths_that_do_not_fit() {
         ),
         (&["cat", s(&img), "2", "/etc"], "/etc: is a directory"),
         (
-            &["ls", s(&img), "2", "/etc/hostname"],
-            "/etc/hostname: not a directory",
+            &["ls", s(&img), "2", "/etc/hostname/x"],
+            "/etc/hostname/x: not a directory",
         ),
         (
             &["ls", s(&img), "1", "/nope"],

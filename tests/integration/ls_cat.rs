@@ -142,7 +142,11 @@ fn ext4_listings_match_debugfs() {
             "writable",
             vec!["/", "/etc", "/usr/share/doc/many", "/etc/cloud/cloud.cfg.d"],
         ),
-        ("armbian-single-gpt.img", "1", vec!["/", "/boot", "/etc"]),
+        (
+            "armbian-single-gpt.img",
+            "1",
+            vec!["/", "/boot", "/etc", "/root"],
+        ),
         ("mbr-logical.img", "5", vec!["/"]),
     ] {
         let image = fixture(name);
@@ -209,11 +213,20 @@ fn unix_mode_string(mode: u32) -> String {
         _ => '?',
     };
     let mut s = String::from(kind);
-    for shift in [6, 3, 0] {
+    for (shift, special, set, unset) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
         let b = (mode >> shift) & 7;
         s.push(if b & 4 != 0 { 'r' } else { '-' });
         s.push(if b & 2 != 0 { 'w' } else { '-' });
-        s.push(if b & 1 != 0 { 'x' } else { '-' });
+        s.push(match (mode & special != 0, b & 1 != 0) {
+            (true, true) => set,
+            (true, false) => unset,
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
     }
     s
 }
@@ -310,5 +323,37 @@ fn long_and_short_symlinks_are_both_read() {
     assert!(
         short >= 1 && long >= 1,
         "want both kinds of symlink: {short} short, {long} long"
+    );
+}
+
+#[test]
+fn ls_of_a_file_shows_the_file_like_ls() {
+    let image = fixture("ubuntu-raspi.img");
+    let img = image.to_str().unwrap();
+    // FAT names match case-insensitively, as the firmware and Linux do.
+    let fat = hi_ok(&["ls", "-l", img, "1", "CMDLINE.TXT"]);
+    assert_eq!(fat.lines().count(), 1, "{fat}");
+    assert!(fat.trim_end().ends_with(" cmdline.txt"), "{fat}");
+    let ext = hi_ok(&["ls", "-l", img, "2", "/etc/os-release"]);
+    assert!(ext.starts_with("lrwxrwxrwx"), "{ext}");
+    assert!(
+        ext.trim_end()
+            .ends_with("os-release -> ../usr/lib/os-release"),
+        "{ext}"
+    );
+    let ext = ext4_part(&image, 2);
+    let stat = String::from_utf8(debugfs(&ext.fs, "stat /etc/hostname")).unwrap();
+    let size = stat
+        .split("Size: ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let ours = hi_ok(&["ls", "-l", img, "2", "/etc/hostname"]);
+    assert_eq!(
+        ours.split_whitespace().nth(3),
+        Some(size),
+        "{ours} vs {stat}"
     );
 }

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cli;
+mod fat_write;
 mod inspect;
 mod ls_cat;
 mod util;

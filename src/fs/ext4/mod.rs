@@ -44,38 +44,54 @@ impl Ext4Volume {
                 continue;
             }
             let meta = entry.metadata().map_err(|e| FsError::ext4(path, e))?;
-            let ft = meta.file_type();
-            let kind = if ft.is_dir() {
-                EntryKind::Dir
-            } else if ft.is_symlink() {
-                EntryKind::Symlink
-            } else if ft.is_regular_file() {
-                EntryKind::File
-            } else {
-                EntryKind::Other
-            };
-            let link_target = if ft.is_symlink() {
-                let child = join(&abs, &name);
-                let target = self
-                    .fs
-                    .read_link(child.as_str())
-                    .map_err(|e| FsError::ext4(&child, e))?;
-                Some(target.display().to_string())
-            } else {
-                None
-            };
-            out.push(FsEntry {
-                name,
-                kind,
-                size: meta.len(),
-                mode: Some(meta.mode()),
-                uid: Some(meta.uid()),
-                gid: Some(meta.gid()),
-                mtime: format_unix(meta.modified().seconds()),
-                link_target,
-            });
+            out.push(self.entry(&join(&abs, &name), name, &meta)?);
         }
         Ok(out)
+    }
+
+    /// The entry for `path` itself, not following a final symlink.
+    pub fn stat(&self, path: &str) -> Result<FsEntry, FsError> {
+        let abs = absolute(path);
+        let meta = self
+            .fs
+            .symlink_metadata(abs.as_str())
+            .map_err(|e| FsError::ext4(path, e))?;
+        let name = abs.rsplit('/').next().unwrap_or("").to_string();
+        self.entry(&abs, if name.is_empty() { "/".into() } else { name }, &meta)
+    }
+
+    /// Builds the `ls` view of the inode at `abs` from its metadata.
+    fn entry(
+        &self,
+        abs: &str,
+        name: String,
+        meta: &ext4_view::Metadata,
+    ) -> Result<FsEntry, FsError> {
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_symlink() {
+            EntryKind::Symlink
+        } else if ft.is_regular_file() {
+            EntryKind::File
+        } else {
+            EntryKind::Other
+        };
+        let link_target = if ft.is_symlink() {
+            Some(self.read_link(abs)?)
+        } else {
+            None
+        };
+        Ok(FsEntry {
+            name,
+            kind,
+            size: meta.len(),
+            mode: Some(meta.mode()),
+            uid: Some(meta.uid()),
+            gid: Some(meta.gid()),
+            mtime: format_unix(meta.modified().seconds()),
+            link_target,
+        })
     }
 
     /// The bytes of the file at `path`, following symlinks inside the image.

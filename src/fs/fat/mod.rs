@@ -125,6 +125,31 @@ impl FatVolume {
         Ok(out)
     }
 
+    /// The entry for `path` itself (FAT names match case-insensitively).
+    pub fn stat(&self, path: &str) -> Result<FsEntry, FsError> {
+        let rel = normalize(path);
+        let Some((parent, name)) = rel
+            .rsplit_once('/')
+            .or(Some(("", rel.as_str())))
+            .filter(|_| !rel.is_empty())
+        else {
+            return Ok(FsEntry {
+                name: "/".into(),
+                kind: EntryKind::Dir,
+                size: 0,
+                mode: None,
+                uid: None,
+                gid: None,
+                mtime: String::new(),
+                link_target: None,
+            });
+        };
+        self.list(parent)?
+            .into_iter()
+            .find(|e| e.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| FsError::NotFound(path.to_string()))
+    }
+
     /// The bytes of the file at `path`.
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
         let rel = normalize(path);
