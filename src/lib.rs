@@ -9,6 +9,7 @@
 pub mod app;
 pub mod cli;
 pub mod disk;
+pub mod firmware;
 pub mod fs;
 pub mod image;
 pub mod inspect;

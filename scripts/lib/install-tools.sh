@@ -1,0 +1,52 @@
+# shellcheck shell=bash
+# scripts/lib/install-tools.sh — make sure the programs the fixtures and the
+# tests call are installed, installing the Debian packages of missing ones (as
+# root, or through sudo; apt-get update first). Sourced by scripts/test and
+# scripts/quickstart; defines ensure_tools. The caller defines `die`.
+
+ensure_tools() {
+	# Programs the fixture scripts and the tests call, with the Debian 12 package
+	# that ships each. Only the packages of missing programs are installed, so a
+	# run on a prepared machine never touches apt.
+	tools=(
+		sfdisk:fdisk sgdisk:gdisk
+		mkfs.vfat:dosfstools fsck.fat:dosfstools
+		mcopy:mtools mmd:mtools mdir:mtools
+		mke2fs:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs tune2fs:e2fsprogs dumpe2fs:e2fsprogs
+		blkid:util-linux setpriv:util-linux xz:xz-utils gzip:gzip python3:python3 shellcheck:shellcheck
+	)
+
+	packages=()
+	want() { # PACKAGE: add once
+		local p
+		for p in "${packages[@]}"; do [[ $p == "$1" ]] && return; done
+		packages+=("$1")
+	}
+	for t in "${tools[@]}"; do
+		command -v "${t%%:*}" >/dev/null 2>&1 || want "${t#*:}"
+	done
+	# python3-yaml for the YAML round trips (and python3 itself, if missing).
+	python3 -c 'import yaml' >/dev/null 2>&1 || want python3-yaml
+
+	if ((${#packages[@]} > 0)); then
+		echo "installing: ${packages[*]}"
+		as_root=()
+		if ((EUID != 0)); then
+			command -v sudo >/dev/null 2>&1 ||
+				die "not root and no sudo: install these Debian packages first: ${packages[*]}"
+			# -n: never wait for a password when nobody can type one.
+			if [[ -n ${CI:-} || ! -t 0 ]]; then as_root=(sudo -n); else as_root=(sudo); fi
+		fi
+		"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
+		"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
+		for t in "${tools[@]}"; do
+			command -v "${t%%:*}" >/dev/null 2>&1 || die "${t%%:*} is still missing after apt-get install"
+		done
+		python3 -c 'import yaml' 2>/dev/null ||
+			die "python3 ($(command -v python3)) cannot import yaml after installing python3-yaml"
+	else
+		echo "all present: ${tools[*]%%:*} python3-yaml"
+	fi
+
+}
