@@ -9,3 +9,5 @@
 pub mod app;
 pub mod cli;
 pub mod io;
+pub mod profile;
+pub mod render;
