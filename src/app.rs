@@ -8,6 +8,8 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, ColorChoice, Command, GlobalArgs};
 
+mod profile_cmds;
+
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
 /// only with `-q`. `RUST_LOG` overrides.
 pub fn init_logging(global: &GlobalArgs) {
@@ -48,6 +50,9 @@ pub fn report_error(err: &anyhow::Error) {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Init(args) => profile_cmds::init(&cli.global, &args),
+        Command::Check => profile_cmds::check(&cli.global),
+        Command::Render(args) => profile_cmds::render(&cli.global, &args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(args.shell, &mut cmd, "homelab-image", &mut std::io::stdout());

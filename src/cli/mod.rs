@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod profile_cmds;
+
 
 /// Turn a stock Ubuntu Server or Armbian arm64 image into one ready-to-boot
 /// image per node of a homelab cluster.
@@ -59,6 +61,12 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented starter profile (three nodes, detected defaults)
+    Init(profile_cmds::InitArgs),
+    /// Validate the profile and report every problem
+    Check,
+    /// Show the files the build step would put into one node's image
+    Render(profile_cmds::RenderArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

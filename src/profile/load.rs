@@ -23,7 +23,7 @@ pub struct Position {
 
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("reading profile {}: {source}", path.display())]
+    #[error("reading profile {}", path.display())]
     Read {
         path: PathBuf,
         #[source]

@@ -19,6 +19,7 @@ pub mod problem;
 pub mod resolve;
 pub mod resolved;
 pub mod ssh;
+pub mod starter;
 
 pub mod state;
 pub mod validate;

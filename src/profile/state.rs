@@ -31,7 +31,7 @@ pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
 
 #[derive(Debug, Error)]
 pub enum StateError {
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
