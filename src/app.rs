@@ -55,7 +55,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Render(args) => profile_cmds::render(&cli.global, &args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
-            clap_complete::generate(args.shell, &mut cmd, "homelab-image", &mut std::io::stdout());
+            clap_complete::generate(
+                args.shell,
+                &mut cmd,
+                "homelab-image",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Manpage => {

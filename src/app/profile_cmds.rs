@@ -35,7 +35,11 @@ pub fn check(global: &GlobalArgs) -> Result<()> {
         global.profile.display(),
         if n == 1 { "" } else { "s" },
         resolved.warnings.len(),
-        if resolved.warnings.len() == 1 { "" } else { "s" },
+        if resolved.warnings.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
     );
     Ok(())
 }
@@ -51,18 +55,37 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
             names.join(", ")
         );
     };
-    let state = State::prepare(&cluster, &mut OsEntropy)
-        .with_context(|| format!("preparing the state directory {}", cluster.state_dir.display()))?;
+    let state = State::prepare(&cluster, &mut OsEntropy).with_context(|| {
+        format!(
+            "preparing the state directory {}",
+            cluster.state_dir.display()
+        )
+    })?;
     let specs = crate::render::node(node, &cluster, &state)
         .with_context(|| format!("rendering node {}", args.node))?;
     match &args.out {
         Some(dir) => {
-            write_tree(dir, &specs).with_context(|| format!("writing the files of node {} to {}", args.node, dir.display()))?;
-            eprintln!("wrote {} entries for node {} to {} (see MANIFEST)", specs.len(), args.node, dir.display());
+            write_tree(dir, &specs).with_context(|| {
+                format!(
+                    "writing the files of node {} to {}",
+                    args.node,
+                    dir.display()
+                )
+            })?;
+            eprintln!(
+                "wrote {} entries for node {} to {} (see MANIFEST)",
+                specs.len(),
+                args.node,
+                dir.display()
+            );
         }
         None => {
-            let text = to_text(&specs).with_context(|| format!("showing the files of node {}", args.node))?;
-            std::io::stdout().lock().write_all(text.as_bytes()).context("writing to stdout")?;
+            let text = to_text(&specs)
+                .with_context(|| format!("showing the files of node {}", args.node))?;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .context("writing to stdout")?;
         }
     }
     Ok(())
@@ -71,30 +94,48 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
 pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
     let path = &global.profile;
     if path.exists() && !args.force {
-        bail!("{} already exists; pass --force to overwrite it", path.display());
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        );
     }
     let detected = detect();
     let text = starter_profile(&detected);
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     let ctx = ResolveContext::from_process(path);
     let state_dir = ctx.path(Path::new(DEFAULT_STATE_DIR));
-    ensure_passphrase(&state_dir, &mut OsEntropy)
-        .with_context(|| format!("creating the MicroCloud passphrase in {}", state_dir.display()))?;
+    ensure_passphrase(&state_dir, &mut OsEntropy).with_context(|| {
+        format!(
+            "creating the MicroCloud passphrase in {}",
+            state_dir.display()
+        )
+    })?;
     eprintln!(
         "wrote {} ({} SSH key{} found{}); next: homelab-image check",
         path.display(),
         detected.ssh_keys.len(),
-        if detected.ssh_keys.len() == 1 { "" } else { "s" },
-        if detected.route.is_some() { ", LAN from the default route" } else { "" },
+        if detected.ssh_keys.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        if detected.route.is_some() {
+            ", LAN from the default route"
+        } else {
+            ""
+        },
     );
     Ok(())
 }
 
 /// Best-effort look at the host: nothing here is allowed to fail `init`.
 fn detect() -> Detected {
-    let route = std::fs::read_to_string("/proc/net/route").ok().and_then(|t| parse_proc_route(&t));
+    let route = std::fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| parse_proc_route(&t));
     let mut ssh_keys = Vec::new();
     if let Some(home) = std::env::var_os("HOME") {
         let dir = Path::new(&home).join(".ssh");
@@ -105,10 +146,10 @@ fn detect() -> Detected {
         pubs.sort();
         for p in pubs {
             // Skip unreadable or unparsable files: init only proposes.
-            if let Ok(text) = std::fs::read_to_string(&p) {
-                if let Ok(keys) = SshPublicKey::parse_many(&text) {
-                    ssh_keys.extend(keys);
-                }
+            if let Ok(text) = std::fs::read_to_string(&p)
+                && let Ok(keys) = SshPublicKey::parse_many(&text)
+            {
+                ssh_keys.extend(keys);
             }
         }
     }
@@ -116,5 +157,9 @@ fn detect() -> Detected {
         .ok()
         .filter(|u| u != "root")
         .and_then(|u| UserName::parse(&u).ok());
-    Detected { route, ssh_keys, user }
+    Detected {
+        route,
+        ssh_keys,
+        user,
+    }
 }

@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod profile_cmds;
 
-
 /// Turn a stock Ubuntu Server or Armbian arm64 image into one ready-to-boot
 /// image per node of a homelab cluster.
 #[derive(Debug, Parser)]

@@ -187,7 +187,10 @@ mod tests {
 
     #[test]
     fn lba_conversion_is_checked() {
-        assert_eq!(Lba(2048).to_offset(SectorSize::S512), Ok(ByteOffset(1 << 20)));
+        assert_eq!(
+            Lba(2048).to_offset(SectorSize::S512),
+            Ok(ByteOffset(1 << 20))
+        );
         assert!(Lba(u64::MAX / 2).to_offset(SectorSize::S4096).is_err());
     }
 

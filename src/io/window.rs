@@ -78,7 +78,9 @@ impl PartitionWindow {
 
 impl Read for PartitionWindow {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(usize::try_from(self.remaining()).unwrap_or(usize::MAX));
+        let n = buf
+            .len()
+            .min(usize::try_from(self.remaining()).unwrap_or(usize::MAX));
         if n == 0 {
             return Ok(0);
         }
@@ -108,9 +110,7 @@ impl Write for PartitionWindow {
                 ),
             ));
         }
-        let put = self
-            .file
-            .write_at(buf, self.range.start().0 + self.pos)?;
+        let put = self.file.write_at(buf, self.range.start().0 + self.pos)?;
         self.pos += put as u64; // as: put <= buf.len()
         Ok(put)
     }

@@ -122,7 +122,16 @@ mod tests {
     #[test]
     fn refuses_bad_hostnames() {
         for bad in [
-            "", "-pi", "pi-", "Pi1", "pi_1", "pi.lab", "pi 1", "123", "é", &"a".repeat(64),
+            "",
+            "-pi",
+            "pi-",
+            "Pi1",
+            "pi_1",
+            "pi.lab",
+            "pi 1",
+            "123",
+            "é",
+            &"a".repeat(64),
         ] {
             assert!(Hostname::parse(bad).is_err(), "{bad}");
         }

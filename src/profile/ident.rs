@@ -57,8 +57,12 @@ fn all(s: &str, ok: impl Fn(u8) -> bool) -> bool {
 /// A POSIX-ish account name as `useradd` accepts by default.
 fn account_name(s: &str) -> bool {
     s.len() <= 32
-        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && all(s, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && all(s, |b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+        })
 }
 
 ident!(
@@ -170,7 +174,8 @@ impl Mode {
 
     pub fn parse(s: &str) -> Result<Self, IdentError> {
         let digits = s.strip_prefix("0o").unwrap_or(s);
-        let ok = (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        let ok =
+            (3..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
         match u32::from_str_radix(digits, 8) {
             Ok(bits) if ok => Ok(Self(bits)),
             _ => Err(IdentError {

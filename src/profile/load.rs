@@ -52,7 +52,13 @@ struct Syntax<'a>(&'a LoadError);
 
 impl fmt::Display for Syntax<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let LoadError::Yaml { path, at, message, snippet } = self.0 {
+        if let LoadError::Yaml {
+            path,
+            at,
+            message,
+            snippet,
+        } = self.0
+        {
             write!(f, "{}:{}:{}: {message}", path.display(), at.line, at.column)?;
             if !snippet.is_empty() {
                 write!(f, "\n{snippet}")?;
@@ -83,28 +89,45 @@ pub fn load(path: &Path) -> Result<Profile, LoadError> {
 /// Reads at most `MAX_PROFILE_BYTES` (+1 to notice a larger file whose
 /// size the metadata did not tell, such as a pipe).
 fn read_capped(path: &Path) -> Result<String, LoadError> {
-    let io_err = |source| LoadError::Read { path: path.to_owned(), source };
+    let io_err = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(io_err)?;
     let size = file.metadata().map_err(io_err)?.len();
     if size > MAX_PROFILE_BYTES {
-        return Err(LoadError::TooLarge { path: path.to_owned(), size });
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            size,
+        });
     }
     let mut bytes = Vec::new();
-    file.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    file.take(MAX_PROFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
     let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     if read > MAX_PROFILE_BYTES {
-        return Err(LoadError::TooLarge { path: path.to_owned(), size: read });
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            size: read,
+        });
     }
     String::from_utf8(bytes).map_err(|e| {
         let bad = e.utf8_error().valid_up_to();
         let at = position_of(&e.as_bytes()[..bad]);
-        LoadError::NotUtf8 { path: path.to_owned(), at }
+        LoadError::NotUtf8 {
+            path: path.to_owned(),
+            at,
+        }
     })
 }
 
 /// The line and column just after `prefix`.
 fn position_of(prefix: &[u8]) -> Position {
-    let line_start = prefix.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let line_start = prefix
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     Position {
         line: count(prefix.iter().filter(|b| **b == b'\n').count()) + 1,
@@ -114,7 +137,10 @@ fn position_of(prefix: &[u8]) -> Position {
 
 /// Parses profile text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Profile, LoadError> {
-    if text.trim().is_empty() {
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank {
         return Err(LoadError::Yaml {
             path: path.to_owned(),
             at: Position { line: 1, column: 1 },
@@ -130,7 +156,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, LoadError> {
 fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> LoadError {
     let at = err
         .location()
-        .map_or(Position { line: 1, column: 1 }, |l| Position { line: l.line(), column: l.column() });
+        .map_or(Position { line: 1, column: 1 }, |l| Position {
+            line: l.line(),
+            column: l.column(),
+        });
     let formatter = serde_saphyr::DefaultMessageFormatter;
     let plain = err.render_with_options(serde_saphyr::render_options! {
         formatter: &formatter,
@@ -158,7 +187,12 @@ fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> LoadError {
         }
         _ => String::new(),
     };
-    LoadError::Yaml { path: path.to_owned(), at, message, snippet }
+    LoadError::Yaml {
+        path: path.to_owned(),
+        at,
+        message,
+        snippet,
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +213,10 @@ mod tests {
     fn unknown_and_duplicate_keys_are_refused() {
         assert!(err("nodes: []\nnodez: []\n").starts_with("h.yaml:2:1: unknown field `nodez`"));
         let dup = err("nodes: []\nnodes: []\n");
-        assert!(dup.starts_with("h.yaml:2:1: duplicate mapping key: nodes"), "{dup}");
+        assert!(
+            dup.starts_with("h.yaml:2:1: duplicate mapping key: nodes"),
+            "{dup}"
+        );
         assert!(!dup.contains("DuplicateKeyPolicy"), "{dup}");
     }
 

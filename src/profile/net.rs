@@ -46,7 +46,9 @@ impl Ipv4Cidr {
         if prefix.is_empty() || prefix.len() > 2 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
             return Err(NetError::BadCidr(s.to_owned()));
         }
-        let prefix: u8 = prefix.parse().map_err(|_| NetError::BadCidr(s.to_owned()))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| NetError::BadCidr(s.to_owned()))?;
         Self::new(addr, prefix).ok_or_else(|| NetError::BadPrefix(s.to_owned()))
     }
 
@@ -60,7 +62,9 @@ impl Ipv4Cidr {
 
     fn mask(&self) -> u32 {
         // prefix ≤ 32 is an invariant of the type; checked_shl covers 32.
-        u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0)
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
     }
 
     /// The subnet this address lies in, with host bits cleared.
@@ -113,8 +117,14 @@ impl Ipv4Range {
         let (a, b) = s
             .split_once('-')
             .ok_or_else(|| NetError::BadRange(s.to_owned()))?;
-        let start: Ipv4Addr = a.trim().parse().map_err(|_| NetError::BadRange(s.to_owned()))?;
-        let end: Ipv4Addr = b.trim().parse().map_err(|_| NetError::BadRange(s.to_owned()))?;
+        let start: Ipv4Addr = a
+            .trim()
+            .parse()
+            .map_err(|_| NetError::BadRange(s.to_owned()))?;
+        let end: Ipv4Addr = b
+            .trim()
+            .parse()
+            .map_err(|_| NetError::BadRange(s.to_owned()))?;
         if u32::from(start) > u32::from(end) {
             return Err(NetError::ReversedRange(s.to_owned()));
         }
@@ -173,7 +183,8 @@ impl InterfaceName {
             && s.len() <= 15
             && s != "."
             && s != ".."
-            && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -210,22 +221,40 @@ mod tests {
         assert!(!c.contains(Ipv4Addr::new(192, 168, 2, 1)));
         assert!(c.is_host_address());
         assert!(!Ipv4Cidr::parse("192.168.1.0/24").unwrap().is_host_address());
-        assert_eq!(Ipv4Cidr::parse("10.0.0.1/0").unwrap().network().to_string(), "0.0.0.0/0");
+        assert_eq!(
+            Ipv4Cidr::parse("10.0.0.1/0").unwrap().network().to_string(),
+            "0.0.0.0/0"
+        );
         assert_eq!(c.nth_host(11), Some(Ipv4Addr::new(192, 168, 1, 11)));
         assert_eq!(c.nth_host(256), None);
     }
 
     #[test]
     fn cidr_refuses_garbage() {
-        for bad in ["192.168.1.11", "192.168.1.300/24", "1.2.3.4/33", "1.2.3.4/+8", "1.2.3.4/", "x/24"] {
+        for bad in [
+            "192.168.1.11",
+            "192.168.1.300/24",
+            "1.2.3.4/33",
+            "1.2.3.4/+8",
+            "1.2.3.4/",
+            "x/24",
+        ] {
             assert!(Ipv4Cidr::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn mac_normalises_case_and_separator() {
-        assert_eq!(MacAddr::parse("DC-A6-32-01-36-C2").unwrap().to_string(), "dc:a6:32:01:36:c2");
-        for bad in ["dc:a6:32:01:36", "dc:a6:32:01:36:c2:00", "dc:a6:32:01:36:g2", "dca6.3201.36c2"] {
+        assert_eq!(
+            MacAddr::parse("DC-A6-32-01-36-C2").unwrap().to_string(),
+            "dc:a6:32:01:36:c2"
+        );
+        for bad in [
+            "dc:a6:32:01:36",
+            "dc:a6:32:01:36:c2:00",
+            "dc:a6:32:01:36:g2",
+            "dca6.3201.36c2",
+        ] {
             assert!(MacAddr::parse(bad).is_err(), "{bad}");
         }
     }

@@ -33,7 +33,8 @@ pub struct PasswordHash(String);
 
 /// The crypt(3) base64 alphabet.
 fn is_crypt64(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
 }
 
 impl PasswordHash {
@@ -43,7 +44,11 @@ impl PasswordHash {
         // "$6$salt$hash" splits into ["", "6", "salt", "hash"].
         match fields.as_slice() {
             ["", "y", params, salt, hash] => {
-                let ok = !params.is_empty() && is_crypt64(params) && is_crypt64(salt) && hash.len() == 43 && is_crypt64(hash);
+                let ok = !params.is_empty()
+                    && is_crypt64(params)
+                    && is_crypt64(salt)
+                    && hash.len() == 43
+                    && is_crypt64(hash);
                 ok.then(|| Self(s.to_owned())).ok_or_else(malformed)
             }
             ["", id @ ("5" | "6"), rest @ ..] => {
@@ -59,7 +64,10 @@ impl PasswordHash {
                     _ => return Err(malformed()),
                 };
                 let hash_len = if *id == "6" { 86 } else { 43 };
-                let ok = salt.len() <= 16 && is_crypt64(salt) && hash.len() == hash_len && is_crypt64(hash);
+                let ok = salt.len() <= 16
+                    && is_crypt64(salt)
+                    && hash.len() == hash_len
+                    && is_crypt64(hash);
                 ok.then(|| Self(s.to_owned())).ok_or_else(malformed)
             }
             _ => Err(PasswordError::UnsupportedScheme(shorten(s))),
@@ -105,21 +113,42 @@ mod tests {
         assert!(sha512.as_str().starts_with("$6$rounds=5000$"));
         let salt = sha512.as_str().split('$').nth(3).unwrap();
         assert_eq!(salt.len(), 16, "libxcrypt keeps 16 salt characters");
-        assert!(PasswordHash::parse("$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7").is_ok());
-        assert!(PasswordHash::parse("$5$saltsalt$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZF/8PWB00").is_ok());
+        assert!(
+            PasswordHash::parse(
+                "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7"
+            )
+            .is_ok()
+        );
+        assert!(
+            PasswordHash::parse("$5$saltsalt$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZF/8PWB00").is_ok()
+        );
     }
 
     #[test]
     fn refuses_weak_or_malformed_hashes() {
-        assert!(matches!(PasswordHash::parse("$1$abc$def"), Err(PasswordError::UnsupportedScheme(_))));
-        assert!(matches!(PasswordHash::parse("hunter2"), Err(PasswordError::UnsupportedScheme(_))));
-        assert!(matches!(PasswordHash::parse("$6$salt$short"), Err(PasswordError::Malformed(_))));
-        assert!(matches!(PasswordHash::parse("$y$$salt$x"), Err(PasswordError::Malformed(_))));
+        assert!(matches!(
+            PasswordHash::parse("$1$abc$def"),
+            Err(PasswordError::UnsupportedScheme(_))
+        ));
+        assert!(matches!(
+            PasswordHash::parse("hunter2"),
+            Err(PasswordError::UnsupportedScheme(_))
+        ));
+        assert!(matches!(
+            PasswordHash::parse("$6$salt$short"),
+            Err(PasswordError::Malformed(_))
+        ));
+        assert!(matches!(
+            PasswordHash::parse("$y$$salt$x"),
+            Err(PasswordError::Malformed(_))
+        ));
     }
 
     #[test]
     fn refused_plaintext_is_not_echoed() {
-        let msg = PasswordHash::parse("correct horse battery").unwrap_err().to_string();
+        let msg = PasswordHash::parse("correct horse battery")
+            .unwrap_err()
+            .to_string();
         assert!(!msg.contains("horse"), "{msg}");
     }
 }

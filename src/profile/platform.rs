@@ -33,7 +33,8 @@ impl Board {
                 let ok = !s.is_empty()
                     && s.len() <= 40
                     && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-                    && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
                 if ok {
                     Ok(Self::Armbian(s.to_owned()))
                 } else {
@@ -90,7 +91,10 @@ mod tests {
     #[test]
     fn boards_parse() {
         assert_eq!(Board::parse("rpi4").unwrap(), Board::RaspberryPi4);
-        assert_eq!(Board::parse("rock-5b").unwrap(), Board::Armbian("rock-5b".into()));
+        assert_eq!(
+            Board::parse("rock-5b").unwrap(),
+            Board::Armbian("rock-5b".into())
+        );
         assert!(Board::parse("Rock 5B").is_err());
         assert_eq!(Board::parse("rpi4b").unwrap(), Board::RaspberryPi4);
         assert!(!Board::parse("rock-5b").unwrap().is_raspberry_pi());

@@ -34,10 +34,18 @@ pub struct Report {
 
 impl Report {
     pub fn new(path: PathBuf) -> Self {
-        Self { path, ..Self::default() }
+        Self {
+            path,
+            ..Self::default()
+        }
     }
 
-    pub fn error(&mut self, node: Option<&str>, field: impl Into<String>, message: impl Into<String>) {
+    pub fn error(
+        &mut self,
+        node: Option<&str>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.errors.push(Problem {
             node: node.map(str::to_owned),
             field: field.into(),
@@ -45,7 +53,12 @@ impl Report {
         });
     }
 
-    pub fn warn(&mut self, node: Option<&str>, field: impl Into<String>, message: impl Into<String>) {
+    pub fn warn(
+        &mut self,
+        node: Option<&str>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.warnings.push(Problem {
             node: node.map(str::to_owned),
             field: field.into(),

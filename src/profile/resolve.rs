@@ -30,11 +30,15 @@ pub const FIRST_UID: u32 = 1000;
 /// The largest file `files[].source` or `ssh_key_files` may name.
 const MAX_INCLUDED_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Looks up an environment variable (a closure, so tests need no real
+/// environment).
+pub type EnvLookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// Where relative paths, `~` and environment variables are looked up.
 pub struct Context<'a> {
     pub profile_path: PathBuf,
     pub home: Option<PathBuf>,
-    pub env: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    pub env: EnvLookup<'a>,
 }
 
 impl Context<'static> {
@@ -61,7 +65,11 @@ impl Context<'_> {
         if let (Ok(rest), Some(home)) = (p.strip_prefix("~"), &self.home) {
             return home.join(rest);
         }
-        if p.is_absolute() { p.to_owned() } else { self.profile_dir().join(p) }
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.profile_dir().join(p)
+        }
     }
 }
 
@@ -101,9 +109,18 @@ pub fn resolve(profile: &Profile, ctx: &Context<'_>) -> Result<Resolved, Report>
     if report.has_errors() {
         return Err(report);
     }
-    let state_dir = ctx.path(profile.state_dir.as_deref().unwrap_or(Path::new(DEFAULT_STATE_DIR)));
+    let state_dir = ctx.path(
+        profile
+            .state_dir
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_STATE_DIR)),
+    );
     Ok(Resolved {
-        cluster: Cluster { nodes, microcloud, state_dir },
+        cluster: Cluster {
+            nodes,
+            microcloud,
+            state_dir,
+        },
         warnings: report.warnings,
     })
 }
@@ -174,7 +191,11 @@ fn resolve_node(
         _ => {}
     }
     let network = resolve_network(spec.network.as_ref(), defaults.network.as_ref(), &mut r);
-    let users = resolve_users(pick(&spec.users, &defaults.users).map_or(&[][..], Vec::as_slice), ctx, &mut r);
+    let users = resolve_users(
+        pick(&spec.users, &defaults.users).map_or(&[][..], Vec::as_slice),
+        ctx,
+        &mut r,
+    );
     let os = image.as_ref().map(|i| i.os);
     let files = resolve_files(spec, defaults, os, &users, ctx, &mut r);
     let wifi = pick(&spec.wifi, &defaults.wifi).and_then(|w| {
@@ -188,7 +209,10 @@ fn resolve_node(
         if w.ssid.is_empty() || w.ssid.len() > 32 {
             r.error("wifi.ssid", "an SSID is 1 to 32 bytes");
         }
-        if password.as_ref().is_some_and(|p| !(8..=63).contains(&p.len())) {
+        if password
+            .as_ref()
+            .is_some_and(|p| !(8..=63).contains(&p.len()))
+        {
             r.error("wifi.password", "a WPA passphrase is 8 to 63 characters");
         }
         Some(Wifi {
@@ -217,7 +241,9 @@ fn resolve_node(
         keyboard,
         ntp: pick(&spec.ntp, &defaults.ntp).cloned().unwrap_or_default(),
         wifi,
-        packages: pick(&spec.packages, &defaults.packages).cloned().unwrap_or_default(),
+        packages: pick(&spec.packages, &defaults.packages)
+            .cloned()
+            .unwrap_or_default(),
         files,
         ssh_password_auth: pick(&spec.ssh_password_auth, &defaults.ssh_password_auth)
             .copied()
@@ -237,7 +263,11 @@ fn iface(name: &str) -> InterfaceName {
 }
 
 fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) -> Option<BaseImage> {
-    let given = [spec.catalog.is_some(), spec.url.is_some(), spec.path.is_some()];
+    let given = [
+        spec.catalog.is_some(),
+        spec.url.is_some(),
+        spec.path.is_some(),
+    ];
     if given.iter().filter(|g| **g).count() > 1 {
         r.error("image", "set at most one of catalog, url and path");
         return None;
@@ -256,7 +286,10 @@ fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) ->
                 r.error("image.url", format!("{url:?} is not an http(s) URL"));
                 return None;
             }
-            ImageSource::Url { url: url.clone(), sha256: sha.to_ascii_lowercase() }
+            ImageSource::Url {
+                url: url.clone(),
+                sha256: sha.to_ascii_lowercase(),
+            }
         }
         (_, None, Some(path)) => ImageSource::Path(ctx.path(path)),
         (catalog, None, None) => {
@@ -269,7 +302,10 @@ fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) ->
             ImageSource::Catalog(catalog.clone())
         }
     };
-    Some(BaseImage { os: spec.os, source })
+    Some(BaseImage {
+        os: spec.os,
+        source,
+    })
 }
 
 fn merge_uplink(node: Option<&UplinkSpec>, default: Option<&UplinkSpec>) -> Option<UplinkSpec> {
@@ -293,18 +329,23 @@ fn resolve_network(
 ) -> Option<Network> {
     let empty = NetworkSpec::default();
     let (n, d) = (node.unwrap_or(&empty), default.unwrap_or(&empty));
-    let interface = pick(&n.interface, &d.interface).cloned().unwrap_or_else(|| iface("eth0"));
+    let interface = pick(&n.interface, &d.interface)
+        .cloned()
+        .unwrap_or_else(|| iface("eth0"));
     let Some(address) = n.address else {
-        r.error("network.address", "every node needs a static address, like 192.168.1.11/24");
+        r.error(
+            "network.address",
+            "every node needs a static address, like 192.168.1.11/24",
+        );
         return None;
     };
-    if let Some(subnet) = pick(&n.subnet, &d.subnet) {
-        if !subnet.contains(address.addr()) || subnet.prefix() != address.prefix() {
-            r.error(
-                "network.address",
-                format!("{address} is outside the subnet {}", subnet.network()),
-            );
-        }
+    if let Some(subnet) = pick(&n.subnet, &d.subnet)
+        && (!subnet.contains(address.addr()) || subnet.prefix() != address.prefix())
+    {
+        r.error(
+            "network.address",
+            format!("{address} is outside the subnet {}", subnet.network()),
+        );
     }
     if !address.is_host_address() {
         r.error(
@@ -317,10 +358,16 @@ fn resolve_network(
         if !address.contains(gw) {
             r.error(
                 "network.gateway",
-                format!("{gw} is outside the subnet {} of network.address", address.network()),
+                format!(
+                    "{gw} is outside the subnet {} of network.address",
+                    address.network()
+                ),
             );
         } else if gw == address.addr() {
-            r.error("network.gateway", format!("{gw} is this node's own address"));
+            r.error(
+                "network.gateway",
+                format!("{gw} is this node's own address"),
+            );
         }
     }
     let uplink = merge_uplink(n.uplink.as_ref(), d.uplink.as_ref())
@@ -338,10 +385,16 @@ fn resolve_network(
 
 fn resolve_uplink(u: &UplinkSpec, main: &InterfaceName, r: &mut NodeReport<'_>) -> Option<Uplink> {
     let uplink = match (&u.nic, u.vlan, &u.bridge) {
-        (Some(name), None, None) => Uplink::Nic { name: name.clone(), mac: u.mac },
+        (Some(name), None, None) => Uplink::Nic {
+            name: name.clone(),
+            mac: u.mac,
+        },
         (None, Some(id), None) if (1..=4094).contains(&id) => Uplink::Vlan { id },
         (None, Some(id), None) => {
-            r.error("network.uplink.vlan", format!("VLAN id {id} is outside 1-4094"));
+            r.error(
+                "network.uplink.vlan",
+                format!("VLAN id {id} is outside 1-4094"),
+            );
             return None;
         }
         (None, None, Some(name)) => Uplink::Bridge { name: name.clone() },
@@ -374,7 +427,10 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
         let offset = u32::try_from(i).unwrap_or(u32::MAX);
         let uid = u.uid.unwrap_or(FIRST_UID.saturating_add(offset));
         if uid == 0 || !uids.insert(uid) {
-            r.error(field("uid"), format!("uid {uid} is root's or already taken"));
+            r.error(
+                field("uid"),
+                format!("uid {uid} is root's or already taken"),
+            );
         }
         let mut ssh_keys = u.ssh_keys.clone();
         for (k, file) in u.ssh_key_files.iter().enumerate() {
@@ -415,7 +471,13 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
             (None, None) => None,
         };
         if ssh_keys.is_empty() && password.is_none() {
-            r.warn(field("name"), format!("user {} has no SSH key and no password, so cannot log in", u.name));
+            r.warn(
+                field("name"),
+                format!(
+                    "user {} has no SSH key and no password, so cannot log in",
+                    u.name
+                ),
+            );
         }
         users.push(User {
             name: u.name.clone(),
@@ -424,7 +486,8 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
             groups: u.groups.clone(),
             // A literal known to satisfy Shell's rules.
             shell: u.shell.clone().unwrap_or_else(|| {
-                Shell::parse("/bin/bash").unwrap_or_else(|_| unreachable!("/bin/bash is a valid shell"))
+                Shell::parse("/bin/bash")
+                    .unwrap_or_else(|_| unreachable!("/bin/bash is a valid shell"))
             }),
             sudo: u.sudo,
             ssh_keys,
@@ -469,10 +532,16 @@ fn resolve_files(
         let known = |name: &str| name == "root" || users.iter().any(|u| u.name.as_str() == name);
         if os == Some(OsRelease::Armbian) {
             if let Some(o) = f.owner.as_ref().filter(|o| !known(o.as_str())) {
-                r.error(field("owner"), format!("{o} is neither root nor a user of this profile"));
+                r.error(
+                    field("owner"),
+                    format!("{o} is neither root nor a user of this profile"),
+                );
             }
             if let Some(g) = f.group.as_ref().filter(|g| !known(g.as_str())) {
-                r.error(field("group"), format!("{g} is neither root nor a user of this profile"));
+                r.error(
+                    field("group"),
+                    format!("{g} is neither root nor a user of this profile"),
+                );
             }
         }
         files.push(ExtraFile {
@@ -487,15 +556,25 @@ fn resolve_files(
 }
 
 fn resolve_storage(spec: Option<&StorageSpec>, r: &mut NodeReport<'_>) -> Storage {
-    let Some(s) = spec else { return Storage::default() };
+    let Some(s) = spec else {
+        return Storage::default();
+    };
     let mut seen = BTreeSet::new();
     for (i, disk) in s.local.iter().chain(&s.ceph).enumerate() {
         if !seen.insert(disk.clone()) {
-            let field = if i == 0 { "storage.local".to_owned() } else { format!("storage.ceph[{}]", i - usize::from(s.local.is_some())) };
+            let field = if i == 0 {
+                "storage.local".to_owned()
+            } else {
+                format!("storage.ceph[{}]", i - usize::from(s.local.is_some()))
+            };
             r.error(field, format!("{disk} is used twice"));
         }
     }
-    Storage { local: s.local.clone(), ceph: s.ceph.clone(), wipe: s.wipe }
+    Storage {
+        local: s.local.clone(),
+        ceph: s.ceph.clone(),
+        wipe: s.wipe,
+    }
 }
 
 /// Reads a secret; `None` after reporting why it could not be read.
@@ -516,14 +595,27 @@ fn read_secret(
 }
 
 /// Reads a secret: exactly one of env, file, value, generate.
-pub fn read_secret_plain(spec: &SecretSpec, allow_generate: bool, ctx: &Context<'_>) -> Result<SecretValue, String> {
+pub fn read_secret_plain(
+    spec: &SecretSpec,
+    allow_generate: bool,
+    ctx: &Context<'_>,
+) -> Result<SecretValue, String> {
     let generate = spec.generate == Some(true);
-    let count = [spec.env.is_some(), spec.file.is_some(), spec.value.is_some(), generate]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let count = [
+        spec.env.is_some(),
+        spec.file.is_some(),
+        spec.value.is_some(),
+        generate,
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if count != 1 {
-        let choices = if allow_generate { "env, file, value and generate: true" } else { "env, file and value" };
+        let choices = if allow_generate {
+            "env, file, value and generate: true"
+        } else {
+            "env, file and value"
+        };
         return Err(format!("set exactly one of {choices}"));
     }
     if generate {
@@ -541,7 +633,9 @@ pub fn read_secret_plain(spec: &SecretSpec, allow_generate: bool, ctx: &Context<
     if let Some(file) = &spec.file {
         let path = ctx.path(file);
         let text = read_text(&path)?;
-        return Ok(SecretValue::Text(text.trim_end_matches(['\n', '\r']).to_owned()));
+        return Ok(SecretValue::Text(
+            text.trim_end_matches(['\n', '\r']).to_owned(),
+        ));
     }
     Ok(SecretValue::Text(spec.value.clone().unwrap_or_default()))
 }
@@ -549,11 +643,15 @@ pub fn read_secret_plain(spec: &SecretSpec, allow_generate: bool, ctx: &Context<
 fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     if meta.len() > MAX_INCLUDED_BYTES {
-        return Err(format!("{} is over {MAX_INCLUDED_BYTES} bytes", path.display()));
+        return Err(format!(
+            "{} is over {MAX_INCLUDED_BYTES} bytes",
+            path.display()
+        ));
     }
     std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
 }
 
 fn read_text(path: &Path) -> Result<String, String> {
-    String::from_utf8(read_bytes(path)?).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+    String::from_utf8(read_bytes(path)?)
+        .map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }

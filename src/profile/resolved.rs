@@ -70,7 +70,10 @@ pub struct BaseImage {
 pub enum ImageSource {
     /// The catalog entry for this OS and board (`None`: the default one).
     Catalog(Option<String>),
-    Url { url: String, sha256: String },
+    Url {
+        url: String,
+        sha256: String,
+    },
     /// A local image file (absolute, resolved against the profile).
     Path(PathBuf),
 }
@@ -89,9 +92,16 @@ pub struct Network {
 /// The interface MicroCloud hands to OVN as its uplink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uplink {
-    Nic { name: InterfaceName, mac: Option<MacAddr> },
-    Vlan { id: u16 },
-    Bridge { name: InterfaceName },
+    Nic {
+        name: InterfaceName,
+        mac: Option<MacAddr>,
+    },
+    Vlan {
+        id: u16,
+    },
+    Bridge {
+        name: InterfaceName,
+    },
 }
 
 impl Uplink {
@@ -190,7 +200,10 @@ impl Channels {
 #[derive(Debug, Clone)]
 pub enum Discovery {
     /// Multicast on `lookup_subnet`; the initiator is named.
-    Multicast { initiator: Hostname, lookup_subnet: Ipv4Cidr },
+    Multicast {
+        initiator: Hostname,
+        lookup_subnet: Ipv4Cidr,
+    },
     /// Unicast to the initiator's address; every system lists its address.
     Unicast { initiator_address: Ipv4Addr },
 }

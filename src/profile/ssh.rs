@@ -93,7 +93,13 @@ mod tests {
     #[test]
     fn refuses_truncated_and_garbage_keys() {
         let truncated = &ED[..40];
-        for bad in [truncated, "ssh-ed25519 not-base64!", "hello", "", "# comment"] {
+        for bad in [
+            truncated,
+            "ssh-ed25519 not-base64!",
+            "hello",
+            "",
+            "# comment",
+        ] {
             assert!(SshPublicKey::parse(bad).is_err(), "{bad}");
         }
     }

@@ -24,8 +24,16 @@ pub struct Detected {
 /// kernel prints each address as the hex of a native-endian `u32` holding
 /// network-order bytes, hence `to_ne_bytes`.
 pub fn parse_proc_route(text: &str) -> Option<(Ipv4Cidr, Ipv4Addr)> {
-    let addr = |hex: &str| u32::from_str_radix(hex, 16).ok().map(|v| Ipv4Addr::from(v.to_ne_bytes()));
-    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let addr = |hex: &str| {
+        u32::from_str_radix(hex, 16)
+            .ok()
+            .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
+    };
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     let (iface, gateway) = rows.iter().find_map(|f| {
         let (dest, gw, mask) = (addr(f.get(1)?)?, addr(f.get(2)?)?, addr(f.get(7)?)?);
         (dest.is_unspecified() && mask.is_unspecified() && !gw.is_unspecified()).then(|| (f[0], gw))
@@ -60,9 +68,16 @@ fn scalar(s: &str) -> String {
 /// The starter profile text.
 pub fn starter_profile(d: &Detected) -> String {
     let fallback_net = Ipv4Cidr::new(Ipv4Addr::new(192, 168, 1, 0), 24);
-    let (net, gateway, detected) = match d.route.and_then(|(n, g)| Some((n, g, node_addresses(n, g)?))) {
+    let (net, gateway, detected) = match d
+        .route
+        .and_then(|(n, g)| Some((n, g, node_addresses(n, g)?)))
+    {
         Some((n, g, addrs)) => (n, g, Some(addrs)),
-        None => (fallback_net.unwrap_or_else(|| unreachable!("/24 is a valid prefix")), Ipv4Addr::new(192, 168, 1, 1), None),
+        None => (
+            fallback_net.unwrap_or_else(|| unreachable!("/24 is a valid prefix")),
+            Ipv4Addr::new(192, 168, 1, 1),
+            None,
+        ),
     };
     let addrs = detected
         .or_else(|| node_addresses(net, gateway))
@@ -84,7 +99,10 @@ pub fn starter_profile(d: &Detected) -> String {
     };
     let mut nodes = String::new();
     for (i, a) in addrs.iter().enumerate() {
-        nodes.push_str(&format!("  - hostname: node{}\n    network:\n      address: {a}\n", i + 1));
+        nodes.push_str(&format!(
+            "  - hostname: node{}\n    network:\n      address: {a}\n",
+            i + 1
+        ));
     }
     format!(
         "# homelab.yaml: the inventory homelab-image builds one image per node from.
@@ -133,7 +151,8 @@ microcloud:
 mod tests {
     use super::*;
 
-    const ROUTE: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+    const ROUTE: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
 eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0
 eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0
 ";
@@ -155,6 +174,12 @@ eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0
         let a = node_addresses(net, Ipv4Addr::new(10, 0, 0, 12)).unwrap();
         let shown: Vec<String> = a.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["10.0.0.11/24", "10.0.0.13/24", "10.0.0.14/24"]);
-        assert!(node_addresses(Ipv4Cidr::parse("10.0.0.0/29").unwrap(), Ipv4Addr::new(10, 0, 0, 1)).is_none());
+        assert!(
+            node_addresses(
+                Ipv4Cidr::parse("10.0.0.0/29").unwrap(),
+                Ipv4Addr::new(10, 0, 0, 1)
+            )
+            .is_none()
+        );
     }
 }

@@ -45,7 +45,11 @@ pub enum StateError {
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
-    move |source| StateError::Io { action, path: path.to_owned(), source }
+    move |source| StateError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Where random bytes come from: the OS, or a fixed seed in tests.
@@ -72,7 +76,10 @@ pub struct SeededEntropy {
 
 impl SeededEntropy {
     pub fn new(seed: &[u8]) -> Self {
-        Self { seed: seed.to_vec(), counter: 0 }
+        Self {
+            seed: seed.to_vec(),
+            counter: 0,
+        }
     }
 }
 
@@ -123,7 +130,12 @@ impl State {
         let dir = &cluster.state_dir;
         make_private_dir(dir)?;
         let mut state = State::default();
-        if cluster.microcloud.as_ref().and_then(|m| m.passphrase.as_ref()) == Some(&Passphrase::Generated) {
+        if cluster
+            .microcloud
+            .as_ref()
+            .and_then(|m| m.passphrase.as_ref())
+            == Some(&Passphrase::Generated)
+        {
             state.passphrase = Some(ensure_passphrase(dir, entropy)?);
         }
         for node in &cluster.nodes {
@@ -136,7 +148,9 @@ impl State {
                 if let Some(UserPassword::Plain(_)) = user.password {
                     let path = node_dir.join(format!("password-salt.{}", user.name));
                     let salt = ensure_salt(&path, entropy)?;
-                    state.salts.insert((host.to_owned(), user.name.to_string()), salt);
+                    state
+                        .salts
+                        .insert((host.to_owned(), user.name.to_string()), salt);
                 }
             }
         }
@@ -152,7 +166,10 @@ pub fn ensure_passphrase(dir: &Path, entropy: &mut dyn Entropy) -> Result<String
         let text = fs::read_to_string(&path).map_err(io("reading", &path))?;
         let text = text.trim().to_owned();
         if text.is_empty() {
-            return Err(StateError::Corrupt { path, reason: "the passphrase file is empty".to_owned() });
+            return Err(StateError::Corrupt {
+                path,
+                reason: "the passphrase file is empty".to_owned(),
+            });
         }
         return Ok(text);
     }
@@ -163,9 +180,16 @@ pub fn ensure_passphrase(dir: &Path, entropy: &mut dyn Entropy) -> Result<String
     Ok(phrase)
 }
 
-fn ensure_host_key(node_dir: &Path, host: &str, entropy: &mut dyn Entropy) -> Result<HostKey, StateError> {
+fn ensure_host_key(
+    node_dir: &Path,
+    host: &str,
+    entropy: &mut dyn Entropy,
+) -> Result<HostKey, StateError> {
     let path = node_dir.join(HOST_KEY_FILE);
-    let corrupt = |reason: String| StateError::Corrupt { path: path.clone(), reason };
+    let corrupt = |reason: String| StateError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
     let key = if path.exists() {
         let text = fs::read_to_string(&path).map_err(io("reading", &path))?;
         PrivateKey::from_openssh(&text).map_err(|e| corrupt(e.to_string()))?
@@ -173,18 +197,30 @@ fn ensure_host_key(node_dir: &Path, host: &str, entropy: &mut dyn Entropy) -> Re
         let mut seed = [0u8; 32];
         entropy.fill(&mut seed)?;
         let pair = KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed));
-        let key = PrivateKey::new(pair, format!("root@{host}")).map_err(|e| corrupt(e.to_string()))?;
-        let text = key.to_openssh(LineEnding::LF).map_err(|e| corrupt(e.to_string()))?;
+        let key =
+            PrivateKey::new(pair, format!("root@{host}")).map_err(|e| corrupt(e.to_string()))?;
+        let text = key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| corrupt(e.to_string()))?;
         write_private(&path, text.as_bytes())?;
         key
     };
-    let private_openssh = key.to_openssh(LineEnding::LF).map_err(|e| corrupt(e.to_string()))?.to_string();
-    let public_openssh = key.public_key().to_openssh().map_err(|e| corrupt(e.to_string()))?;
+    let private_openssh = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| corrupt(e.to_string()))?
+        .to_string();
+    let public_openssh = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| corrupt(e.to_string()))?;
     let pub_path = node_dir.join(format!("{HOST_KEY_FILE}.pub"));
     if !pub_path.exists() {
         fs::write(&pub_path, format!("{public_openssh}\n")).map_err(io("writing", &pub_path))?;
     }
-    Ok(HostKey { private_openssh, public_openssh })
+    Ok(HostKey {
+        private_openssh,
+        public_openssh,
+    })
 }
 
 fn ensure_salt(path: &Path, entropy: &mut dyn Entropy) -> Result<Salt, StateError> {

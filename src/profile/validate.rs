@@ -33,33 +33,48 @@ pub fn cross_node(nodes: &[ResolvedNode], report: &mut Report) {
     for n in nodes {
         let name = n.hostname.as_str();
         if hostnames.insert(name, ()).is_some() {
-            report.error(Some(name), "hostname", format!("{name} is used by more than one node"));
+            report.error(
+                Some(name),
+                "hostname",
+                format!("{name} is used by more than one node"),
+            );
         }
         let ip = n.network.address.addr();
         if let Some(other) = addresses.insert(ip, name) {
-            report.error(Some(name), "network.address", format!("{ip} is also node {other}'s address"));
+            report.error(
+                Some(name),
+                "network.address",
+                format!("{ip} is also node {other}'s address"),
+            );
         }
         let uplink_mac = match &n.network.uplink {
             Some(crate::profile::resolved::Uplink::Nic { mac, .. }) => *mac,
             _ => None,
         };
-        for (field, mac) in [("network.mac", n.network.mac), ("network.uplink.mac", uplink_mac)] {
-            if let Some(mac) = mac {
-                if let Some(other) = macs.insert(mac, name) {
-                    report.error(Some(name), field, format!("{mac} is also used by node {other}"));
-                }
+        for (field, mac) in [
+            ("network.mac", n.network.mac),
+            ("network.uplink.mac", uplink_mac),
+        ] {
+            if let Some(mac) = mac
+                && let Some(other) = macs.insert(mac, name)
+            {
+                report.error(
+                    Some(name),
+                    field,
+                    format!("{mac} is also used by node {other}"),
+                );
             }
         }
     }
     for n in nodes {
-        if let Some(gw) = n.network.gateway {
-            if let Some(owner) = addresses.get(&gw).filter(|o| **o != n.hostname.as_str()) {
-                report.error(
-                    Some(n.hostname.as_str()),
-                    "network.gateway",
-                    format!("{gw} is node {owner}'s address"),
-                );
-            }
+        if let Some(gw) = n.network.gateway
+            && let Some(owner) = addresses.get(&gw).filter(|o| **o != n.hostname.as_str())
+        {
+            report.error(
+                Some(n.hostname.as_str()),
+                "network.gateway",
+                format!("{gw} is node {owner}'s address"),
+            );
         }
     }
 }
@@ -91,7 +106,11 @@ pub fn microcloud(
         None => None,
         Some(s) => match read_secret_plain(s, true, ctx) {
             Ok(SecretValue::Text(t)) if t.is_empty() => {
-                report.error(None, "microcloud.session_passphrase", "the passphrase is empty");
+                report.error(
+                    None,
+                    "microcloud.session_passphrase",
+                    "the passphrase is empty",
+                );
                 None
             }
             Ok(SecretValue::Text(t)) => Some(Passphrase::Known(t)),
@@ -113,18 +132,29 @@ pub fn microcloud(
     check_uplinks(spec, nodes, report);
     let ovn = spec.ovn.as_ref().map(|o| {
         if !o.ipv4_gateway.is_host_address() {
-            report.error(None, "microcloud.ovn.ipv4_gateway", "the gateway is its subnet's network or broadcast address");
+            report.error(
+                None,
+                "microcloud.ovn.ipv4_gateway",
+                "the gateway is its subnet's network or broadcast address",
+            );
         }
-        if let Some(range) = o.ipv4_range {
-            if !o.ipv4_gateway.contains(range.start) || !o.ipv4_gateway.contains(range.end) {
-                report.error(
-                    None,
-                    "microcloud.ovn.ipv4_range",
-                    format!("{range} is outside the gateway's subnet {}", o.ipv4_gateway.network()),
-                );
-            }
+        if let Some(range) = o.ipv4_range
+            && (!o.ipv4_gateway.contains(range.start) || !o.ipv4_gateway.contains(range.end))
+        {
+            report.error(
+                None,
+                "microcloud.ovn.ipv4_range",
+                format!(
+                    "{range} is outside the gateway's subnet {}",
+                    o.ipv4_gateway.network()
+                ),
+            );
         }
-        Ovn { ipv4_gateway: o.ipv4_gateway, ipv4_range: o.ipv4_range, dns_servers: o.dns_servers.clone() }
+        Ovn {
+            ipv4_gateway: o.ipv4_gateway,
+            ipv4_range: o.ipv4_range,
+            dns_servers: o.dns_servers.clone(),
+        }
     });
     let with_ceph = nodes.iter().filter(|n| !n.storage.ceph.is_empty()).count();
     if with_ceph > 0 && with_ceph < CEPH_MIN_NODES {
@@ -137,9 +167,16 @@ pub fn microcloud(
             ),
         );
     }
-    for (field, value) in [("lookup_timeout", spec.lookup_timeout), ("session_timeout", spec.session_timeout)] {
+    for (field, value) in [
+        ("lookup_timeout", spec.lookup_timeout),
+        ("session_timeout", spec.session_timeout),
+    ] {
         if value == Some(0) {
-            report.error(None, format!("microcloud.{field}"), "a timeout of 0 seconds never succeeds");
+            report.error(
+                None,
+                format!("microcloud.{field}"),
+                "a timeout of 0 seconds never succeeds",
+            );
         }
     }
     if report.errors.len() > errors_before {
@@ -170,10 +207,18 @@ fn discovery(
     match (&spec.initiator, spec.initiator_address) {
         (Some(initiator), None) => {
             if all_resolved && !nodes.iter().any(|n| &n.hostname == initiator) {
-                report.error(None, "microcloud.initiator", format!("{initiator} is not a node of this profile"));
+                report.error(
+                    None,
+                    "microcloud.initiator",
+                    format!("{initiator} is not a node of this profile"),
+                );
             }
             let Some(subnet) = spec.lookup_subnet else {
-                report.error(None, "microcloud.lookup_subnet", "initiator needs lookup_subnet (the subnet searched by multicast)");
+                report.error(
+                    None,
+                    "microcloud.lookup_subnet",
+                    "initiator needs lookup_subnet (the subnet searched by multicast)",
+                );
                 return None;
             };
             for n in nodes {
@@ -182,27 +227,51 @@ fn discovery(
                     report.error(
                         Some(n.hostname.as_str()),
                         "network.address",
-                        format!("{ip} is outside microcloud.lookup_subnet {}", subnet.network()),
+                        format!(
+                            "{ip} is outside microcloud.lookup_subnet {}",
+                            subnet.network()
+                        ),
                     );
                 }
             }
-            Some(Discovery::Multicast { initiator: initiator.clone(), lookup_subnet: subnet.network() })
+            Some(Discovery::Multicast {
+                initiator: initiator.clone(),
+                lookup_subnet: subnet.network(),
+            })
         }
         (None, Some(address)) => {
             if spec.lookup_subnet.is_some() {
-                report.error(None, "microcloud.lookup_subnet", "lookup_subnet goes with initiator, not with initiator_address");
+                report.error(
+                    None,
+                    "microcloud.lookup_subnet",
+                    "lookup_subnet goes with initiator, not with initiator_address",
+                );
             }
             if all_resolved && !nodes.iter().any(|n| n.network.address.addr() == address) {
-                report.error(None, "microcloud.initiator_address", format!("{address} is not the address of a node of this profile"));
+                report.error(
+                    None,
+                    "microcloud.initiator_address",
+                    format!("{address} is not the address of a node of this profile"),
+                );
             }
-            Some(Discovery::Unicast { initiator_address: address })
+            Some(Discovery::Unicast {
+                initiator_address: address,
+            })
         }
         (Some(_), Some(_)) => {
-            report.error(None, "microcloud.initiator", "set initiator or initiator_address, not both");
+            report.error(
+                None,
+                "microcloud.initiator",
+                "set initiator or initiator_address, not both",
+            );
             None
         }
         (None, None) => {
-            report.error(None, "microcloud.initiator", "set initiator (multicast discovery) or initiator_address");
+            report.error(
+                None,
+                "microcloud.initiator",
+                "set initiator (multicast discovery) or initiator_address",
+            );
             None
         }
     }
@@ -228,6 +297,10 @@ fn check_uplinks(spec: &MicroCloudSpec, nodes: &[ResolvedNode], report: &mut Rep
         }
     }
     if !with.is_empty() && spec.ovn.is_none() {
-        report.error(None, "microcloud.ovn", "an OVN uplink needs ovn.ipv4_gateway");
+        report.error(
+            None,
+            "microcloud.ovn",
+            "an OVN uplink needs ovn.ipv4_gateway",
+        );
     }
 }

@@ -37,9 +37,20 @@ pub struct AccountEntries {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AccountError {
     #[error("{db}: user {name} exists with {field} {found}, the profile wants {wanted}")]
-    Mismatch { db: &'static str, name: String, field: &'static str, found: String, wanted: String },
+    Mismatch {
+        db: &'static str,
+        name: String,
+        field: &'static str,
+        found: String,
+        wanted: String,
+    },
     #[error("{db}: id {id} of {name} is already used by {other}")]
-    IdTaken { db: &'static str, name: String, id: u32, other: String },
+    IdTaken {
+        db: &'static str,
+        name: String,
+        id: u32,
+        other: String,
+    },
     #[error("{db}: no free system group id below 1000 for group {name}")]
     NoFreeGid { db: &'static str, name: String },
     #[error("{db}: line {line} has too few fields")]
@@ -69,7 +80,9 @@ impl Table {
     }
 
     fn find(&self, name: &str) -> Option<usize> {
-        self.lines.iter().position(|l| l.split(':').next() == Some(name))
+        self.lines
+            .iter()
+            .position(|l| l.split(':').next() == Some(name))
     }
 
     /// The name on the line whose third field (uid/gid) is `id`.
@@ -82,7 +95,10 @@ impl Table {
     }
 
     fn id_of(&self, index: usize) -> Option<u32> {
-        self.lines[index].split(':').nth(2).and_then(|x| x.parse().ok())
+        self.lines[index]
+            .split(':')
+            .nth(2)
+            .and_then(|x| x.parse().ok())
     }
 
     /// The file text; every line ends in a newline, as the tools expect.
@@ -111,7 +127,12 @@ impl Table {
 
 /// Checks that `name` has `id` (or is absent and `id` is free); returns the
 /// line index of an existing entry.
-fn claim(table: &Table, name: &str, id: u32, field: &'static str) -> Result<Option<usize>, AccountError> {
+fn claim(
+    table: &Table,
+    name: &str,
+    id: u32,
+    field: &'static str,
+) -> Result<Option<usize>, AccountError> {
     if let Some(i) = table.find(name) {
         let found = table.id_of(i);
         if found != Some(id) {
@@ -126,7 +147,12 @@ fn claim(table: &Table, name: &str, id: u32, field: &'static str) -> Result<Opti
         return Ok(Some(i));
     }
     if let Some(other) = table.owner_of_id(id) {
-        return Err(AccountError::IdTaken { db: table.db, name: name.to_owned(), id, other: other.to_owned() });
+        return Err(AccountError::IdTaken {
+            db: table.db,
+            name: name.to_owned(),
+            id,
+            other: other.to_owned(),
+        });
     }
     Ok(None)
 }
@@ -143,7 +169,10 @@ pub fn merge_passwd(existing: &str, entries: &AccountEntries) -> Result<String, 
     let mut t = Table::parse("/etc/passwd", existing, 7)?;
     for u in &entries.users {
         let at = claim(&t, &u.name, u.uid, "uid")?;
-        let line = format!("{}:x:{}:{}:{}:{}:{}", u.name, u.uid, u.gid, u.gecos, u.home, u.shell);
+        let line = format!(
+            "{}:x:{}:{}:{}:{}:{}",
+            u.name, u.uid, u.gid, u.gecos, u.home, u.shell
+        );
         upsert(&mut t, at, line);
     }
     Ok(t.render())
@@ -174,7 +203,10 @@ fn free_system_gid(t: &Table, name: &str) -> Result<u32, AccountError> {
     (SYSTEM_GID_MIN..=SYSTEM_GID_MAX)
         .rev()
         .find(|gid| t.owner_of_id(*gid).is_none())
-        .ok_or_else(|| AccountError::NoFreeGid { db: t.db, name: name.to_owned() })
+        .ok_or_else(|| AccountError::NoFreeGid {
+            db: t.db,
+            name: name.to_owned(),
+        })
 }
 
 /// Merges private groups and memberships into `/etc/group`.
@@ -254,22 +286,32 @@ mod tests {
         }
     }
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nsshd:x:104:65534::/run/sshd:/usr/sbin/nologin\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/bash\nsshd:x:104:65534::/run/sshd:/usr/sbin/nologin\n";
     const GROUP: &str = "root:x:0:\nsudo:x:27:bob\nsystemd-journal:x:999:\n";
 
     #[test]
     fn passwd_appends_and_keeps_existing_lines() {
         let out = merge_passwd(PASSWD, &alice()).unwrap();
-        assert_eq!(out, format!("{PASSWD}alice:x:1000:1000:Alice:/home/alice:/bin/bash\n"));
+        assert_eq!(
+            out,
+            format!("{PASSWD}alice:x:1000:1000:Alice:/home/alice:/bin/bash\n")
+        );
         assert_eq!(merge_passwd(&out, &alice()).unwrap(), out, "idempotent");
     }
 
     #[test]
     fn passwd_refuses_uid_conflicts() {
         let taken = format!("{PASSWD}armbian:x:1000:1000::/home/armbian:/bin/bash\n");
-        assert!(matches!(merge_passwd(&taken, &alice()), Err(AccountError::IdTaken { .. })));
+        assert!(matches!(
+            merge_passwd(&taken, &alice()),
+            Err(AccountError::IdTaken { .. })
+        ));
         let other_uid = format!("{PASSWD}alice:x:1001:1001::/home/alice:/bin/sh\n");
-        assert!(matches!(merge_passwd(&other_uid, &alice()), Err(AccountError::Mismatch { .. })));
+        assert!(matches!(
+            merge_passwd(&other_uid, &alice()),
+            Err(AccountError::Mismatch { .. })
+        ));
     }
 
     #[test]
@@ -292,14 +334,20 @@ mod tests {
     #[test]
     fn gshadow_mirrors_group() {
         let out = merge_gshadow("root:*::\nsudo:*::bob\n", &alice()).unwrap();
-        assert_eq!(out, "root:*::\nsudo:*::bob,alice\nalice:!::\ndocker:!::alice\n");
+        assert_eq!(
+            out,
+            "root:*::\nsudo:*::bob,alice\nalice:!::\ndocker:!::alice\n"
+        );
     }
 
     #[test]
     fn malformed_lines_are_reported_by_number() {
         assert_eq!(
             merge_passwd("root:x:0:0:root:/root:/bin/bash\nbroken\n", &alice()),
-            Err(AccountError::Malformed { db: "/etc/passwd", line: 2 })
+            Err(AccountError::Malformed {
+                db: "/etc/passwd",
+                line: 2
+            })
         );
     }
 

@@ -104,14 +104,23 @@ pub fn sudo_rule(rule: SudoRule) -> Option<&'static str> {
 
 /// The crypt(3) hash of a user's password, hashing an opted-in plaintext
 /// with the salt kept in the state directory.
-pub fn password_hash(node: &ResolvedNode, user: &User, state: &State) -> Result<Option<String>, RenderError> {
+pub fn password_hash(
+    node: &ResolvedNode,
+    user: &User,
+    state: &State,
+) -> Result<Option<String>, RenderError> {
     match &user.password {
         None => Ok(None),
         Some(UserPassword::Hash(h)) => Ok(Some(h.to_string())),
         Some(UserPassword::Plain(plain)) => {
             let salt = state
                 .salt(node.hostname.as_str(), user.name.as_str())
-                .ok_or_else(|| RenderError::MissingState(format!("password salt of {} on {}", user.name, node.hostname)))?;
+                .ok_or_else(|| {
+                    RenderError::MissingState(format!(
+                        "password salt of {} on {}",
+                        user.name, node.hostname
+                    ))
+                })?;
             let hash = crate::profile::password::hash_sha512(plain, salt)?;
             Ok(Some(hash.to_string()))
         }

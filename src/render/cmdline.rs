@@ -89,7 +89,10 @@ mod tests {
     const NOBLE: &str = "console=serial0,115200 multipath=off dwc_otg.lpm_enable=0 console=tty1 root=LABEL=writable rootfstype=ext4 rootwait fixrtc\n";
 
     fn set(k: &str, v: &str) -> CmdlineOp {
-        CmdlineOp::Set { key: k.into(), value: v.into() }
+        CmdlineOp::Set {
+            key: k.into(),
+            value: v.into(),
+        }
     }
 
     #[test]
@@ -100,20 +103,33 @@ mod tests {
 
     #[test]
     fn is_idempotent() {
-        let ops = [set("ds", "nocloud"), CmdlineOp::Add { token: "quiet".into() }];
+        let ops = [
+            set("ds", "nocloud"),
+            CmdlineOp::Add {
+                token: "quiet".into(),
+            },
+        ];
         let once = edit_cmdline(NOBLE, &ops);
         assert_eq!(edit_cmdline(&once, &ops), once);
     }
 
     #[test]
     fn set_changes_a_value_in_place_and_keeps_duplicates_of_other_keys() {
-        let out = edit_cmdline("a=1 console=x ds=nocloud-net;s=http://h/ b console=y", &[set("ds", "nocloud")]);
+        let out = edit_cmdline(
+            "a=1 console=x ds=nocloud-net;s=http://h/ b console=y",
+            &[set("ds", "nocloud")],
+        );
         assert_eq!(out, "a=1 console=x ds=nocloud b console=y\n");
     }
 
     #[test]
     fn quoted_values_stay_one_token() {
-        let out = edit_cmdline("init=/bin/sh foo=\"a b\"  rootwait", &[CmdlineOp::Add { token: "quiet".into() }]);
+        let out = edit_cmdline(
+            "init=/bin/sh foo=\"a b\"  rootwait",
+            &[CmdlineOp::Add {
+                token: "quiet".into(),
+            }],
+        );
         assert_eq!(out, "init=/bin/sh foo=\"a b\" rootwait quiet\n");
     }
 

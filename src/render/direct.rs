@@ -13,30 +13,53 @@ use crate::render::netplan;
 use crate::render::quirks::Quirks;
 use crate::render::yaml::to_yaml;
 
-pub fn files(node: &ResolvedNode, state: &State, quirks: &Quirks) -> Result<Vec<FileSpec>, RenderError> {
+pub fn files(
+    node: &ResolvedNode,
+    state: &State,
+    quirks: &Quirks,
+) -> Result<Vec<FileSpec>, RenderError> {
     let mut out = Vec::new();
     for path in quirks.files_to_remove() {
         out.push(FileSpec::root_absent(path));
     }
     let host = node.hostname.as_str();
-    out.push(FileSpec::root_file("/etc/hostname", 0o644, format!("{host}\n")));
+    out.push(FileSpec::root_file(
+        "/etc/hostname",
+        0o644,
+        format!("{host}\n"),
+    ));
     out.push(FileSpec::root_file("/etc/hosts", 0o644, hosts(node)));
     let net = to_yaml("netplan", &netplan::document(node, quirks))?;
     // netplan warns about (and future versions refuse) readable files.
     out.push(FileSpec::root_file(quirks.netplan_path(), 0o600, net));
     out.extend(accounts(node, state, quirks)?);
     if let Some(tz) = &node.timezone {
-        out.push(FileSpec::root_file("/etc/timezone", 0o644, format!("{tz}\n")));
-        out.push(FileSpec::root_symlink("/etc/localtime", &format!("/usr/share/zoneinfo/{tz}")));
+        out.push(FileSpec::root_file(
+            "/etc/timezone",
+            0o644,
+            format!("{tz}\n"),
+        ));
+        out.push(FileSpec::root_symlink(
+            "/etc/localtime",
+            &format!("/usr/share/zoneinfo/{tz}"),
+        ));
     }
     if let Some(locale) = &node.locale {
-        out.push(FileSpec::root_file("/etc/default/locale", 0o644, format!("LANG={locale}\n")));
+        out.push(FileSpec::root_file(
+            "/etc/default/locale",
+            0o644,
+            format!("LANG={locale}\n"),
+        ));
     }
     if let Some(k) = &node.keyboard {
-        let opt = |v: &Option<crate::profile::ident::XkbName>| v.as_ref().map_or(String::new(), ToString::to_string);
+        let opt = |v: &Option<crate::profile::ident::XkbName>| {
+            v.as_ref().map_or(String::new(), ToString::to_string)
+        };
         let text = format!(
             "XKBMODEL=\"{}\"\nXKBLAYOUT=\"{}\"\nXKBVARIANT=\"{}\"\nXKBOPTIONS=\"{}\"\nBACKSPACE=\"guess\"\n",
-            k.model.as_ref().map_or_else(|| "pc105".to_owned(), ToString::to_string),
+            k.model
+                .as_ref()
+                .map_or_else(|| "pc105".to_owned(), ToString::to_string),
             k.layout,
             opt(&k.variant),
             opt(&k.options),
@@ -54,11 +77,17 @@ pub fn files(node: &ResolvedNode, state: &State, quirks: &Quirks) -> Result<Vec<
     }
     for f in &node.files {
         let id_of = |name: Option<&str>| {
-            node.users.iter().find(|u| Some(u.name.as_str()) == name).map_or(0, |u| u.uid)
+            node.users
+                .iter()
+                .find(|u| Some(u.name.as_str()) == name)
+                .map_or(0, |u| u.uid)
         };
         let uid = id_of(f.owner.as_ref().map(|o| o.as_str()));
         let gid = f.group.as_ref().map_or(uid, |g| id_of(Some(g.as_str())));
-        out.push(FileSpec::root_file(f.path.as_str(), f.mode.bits(), f.content.clone()).owned_by(uid, gid));
+        out.push(
+            FileSpec::root_file(f.path.as_str(), f.mode.bits(), f.content.clone())
+                .owned_by(uid, gid),
+        );
     }
     Ok(out)
 }
@@ -66,7 +95,11 @@ pub fn files(node: &ResolvedNode, state: &State, quirks: &Quirks) -> Result<Vec<
 fn hosts(node: &ResolvedNode) -> String {
     let host = node.hostname.as_str();
     let fqdn = node.fqdn();
-    let names = if fqdn == host { host.to_owned() } else { format!("{fqdn} {host}") };
+    let names = if fqdn == host {
+        host.to_owned()
+    } else {
+        format!("{fqdn} {host}")
+    };
     format!(
         "127.0.0.1 localhost\n127.0.1.1 {names}\n\n\
          ::1 localhost ip6-localhost ip6-loopback\n\
@@ -76,10 +109,18 @@ fn hosts(node: &ResolvedNode) -> String {
 
 /// Account entries (merged into the image's files at build time), home
 /// directories, `authorized_keys` and sudo rules.
-fn accounts(node: &ResolvedNode, state: &State, quirks: &Quirks) -> Result<Vec<FileSpec>, RenderError> {
+fn accounts(
+    node: &ResolvedNode,
+    state: &State,
+    quirks: &Quirks,
+) -> Result<Vec<FileSpec>, RenderError> {
     let mut entries = AccountEntries {
         users: Vec::new(),
-        lock: quirks.accounts_to_lock().iter().map(|s| (*s).to_owned()).collect(),
+        lock: quirks
+            .accounts_to_lock()
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
     };
     let mut out = Vec::new();
     for u in &node.users {
@@ -98,7 +139,10 @@ fn accounts(node: &ResolvedNode, state: &State, quirks: &Quirks) -> Result<Vec<F
         if !u.ssh_keys.is_empty() {
             let keys: String = u.ssh_keys.iter().map(|k| format!("{k}\n")).collect();
             out.push(FileSpec::root_dir(&format!("{home}/.ssh"), 0o700).owned_by(u.uid, u.uid));
-            out.push(FileSpec::root_file(&format!("{home}/.ssh/authorized_keys"), 0o600, keys).owned_by(u.uid, u.uid));
+            out.push(
+                FileSpec::root_file(&format!("{home}/.ssh/authorized_keys"), 0o600, keys)
+                    .owned_by(u.uid, u.uid),
+            );
         }
         if let Some(rule) = sudo_rule(u.sudo) {
             out.push(FileSpec::root_file(
@@ -121,7 +165,10 @@ fn accounts(node: &ResolvedNode, state: &State, quirks: &Quirks) -> Result<Vec<F
         .map(|(db, path, mode)| FileSpec {
             target: Target::Root,
             path: path.to_owned(),
-            kind: FileKind::AccountEntries { db, entries: entries.clone() },
+            kind: FileKind::AccountEntries {
+                db,
+                entries: entries.clone(),
+            },
             mode,
             uid: 0,
             gid: 0,

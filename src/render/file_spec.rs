@@ -49,7 +49,10 @@ pub enum FileKind {
     Absent,
     /// Merge these accounts into the image's existing account file with
     /// `AccountEntries::merge`; the file keeps its own mode and owner.
-    AccountEntries { db: AccountDb, entries: AccountEntries },
+    AccountEntries {
+        db: AccountDb,
+        entries: AccountEntries,
+    },
     /// Edit the first line of an existing `cmdline.txt` token by token
     /// with `cmdline::edit_cmdline`.
     CmdlineEdit { ops: Vec<CmdlineOp> },
@@ -86,7 +89,9 @@ impl FileSpec {
         Self {
             target: Target::Root,
             path: path.to_owned(),
-            kind: FileKind::File { bytes: bytes.into() },
+            kind: FileKind::File {
+                bytes: bytes.into(),
+            },
             mode,
             uid: 0,
             gid: 0,
@@ -98,7 +103,9 @@ impl FileSpec {
         Self {
             target: Target::Boot,
             path: path.to_owned(),
-            kind: FileKind::File { bytes: bytes.into() },
+            kind: FileKind::File {
+                bytes: bytes.into(),
+            },
             mode: 0o644,
             uid: 0,
             gid: 0,
@@ -106,14 +113,23 @@ impl FileSpec {
     }
 
     pub fn root_dir(path: &str, mode: u32) -> Self {
-        Self { target: Target::Root, path: path.to_owned(), kind: FileKind::Dir, mode, uid: 0, gid: 0 }
+        Self {
+            target: Target::Root,
+            path: path.to_owned(),
+            kind: FileKind::Dir,
+            mode,
+            uid: 0,
+            gid: 0,
+        }
     }
 
     pub fn root_symlink(path: &str, target: &str) -> Self {
         Self {
             target: Target::Root,
             path: path.to_owned(),
-            kind: FileKind::Symlink { target: target.to_owned() },
+            kind: FileKind::Symlink {
+                target: target.to_owned(),
+            },
             mode: 0o777,
             uid: 0,
             gid: 0,
@@ -121,7 +137,14 @@ impl FileSpec {
     }
 
     pub fn root_absent(path: &str) -> Self {
-        Self { target: Target::Root, path: path.to_owned(), kind: FileKind::Absent, mode: 0, uid: 0, gid: 0 }
+        Self {
+            target: Target::Root,
+            path: path.to_owned(),
+            kind: FileKind::Absent,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+        }
     }
 
     pub fn owned_by(mut self, uid: u32, gid: u32) -> Self {

@@ -10,7 +10,8 @@ use crate::render::quirks::Quirks;
 
 pub const UNIT_NAME: &str = "homelab-firstboot.service";
 pub const UNIT_PATH: &str = "/etc/systemd/system/homelab-firstboot.service";
-pub const WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/homelab-firstboot.service";
+pub const WANTS_LINK: &str =
+    "/etc/systemd/system/multi-user.target.wants/homelab-firstboot.service";
 pub const SCRIPT_PATH: &str = "/usr/local/sbin/homelab-firstboot";
 pub const STATE_DIR: &str = "/var/lib/homelab-image";
 pub const PRESEED_PATH: &str = "/var/lib/homelab-image/microcloud-preseed.yaml";
@@ -192,7 +193,7 @@ main() {
         FAIL_REASON=""
         if run_once; then
             touch "${DONE_FILE}"
-            write_status done "${attempt}" "first boot finished"
+            write_status "done" "${attempt}" "first boot finished"
             log "first boot finished"
             return 0
         fi
@@ -214,13 +215,19 @@ main "$@"
 /// newtype (hostnames, snap channels, package names) whose characters need
 /// no quoting beyond single quotes.
 fn bash_words<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
-    words.into_iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" ")
+    words
+        .into_iter()
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The script for `node`. Packages are installed here only on images
 /// without cloud-init (cloud-init installs them on Ubuntu).
 pub fn script(node: &ResolvedNode, microcloud: Option<&MicroCloud>, quirks: &Quirks) -> String {
-    let snaps = microcloud.map(|m| m.channels.snaps().to_vec()).unwrap_or_default();
+    let snaps = microcloud
+        .map(|m| m.channels.snaps().to_vec())
+        .unwrap_or_default();
     let packages: Vec<&str> = if quirks.uses_cloud_init() {
         Vec::new()
     } else {
@@ -233,9 +240,15 @@ pub fn script(node: &ResolvedNode, microcloud: Option<&MicroCloud>, quirks: &Qui
         .replace("@STATUS@", STATUS_PATH)
         .replace("@DONE@", DONE_PATH)
         .replace("@PRESEED@", PRESEED_PATH)
-        .replace("@INSTALL_SNAPD@", flag(quirks.needs_snapd_install() && microcloud.is_some()))
+        .replace(
+            "@INSTALL_SNAPD@",
+            flag(quirks.needs_snapd_install() && microcloud.is_some()),
+        )
         .replace("@SETUP_MICROCLOUD@", flag(microcloud.is_some()))
         .replace("@SNAPS@", &bash_words(snaps.iter().map(|(s, _)| *s)))
-        .replace("@CHANNELS@", &bash_words(snaps.iter().map(|(_, c)| c.as_str())))
+        .replace(
+            "@CHANNELS@",
+            &bash_words(snaps.iter().map(|(_, c)| c.as_str())),
+        )
         .replace("@PACKAGES@", &bash_words(packages))
 }

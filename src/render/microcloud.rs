@@ -64,26 +64,34 @@ pub struct OvnConfig {
 /// The preseed document for the cluster.
 pub fn preseed(cluster: &Cluster, mc: &MicroCloud, state: &State) -> Result<Preseed, RenderError> {
     let (lookup_subnet, initiator, initiator_address, unicast) = match &mc.discovery {
-        Discovery::Multicast { initiator, lookup_subnet } => {
-            (Some(lookup_subnet.to_string()), Some(initiator.to_string()), None, false)
+        Discovery::Multicast {
+            initiator,
+            lookup_subnet,
+        } => (
+            Some(lookup_subnet.to_string()),
+            Some(initiator.to_string()),
+            None,
+            false,
+        ),
+        Discovery::Unicast { initiator_address } => {
+            (None, None, Some(initiator_address.to_string()), true)
         }
-        Discovery::Unicast { initiator_address } => (None, None, Some(initiator_address.to_string()), true),
     };
     let session_passphrase = match &mc.passphrase {
         None => None,
         Some(Passphrase::Known(p)) => Some(p.clone()),
-        Some(Passphrase::Generated) => Some(
-            state
-                .passphrase
-                .clone()
-                .ok_or_else(|| RenderError::MissingState("generated MicroCloud passphrase".to_owned()))?,
-        ),
+        Some(Passphrase::Generated) => Some(state.passphrase.clone().ok_or_else(|| {
+            RenderError::MissingState("generated MicroCloud passphrase".to_owned())
+        })?),
     };
     let systems = cluster
         .nodes
         .iter()
         .map(|n| {
-            let disk = |d: &crate::profile::ident::DiskPath| Disk { path: d.to_string(), wipe: n.storage.wipe };
+            let disk = |d: &crate::profile::ident::DiskPath| Disk {
+                path: d.to_string(),
+                wipe: n.storage.wipe,
+            };
             let has_storage = n.storage.local.is_some() || !n.storage.ceph.is_empty();
             System {
                 name: n.hostname.to_string(),
@@ -108,7 +116,11 @@ pub fn preseed(cluster: &Cluster, mc: &MicroCloud, state: &State) -> Result<Pres
             ipv4_gateway: o.ipv4_gateway.to_string(),
             ipv4_range: o.ipv4_range.map(|r| r.to_string()),
             dns_servers: (!o.dns_servers.is_empty()).then(|| {
-                o.dns_servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+                o.dns_servers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
             }),
         }),
     })

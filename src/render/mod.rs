@@ -42,7 +42,11 @@ pub enum RenderError {
 }
 
 /// Everything the build step writes for `node`, in a stable order.
-pub fn node(node: &ResolvedNode, cluster: &Cluster, state: &State) -> Result<Vec<FileSpec>, RenderError> {
+pub fn node(
+    node: &ResolvedNode,
+    cluster: &Cluster,
+    state: &State,
+) -> Result<Vec<FileSpec>, RenderError> {
     let quirks = Quirks::new(node.image.os, &node.board);
     let host_key = state
         .host_key(node.hostname.as_str())
@@ -53,21 +57,35 @@ pub fn node(node: &ResolvedNode, cluster: &Cluster, state: &State) -> Result<Vec
     root.push(FileSpec::root_dir(firstboot::STATE_DIR, 0o700));
     if let Some(mc) = &cluster.microcloud {
         let preseed = microcloud::preseed(cluster, mc, state)?;
-        root.push(FileSpec::root_file(firstboot::PRESEED_PATH, 0o600, yaml::to_yaml("preseed", &preseed)?));
+        root.push(FileSpec::root_file(
+            firstboot::PRESEED_PATH,
+            0o600,
+            yaml::to_yaml("preseed", &preseed)?,
+        ));
     }
     root.push(FileSpec::root_file(
         firstboot::SCRIPT_PATH,
         0o755,
         firstboot::script(node, cluster.microcloud.as_ref(), &quirks),
     ));
-    root.push(FileSpec::root_file(firstboot::UNIT_PATH, 0o644, firstboot::unit()));
-    root.push(FileSpec::root_symlink(firstboot::WANTS_LINK, firstboot::UNIT_PATH));
+    root.push(FileSpec::root_file(
+        firstboot::UNIT_PATH,
+        0o644,
+        firstboot::unit(),
+    ));
+    root.push(FileSpec::root_symlink(
+        firstboot::WANTS_LINK,
+        firstboot::UNIT_PATH,
+    ));
     if !quirks.uses_cloud_init() {
         root.extend(direct::files(node, state, &quirks)?);
         return Ok(root);
     }
     let mut boot = Vec::new();
-    let user_data = format!("#cloud-config\n{}", yaml::to_yaml("user-data", &cloud_init::user_data(node, state)?)?);
+    let user_data = format!(
+        "#cloud-config\n{}",
+        yaml::to_yaml("user-data", &cloud_init::user_data(node, state)?)?
+    );
     boot.push(FileSpec::boot_file("user-data", user_data));
     let network = yaml::to_yaml("network-config", &netplan::document(node, &quirks))?;
     boot.push(FileSpec::boot_file("network-config", network));
@@ -75,7 +93,9 @@ pub fn node(node: &ResolvedNode, cluster: &Cluster, state: &State) -> Result<Vec
         boot.push(FileSpec {
             target: Target::Boot,
             path: path.to_owned(),
-            kind: FileKind::CmdlineEdit { ops: quirks.cmdline_ops() },
+            kind: FileKind::CmdlineEdit {
+                ops: quirks.cmdline_ops(),
+            },
             mode: 0o644,
             uid: 0,
             gid: 0,
@@ -93,7 +113,15 @@ pub fn node(node: &ResolvedNode, cluster: &Cluster, state: &State) -> Result<Vec
 fn digest<'a>(specs: impl Iterator<Item = &'a FileSpec>) -> String {
     let mut h = Sha256::new();
     for s in specs {
-        h.update(format!("{}\0{}\0{}\0{:o}\0{}\0{}\0", s.target, s.path, s.kind.name(), s.mode, s.uid, s.gid));
+        h.update(format!(
+            "{}\0{}\0{}\0{:o}\0{}\0{}\0",
+            s.target,
+            s.path,
+            s.kind.name(),
+            s.mode,
+            s.uid,
+            s.gid
+        ));
         match &s.kind {
             FileKind::File { bytes } => h.update(bytes),
             FileKind::Symlink { target } => h.update(target.as_bytes()),

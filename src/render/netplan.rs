@@ -97,7 +97,12 @@ pub struct AccessPoint {
 /// A NIC with no address that is still brought up (MicroCloud's uplink,
 /// or a bridge member).
 fn unaddressed() -> Interface {
-    Interface { dhcp4: false, dhcp6: false, accept_ra: Some(false), ..Interface::default() }
+    Interface {
+        dhcp4: false,
+        dhcp6: false,
+        accept_ra: Some(false),
+        ..Interface::default()
+    }
 }
 
 /// The netplan document for `node`.
@@ -118,7 +123,10 @@ pub fn document(node: &ResolvedNode, quirks: &Quirks) -> NetplanDoc {
         addresses: vec![net.address.to_string()],
         routes: net
             .gateway
-            .map(|gw| Route { to: "default", via: gw.to_string() })
+            .map(|gw| Route {
+                to: "default",
+                via: gw.to_string(),
+            })
             .into_iter()
             .collect(),
         nameservers: (!net.dns.is_empty() || !net.search.is_empty()).then(|| Nameservers {
@@ -127,30 +135,46 @@ pub fn document(node: &ResolvedNode, quirks: &Quirks) -> NetplanDoc {
         }),
         ..Interface::default()
     };
-    let by_mac = |mac: Option<crate::profile::net::MacAddr>, name: &str, iface: Interface| Interface {
-        match_: mac.map(|m| Match { macaddress: m.to_string() }),
-        set_name: mac.map(|_| name.to_owned()),
-        ..iface
-    };
+    let by_mac =
+        |mac: Option<crate::profile::net::MacAddr>, name: &str, iface: Interface| Interface {
+            match_: mac.map(|m| Match {
+                macaddress: m.to_string(),
+            }),
+            set_name: mac.map(|_| name.to_owned()),
+            ..iface
+        };
     match &net.uplink {
         Some(Uplink::Bridge { name }) => {
-            doc.ethernets.insert(main.clone(), by_mac(net.mac, &main, unaddressed()));
+            doc.ethernets
+                .insert(main.clone(), by_mac(net.mac, &main, unaddressed()));
             let bridge = Interface {
                 interfaces: vec![main.clone()],
-                parameters: Some(BridgeParameters { stp: false, forward_delay: 0 }),
+                parameters: Some(BridgeParameters {
+                    stp: false,
+                    forward_delay: 0,
+                }),
                 ..addressed
             };
             doc.bridges.insert(name.to_string(), bridge);
         }
         other => {
-            doc.ethernets.insert(main.clone(), by_mac(net.mac, &main, addressed));
+            doc.ethernets
+                .insert(main.clone(), by_mac(net.mac, &main, addressed));
             match other {
                 Some(Uplink::Nic { name, mac }) => {
-                    let nic = Interface { optional: Some(true), ..unaddressed() };
-                    doc.ethernets.insert(name.to_string(), by_mac(*mac, name.as_str(), nic));
+                    let nic = Interface {
+                        optional: Some(true),
+                        ..unaddressed()
+                    };
+                    doc.ethernets
+                        .insert(name.to_string(), by_mac(*mac, name.as_str(), nic));
                 }
                 Some(uplink @ Uplink::Vlan { id }) => {
-                    let vlan = Interface { id: Some(*id), link: Some(main.clone()), ..unaddressed() };
+                    let vlan = Interface {
+                        id: Some(*id),
+                        link: Some(main.clone()),
+                        ..unaddressed()
+                    };
                     doc.vlans.insert(uplink.interface_name(), vlan);
                 }
                 _ => {}
@@ -158,7 +182,9 @@ pub fn document(node: &ResolvedNode, quirks: &Quirks) -> NetplanDoc {
         }
     }
     if let Some(w) = &node.wifi {
-        let ap = AccessPoint { password: w.password.clone() };
+        let ap = AccessPoint {
+            password: w.password.clone(),
+        };
         let wifi = Interface {
             dhcp4: true,
             dhcp6: false,

@@ -14,7 +14,10 @@ pub struct Quirks {
 
 impl Quirks {
     pub fn new(os: OsRelease, board: &Board) -> Self {
-        Self { os, board: board.clone() }
+        Self {
+            os,
+            board: board.clone(),
+        }
     }
 
     /// Ubuntu raspi images configure themselves with cloud-init from the
@@ -35,7 +38,10 @@ impl Quirks {
     /// its `datasource_list` drop-in; the seed itself is found by the
     /// `system-boot` label the image's cloud-init is configured with.
     pub fn cmdline_ops(&self) -> Vec<CmdlineOp> {
-        vec![CmdlineOp::Set { key: "ds".to_owned(), value: "nocloud".to_owned() }]
+        vec![CmdlineOp::Set {
+            key: "ds".to_owned(),
+            value: "nocloud".to_owned(),
+        }]
     }
 
     /// netplan learned `regulatory-domain` in 0.105; 22.04 shipped 0.104.
@@ -53,7 +59,10 @@ impl Quirks {
     /// password and user on the console) and its DHCP-on-every-NIC netplan.
     pub fn files_to_remove(&self) -> &'static [&'static str] {
         match self.os {
-            OsRelease::Armbian => &["/root/.not_logged_in_yet", "/etc/netplan/10-dhcp-all-interfaces.yaml"],
+            OsRelease::Armbian => &[
+                "/root/.not_logged_in_yet",
+                "/etc/netplan/10-dhcp-all-interfaces.yaml",
+            ],
             _ => &[],
         }
     }

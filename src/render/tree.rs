@@ -32,7 +32,11 @@ pub enum TreeError {
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TreeError + 'a {
-    move |source| TreeError::Io { action, path: path.to_owned(), source }
+    move |source| TreeError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The bytes a spec shows as: file bytes, or for edits what they add.
@@ -46,7 +50,15 @@ fn shown_bytes(spec: &FileSpec) -> Result<Option<Vec<u8>>, TreeError> {
 
 /// One manifest line: `root /etc/hostname file 0644 0:0 sha256=…`.
 pub fn manifest_line(spec: &FileSpec) -> Result<String, TreeError> {
-    let mut line = format!("{} {} {} {:04o} {}:{}", spec.target, spec.path, spec.kind.name(), spec.mode, spec.uid, spec.gid);
+    let mut line = format!(
+        "{} {} {} {:04o} {}:{}",
+        spec.target,
+        spec.path,
+        spec.kind.name(),
+        spec.mode,
+        spec.uid,
+        spec.gid
+    );
     match &spec.kind {
         FileKind::Symlink { target } => {
             let _ = write!(line, " -> {target}");
@@ -59,7 +71,11 @@ pub fn manifest_line(spec: &FileSpec) -> Result<String, TreeError> {
         _ => {}
     }
     if let Some(bytes) = shown_bytes(spec)? {
-        let _ = write!(line, " sha256={}", crate::profile::state::hex(&Sha256::digest(&bytes)));
+        let _ = write!(
+            line,
+            " sha256={}",
+            crate::profile::state::hex(&Sha256::digest(&bytes))
+        );
     }
     Ok(line)
 }
@@ -75,7 +91,12 @@ fn inside(base: &Path, spec_path: &str) -> Result<PathBuf, TreeError> {
 
 /// Writes `specs` under `out/boot` and `out/root`, plus `out/MANIFEST`.
 pub fn write_tree(out: &Path, specs: &[FileSpec]) -> Result<(), TreeError> {
-    if out.exists() && fs::read_dir(out).map_err(io("reading", out))?.next().is_some() {
+    if out.exists()
+        && fs::read_dir(out)
+            .map_err(io("reading", out))?
+            .next()
+            .is_some()
+    {
         return Err(TreeError::NotEmpty(out.to_owned()));
     }
     fs::create_dir_all(out).map_err(io("creating", out))?;
@@ -90,7 +111,8 @@ pub fn write_tree(out: &Path, specs: &[FileSpec]) -> Result<(), TreeError> {
         match &spec.kind {
             FileKind::Dir => {
                 fs::create_dir_all(&path).map_err(io("creating", &path))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(spec.mode)).map_err(io("setting mode of", &path))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(spec.mode))
+                    .map_err(io("setting mode of", &path))?;
             }
             FileKind::Symlink { target } => {
                 std::os::unix::fs::symlink(target, &path).map_err(io("creating symlink", &path))?;
@@ -99,7 +121,8 @@ pub fn write_tree(out: &Path, specs: &[FileSpec]) -> Result<(), TreeError> {
             FileKind::File { .. } | FileKind::AccountEntries { .. } => {
                 let bytes = shown_bytes(spec)?.unwrap_or_default();
                 fs::write(&path, bytes).map_err(io("writing", &path))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(spec.mode)).map_err(io("setting mode of", &path))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(spec.mode))
+                    .map_err(io("setting mode of", &path))?;
             }
         }
     }
