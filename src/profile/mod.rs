@@ -14,6 +14,7 @@ pub mod load;
 pub mod net;
 pub(crate) mod newtype;
 pub mod password;
+pub mod path_io;
 pub mod platform;
 pub mod problem;
 pub mod resolve;

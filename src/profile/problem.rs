@@ -15,6 +15,16 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    pub fn new(node: Option<&str>, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            node: node.map(str::to_owned),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.node {
@@ -46,11 +56,7 @@ impl Report {
         field: impl Into<String>,
         message: impl Into<String>,
     ) {
-        self.errors.push(Problem {
-            node: node.map(str::to_owned),
-            field: field.into(),
-            message: message.into(),
-        });
+        self.errors.push(Problem::new(node, field, message));
     }
 
     pub fn warn(
@@ -59,11 +65,7 @@ impl Report {
         field: impl Into<String>,
         message: impl Into<String>,
     ) {
-        self.warnings.push(Problem {
-            node: node.map(str::to_owned),
-            field: field.into(),
-            message: message.into(),
-        });
+        self.warnings.push(Problem::new(node, field, message));
     }
 
     pub fn has_errors(&self) -> bool {

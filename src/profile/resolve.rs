@@ -17,8 +17,8 @@ use crate::profile::net::InterfaceName;
 use crate::profile::platform::OsRelease;
 use crate::profile::problem::{Problem, Report};
 use crate::profile::resolved::{
-    BaseImage, Cluster, ExtraFile, ImageSource, Keyboard, Network, ResolvedNode, Storage, Uplink,
-    User, UserPassword, Wifi,
+    BaseImage, Cluster, ExtraFile, ImageSource, Network, ResolvedNode, Storage, Uplink, User,
+    UserPassword, Wifi,
 };
 use crate::profile::ssh::SshPublicKey;
 use crate::profile::validate;
@@ -223,12 +223,7 @@ fn resolve_node(
         })
     });
     let storage = resolve_storage(pick(&spec.storage, &defaults.storage), &mut r);
-    let keyboard = pick(&spec.keyboard, &defaults.keyboard).map(|k| Keyboard {
-        layout: k.layout.clone(),
-        model: k.model.clone(),
-        variant: k.variant.clone(),
-        options: k.options.clone(),
-    });
+    let keyboard = pick(&spec.keyboard, &defaults.keyboard).cloned();
     Some(ResolvedNode {
         hostname: hostname?,
         domain: pick(&spec.domain, &defaults.domain).cloned(),

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use crate::profile::hostname::{DomainName, Hostname};
 use crate::profile::ident::{
     CountryCode, DiskPath, GroupName, Locale, Mode, NtpServer, PackageName, Shell, SnapChannel,
-    TargetPath, Timezone, UserName, XkbName,
+    TargetPath, Timezone, UserName,
 };
-use crate::profile::inventory::SudoRule;
+use crate::profile::inventory::{KeyboardSpec, SudoRule};
 use crate::profile::net::{InterfaceName, Ipv4Cidr, Ipv4Range, MacAddr};
 use crate::profile::password::PasswordHash;
 use crate::profile::platform::{Board, OsRelease};
@@ -41,7 +41,7 @@ pub struct ResolvedNode {
     pub users: Vec<User>,
     pub timezone: Option<Timezone>,
     pub locale: Option<Locale>,
-    pub keyboard: Option<Keyboard>,
+    pub keyboard: Option<KeyboardSpec>,
     pub ntp: Vec<NtpServer>,
     pub wifi: Option<Wifi>,
     pub packages: Vec<PackageName>,
@@ -132,14 +132,6 @@ pub enum UserPassword {
     /// Opted in with `hash_password: true`; hashed at render time with the
     /// salt kept in the state directory.
     Plain(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct Keyboard {
-    pub layout: XkbName,
-    pub model: Option<XkbName>,
-    pub variant: Option<XkbName>,
-    pub options: Option<XkbName>,
 }
 
 #[derive(Debug, Clone)]

@@ -24,6 +24,7 @@ use ssh_key::{LineEnding, PrivateKey};
 use thiserror::Error;
 
 use crate::profile::password::Salt;
+use crate::profile::path_io::{PathIoError, at};
 use crate::profile::resolved::{Cluster, Passphrase, UserPassword};
 
 pub const PASSPHRASE_FILE: &str = "microcloud-passphrase";
@@ -31,25 +32,12 @@ pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
 
 #[derive(Debug, Error)]
 pub enum StateError {
-    #[error("{action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     #[error("{}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
     #[error("getting random bytes from the operating system: {0}")]
     Entropy(String),
-}
-
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
-    move |source| StateError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// Where random bytes come from: the OS, or a fixed seed in tests.
@@ -163,7 +151,7 @@ pub fn ensure_passphrase(dir: &Path, entropy: &mut dyn Entropy) -> Result<String
     make_private_dir(dir)?;
     let path = dir.join(PASSPHRASE_FILE);
     if path.exists() {
-        let text = fs::read_to_string(&path).map_err(io("reading", &path))?;
+        let text = fs::read_to_string(&path).map_err(at("reading", &path))?;
         let text = text.trim().to_owned();
         if text.is_empty() {
             return Err(StateError::Corrupt {
@@ -191,7 +179,7 @@ fn ensure_host_key(
         reason,
     };
     let key = if path.exists() {
-        let text = fs::read_to_string(&path).map_err(io("reading", &path))?;
+        let text = fs::read_to_string(&path).map_err(at("reading", &path))?;
         PrivateKey::from_openssh(&text).map_err(|e| corrupt(e.to_string()))?
     } else {
         let mut seed = [0u8; 32];
@@ -215,7 +203,7 @@ fn ensure_host_key(
         .map_err(|e| corrupt(e.to_string()))?;
     let pub_path = node_dir.join(format!("{HOST_KEY_FILE}.pub"));
     if !pub_path.exists() {
-        fs::write(&pub_path, format!("{public_openssh}\n")).map_err(io("writing", &pub_path))?;
+        fs::write(&pub_path, format!("{public_openssh}\n")).map_err(at("writing", &pub_path))?;
     }
     Ok(HostKey {
         private_openssh,
@@ -225,7 +213,7 @@ fn ensure_host_key(
 
 fn ensure_salt(path: &Path, entropy: &mut dyn Entropy) -> Result<Salt, StateError> {
     if path.exists() {
-        let text = fs::read_to_string(path).map_err(io("reading", path))?;
+        let text = fs::read_to_string(path).map_err(at("reading", path))?;
         return unhex(text.trim()).ok_or_else(|| StateError::Corrupt {
             path: path.to_owned(),
             reason: "a salt file holds 24 hexadecimal digits".to_owned(),
@@ -242,7 +230,8 @@ fn make_private_dir(dir: &Path) -> Result<(), StateError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(io("creating", dir))
+        .map_err(at("creating", dir))?;
+    Ok(())
 }
 
 /// Writes a 0600 file through a temporary name, so a crash never leaves a
@@ -255,10 +244,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(io("creating", &tmp))?;
-    f.write_all(bytes).map_err(io("writing", &tmp))?;
-    f.sync_all().map_err(io("syncing", &tmp))?;
-    fs::rename(&tmp, path).map_err(io("renaming", &tmp))
+        .map_err(at("creating", &tmp))?;
+    f.write_all(bytes).map_err(at("writing", &tmp))?;
+    f.sync_all().map_err(at("syncing", &tmp))?;
+    fs::rename(&tmp, path).map_err(at("renaming", &tmp))?;
+    Ok(())
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -12,31 +12,19 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::profile::path_io::{PathIoError, at};
 use crate::render::file_spec::{FileKind, FileSpec};
 
 #[derive(Debug, Error)]
 pub enum TreeError {
     #[error("{} exists and is not empty; choose another --out or remove it", .0.display())]
     NotEmpty(PathBuf),
-    #[error("{action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     #[error("refusing path {0:?}: it leaves the output directory")]
     Escapes(String),
     #[error("merging account entries: {0}")]
     Accounts(#[from] crate::render::accounts::AccountError),
-}
-
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TreeError + 'a {
-    move |source| TreeError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// The bytes a spec shows as: file bytes, or for edits what they add.
@@ -93,41 +81,42 @@ fn inside(base: &Path, spec_path: &str) -> Result<PathBuf, TreeError> {
 pub fn write_tree(out: &Path, specs: &[FileSpec]) -> Result<(), TreeError> {
     if out.exists()
         && fs::read_dir(out)
-            .map_err(io("reading", out))?
+            .map_err(at("reading", out))?
             .next()
             .is_some()
     {
         return Err(TreeError::NotEmpty(out.to_owned()));
     }
-    fs::create_dir_all(out).map_err(io("creating", out))?;
+    fs::create_dir_all(out).map_err(at("creating", out))?;
     let mut manifest = String::new();
     for spec in specs {
         manifest.push_str(&manifest_line(spec)?);
         manifest.push('\n');
         let path = inside(&out.join(spec.target.to_string()), &spec.path)?;
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io("creating", parent))?;
+            fs::create_dir_all(parent).map_err(at("creating", parent))?;
         }
         match &spec.kind {
             FileKind::Dir => {
-                fs::create_dir_all(&path).map_err(io("creating", &path))?;
+                fs::create_dir_all(&path).map_err(at("creating", &path))?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(spec.mode))
-                    .map_err(io("setting mode of", &path))?;
+                    .map_err(at("setting mode of", &path))?;
             }
             FileKind::Symlink { target } => {
-                std::os::unix::fs::symlink(target, &path).map_err(io("creating symlink", &path))?;
+                std::os::unix::fs::symlink(target, &path).map_err(at("creating symlink", &path))?;
             }
             FileKind::Absent | FileKind::CmdlineEdit { .. } => {}
             FileKind::File { .. } | FileKind::AccountEntries { .. } => {
                 let bytes = shown_bytes(spec)?.unwrap_or_default();
-                fs::write(&path, bytes).map_err(io("writing", &path))?;
+                fs::write(&path, bytes).map_err(at("writing", &path))?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(spec.mode))
-                    .map_err(io("setting mode of", &path))?;
+                    .map_err(at("setting mode of", &path))?;
             }
         }
     }
     let path = out.join("MANIFEST");
-    fs::write(&path, manifest).map_err(io("writing", &path))
+    fs::write(&path, manifest).map_err(at("writing", &path))?;
+    Ok(())
 }
 
 /// Every spec as a header line and its text (binary files summarised).
