@@ -29,6 +29,7 @@ pub fn parse_proc_route(text: &str) -> Option<(Ipv4Cidr, Ipv4Addr)> {
             .ok()
             .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
     };
+    // f[0] below is safe: every row reaching it yielded f.get(1).
     let rows: Vec<Vec<&str>> = text
         .lines()
         .skip(1)

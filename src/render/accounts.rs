@@ -94,6 +94,8 @@ impl Table {
         })
     }
 
+    /// `index` always comes from `find`, so it is in bounds (as in
+    /// `add_member`, whose field vector is padded before indexing).
     fn id_of(&self, index: usize) -> Option<u32> {
         self.lines[index]
             .split(':')

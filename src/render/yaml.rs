@@ -31,6 +31,7 @@ pub fn to_yaml<T: Serialize>(what: &'static str, value: &T) -> Result<String, Ya
 pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    // chunks() never yields an empty slice, so chunk[0] exists.
     for chunk in bytes.chunks(3) {
         let b = [
             chunk[0],
