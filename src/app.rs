@@ -9,6 +9,8 @@ use clap::CommandFactory;
 use crate::cli::{CatArgs, Cli, ColorChoice, Command, GlobalArgs, InspectArgs, LsArgs};
 use crate::image::Image;
 
+mod profile_cmds;
+
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
 /// only with `-q`. `RUST_LOG` overrides.
 pub fn init_logging(global: &GlobalArgs) {
@@ -57,6 +59,9 @@ pub fn report_error(err: &anyhow::Error) {
 pub fn run(cli: Cli) -> Result<()> {
     let color = cli.global.color;
     match cli.command {
+        Command::Init(args) => profile_cmds::init(&cli.global, &args),
+        Command::Check => profile_cmds::check(&cli.global),
+        Command::Render(args) => profile_cmds::render(&cli.global, &args),
         Command::Inspect(args) => inspect(&args, color),
         Command::Ls(args) => ls(&args),
         Command::Cat(args) => cat(&args),

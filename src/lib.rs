@@ -14,3 +14,5 @@ pub mod fs;
 pub mod image;
 pub mod inspect;
 pub mod io;
+pub mod profile;
+pub mod render;

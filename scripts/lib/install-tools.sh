@@ -13,7 +13,8 @@ ensure_tools() {
 		mkfs.vfat:dosfstools fsck.fat:dosfstools
 		mcopy:mtools mmd:mtools mdir:mtools
 		mke2fs:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs tune2fs:e2fsprogs dumpe2fs:e2fsprogs
-		blkid:util-linux setpriv:util-linux xz:xz-utils gzip:gzip python3:python3 shellcheck:shellcheck
+		blkid:util-linux setpriv:util-linux xz:xz-utils gzip:gzip shellcheck:shellcheck
+		cloud-init:cloud-init netplan:netplan.io systemd-analyze:systemd perl:perl
 	)
 
 	packages=()
@@ -25,8 +26,10 @@ ensure_tools() {
 	for t in "${tools[@]}"; do
 		command -v "${t%%:*}" >/dev/null 2>&1 || want "${t#*:}"
 	done
-	# python3-yaml for the YAML round trips (and python3 itself, if missing).
-	python3 -c 'import yaml' >/dev/null 2>&1 || want python3-yaml
+	# Debian's python3 with PyYAML for the YAML round trips. The tests call
+	# /usr/bin/python3 by path: a pyenv python3 earlier in PATH lacks yaml.
+	[[ -x /usr/bin/python3 ]] || want python3
+	/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || want python3-yaml
 
 	if ((${#packages[@]} > 0)); then
 		echo "installing: ${packages[*]}"
@@ -43,8 +46,8 @@ ensure_tools() {
 		for t in "${tools[@]}"; do
 			command -v "${t%%:*}" >/dev/null 2>&1 || die "${t%%:*} is still missing after apt-get install"
 		done
-		python3 -c 'import yaml' 2>/dev/null ||
-			die "python3 ($(command -v python3)) cannot import yaml after installing python3-yaml"
+		/usr/bin/python3 -c 'import yaml' 2>/dev/null ||
+			die "/usr/bin/python3 cannot import yaml after installing python3-yaml"
 	else
 		echo "all present: ${tools[*]%%:*} python3-yaml"
 	fi

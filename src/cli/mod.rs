@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod image_cmds;
 
 pub use image_cmds::{CatArgs, InspectArgs, LsArgs};
+pub mod profile_cmds;
 
 /// Turn a stock Ubuntu Server or Armbian arm64 image into one ready-to-boot
 /// image per node of a homelab cluster.
@@ -62,6 +63,12 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented starter profile (three nodes, detected defaults)
+    Init(profile_cmds::InitArgs),
+    /// Validate the profile and report every problem
+    Check,
+    /// Show the files the build step would put into one node's image
+    Render(profile_cmds::RenderArgs),
     /// Show an image's partitions, filesystems, OS and boot configuration
     Inspect(InspectArgs),
     /// List a directory inside a partition of an image (FAT or ext4)

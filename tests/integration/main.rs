@@ -1,10 +1,17 @@
-//! The one integration-test binary (ripgrep style): every module runs the
-//! real `homelab-image` binary and judges its output with tools we did not
-//! write (sfdisk, blkid, debugfs, mtools, fsck.fat, e2fsck).
+//! The one integration-test binary (ripgrep's habit: one binary, many
+//! modules). Every module runs the real `homelab-image` binary or library and
+//! judges the output with tools we did not write (sfdisk, blkid, debugfs,
+//! mtools, fsck.fat, cloud-init, netplan, systemd-analyze, PyYAML, crypt).
 
 mod bad_input;
 mod cli;
 mod fat_write;
 mod inspect;
 mod ls_cat;
+mod profile_bad;
+mod profile_cli;
+mod profile_rules;
+mod profile_support;
+mod render_golden;
+mod render_oracles;
 mod util;

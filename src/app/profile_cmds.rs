@@ -1,0 +1,165 @@
+//! `init`, `check` and `render`: the profile commands. Each loads what it
+//! needs, calls the library and turns typed errors into messages that name
+//! the file and the node.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::GlobalArgs;
+use crate::cli::profile_cmds::{InitArgs, RenderArgs};
+use crate::profile::ident::UserName;
+use crate::profile::resolve::{Context as ResolveContext, DEFAULT_STATE_DIR, Resolved};
+use crate::profile::ssh::SshPublicKey;
+use crate::profile::starter::{Detected, parse_proc_route, starter_profile};
+use crate::profile::state::{OsEntropy, State, ensure_passphrase};
+use crate::render::tree::{to_text, write_tree};
+
+/// Loads and resolves the profile; prints warnings to stderr.
+pub fn load_and_resolve(path: &Path) -> Result<Resolved> {
+    let profile = crate::profile::load(path)?;
+    let resolved = crate::profile::resolve(&profile, &ResolveContext::from_process(path))?;
+    let mut err = std::io::stderr().lock();
+    for w in &resolved.warnings {
+        let _ = writeln!(err, "warning: {}: {w}", path.display());
+    }
+    Ok(resolved)
+}
+
+pub fn check(global: &GlobalArgs) -> Result<()> {
+    let resolved = load_and_resolve(&global.profile)?;
+    let n = resolved.cluster.nodes.len();
+    println!(
+        "{}: ok ({n} node{}, {} warning{})",
+        global.profile.display(),
+        if n == 1 { "" } else { "s" },
+        resolved.warnings.len(),
+        if resolved.warnings.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+    );
+    Ok(())
+}
+
+pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
+    let Resolved { cluster, .. } = load_and_resolve(&global.profile)?;
+    let Some(node) = cluster.node(&args.node) else {
+        let names: Vec<&str> = cluster.nodes.iter().map(|n| n.hostname.as_str()).collect();
+        bail!(
+            "node {} is not in {} (nodes: {})",
+            args.node,
+            global.profile.display(),
+            names.join(", ")
+        );
+    };
+    let state = State::prepare(&cluster, &mut OsEntropy).with_context(|| {
+        format!(
+            "preparing the state directory {}",
+            cluster.state_dir.display()
+        )
+    })?;
+    let specs = crate::render::node(node, &cluster, &state)
+        .with_context(|| format!("rendering node {}", args.node))?;
+    match &args.out {
+        Some(dir) => {
+            write_tree(dir, &specs).with_context(|| {
+                format!(
+                    "writing the files of node {} to {}",
+                    args.node,
+                    dir.display()
+                )
+            })?;
+            eprintln!(
+                "wrote {} entries for node {} to {} (see MANIFEST)",
+                specs.len(),
+                args.node,
+                dir.display()
+            );
+        }
+        None => {
+            let text = to_text(&specs)
+                .with_context(|| format!("showing the files of node {}", args.node))?;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .context("writing to stdout")?;
+        }
+    }
+    Ok(())
+}
+
+pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
+    let path = &global.profile;
+    if path.exists() && !args.force {
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        );
+    }
+    let detected = detect();
+    let text = starter_profile(&detected);
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    let ctx = ResolveContext::from_process(path);
+    let state_dir = ctx.path(Path::new(DEFAULT_STATE_DIR));
+    ensure_passphrase(&state_dir, &mut OsEntropy).with_context(|| {
+        format!(
+            "creating the MicroCloud passphrase in {}",
+            state_dir.display()
+        )
+    })?;
+    eprintln!(
+        "wrote {} ({} SSH key{} found{}); next: homelab-image check",
+        path.display(),
+        detected.ssh_keys.len(),
+        if detected.ssh_keys.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        if detected.route.is_some() {
+            ", LAN from the default route"
+        } else {
+            ""
+        },
+    );
+    Ok(())
+}
+
+/// Best-effort look at the host: nothing here is allowed to fail `init`.
+fn detect() -> Detected {
+    let route = std::fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| parse_proc_route(&t));
+    let mut ssh_keys = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        let dir = Path::new(&home).join(".ssh");
+        let mut pubs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        pubs.retain(|p| p.extension().is_some_and(|e| e == "pub"));
+        pubs.sort();
+        for p in pubs {
+            // Skip unreadable or unparsable files: init only proposes.
+            if let Ok(text) = std::fs::read_to_string(&p)
+                && let Ok(keys) = SshPublicKey::parse_many(&text)
+            {
+                ssh_keys.extend(keys);
+            }
+        }
+    }
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| u != "root")
+        .and_then(|u| UserName::parse(&u).ok());
+    Detected {
+        route,
+        ssh_keys,
+        user,
+    }
+}

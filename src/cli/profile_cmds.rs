@@ -1,0 +1,25 @@
+//! Arguments of the commands that work on the profile: `init`, `check`,
+//! `render`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite an existing profile
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Node (hostname) to render
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+
+    /// Write the files as a tree (boot/, root/, MANIFEST) into DIR instead
+    /// of printing them; DIR must not exist or be empty
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}

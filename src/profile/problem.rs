@@ -1,0 +1,89 @@
+//! Semantic problems found while resolving a profile. They are collected,
+//! not returned at the first one, so `check` reports everything at once;
+//! each names the node (when there is one) and the field path.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One error or warning about a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The node's hostname (or `nodes[3]` when it has none).
+    pub node: Option<String>,
+    /// Dotted path in the profile, e.g. `network.gateway`.
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(node: Option<&str>, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            node: node.map(str::to_owned),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.node {
+            Some(node) => write!(f, "node {node}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+/// Everything wrong with a profile, plus warnings that do not stop it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub path: PathBuf,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+impl Report {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            ..Self::default()
+        }
+    }
+
+    pub fn error(
+        &mut self,
+        node: Option<&str>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(Problem::new(node, field, message));
+    }
+
+    pub fn warn(
+        &mut self,
+        node: Option<&str>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.warnings.push(Problem::new(node, field, message));
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    /// One line per error, each prefixed with the profile's path, then a
+    /// count (the count line is what a user sees last in a terminal).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        for e in &self.errors {
+            writeln!(f, "{path}: {e}")?;
+        }
+        let n = self.errors.len();
+        write!(f, "{path}: {n} error{}", if n == 1 { "" } else { "s" })
+    }
+}
+
+impl std::error::Error for Report {}

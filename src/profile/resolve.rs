@@ -1,0 +1,652 @@
+//! `resolve`: from the `Profile` as written to the `Cluster` renderers use.
+//! Defaults are merged into each node (a node's value wins; lists replace
+//! rather than append; `network` and `uplink` merge field by field), files
+//! and secrets are read, and every per-node rule is checked. Problems are
+//! collected into one `Report`; cross-node and MicroCloud rules live in
+//! `validate`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::profile::hostname::Hostname;
+use crate::profile::ident::Shell;
+use crate::profile::inventory::{
+    ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec, UserSpec,
+};
+use crate::profile::net::InterfaceName;
+use crate::profile::platform::OsRelease;
+use crate::profile::problem::{Problem, Report};
+use crate::profile::resolved::{
+    BaseImage, Cluster, ExtraFile, ImageSource, Network, ResolvedNode, Storage, Uplink, User,
+    UserPassword, Wifi,
+};
+use crate::profile::ssh::SshPublicKey;
+use crate::profile::validate;
+
+/// The state directory's default name, next to the profile.
+pub const DEFAULT_STATE_DIR: &str = ".homelab-state";
+/// The first uid given to users without an explicit `uid`.
+pub const FIRST_UID: u32 = 1000;
+/// The largest file `files[].source` or `ssh_key_files` may name.
+const MAX_INCLUDED_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Looks up an environment variable (a closure, so tests need no real
+/// environment).
+pub type EnvLookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// Where relative paths, `~` and environment variables are looked up.
+pub struct Context<'a> {
+    pub profile_path: PathBuf,
+    pub home: Option<PathBuf>,
+    pub env: EnvLookup<'a>,
+}
+
+impl Context<'static> {
+    /// The real process environment.
+    pub fn from_process(profile_path: &Path) -> Self {
+        Self {
+            profile_path: profile_path.to_owned(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            env: Box::new(|name| std::env::var(name).ok()),
+        }
+    }
+}
+
+impl Context<'_> {
+    pub fn profile_dir(&self) -> PathBuf {
+        match self.profile_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// `~/x` → `$HOME/x`; relative → next to the profile.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if let (Ok(rest), Some(home)) = (p.strip_prefix("~"), &self.home) {
+            return home.join(rest);
+        }
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.profile_dir().join(p)
+        }
+    }
+}
+
+/// A resolved cluster and the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub cluster: Cluster,
+    pub warnings: Vec<Problem>,
+}
+
+/// A secret's value once read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretValue {
+    Text(String),
+    Generated,
+}
+
+/// Merges, reads and checks everything; all errors at once.
+pub fn resolve(profile: &Profile, ctx: &Context<'_>) -> Result<Resolved, Report> {
+    let mut report = Report::new(ctx.profile_path.clone());
+    check_defaults(&profile.defaults, &mut report);
+    if profile.nodes.is_empty() {
+        report.error(None, "nodes", "the profile lists no nodes");
+    }
+    let nodes: Vec<ResolvedNode> = profile
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, spec)| resolve_node(i, spec, &profile.defaults, ctx, &mut report))
+        .collect();
+    let all_resolved = nodes.len() == profile.nodes.len();
+    validate::cross_node(&nodes, &mut report);
+    let microcloud = profile
+        .microcloud
+        .as_ref()
+        .and_then(|mc| validate::microcloud(mc, &nodes, all_resolved, ctx, &mut report));
+    if report.has_errors() {
+        return Err(report);
+    }
+    let state_dir = ctx.path(
+        profile
+            .state_dir
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_STATE_DIR)),
+    );
+    Ok(Resolved {
+        cluster: Cluster {
+            nodes,
+            microcloud,
+            state_dir,
+        },
+        warnings: report.warnings,
+    })
+}
+
+/// Fields that identify one machine make no sense as defaults.
+fn check_defaults(d: &NodeSpec, report: &mut Report) {
+    let msg = "identifies one machine, so it belongs in a node, not in defaults";
+    if d.hostname.is_some() {
+        report.error(None, "defaults.hostname", msg);
+    }
+    if let Some(net) = &d.network {
+        if net.address.is_some() {
+            report.error(None, "defaults.network.address", msg);
+        }
+        if net.mac.is_some() {
+            report.error(None, "defaults.network.mac", msg);
+        }
+        if net.uplink.as_ref().is_some_and(|u| u.mac.is_some()) {
+            report.error(None, "defaults.network.uplink.mac", msg);
+        }
+    }
+}
+
+/// Per-node reporting helper: every problem names the node.
+struct NodeReport<'r> {
+    label: String,
+    report: &'r mut Report,
+}
+
+impl NodeReport<'_> {
+    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.report.error(Some(&self.label), field, message);
+    }
+    fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.report.warn(Some(&self.label), field, message);
+    }
+}
+
+fn resolve_node(
+    index: usize,
+    spec: &NodeSpec,
+    defaults: &NodeSpec,
+    ctx: &Context<'_>,
+    report: &mut Report,
+) -> Option<ResolvedNode> {
+    let label = spec
+        .hostname
+        .as_ref()
+        .map_or_else(|| format!("nodes[{index}]"), Hostname::to_string);
+    let mut r = NodeReport { label, report };
+    let hostname = spec.hostname.clone();
+    if hostname.is_none() {
+        r.error("hostname", "every node needs a hostname");
+    }
+    let image = pick(&spec.image, &defaults.image)
+        .and_then(|i| resolve_image(i, ctx, &mut r))
+        .or_else(|| {
+            r.error("image", "no base image: set `image` here or in defaults");
+            None
+        });
+    let board = pick(&spec.board, &defaults.board).cloned();
+    match (&board, &image) {
+        (None, _) => r.error("board", "no board: set `board` here or in defaults"),
+        (Some(b), Some(img)) if img.os != OsRelease::Armbian && !b.is_raspberry_pi() => r.error(
+            "board",
+            format!("{} images run only on rpi4 or rpi5, not on {b}", img.os),
+        ),
+        _ => {}
+    }
+    let network = resolve_network(spec.network.as_ref(), defaults.network.as_ref(), &mut r);
+    let users = resolve_users(
+        pick(&spec.users, &defaults.users).map_or(&[][..], Vec::as_slice),
+        ctx,
+        &mut r,
+    );
+    let os = image.as_ref().map(|i| i.os);
+    let files = resolve_files(spec, defaults, os, &users, ctx, &mut r);
+    let wifi = pick(&spec.wifi, &defaults.wifi).and_then(|w| {
+        let password = match &w.password {
+            Some(s) => match read_secret(s, "wifi.password", false, ctx, &mut r)? {
+                SecretValue::Text(t) => Some(t),
+                SecretValue::Generated => None,
+            },
+            None => None,
+        };
+        if w.ssid.is_empty() || w.ssid.len() > 32 {
+            r.error("wifi.ssid", "an SSID is 1 to 32 bytes");
+        }
+        if password
+            .as_ref()
+            .is_some_and(|p| !(8..=63).contains(&p.len()))
+        {
+            r.error("wifi.password", "a WPA passphrase is 8 to 63 characters");
+        }
+        Some(Wifi {
+            interface: w.interface.clone().unwrap_or_else(|| iface("wlan0")),
+            ssid: w.ssid.clone(),
+            password,
+            country: w.country.clone(),
+        })
+    });
+    let storage = resolve_storage(pick(&spec.storage, &defaults.storage), &mut r);
+    let keyboard = pick(&spec.keyboard, &defaults.keyboard).cloned();
+    Some(ResolvedNode {
+        hostname: hostname?,
+        domain: pick(&spec.domain, &defaults.domain).cloned(),
+        image: image?,
+        board: board?,
+        network: network?,
+        users,
+        timezone: pick(&spec.timezone, &defaults.timezone).cloned(),
+        locale: pick(&spec.locale, &defaults.locale).cloned(),
+        keyboard,
+        ntp: pick(&spec.ntp, &defaults.ntp).cloned().unwrap_or_default(),
+        wifi,
+        packages: pick(&spec.packages, &defaults.packages)
+            .cloned()
+            .unwrap_or_default(),
+        files,
+        ssh_password_auth: pick(&spec.ssh_password_auth, &defaults.ssh_password_auth)
+            .copied()
+            .unwrap_or(false),
+        storage,
+    })
+}
+
+/// The node's value, else the default.
+fn pick<'a, T>(node: &'a Option<T>, default: &'a Option<T>) -> Option<&'a T> {
+    node.as_ref().or(default.as_ref())
+}
+
+fn iface(name: &str) -> InterfaceName {
+    // A literal known to satisfy InterfaceName's rules.
+    InterfaceName::parse(name).unwrap_or_else(|_| unreachable!("{name} is a valid interface name"))
+}
+
+fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) -> Option<BaseImage> {
+    let given = [
+        spec.catalog.is_some(),
+        spec.url.is_some(),
+        spec.path.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        r.error("image", "set at most one of catalog, url and path");
+        return None;
+    }
+    let source = match (&spec.catalog, &spec.url, &spec.path) {
+        (_, Some(url), _) => {
+            let Some(sha) = &spec.sha256 else {
+                r.error("image.sha256", "an image url needs its sha256 checksum");
+                return None;
+            };
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                r.error("image.sha256", "a sha256 checksum is 64 hexadecimal digits");
+                return None;
+            }
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                r.error("image.url", format!("{url:?} is not an http(s) URL"));
+                return None;
+            }
+            ImageSource::Url {
+                url: url.clone(),
+                sha256: sha.to_ascii_lowercase(),
+            }
+        }
+        (_, None, Some(path)) => ImageSource::Path(ctx.path(path)),
+        (catalog, None, None) => {
+            if spec.sha256.is_some() {
+                r.error("image.sha256", "sha256 only goes with url");
+            }
+            if catalog.as_ref().is_some_and(|c| c.trim().is_empty()) {
+                r.error("image.catalog", "catalog name is empty");
+            }
+            ImageSource::Catalog(catalog.clone())
+        }
+    };
+    Some(BaseImage {
+        os: spec.os,
+        source,
+    })
+}
+
+fn merge_uplink(node: Option<&UplinkSpec>, default: Option<&UplinkSpec>) -> Option<UplinkSpec> {
+    match (node, default) {
+        (None, None) => None,
+        (Some(n), None) => Some(n.clone()),
+        (None, Some(d)) => Some(d.clone()),
+        (Some(n), Some(d)) => Some(UplinkSpec {
+            nic: n.nic.clone().or_else(|| d.nic.clone()),
+            mac: n.mac.or(d.mac),
+            vlan: n.vlan.or(d.vlan),
+            bridge: n.bridge.clone().or_else(|| d.bridge.clone()),
+        }),
+    }
+}
+
+fn resolve_network(
+    node: Option<&NetworkSpec>,
+    default: Option<&NetworkSpec>,
+    r: &mut NodeReport<'_>,
+) -> Option<Network> {
+    let empty = NetworkSpec::default();
+    let (n, d) = (node.unwrap_or(&empty), default.unwrap_or(&empty));
+    let interface = pick(&n.interface, &d.interface)
+        .cloned()
+        .unwrap_or_else(|| iface("eth0"));
+    let Some(address) = n.address else {
+        r.error(
+            "network.address",
+            "every node needs a static address, like 192.168.1.11/24",
+        );
+        return None;
+    };
+    if let Some(subnet) = pick(&n.subnet, &d.subnet)
+        && (!subnet.contains(address.addr()) || subnet.prefix() != address.prefix())
+    {
+        r.error(
+            "network.address",
+            format!("{address} is outside the subnet {}", subnet.network()),
+        );
+    }
+    if !address.is_host_address() {
+        r.error(
+            "network.address",
+            format!("{address} is the network or broadcast address of its subnet"),
+        );
+    }
+    let gateway = pick(&n.gateway, &d.gateway).copied();
+    if let Some(gw) = gateway {
+        if !address.contains(gw) {
+            r.error(
+                "network.gateway",
+                format!(
+                    "{gw} is outside the subnet {} of network.address",
+                    address.network()
+                ),
+            );
+        } else if gw == address.addr() {
+            r.error(
+                "network.gateway",
+                format!("{gw} is this node's own address"),
+            );
+        }
+    }
+    let uplink = merge_uplink(n.uplink.as_ref(), d.uplink.as_ref())
+        .and_then(|u| resolve_uplink(&u, &interface, r));
+    Some(Network {
+        interface,
+        mac: n.mac,
+        address,
+        gateway,
+        dns: pick(&n.dns, &d.dns).cloned().unwrap_or_default(),
+        search: pick(&n.search, &d.search).cloned().unwrap_or_default(),
+        uplink,
+    })
+}
+
+fn resolve_uplink(u: &UplinkSpec, main: &InterfaceName, r: &mut NodeReport<'_>) -> Option<Uplink> {
+    let uplink = match (&u.nic, u.vlan, &u.bridge) {
+        (Some(name), None, None) => Uplink::Nic {
+            name: name.clone(),
+            mac: u.mac,
+        },
+        (None, Some(id), None) if (1..=4094).contains(&id) => Uplink::Vlan { id },
+        (None, Some(id), None) => {
+            r.error(
+                "network.uplink.vlan",
+                format!("VLAN id {id} is outside 1-4094"),
+            );
+            return None;
+        }
+        (None, None, Some(name)) => Uplink::Bridge { name: name.clone() },
+        _ => {
+            r.error("network.uplink", "set exactly one of nic, vlan and bridge");
+            return None;
+        }
+    };
+    if u.mac.is_some() && u.nic.is_none() {
+        r.error("network.uplink.mac", "mac only goes with nic");
+    }
+    if uplink.interface_name() == main.as_str() {
+        r.error(
+            "network.uplink",
+            format!("the uplink cannot be the main interface {main}"),
+        );
+    }
+    Some(uplink)
+}
+
+fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) -> Vec<User> {
+    let mut names = BTreeSet::new();
+    let mut uids = BTreeSet::new();
+    let mut users = Vec::new();
+    for (i, u) in specs.iter().enumerate() {
+        let field = |f: &str| format!("users[{i}].{f}");
+        if !names.insert(u.name.clone()) {
+            r.error(field("name"), format!("user {} is listed twice", u.name));
+        }
+        let offset = u32::try_from(i).unwrap_or(u32::MAX);
+        let uid = u.uid.unwrap_or(FIRST_UID.saturating_add(offset));
+        if uid == 0 || !uids.insert(uid) {
+            r.error(
+                field("uid"),
+                format!("uid {uid} is root's or already taken"),
+            );
+        }
+        let mut ssh_keys = u.ssh_keys.clone();
+        for (k, file) in u.ssh_key_files.iter().enumerate() {
+            let path = ctx.path(file);
+            match read_text(&path) {
+                Ok(text) => match SshPublicKey::parse_many(&text) {
+                    Ok(keys) => ssh_keys.extend(keys),
+                    Err((line, e)) => r.error(
+                        field(&format!("ssh_key_files[{k}]")),
+                        format!("{}:{line}: {e}", path.display()),
+                    ),
+                },
+                Err(e) => r.error(field(&format!("ssh_key_files[{k}]")), e),
+            }
+        }
+        let password = match (&u.password_hash, &u.password) {
+            (Some(_), Some(_)) => {
+                r.error(field("password"), "set password_hash or password, not both");
+                None
+            }
+            (Some(h), None) => Some(UserPassword::Hash(h.clone())),
+            (None, Some(_)) if !u.hash_password => {
+                r.error(
+                    field("password"),
+                    "a plaintext password is refused unless you opt in with \
+                     `hash_password: true` (or give password_hash)",
+                );
+                None
+            }
+            (None, Some(secret)) => match read_secret(secret, &field("password"), false, ctx, r) {
+                Some(SecretValue::Text(t)) if !t.is_empty() => Some(UserPassword::Plain(t)),
+                Some(_) => {
+                    r.error(field("password"), "the password is empty");
+                    None
+                }
+                None => None,
+            },
+            (None, None) => None,
+        };
+        if ssh_keys.is_empty() && password.is_none() {
+            r.warn(
+                field("name"),
+                format!(
+                    "user {} has no SSH key and no password, so cannot log in",
+                    u.name
+                ),
+            );
+        }
+        users.push(User {
+            name: u.name.clone(),
+            uid,
+            gecos: u.gecos.clone(),
+            groups: u.groups.clone(),
+            // A literal known to satisfy Shell's rules.
+            shell: u.shell.clone().unwrap_or_else(|| {
+                Shell::parse("/bin/bash")
+                    .unwrap_or_else(|_| unreachable!("/bin/bash is a valid shell"))
+            }),
+            sudo: u.sudo,
+            ssh_keys,
+            password,
+        });
+    }
+    users
+}
+
+fn resolve_files(
+    spec: &NodeSpec,
+    defaults: &NodeSpec,
+    os: Option<OsRelease>,
+    users: &[User],
+    ctx: &Context<'_>,
+    r: &mut NodeReport<'_>,
+) -> Vec<ExtraFile> {
+    let specs = pick(&spec.files, &defaults.files).map_or(&[][..], Vec::as_slice);
+    let mut paths = BTreeSet::new();
+    let mut files = Vec::new();
+    for (i, f) in specs.iter().enumerate() {
+        let field = |name: &str| format!("files[{i}].{name}");
+        if !paths.insert(f.path.clone()) {
+            r.error(field("path"), format!("{} is listed twice", f.path));
+        }
+        let content = match (&f.content, &f.source) {
+            (Some(c), None) => c.clone().into_bytes(),
+            (None, Some(src)) => match read_bytes(&ctx.path(src)) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    r.error(field("source"), e);
+                    continue;
+                }
+            },
+            _ => {
+                r.error(field("content"), "set exactly one of content and source");
+                continue;
+            }
+        };
+        // Without cloud-init we write owners as numbers, so they must be
+        // root or a user this profile creates.
+        let known = |name: &str| name == "root" || users.iter().any(|u| u.name.as_str() == name);
+        if os == Some(OsRelease::Armbian) {
+            if let Some(o) = f.owner.as_ref().filter(|o| !known(o.as_str())) {
+                r.error(
+                    field("owner"),
+                    format!("{o} is neither root nor a user of this profile"),
+                );
+            }
+            if let Some(g) = f.group.as_ref().filter(|g| !known(g.as_str())) {
+                r.error(
+                    field("group"),
+                    format!("{g} is neither root nor a user of this profile"),
+                );
+            }
+        }
+        files.push(ExtraFile {
+            path: f.path.clone(),
+            content,
+            mode: f.mode.unwrap_or(crate::profile::ident::Mode::new(0o644)),
+            owner: f.owner.clone().filter(|o| o.as_str() != "root"),
+            group: f.group.clone().filter(|g| g.as_str() != "root"),
+        });
+    }
+    files
+}
+
+fn resolve_storage(spec: Option<&StorageSpec>, r: &mut NodeReport<'_>) -> Storage {
+    let Some(s) = spec else {
+        return Storage::default();
+    };
+    let mut seen = BTreeSet::new();
+    for (i, disk) in s.local.iter().chain(&s.ceph).enumerate() {
+        if !seen.insert(disk.clone()) {
+            let field = if i == 0 {
+                "storage.local".to_owned()
+            } else {
+                format!("storage.ceph[{}]", i - usize::from(s.local.is_some()))
+            };
+            r.error(field, format!("{disk} is used twice"));
+        }
+    }
+    Storage {
+        local: s.local.clone(),
+        ceph: s.ceph.clone(),
+        wipe: s.wipe,
+    }
+}
+
+/// Reads a secret; `None` after reporting why it could not be read.
+fn read_secret(
+    spec: &SecretSpec,
+    field: &str,
+    allow_generate: bool,
+    ctx: &Context<'_>,
+    r: &mut NodeReport<'_>,
+) -> Option<SecretValue> {
+    match read_secret_plain(spec, allow_generate, ctx) {
+        Ok(v) => Some(v),
+        Err(msg) => {
+            r.error(field, msg);
+            None
+        }
+    }
+}
+
+/// Reads a secret: exactly one of env, file, value, generate.
+pub fn read_secret_plain(
+    spec: &SecretSpec,
+    allow_generate: bool,
+    ctx: &Context<'_>,
+) -> Result<SecretValue, String> {
+    let generate = spec.generate == Some(true);
+    let count = [
+        spec.env.is_some(),
+        spec.file.is_some(),
+        spec.value.is_some(),
+        generate,
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if count != 1 {
+        let choices = if allow_generate {
+            "env, file, value and generate: true"
+        } else {
+            "env, file and value"
+        };
+        return Err(format!("set exactly one of {choices}"));
+    }
+    if generate {
+        return if allow_generate {
+            Ok(SecretValue::Generated)
+        } else {
+            Err("generate: true is only for the MicroCloud session passphrase".to_owned())
+        };
+    }
+    if let Some(var) = &spec.env {
+        return (ctx.env)(var)
+            .map(SecretValue::Text)
+            .ok_or_else(|| format!("environment variable {var} is not set"));
+    }
+    if let Some(file) = &spec.file {
+        let path = ctx.path(file);
+        let text = read_text(&path)?;
+        return Ok(SecretValue::Text(
+            text.trim_end_matches(['\n', '\r']).to_owned(),
+        ));
+    }
+    Ok(SecretValue::Text(spec.value.clone().unwrap_or_default()))
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if meta.len() > MAX_INCLUDED_BYTES {
+        return Err(format!(
+            "{} is over {MAX_INCLUDED_BYTES} bytes",
+            path.display()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    String::from_utf8(read_bytes(path)?)
+        .map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}

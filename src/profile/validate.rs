@@ -1,0 +1,306 @@
+//! Rules that look at more than one node: unique hostnames, addresses and
+//! MACs, and MicroCloud's preseed rules. MicroCloud silently ignores keys
+//! it does not know and fails late on a node at first boot, so every rule
+//! it enforces (see shared/reference/targets.md §3.4) is checked here.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use crate::profile::ident::SnapChannel;
+use crate::profile::inventory::MicroCloudSpec;
+use crate::profile::problem::Report;
+use crate::profile::resolve::{Context, SecretValue, read_secret_plain};
+use crate::profile::resolved::{Channels, Discovery, MicroCloud, Ovn, Passphrase, ResolvedNode};
+
+/// Default snap channels: the MicroCloud 2 LTS set for Ubuntu 22.04/24.04.
+pub const DEFAULT_CHANNELS: [(&str, &str); 4] = [
+    ("lxd", "5.21/stable"),
+    ("microceph", "squid/stable"),
+    ("microovn", "24.03/stable"),
+    ("microcloud", "2/stable"),
+];
+/// Joiners wait this long for the initiator; nodes boot minutes apart.
+pub const DEFAULT_LOOKUP_TIMEOUT: u32 = 600;
+pub const DEFAULT_SESSION_TIMEOUT: u32 = 3600;
+/// Ceph keeps three replicas, so fewer members with disks lose redundancy.
+const CEPH_MIN_NODES: usize = 3;
+
+/// Duplicate hostnames, addresses and MACs; gateways that are a node.
+pub fn cross_node(nodes: &[ResolvedNode], report: &mut Report) {
+    let mut hostnames = BTreeMap::new();
+    let mut addresses: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
+    let mut macs = BTreeMap::new();
+    for n in nodes {
+        let name = n.hostname.as_str();
+        if hostnames.insert(name, ()).is_some() {
+            report.error(
+                Some(name),
+                "hostname",
+                format!("{name} is used by more than one node"),
+            );
+        }
+        let ip = n.network.address.addr();
+        if let Some(other) = addresses.insert(ip, name) {
+            report.error(
+                Some(name),
+                "network.address",
+                format!("{ip} is also node {other}'s address"),
+            );
+        }
+        let uplink_mac = match &n.network.uplink {
+            Some(crate::profile::resolved::Uplink::Nic { mac, .. }) => *mac,
+            _ => None,
+        };
+        for (field, mac) in [
+            ("network.mac", n.network.mac),
+            ("network.uplink.mac", uplink_mac),
+        ] {
+            if let Some(mac) = mac
+                && let Some(other) = macs.insert(mac, name)
+            {
+                report.error(
+                    Some(name),
+                    field,
+                    format!("{mac} is also used by node {other}"),
+                );
+            }
+        }
+    }
+    for n in nodes {
+        if let Some(gw) = n.network.gateway
+            && let Some(owner) = addresses.get(&gw).filter(|o| **o != n.hostname.as_str())
+        {
+            report.error(
+                Some(n.hostname.as_str()),
+                "network.gateway",
+                format!("{gw} is node {owner}'s address"),
+            );
+        }
+    }
+}
+
+fn channel(given: &Option<SnapChannel>, snap: &str) -> SnapChannel {
+    given.clone().unwrap_or_else(|| {
+        let default = DEFAULT_CHANNELS
+            .iter()
+            .find(|(s, _)| *s == snap)
+            .map_or("latest/stable", |(_, c)| c);
+        // The defaults above are valid channel literals.
+        SnapChannel::parse(default).unwrap_or_else(|_| unreachable!("{default} is a valid channel"))
+    })
+}
+
+/// Checks the `microcloud` section against the nodes. `all_resolved` is
+/// false when some node failed to resolve; rules that need every node
+/// (membership of the initiator) are then skipped to avoid noise.
+pub fn microcloud(
+    spec: &MicroCloudSpec,
+    nodes: &[ResolvedNode],
+    all_resolved: bool,
+    ctx: &Context<'_>,
+    report: &mut Report,
+) -> Option<MicroCloud> {
+    let errors_before = report.errors.len();
+    let discovery = discovery(spec, nodes, all_resolved, report);
+    let passphrase = match &spec.session_passphrase {
+        None => None,
+        Some(s) => match read_secret_plain(s, true, ctx) {
+            Ok(SecretValue::Text(t)) if t.is_empty() => {
+                report.error(
+                    None,
+                    "microcloud.session_passphrase",
+                    "the passphrase is empty",
+                );
+                None
+            }
+            Ok(SecretValue::Text(t)) => Some(Passphrase::Known(t)),
+            Ok(SecretValue::Generated) => Some(Passphrase::Generated),
+            Err(msg) => {
+                report.error(None, "microcloud.session_passphrase", msg);
+                None
+            }
+        },
+    };
+    if spec.session_passphrase.is_none() && nodes.len() > 1 {
+        report.error(
+            None,
+            "microcloud.session_passphrase",
+            "a cluster of more than one node needs a session passphrase \
+             (env, file, or generate: true)",
+        );
+    }
+    check_uplinks(spec, nodes, report);
+    let ovn = spec.ovn.as_ref().map(|o| {
+        if !o.ipv4_gateway.is_host_address() {
+            report.error(
+                None,
+                "microcloud.ovn.ipv4_gateway",
+                "the gateway is its subnet's network or broadcast address",
+            );
+        }
+        if let Some(range) = o.ipv4_range
+            && (!o.ipv4_gateway.contains(range.start) || !o.ipv4_gateway.contains(range.end))
+        {
+            report.error(
+                None,
+                "microcloud.ovn.ipv4_range",
+                format!(
+                    "{range} is outside the gateway's subnet {}",
+                    o.ipv4_gateway.network()
+                ),
+            );
+        }
+        Ovn {
+            ipv4_gateway: o.ipv4_gateway,
+            ipv4_range: o.ipv4_range,
+            dns_servers: o.dns_servers.clone(),
+        }
+    });
+    let with_ceph = nodes.iter().filter(|n| !n.storage.ceph.is_empty()).count();
+    if with_ceph > 0 && with_ceph < CEPH_MIN_NODES {
+        report.warn(
+            None,
+            "microcloud",
+            format!(
+                "Ceph with disks on {with_ceph} node(s) keeps no redundant copies; \
+                 it needs disks on at least {CEPH_MIN_NODES} nodes"
+            ),
+        );
+    }
+    for (field, value) in [
+        ("lookup_timeout", spec.lookup_timeout),
+        ("session_timeout", spec.session_timeout),
+    ] {
+        if value == Some(0) {
+            report.error(
+                None,
+                format!("microcloud.{field}"),
+                "a timeout of 0 seconds never succeeds",
+            );
+        }
+    }
+    if report.errors.len() > errors_before {
+        return None;
+    }
+    let c = &spec.channels;
+    Some(MicroCloud {
+        channels: Channels {
+            lxd: channel(&c.lxd, "lxd"),
+            microceph: channel(&c.microceph, "microceph"),
+            microovn: channel(&c.microovn, "microovn"),
+            microcloud: channel(&c.microcloud, "microcloud"),
+        },
+        discovery: discovery?,
+        lookup_timeout: spec.lookup_timeout.unwrap_or(DEFAULT_LOOKUP_TIMEOUT),
+        session_timeout: spec.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT),
+        passphrase,
+        ovn,
+    })
+}
+
+fn discovery(
+    spec: &MicroCloudSpec,
+    nodes: &[ResolvedNode],
+    all_resolved: bool,
+    report: &mut Report,
+) -> Option<Discovery> {
+    match (&spec.initiator, spec.initiator_address) {
+        (Some(initiator), None) => {
+            if all_resolved && !nodes.iter().any(|n| &n.hostname == initiator) {
+                report.error(
+                    None,
+                    "microcloud.initiator",
+                    format!("{initiator} is not a node of this profile"),
+                );
+            }
+            let Some(subnet) = spec.lookup_subnet else {
+                report.error(
+                    None,
+                    "microcloud.lookup_subnet",
+                    "initiator needs lookup_subnet (the subnet searched by multicast)",
+                );
+                return None;
+            };
+            for n in nodes {
+                let ip = n.network.address.addr();
+                if !subnet.contains(ip) {
+                    report.error(
+                        Some(n.hostname.as_str()),
+                        "network.address",
+                        format!(
+                            "{ip} is outside microcloud.lookup_subnet {}",
+                            subnet.network()
+                        ),
+                    );
+                }
+            }
+            Some(Discovery::Multicast {
+                initiator: initiator.clone(),
+                lookup_subnet: subnet.network(),
+            })
+        }
+        (None, Some(address)) => {
+            if spec.lookup_subnet.is_some() {
+                report.error(
+                    None,
+                    "microcloud.lookup_subnet",
+                    "lookup_subnet goes with initiator, not with initiator_address",
+                );
+            }
+            if all_resolved && !nodes.iter().any(|n| n.network.address.addr() == address) {
+                report.error(
+                    None,
+                    "microcloud.initiator_address",
+                    format!("{address} is not the address of a node of this profile"),
+                );
+            }
+            Some(Discovery::Unicast {
+                initiator_address: address,
+            })
+        }
+        (Some(_), Some(_)) => {
+            report.error(
+                None,
+                "microcloud.initiator",
+                "set initiator or initiator_address, not both",
+            );
+            None
+        }
+        (None, None) => {
+            report.error(
+                None,
+                "microcloud.initiator",
+                "set initiator (multicast discovery) or initiator_address",
+            );
+            None
+        }
+    }
+}
+
+/// MicroCloud wants `ovn_uplink_interface` on every system or on none, and
+/// an OVN gateway when there is one.
+fn check_uplinks(spec: &MicroCloudSpec, nodes: &[ResolvedNode], report: &mut Report) {
+    let (with, without): (Vec<&ResolvedNode>, Vec<&ResolvedNode>) =
+        nodes.iter().partition(|n| n.network.uplink.is_some());
+    if !with.is_empty() && !without.is_empty() {
+        let names: Vec<&str> = with.iter().map(|n| n.hostname.as_str()).collect();
+        for n in without {
+            report.error(
+                Some(n.hostname.as_str()),
+                "network.uplink",
+                format!(
+                    "MicroCloud needs the OVN uplink on all nodes or none, and {} {} one",
+                    names.join(", "),
+                    if names.len() == 1 { "has" } else { "have" }
+                ),
+            );
+        }
+    }
+    if !with.is_empty() && spec.ovn.is_none() {
+        report.error(
+            None,
+            "microcloud.ovn",
+            "an OVN uplink needs ovn.ipv4_gateway",
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! User accounts for images without cloud-init: the entries a node needs
+//! and pure functions that merge them into the image's existing
+//! `/etc/passwd`, `/etc/shadow`, `/etc/group` and `/etc/gshadow` text at
+//! build time. Existing lines are kept byte for byte; a user already
+//! present is updated in place; conflicts (a name with another uid, a uid
+//! held by another name) are refused rather than guessed.
+
+use thiserror::Error;
+
+use crate::render::file_spec::AccountDb;
+
+/// One account to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountUser {
+    pub name: String,
+    pub uid: u32,
+    /// The user's private group has the same id.
+    pub gid: u32,
+    pub gecos: String,
+    pub home: String,
+    pub shell: String,
+    /// A crypt(3) hash; `None` means no password login (`*`).
+    pub password_hash: Option<String>,
+    /// Supplementary groups; missing ones are created as system groups.
+    pub groups: Vec<String>,
+}
+
+/// The accounts of one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountEntries {
+    pub users: Vec<AccountUser>,
+    /// Existing accounts whose password is replaced by `*` (Armbian ships
+    /// root with the well-known password 1234).
+    pub lock: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AccountError {
+    #[error("{db}: user {name} exists with {field} {found}, the profile wants {wanted}")]
+    Mismatch {
+        db: &'static str,
+        name: String,
+        field: &'static str,
+        found: String,
+        wanted: String,
+    },
+    #[error("{db}: id {id} of {name} is already used by {other}")]
+    IdTaken {
+        db: &'static str,
+        name: String,
+        id: u32,
+        other: String,
+    },
+    #[error("{db}: no free system group id below 1000 for group {name}")]
+    NoFreeGid { db: &'static str, name: String },
+    #[error("{db}: line {line} has too few fields")]
+    Malformed { db: &'static str, line: usize },
+}
+
+/// The lowest id of the range `groupadd -r` uses; system groups we create
+/// are allocated downwards from `SYSTEM_GID_MAX`.
+const SYSTEM_GID_MIN: u32 = 100;
+const SYSTEM_GID_MAX: u32 = 999;
+
+/// A colon-separated account file as lines of fields.
+struct Table {
+    db: &'static str,
+    lines: Vec<String>,
+}
+
+impl Table {
+    fn parse(db: &'static str, text: &str, min_fields: usize) -> Result<Self, AccountError> {
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        for (i, l) in lines.iter().enumerate() {
+            if !l.is_empty() && !l.starts_with('#') && l.split(':').count() < min_fields {
+                return Err(AccountError::Malformed { db, line: i + 1 });
+            }
+        }
+        Ok(Self { db, lines })
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.lines
+            .iter()
+            .position(|l| l.split(':').next() == Some(name))
+    }
+
+    /// The name on the line whose third field (uid/gid) is `id`.
+    fn owner_of_id(&self, id: u32) -> Option<&str> {
+        self.lines.iter().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            // split always yields a first field, so f[0] exists.
+            (f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(id)).then(|| f[0])
+        })
+    }
+
+    /// `index` always comes from `find`, so it is in bounds (as in
+    /// `add_member`, whose field vector is padded before indexing).
+    fn id_of(&self, index: usize) -> Option<u32> {
+        self.lines[index]
+            .split(':')
+            .nth(2)
+            .and_then(|x| x.parse().ok())
+    }
+
+    /// The file text; every line ends in a newline, as the tools expect.
+    fn render(self) -> String {
+        let mut out = self.lines.join("\n");
+        if !self.lines.is_empty() {
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Adds `member` to the comma-separated list in field `field`.
+    fn add_member(&mut self, index: usize, field: usize, member: &str) {
+        let mut f: Vec<String> = self.lines[index].split(':').map(str::to_owned).collect();
+        while f.len() <= field {
+            f.push(String::new());
+        }
+        let mut members: Vec<&str> = f[field].split(',').filter(|m| !m.is_empty()).collect();
+        if !members.contains(&member) {
+            members.push(member);
+        }
+        f[field] = members.join(",");
+        self.lines[index] = f.join(":");
+    }
+}
+
+/// Checks that `name` has `id` (or is absent and `id` is free); returns the
+/// line index of an existing entry.
+fn claim(
+    table: &Table,
+    name: &str,
+    id: u32,
+    field: &'static str,
+) -> Result<Option<usize>, AccountError> {
+    if let Some(i) = table.find(name) {
+        let found = table.id_of(i);
+        if found != Some(id) {
+            return Err(AccountError::Mismatch {
+                db: table.db,
+                name: name.to_owned(),
+                field,
+                found: found.map_or_else(|| "none".to_owned(), |x| x.to_string()),
+                wanted: id.to_string(),
+            });
+        }
+        return Ok(Some(i));
+    }
+    if let Some(other) = table.owner_of_id(id) {
+        return Err(AccountError::IdTaken {
+            db: table.db,
+            name: name.to_owned(),
+            id,
+            other: other.to_owned(),
+        });
+    }
+    Ok(None)
+}
+
+fn upsert(table: &mut Table, index: Option<usize>, line: String) {
+    match index {
+        Some(i) => table.lines[i] = line,
+        None => table.lines.push(line),
+    }
+}
+
+/// Merges users into `/etc/passwd`.
+pub fn merge_passwd(existing: &str, entries: &AccountEntries) -> Result<String, AccountError> {
+    let mut t = Table::parse("/etc/passwd", existing, 7)?;
+    for u in &entries.users {
+        let at = claim(&t, &u.name, u.uid, "uid")?;
+        let line = format!(
+            "{}:x:{}:{}:{}:{}:{}",
+            u.name, u.uid, u.gid, u.gecos, u.home, u.shell
+        );
+        upsert(&mut t, at, line);
+    }
+    Ok(t.render())
+}
+
+/// Merges password hashes into `/etc/shadow` (no hash: `*`, no password
+/// login but key logins work; aging fields left empty so nothing expires).
+pub fn merge_shadow(existing: &str, entries: &AccountEntries) -> Result<String, AccountError> {
+    let mut t = Table::parse("/etc/shadow", existing, 2)?;
+    for u in &entries.users {
+        let at = t.find(&u.name);
+        let hash = u.password_hash.as_deref().unwrap_or("*");
+        upsert(&mut t, at, format!("{}:{hash}:::::::", u.name));
+    }
+    for name in &entries.lock {
+        if let Some(i) = t.find(name) {
+            let mut f: Vec<&str> = t.lines[i].split(':').collect();
+            // Table::parse checked that every shadow line has ≥ 2 fields.
+            f[1] = "*";
+            t.lines[i] = f.join(":");
+        }
+    }
+    Ok(t.render())
+}
+
+/// The gids a group file uses, for allocating new system groups.
+fn free_system_gid(t: &Table, name: &str) -> Result<u32, AccountError> {
+    (SYSTEM_GID_MIN..=SYSTEM_GID_MAX)
+        .rev()
+        .find(|gid| t.owner_of_id(*gid).is_none())
+        .ok_or_else(|| AccountError::NoFreeGid {
+            db: t.db,
+            name: name.to_owned(),
+        })
+}
+
+/// Merges private groups and memberships into `/etc/group`.
+pub fn merge_group(existing: &str, entries: &AccountEntries) -> Result<String, AccountError> {
+    let mut t = Table::parse("/etc/group", existing, 3)?;
+    for u in &entries.users {
+        let at = claim(&t, &u.name, u.gid, "gid")?;
+        if at.is_none() {
+            t.lines.push(format!("{}:x:{}:", u.name, u.gid));
+        }
+    }
+    for u in &entries.users {
+        for g in &u.groups {
+            let index = match t.find(g) {
+                Some(i) => i,
+                None => {
+                    let gid = free_system_gid(&t, g)?;
+                    t.lines.push(format!("{g}:x:{gid}:"));
+                    t.lines.len() - 1
+                }
+            };
+            t.add_member(index, 3, &u.name);
+        }
+    }
+    Ok(t.render())
+}
+
+/// Merges private groups and memberships into `/etc/gshadow`.
+pub fn merge_gshadow(existing: &str, entries: &AccountEntries) -> Result<String, AccountError> {
+    let mut t = Table::parse("/etc/gshadow", existing, 4)?;
+    for u in &entries.users {
+        if t.find(&u.name).is_none() {
+            t.lines.push(format!("{}:!::", u.name));
+        }
+    }
+    for u in &entries.users {
+        for g in &u.groups {
+            let index = t.find(g).unwrap_or_else(|| {
+                t.lines.push(format!("{g}:!::"));
+                t.lines.len() - 1
+            });
+            t.add_member(index, 3, &u.name);
+        }
+    }
+    Ok(t.render())
+}
+
+impl AccountEntries {
+    /// Merges into the existing text of `db`.
+    pub fn merge(&self, db: AccountDb, existing: &str) -> Result<String, AccountError> {
+        match db {
+            AccountDb::Passwd => merge_passwd(existing, self),
+            AccountDb::Shadow => merge_shadow(existing, self),
+            AccountDb::Group => merge_group(existing, self),
+            AccountDb::Gshadow => merge_gshadow(existing, self),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> AccountEntries {
+        AccountEntries {
+            users: vec![AccountUser {
+                name: "alice".into(),
+                uid: 1000,
+                gid: 1000,
+                gecos: "Alice".into(),
+                home: "/home/alice".into(),
+                shell: "/bin/bash".into(),
+                password_hash: None,
+                groups: vec!["sudo".into(), "docker".into()],
+            }],
+            lock: vec!["root".into()],
+        }
+    }
+
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/bash\nsshd:x:104:65534::/run/sshd:/usr/sbin/nologin\n";
+    const GROUP: &str = "root:x:0:\nsudo:x:27:bob\nsystemd-journal:x:999:\n";
+
+    #[test]
+    fn passwd_appends_and_keeps_existing_lines() {
+        let out = merge_passwd(PASSWD, &alice()).unwrap();
+        assert_eq!(
+            out,
+            format!("{PASSWD}alice:x:1000:1000:Alice:/home/alice:/bin/bash\n")
+        );
+        assert_eq!(merge_passwd(&out, &alice()).unwrap(), out, "idempotent");
+    }
+
+    #[test]
+    fn passwd_refuses_uid_conflicts() {
+        let taken = format!("{PASSWD}armbian:x:1000:1000::/home/armbian:/bin/bash\n");
+        assert!(matches!(
+            merge_passwd(&taken, &alice()),
+            Err(AccountError::IdTaken { .. })
+        ));
+        let other_uid = format!("{PASSWD}alice:x:1001:1001::/home/alice:/bin/sh\n");
+        assert!(matches!(
+            merge_passwd(&other_uid, &alice()),
+            Err(AccountError::Mismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn shadow_writes_star_without_a_password_and_replaces_in_place() {
+        let existing = "root:$6$x$y:19000:0:99999:7:::\nalice:!:19000:0:99999:7:::\n";
+        let out = merge_shadow(existing, &alice()).unwrap();
+        assert_eq!(out, "root:*:19000:0:99999:7:::\nalice:*:::::::\n");
+    }
+
+    #[test]
+    fn group_adds_private_group_memberships_and_missing_system_groups() {
+        let out = merge_group(GROUP, &alice()).unwrap();
+        assert_eq!(
+            out,
+            "root:x:0:\nsudo:x:27:bob,alice\nsystemd-journal:x:999:\nalice:x:1000:\ndocker:x:998:alice\n"
+        );
+        assert_eq!(merge_group(&out, &alice()).unwrap(), out, "idempotent");
+    }
+
+    #[test]
+    fn gshadow_mirrors_group() {
+        let out = merge_gshadow("root:*::\nsudo:*::bob\n", &alice()).unwrap();
+        assert_eq!(
+            out,
+            "root:*::\nsudo:*::bob,alice\nalice:!::\ndocker:!::alice\n"
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_reported_by_number() {
+        assert_eq!(
+            merge_passwd("root:x:0:0:root:/root:/bin/bash\nbroken\n", &alice()),
+            Err(AccountError::Malformed {
+                db: "/etc/passwd",
+                line: 2
+            })
+        );
+    }
+
+    #[test]
+    fn empty_files_work() {
+        assert_eq!(merge_shadow("", &alice()).unwrap(), "alice:*:::::::\n");
+    }
+}

@@ -1,0 +1,148 @@
+//! Renderers: pure functions from a resolved node (plus the cluster and
+//! the state directory's secrets) to the list of `FileSpec`s the build step
+//! writes into that node's image. No clock, no randomness, no disk: the
+//! same inputs give the same bytes.
+//!
+//! What is rendered depends on the base image (`quirks`):
+//! - Ubuntu (cloud-init): `user-data`, `network-config`, `meta-data` and a
+//!   `cmdline.txt` edit on the boot FAT; first-boot unit, script, preseed
+//!   and SSH host key in the root file system.
+//! - Armbian (no cloud-init): everything in the root file system
+//!   (`direct`), including account entries merged at build time.
+
+pub mod accounts;
+pub mod cloud_init;
+pub mod cmdline;
+pub mod direct;
+pub mod file_spec;
+pub mod firstboot;
+pub mod microcloud;
+pub mod netplan;
+pub mod quirks;
+pub mod ssh_host;
+pub mod tree;
+pub mod yaml;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::profile::resolved::{Cluster, ResolvedNode};
+use crate::profile::state::State;
+pub use file_spec::{AccountDb, FileKind, FileSpec, Target};
+use quirks::Quirks;
+
+#[derive(Debug, Error)]
+pub enum RenderError {
+    #[error("the state directory has no {0}; it is created by `render` and `build`")]
+    MissingState(String),
+    #[error(transparent)]
+    Yaml(#[from] yaml::YamlError),
+    #[error(transparent)]
+    Password(#[from] crate::profile::password::PasswordError),
+}
+
+/// Everything the build step writes for `node`, in a stable order.
+pub fn node(
+    node: &ResolvedNode,
+    cluster: &Cluster,
+    state: &State,
+) -> Result<Vec<FileSpec>, RenderError> {
+    let quirks = Quirks::new(node.image.os, &node.board);
+    let host_key = state
+        .host_key(node.hostname.as_str())
+        .ok_or_else(|| RenderError::MissingState(format!("SSH host key for {}", node.hostname)))?;
+    let mut root = Vec::new();
+    let password_auth = (!quirks.uses_cloud_init()).then_some(node.ssh_password_auth);
+    root.extend(ssh_host::files(host_key, password_auth));
+    root.push(FileSpec::root_dir(firstboot::STATE_DIR, 0o700));
+    if let Some(mc) = &cluster.microcloud {
+        let preseed = microcloud::preseed(cluster, mc, state)?;
+        root.push(FileSpec::root_file(
+            firstboot::PRESEED_PATH,
+            0o600,
+            yaml::to_yaml("preseed", &preseed)?,
+        ));
+    }
+    root.push(FileSpec::root_file(
+        firstboot::SCRIPT_PATH,
+        0o755,
+        firstboot::script(node, cluster.microcloud.as_ref(), &quirks),
+    ));
+    root.push(FileSpec::root_file(
+        firstboot::UNIT_PATH,
+        0o644,
+        firstboot::unit(),
+    ));
+    root.push(FileSpec::root_symlink(
+        firstboot::WANTS_LINK,
+        firstboot::UNIT_PATH,
+    ));
+    if !quirks.uses_cloud_init() {
+        root.extend(direct::files(node, state, &quirks)?);
+        return Ok(root);
+    }
+    let mut boot = Vec::new();
+    let user_data = format!(
+        "#cloud-config\n{}",
+        yaml::to_yaml("user-data", &cloud_init::user_data(node, state)?)?
+    );
+    boot.push(FileSpec::boot_file("user-data", user_data));
+    let network = yaml::to_yaml("network-config", &netplan::document(node, &quirks))?;
+    boot.push(FileSpec::boot_file("network-config", network));
+    if let Some(path) = quirks.cmdline_path() {
+        boot.push(FileSpec {
+            target: Target::Boot,
+            path: path.to_owned(),
+            kind: FileKind::CmdlineEdit {
+                ops: quirks.cmdline_ops(),
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    let digest = digest(boot.iter().chain(&root));
+    let meta = yaml::to_yaml("meta-data", &cloud_init::meta_data(node, &digest))?;
+    boot.insert(0, FileSpec::boot_file("meta-data", meta));
+    boot.extend(root);
+    Ok(boot)
+}
+
+/// The first 16 hex digits of a SHA-256 over every spec (target, path,
+/// kind, mode, owner, content), used as cloud-init's instance id.
+fn digest<'a>(specs: impl Iterator<Item = &'a FileSpec>) -> String {
+    let mut h = Sha256::new();
+    for s in specs {
+        h.update(format!(
+            "{}\0{}\0{}\0{:o}\0{}\0{}\0",
+            s.target,
+            s.path,
+            s.kind.name(),
+            s.mode,
+            s.uid,
+            s.gid
+        ));
+        match &s.kind {
+            FileKind::File { bytes } => h.update(bytes),
+            FileKind::Symlink { target } => h.update(target.as_bytes()),
+            FileKind::CmdlineEdit { ops } => ops.iter().for_each(|op| h.update(op.to_string())),
+            FileKind::AccountEntries { entries, .. } => h.update(format!("{entries:?}")),
+            FileKind::Dir | FileKind::Absent => {}
+        }
+        h.update(b"\n");
+    }
+    crate::profile::state::hex(&h.finalize()[..8])
+}
+
+/// One `known_hosts` line per node, for `out/known_hosts`.
+pub fn known_hosts(cluster: &Cluster, state: &State) -> Result<String, RenderError> {
+    let mut out = String::new();
+    for n in &cluster.nodes {
+        let key = state
+            .host_key(n.hostname.as_str())
+            .ok_or_else(|| RenderError::MissingState(format!("SSH host key for {}", n.hostname)))?;
+        out.push_str(&ssh_host::known_hosts_line(n, key));
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -1,0 +1,112 @@
+//! Every difference between the base images we support, as named
+//! predicates in one place (STYLE rule 13). Renderers ask these questions
+//! instead of comparing OS names themselves.
+
+use crate::profile::platform::{Board, OsRelease};
+use crate::render::cmdline::CmdlineOp;
+
+/// The quirks of one node's base image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quirks {
+    os: OsRelease,
+    board: Board,
+}
+
+impl Quirks {
+    pub fn new(os: OsRelease, board: &Board) -> Self {
+        Self {
+            os,
+            board: board.clone(),
+        }
+    }
+
+    /// Ubuntu raspi images configure themselves with cloud-init from the
+    /// NoCloud seed on `system-boot`; Armbian images have no cloud-init, so
+    /// everything is written into the root file system directly.
+    pub fn uses_cloud_init(&self) -> bool {
+        matches!(self.os, OsRelease::Ubuntu2204 | OsRelease::Ubuntu2404)
+    }
+
+    /// Where the kernel command line lives on the boot FAT, if we edit it.
+    /// Ubuntu 22.04/24.04 keep it at the root (26.04 moves it to
+    /// `current/cmdline.txt`, which would be a new arm here).
+    pub fn cmdline_path(&self) -> Option<&'static str> {
+        (self.uses_cloud_init() && self.board.is_raspberry_pi()).then_some("cmdline.txt")
+    }
+
+    /// `ds=nocloud` makes ds-identify pick NoCloud even if the image lost
+    /// its `datasource_list` drop-in; the seed itself is found by the
+    /// `system-boot` label the image's cloud-init is configured with.
+    pub fn cmdline_ops(&self) -> Vec<CmdlineOp> {
+        vec![CmdlineOp::Set {
+            key: "ds".to_owned(),
+            value: "nocloud".to_owned(),
+        }]
+    }
+
+    /// netplan learned `regulatory-domain` in 0.105; 22.04 shipped 0.104.
+    pub fn netplan_has_regulatory_domain(&self) -> bool {
+        !matches!(self.os, OsRelease::Ubuntu2204)
+    }
+
+    /// Armbian images ship without snapd.
+    pub fn needs_snapd_install(&self) -> bool {
+        matches!(self.os, OsRelease::Armbian)
+    }
+
+    /// Files whose presence would fight our configuration on first boot:
+    /// Armbian's first-login wizard marker (it would ask for a new root
+    /// password and user on the console) and its DHCP-on-every-NIC netplan.
+    pub fn files_to_remove(&self) -> &'static [&'static str] {
+        match self.os {
+            OsRelease::Armbian => &[
+                "/root/.not_logged_in_yet",
+                "/etc/netplan/10-dhcp-all-interfaces.yaml",
+            ],
+            _ => &[],
+        }
+    }
+
+    /// Accounts whose shipped password must be locked: Armbian's root has
+    /// the well-known password 1234, normally changed by the wizard we skip.
+    pub fn accounts_to_lock(&self) -> &'static [&'static str] {
+        match self.os {
+            OsRelease::Armbian => &["root"],
+            _ => &[],
+        }
+    }
+
+    /// Home directories: Ubuntu ≥ 21.04 and Armbian's noble base make them
+    /// private (0750).
+    pub fn home_mode(&self) -> u32 {
+        0o750
+    }
+
+    /// Our netplan file when we write it ourselves (sorted after Armbian's
+    /// `00-`/`10-` defaults so its `renderer` wins).
+    pub fn netplan_path(&self) -> &'static str {
+        "/etc/netplan/30-homelab.yaml"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ubuntu_uses_cloud_init_and_edits_cmdline() {
+        let q = Quirks::new(OsRelease::Ubuntu2404, &Board::RaspberryPi4);
+        assert!(q.uses_cloud_init());
+        assert_eq!(q.cmdline_path(), Some("cmdline.txt"));
+        assert!(q.files_to_remove().is_empty());
+    }
+
+    #[test]
+    fn armbian_writes_files_itself() {
+        let q = Quirks::new(OsRelease::Armbian, &Board::Armbian("rock-5b".into()));
+        assert!(!q.uses_cloud_init());
+        assert_eq!(q.cmdline_path(), None);
+        assert!(q.needs_snapd_install());
+        assert!(q.files_to_remove().contains(&"/root/.not_logged_in_yet"));
+    }
+}

@@ -1,0 +1,143 @@
+//! Showing rendered specs to a person: as a directory tree (`render --out`)
+//! with a `MANIFEST` of what each entry is and who owns it, or as text on
+//! stdout. Owners cannot be set without root, so the tree carries modes
+//! only and the manifest carries owners. Edits of files that exist only in
+//! the image (account merges, the cmdline) are shown as what they add.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::profile::path_io::{PathIoError, at};
+use crate::render::file_spec::{FileKind, FileSpec};
+
+#[derive(Debug, Error)]
+pub enum TreeError {
+    #[error("{} exists and is not empty; choose another --out or remove it", .0.display())]
+    NotEmpty(PathBuf),
+    #[error(transparent)]
+    Io(#[from] PathIoError),
+    #[error("refusing path {0:?}: it leaves the output directory")]
+    Escapes(String),
+    #[error("merging account entries: {0}")]
+    Accounts(#[from] crate::render::accounts::AccountError),
+}
+
+/// The bytes a spec shows as: file bytes, or for edits what they add.
+fn shown_bytes(spec: &FileSpec) -> Result<Option<Vec<u8>>, TreeError> {
+    Ok(match &spec.kind {
+        FileKind::File { bytes } => Some(bytes.clone()),
+        FileKind::AccountEntries { db, entries } => Some(entries.merge(*db, "")?.into_bytes()),
+        _ => None,
+    })
+}
+
+/// One manifest line: `root /etc/hostname file 0644 0:0 sha256=…`.
+pub fn manifest_line(spec: &FileSpec) -> Result<String, TreeError> {
+    let mut line = format!(
+        "{} {} {} {:04o} {}:{}",
+        spec.target,
+        spec.path,
+        spec.kind.name(),
+        spec.mode,
+        spec.uid,
+        spec.gid
+    );
+    match &spec.kind {
+        FileKind::Symlink { target } => {
+            let _ = write!(line, " -> {target}");
+        }
+        FileKind::CmdlineEdit { ops } => {
+            for op in ops {
+                let _ = write!(line, " [{op}]");
+            }
+        }
+        _ => {}
+    }
+    if let Some(bytes) = shown_bytes(spec)? {
+        let _ = write!(
+            line,
+            " sha256={}",
+            crate::profile::state::hex(&Sha256::digest(&bytes))
+        );
+    }
+    Ok(line)
+}
+
+/// `target` joined with a spec path that must stay inside it.
+fn inside(base: &Path, spec_path: &str) -> Result<PathBuf, TreeError> {
+    let rel = Path::new(spec_path.trim_start_matches('/'));
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) || rel.as_os_str().is_empty() {
+        return Err(TreeError::Escapes(spec_path.to_owned()));
+    }
+    Ok(base.join(rel))
+}
+
+/// Writes `specs` under `out/boot` and `out/root`, plus `out/MANIFEST`.
+pub fn write_tree(out: &Path, specs: &[FileSpec]) -> Result<(), TreeError> {
+    if out.exists()
+        && fs::read_dir(out)
+            .map_err(at("reading", out))?
+            .next()
+            .is_some()
+    {
+        return Err(TreeError::NotEmpty(out.to_owned()));
+    }
+    fs::create_dir_all(out).map_err(at("creating", out))?;
+    let mut manifest = String::new();
+    for spec in specs {
+        manifest.push_str(&manifest_line(spec)?);
+        manifest.push('\n');
+        let path = inside(&out.join(spec.target.to_string()), &spec.path)?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(at("creating", parent))?;
+        }
+        match &spec.kind {
+            FileKind::Dir => {
+                fs::create_dir_all(&path).map_err(at("creating", &path))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(spec.mode))
+                    .map_err(at("setting mode of", &path))?;
+            }
+            FileKind::Symlink { target } => {
+                std::os::unix::fs::symlink(target, &path).map_err(at("creating symlink", &path))?;
+            }
+            FileKind::Absent | FileKind::CmdlineEdit { .. } => {}
+            FileKind::File { .. } | FileKind::AccountEntries { .. } => {
+                let bytes = shown_bytes(spec)?.unwrap_or_default();
+                fs::write(&path, bytes).map_err(at("writing", &path))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(spec.mode))
+                    .map_err(at("setting mode of", &path))?;
+            }
+        }
+    }
+    let path = out.join("MANIFEST");
+    fs::write(&path, manifest).map_err(at("writing", &path))?;
+    Ok(())
+}
+
+/// Every spec as a header line and its text (binary files summarised).
+pub fn to_text(specs: &[FileSpec]) -> Result<String, TreeError> {
+    let mut out = String::new();
+    for spec in specs {
+        let _ = writeln!(out, "==> {} <==", manifest_line(spec)?);
+        if let Some(bytes) = shown_bytes(spec)? {
+            match String::from_utf8(bytes) {
+                Ok(text) => {
+                    out.push_str(&text);
+                    if !text.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "(binary, {} bytes)", e.as_bytes().len());
+                }
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -1,0 +1,95 @@
+//! Helpers shared by the profile and render tests: paths in the repo, the
+//! binary, and rendering a profile with a seeded state directory so the
+//! output is reproducible.
+
+use std::path::{Path, PathBuf};
+
+use homelab_image::profile::resolve::Context;
+use homelab_image::profile::state::{SeededEntropy, State};
+use homelab_image::profile::{Cluster, resolve};
+use homelab_image::render::FileSpec;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The example profiles shipped in profiles/.
+pub fn example_profiles() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("profiles"))
+        .expect("profiles/ exists")
+        .map(|e| e.expect("readable profiles/ entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 3, "expected the three example profiles");
+    v
+}
+
+/// Every good profile the oracles judge: the examples and the tricky one.
+pub fn all_good_profiles() -> Vec<PathBuf> {
+    let mut v = example_profiles();
+    v.push(repo().join("tests/profiles/good/tricky.yaml"));
+    v
+}
+
+pub fn bin() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("homelab-image").expect("the binary is built")
+}
+
+/// A rendered profile: the cluster, its (seeded) state and each node's specs.
+pub struct Rendered {
+    pub cluster: Cluster,
+    pub state: State,
+    pub nodes: Vec<(String, Vec<FileSpec>)>,
+    _state_dir: tempfile::TempDir,
+}
+
+/// Loads, resolves and renders `path` with no environment variables and a
+/// state directory seeded from the profile's file name.
+pub fn render_profile(path: &Path) -> Rendered {
+    let profile = homelab_image::profile::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = Context {
+        profile_path: path.to_owned(),
+        home: None,
+        env: Box::new(|_| None),
+    };
+    let mut cluster = resolve(&profile, &ctx)
+        .unwrap_or_else(|r| panic!("{r}"))
+        .cluster;
+    let state_dir = tempfile::tempdir().expect("temp dir");
+    cluster.state_dir = state_dir.path().to_owned();
+    let seed = path
+        .file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned();
+    let state = State::prepare(&cluster, &mut SeededEntropy::new(seed.as_bytes())).expect("state");
+    let nodes = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let specs =
+                homelab_image::render::node(n, &cluster, &state).unwrap_or_else(|e| panic!("{e}"));
+            (n.hostname.to_string(), specs)
+        })
+        .collect();
+    Rendered {
+        cluster,
+        state,
+        nodes,
+        _state_dir: state_dir,
+    }
+}
+
+/// The bytes of the file spec at `path`, if the node has one.
+pub fn file<'a>(specs: &'a [FileSpec], path: &str) -> Option<&'a [u8]> {
+    specs
+        .iter()
+        .find(|s| s.path == path)
+        .and_then(FileSpec::bytes)
+}
+
+/// A fresh temp dir.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
