@@ -91,6 +91,14 @@ impl Image {
         }
     }
 
+    /// The filesystem label of partition `number`, if it has one.
+    fn label_of(&self, number: u32) -> Option<&str> {
+        self.fs_info(number)
+            .ok()
+            .flatten()
+            .and_then(|i| i.label.as_deref())
+    }
+
     /// Fails with the first damaged filesystem, naming its partition.
     pub fn check_filesystems(&self) -> Result<()> {
         for (n, info) in &self.filesystems {
@@ -121,12 +129,7 @@ impl Image {
             self.table
                 .data_partitions()
                 .filter(|p| {
-                    let label = self
-                        .fs_info(p.number)
-                        .ok()
-                        .flatten()
-                        .and_then(|i| i.label.as_deref());
-                    label.is_some_and(|l| {
+                    self.label_of(p.number).is_some_and(|l| {
                         if exact {
                             l == spec
                         } else {
@@ -186,16 +189,9 @@ impl Image {
         let parts: Vec<String> = self
             .table
             .data_partitions()
-            .map(|p| {
-                match self
-                    .fs_info(p.number)
-                    .ok()
-                    .flatten()
-                    .and_then(|i| i.label.clone())
-                {
-                    Some(label) => format!("{} ({label})", p.number),
-                    None => p.number.to_string(),
-                }
+            .map(|p| match self.label_of(p.number) {
+                Some(label) => format!("{} ({label})", p.number),
+                None => p.number.to_string(),
             })
             .collect();
         match parts.len() {

@@ -128,11 +128,7 @@ impl FatVolume {
     /// The entry for `path` itself (FAT names match case-insensitively).
     pub fn stat(&self, path: &str) -> Result<FsEntry, FsError> {
         let rel = normalize(path);
-        let Some((parent, name)) = rel
-            .rsplit_once('/')
-            .or(Some(("", rel.as_str())))
-            .filter(|_| !rel.is_empty())
-        else {
+        if rel.is_empty() {
             return Ok(FsEntry {
                 name: "/".into(),
                 kind: EntryKind::Dir,
@@ -143,7 +139,8 @@ impl FatVolume {
                 mtime: String::new(),
                 link_target: None,
             });
-        };
+        }
+        let (parent, name) = split_parent(&rel);
         self.list(parent)?
             .into_iter()
             .find(|e| e.name.eq_ignore_ascii_case(name))
@@ -178,10 +175,7 @@ impl FatVolume {
     /// Creates or replaces the file at `path`; its directory must exist.
     pub fn write_file(&self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
         let rel = normalize(path);
-        let (parent, name) = match rel.rsplit_once('/') {
-            Some((p, n)) => (p, n),
-            None => ("", rel.as_str()),
-        };
+        let (parent, name) = split_parent(&rel);
         if name.is_empty() {
             return Err(FsError::IsADirectory(path.to_string()));
         }
@@ -200,4 +194,9 @@ impl FatVolume {
     pub fn unmount(self) -> Result<(), FsError> {
         self.fs.unmount().map_err(|e| FsError::io("/", e))
     }
+}
+
+/// `"a/b/c"` → `("a/b", "c")`; `"c"` → `("", "c")` (a normalized path).
+fn split_parent(rel: &str) -> (&str, &str) {
+    rel.rsplit_once('/').unwrap_or(("", rel))
 }
