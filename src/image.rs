@@ -166,10 +166,12 @@ impl Image {
                 "{shown}: partition {n} is an extended partition, a container for logical partitions"
             );
         }
-        if let Err(e) = self.fs_info(n) {
-            bail!("{shown}: partition {n}: {e}");
-        }
-        let fs = Filesystem::open(self.window(part))
+        // Open what Image::open already probed, rather than probing again.
+        let fs_type = match self.fs_info(n) {
+            Ok(info) => info.map(|i| i.fs_type),
+            Err(e) => bail!("{shown}: partition {n}: {e}"),
+        };
+        let fs = Filesystem::open(self.window(part), fs_type)
             .with_context(|| format!("{shown}: partition {n}"))?;
         Ok((n, fs))
     }

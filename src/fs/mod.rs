@@ -42,8 +42,8 @@ impl FsError {
         }
     }
 
-    /// fatfs reports a missing path as `NotFound` and a file used as a
-    /// directory as `InvalidInput`/`NotFound`; turn those into our words.
+    /// Turns fatfs's lookup errors (a missing path, a file used as a
+    /// directory, a directory used as a file) into our words.
     fn lookup(path: &str, source: std::io::Error) -> FsError {
         // fatfs 0.3.6 says "Not a directory" / "Is a directory" with
         // ErrorKind::Other; its message is the only signal.
@@ -94,9 +94,10 @@ pub enum Filesystem {
 }
 
 impl Filesystem {
-    /// Opens the filesystem in `window`, whichever kind it is.
-    pub fn open(window: PartitionWindow) -> Result<Filesystem, FsError> {
-        match probe(&window)?.map(|i| i.fs_type) {
+    /// Opens the filesystem in `window`, of the type `probe` found there
+    /// (`None`: it found none).
+    pub fn open(window: PartitionWindow, fs_type: Option<FsType>) -> Result<Filesystem, FsError> {
+        match fs_type {
             Some(FsType::Fat(_)) => Ok(Filesystem::Fat(fat::FatVolume::open(window)?)),
             Some(FsType::Ext(_)) => Ok(Filesystem::Ext4(ext4::Ext4Volume::open(window)?)),
             None => Err(FsError::Unrecognised),

@@ -32,8 +32,10 @@ pub fn all_good_profiles() -> Vec<PathBuf> {
     v
 }
 
+/// The binary as an assert_cmd command, with the same environment as
+/// `util::bin` (no HOMELAB_PROFILE from the caller, no colour).
 pub fn bin() -> assert_cmd::Command {
-    assert_cmd::Command::cargo_bin("homelab-image").expect("the binary is built")
+    assert_cmd::Command::from_std(crate::util::bin())
 }
 
 /// A rendered profile: the cluster, its (seeded) state and each node's specs.
