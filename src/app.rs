@@ -9,6 +9,7 @@ use clap::CommandFactory;
 use crate::cli::{CatArgs, Cli, ColorChoice, Command, GlobalArgs, InspectArgs, LsArgs};
 use crate::image::Image;
 
+mod copy_cmds;
 mod profile_cmds;
 
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
@@ -65,6 +66,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect(&args, color),
         Command::Ls(args) => ls(&args),
         Command::Cat(args) => cat(&args),
+        Command::Cp(args) => copy_cmds::cp(&args),
+        Command::Rm(args) => copy_cmds::rm(&args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(

@@ -109,6 +109,11 @@ impl Image {
         Ok(())
     }
 
+    /// Flushes writes made through partition windows to the disk.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_all()
+    }
+
     pub fn window(&self, part: &Partition) -> PartitionWindow {
         PartitionWindow::new(Arc::clone(&self.file), part.range)
     }

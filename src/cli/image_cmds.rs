@@ -48,3 +48,88 @@ pub struct CatArgs {
     #[arg(value_name = "PATH")]
     pub path: String,
 }
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Semantics follow cp -r: SOURCE copied to a DEST that does not exist becomes
+DEST; into an existing directory it keeps its name. Directories are made as
+needed, files are created or replaced (an existing file keeps its inode),
+symlinks inside trees are copied as symlinks. Modes and modification times
+come from the sources; owners default to root. Nothing is written unless
+the whole copy fits and succeeds. On FAT, directories must already exist
+and --owner/--mode do not apply.")]
+pub struct CpArgs {
+    /// Disk image (raw .img), changed in place
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+
+    /// Partition number (1, 2, …) or filesystem label (system-boot, writable)
+    #[arg(value_name = "PARTITION")]
+    pub partition: String,
+
+    /// Local files or directories to copy, then the absolute destination
+    #[arg(value_name = "SRC... DEST", num_args = 2.., required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Copy directories and their contents
+    #[arg(short = 'r', short_alias = 'R', long = "recursive")]
+    pub recursive: bool,
+
+    /// Owner of everything copied, as numeric UID:GID
+    #[arg(long, value_name = "UID:GID", default_value = "0:0")]
+    pub owner: Owner,
+
+    /// Permission bits for copied files, in octal (directories keep theirs)
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Disk image (raw .img), changed in place
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+
+    /// Partition number (1, 2, …) or filesystem label (system-boot, writable)
+    #[arg(value_name = "PARTITION")]
+    pub partition: String,
+
+    /// Absolute paths of the files or symlinks to remove
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+
+    /// Ignore paths that do not exist
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// A numeric `UID:GID` pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl std::str::FromStr for Owner {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Owner, String> {
+        let (u, g) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not UID:GID (for example 1000:1000)"))?;
+        let num = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| format!("{v:?} is not a numeric id (names are not looked up)"))
+        };
+        Ok(Owner {
+            uid: num(u)?,
+            gid: num(g)?,
+        })
+    }
+}
+
+fn parse_mode(s: &str) -> Result<u16, String> {
+    u16::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode from 0 to 7777"))
+}

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod image_cmds;
 
-pub use image_cmds::{CatArgs, InspectArgs, LsArgs};
+pub use image_cmds::{CatArgs, CpArgs, InspectArgs, LsArgs, Owner, RmArgs};
 pub mod profile_cmds;
 
 /// Turn a stock Ubuntu Server or Armbian arm64 image into one ready-to-boot
@@ -75,6 +75,10 @@ pub enum Command {
     Ls(LsArgs),
     /// Print a file from inside a partition of an image (FAT or ext4)
     Cat(CatArgs),
+    /// Copy local files or trees into a partition of an image (ext4 or FAT)
+    Cp(CpArgs),
+    /// Remove files or symlinks from a partition of an image (ext4 or FAT)
+    Rm(RmArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

@@ -1,6 +1,7 @@
 //! Filesystems inside partitions: recognising them (`probe`) and reading
 //! them through one small interface, whatever they are (FAT or ext4).
 
+pub mod copy_in;
 pub mod ext4;
 pub mod fat;
 mod probe;

@@ -3,11 +3,29 @@
 //! writer; this module checks the superblock first so a damaged one is
 //! reported with the field named.
 
+mod alloc;
+mod bitmap;
+mod checksum;
+mod dir;
+mod directory;
+mod dirhash;
+mod error;
+mod extent;
+mod features;
+mod geometry;
+mod group_desc;
+mod htree;
+mod inode;
+mod ops;
 pub mod superblock;
+mod writer;
 
 use ext4_view::{Ext4, Ext4Error};
 
+pub use error::{Structure, WriteError};
+pub use ops::{Meta, Op, Summary, apply};
 pub use superblock::{ExtVersion, Superblock, SuperblockError};
+pub use writer::Content;
 
 use super::{EntryKind, FsEntry, FsError};
 use crate::io::PartitionWindow;
