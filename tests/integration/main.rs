@@ -5,6 +5,9 @@
 
 mod bad_input;
 mod cli;
+mod cp_rm;
+mod ext4_support;
+mod ext4_write;
 mod fat_write;
 mod inspect;
 mod ls_cat;

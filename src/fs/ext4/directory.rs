@@ -80,6 +80,12 @@ impl Writer<'_> {
         let mapping = self.mapping(dir)?;
         let bs = u64::from(self.geo().block_size);
         let nblocks = mapping.end();
+        if u64::from(nblocks) > self.geo().blocks_count {
+            return Err(WriteError::corrupt(
+                Structure::Inode { ino: dir },
+                format!("directory maps {nblocks} blocks, more than the filesystem has"),
+            ));
+        }
         if inode.size() != u64::from(nblocks) * bs || mapping.data_blocks() != u64::from(nblocks) {
             return Err(WriteError::corrupt(
                 Structure::Inode { ino: dir },

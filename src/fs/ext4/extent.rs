@@ -38,12 +38,16 @@ impl Mapping {
     pub fn lookup(&self, lblk: u32) -> Option<u64> {
         let i = self.extents.partition_point(|e| e.lblk <= lblk);
         let e = self.extents.get(i.checked_sub(1)?)?;
-        (lblk < e.lblk + e.len).then(|| e.pblk + u64::from(lblk - e.lblk))
+        (u64::from(lblk) < u64::from(e.lblk) + u64::from(e.len))
+            .then(|| e.pblk + u64::from(lblk - e.lblk))
     }
 
-    /// Logical blocks covered (one past the last mapped block).
+    /// Logical blocks covered (one past the last mapped block); read_tree
+    /// guarantees this fits.
     pub fn end(&self) -> u32 {
-        self.extents.last().map_or(0, |e| e.lblk + e.len)
+        self.extents
+            .last()
+            .map_or(0, |e| e.lblk.saturating_add(e.len))
     }
 
     pub fn data_blocks(&self) -> u64 {
@@ -79,6 +83,17 @@ pub fn read_tree(
         read,
         &mut m,
     )?;
+    for e in &m.extents {
+        if u64::from(e.lblk) + u64::from(e.len) > u64::from(u32::MAX) {
+            return Err(WriteError::corrupt(
+                Structure::ExtentHeader { ino, block: None },
+                format!(
+                    "an extent at logical block {} runs past 2^32 blocks",
+                    e.lblk
+                ),
+            ));
+        }
+    }
     for w in m.extents.windows(2) {
         if w[1].lblk < w[0].lblk + w[0].len {
             return Err(WriteError::corrupt(
@@ -191,6 +206,11 @@ fn walk(
                         ),
                     ));
                 }
+            }
+            if m.tree_blocks.contains(&child) || m.tree_blocks.len() as u64 >= blocks_count {
+                return Err(bad(format!(
+                    "index {i} points at block {child} a second time"
+                )));
             }
             m.tree_blocks.push(child);
             walk(

@@ -114,7 +114,9 @@ impl DxFormat {
     fn checksum(&self, block: &[u8], off: usize, count: usize, seed: u32) -> u32 {
         let c = crc32c_raw(seed, &block[..off + count * 8]);
         let t = off + self.limit(off) * 8;
-        crc32c_raw(c, &block[t..t + 4])
+        // dt_reserved, then the checksum field itself as zeros.
+        let c = crc32c_raw(c, &block[t..t + 4]);
+        crc32c_raw(c, &[0; 4])
     }
 
     /// Stores the dx_tail checksum (call after the last change).

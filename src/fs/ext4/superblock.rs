@@ -22,6 +22,7 @@ const INCOMPAT_FLEX_BG: u32 = 0x200;
 const RO_COMPAT_HUGE_FILE: u32 = 0x8;
 const RO_COMPAT_DIR_NLINK: u32 = 0x20;
 const RO_COMPAT_EXTRA_ISIZE: u32 = 0x40;
+const RO_COMPAT_BIGALLOC: u32 = 0x200;
 const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
 
 /// A superblock field with an impossible value, or a bad checksum.
@@ -130,7 +131,11 @@ impl Superblock {
                 "must be a power of two from 128 to the block size",
             ));
         }
-        if sb.s_blocks_per_group == 0 || sb.s_blocks_per_group > 8 * block_size {
+        // With bigalloc the bitmap counts clusters, so groups hold more
+        // blocks than a bitmap has bits.
+        let bigalloc = sb.s_feature_ro_compat & RO_COMPAT_BIGALLOC != 0;
+        let per_group_max = if bigalloc { u32::MAX } else { 8 * block_size };
+        if sb.s_blocks_per_group == 0 || sb.s_blocks_per_group > per_group_max {
             return Err(bad(
                 "s_blocks_per_group",
                 sb.s_blocks_per_group.into(),
