@@ -9,6 +9,7 @@ use clap::CommandFactory;
 use crate::cli::{CatArgs, Cli, ColorChoice, Command, GlobalArgs, InspectArgs, LsArgs};
 use crate::image::Image;
 
+mod build_cmds;
 mod copy_cmds;
 mod profile_cmds;
 
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => profile_cmds::init(&cli.global, &args),
         Command::Check => profile_cmds::check(&cli.global),
         Command::Render(args) => profile_cmds::render(&cli.global, &args),
+        Command::Build(args) => build_cmds::build(&cli.global, &args),
         Command::Inspect(args) => inspect(&args, color),
         Command::Ls(args) => ls(&args),
         Command::Cat(args) => cat(&args),

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod build;
 pub mod cli;
 pub mod disk;
 pub mod firmware;

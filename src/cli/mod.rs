@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod image_cmds;
 
+mod build_cmds;
+pub use build_cmds::{BuildArgs, Compression};
 pub use image_cmds::{CatArgs, CpArgs, InspectArgs, LsArgs, Owner, RmArgs};
 pub mod profile_cmds;
 
@@ -69,6 +71,8 @@ pub enum Command {
     Check,
     /// Show the files the build step would put into one node's image
     Render(profile_cmds::RenderArgs),
+    /// Build one ready-to-boot image per node from the profile
+    Build(build_cmds::BuildArgs),
     /// Show an image's partitions, filesystems, OS and boot configuration
     Inspect(InspectArgs),
     /// List a directory inside a partition of an image (FAT or ext4)

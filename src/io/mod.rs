@@ -2,6 +2,7 @@
 //! windows. Nothing above this module computes an absolute file offset.
 
 pub mod bytes;
+pub mod sparse_copy;
 pub mod units;
 pub mod window;
 

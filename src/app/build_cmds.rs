@@ -1,0 +1,121 @@
+//! `build`: resolve the profile, make the plan, print it (`--dry-run`) or
+//! carry it out, then write `known_hosts` and report.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+
+use super::profile_cmds::load_and_resolve;
+use crate::build::{self, plan};
+use crate::cli::{BuildArgs, GlobalArgs};
+use crate::profile::resolved::ImageSource;
+use crate::profile::state::{OsEntropy, State};
+
+pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
+    let resolved = load_and_resolve(&global.profile)?;
+    let cluster = resolved.cluster;
+    let names: Vec<String> = if args.all {
+        cluster
+            .nodes
+            .iter()
+            .map(|n| n.hostname.as_str().to_string())
+            .collect()
+    } else {
+        args.nodes.clone()
+    };
+    let mut selected = Vec::new();
+    for name in &names {
+        let Some(node) = cluster.node(name) else {
+            let all: Vec<&str> = cluster.nodes.iter().map(|n| n.hostname.as_str()).collect();
+            bail!(
+                "node {name} is not in {} (nodes: {})",
+                global.profile.display(),
+                all.join(", ")
+            );
+        };
+        selected.push(node);
+    }
+    let state = State::prepare(&cluster, &mut OsEntropy).with_context(|| {
+        format!(
+            "preparing the state directory {}",
+            cluster.state_dir.display()
+        )
+    })?;
+    let mut nodes = Vec::new();
+    for node in selected {
+        let files = crate::render::node(node, &cluster, &state)
+            .with_context(|| format!("rendering node {}", node.hostname))?;
+        nodes.push(plan::node_plan(node, files, &args.out));
+    }
+    let the_plan = plan::BuildPlan {
+        out_dir: args.out.clone(),
+        nodes,
+        epoch: build::epoch(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if args.dry_run {
+        let text = if args.json {
+            plan::to_json(&the_plan)
+        } else {
+            plan::to_text(&the_plan, &cluster)
+        };
+        stdout
+            .write_all(text.as_bytes())
+            .context("writing to stdout")?;
+        return Ok(());
+    }
+    if args.compress.is_some() {
+        bail!("--compress xz needs the image sources module; build without it for now");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing the interrupt handler")?;
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let resolve = |s: &ImageSource| -> Result<PathBuf> { base_image(s, global) };
+    let results = build::run(&the_plan, &resolve, jobs, &stop)?;
+    let hosts = crate::render::known_hosts(&cluster, &state).context("rendering known_hosts")?;
+    let kh = args.out.join("known_hosts");
+    let mut partial = build::output::Partial::new();
+    partial.write(&kh, hosts.as_bytes())?;
+    partial.commit()?;
+    if args.json {
+        let mut s = serde_json::to_string_pretty(&results).context("encoding the results")?;
+        s.push('\n');
+        stdout
+            .write_all(s.as_bytes())
+            .context("writing to stdout")?;
+    } else {
+        for r in &results {
+            writeln!(
+                stdout,
+                "{}  {}  sha256 {}  ({}, {:.1} s)",
+                r.node,
+                r.image,
+                &r.sha256[..16],
+                r.copy,
+                r.seconds
+            )
+            .context("writing to stdout")?;
+        }
+        writeln!(stdout, "known_hosts  {}", kh.display()).context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// The raw base image for a node.
+fn base_image(source: &ImageSource, _global: &GlobalArgs) -> Result<PathBuf> {
+    match source {
+        ImageSource::Path(p) => Ok(p.clone()),
+        other => bail!(
+            "{}: downloading base images is not wired into build yet; run `homelab-image pull` and use `image: {{path: …}}`",
+            plan::describe_source(other)
+        ),
+    }
+}

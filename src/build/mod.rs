@@ -1,0 +1,179 @@
+//! `build`: from the resolved profile and the base image to one finished
+//! image per node. Numbered steps per node: copy the base (reflink or
+//! sparse), patch the boot FAT and the root ext4, re-read what was written,
+//! compute the bmap and SHA-256, rename into place. Partial outputs are
+//! removed on any failure or interrupt.
+
+pub mod bmap;
+pub mod output;
+pub mod patch;
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::io::sparse_copy::{self, CopyMethod};
+use crate::profile::resolved::ImageSource;
+use output::Partial;
+use plan::{BuildPlan, NodePlan};
+
+/// 2020-01-01T00:00:00Z: the time stamped on files a build creates unless
+/// `SOURCE_DATE_EPOCH` says otherwise (the FAT side uses the same date), so
+/// the same inputs give the same bytes.
+pub const DEFAULT_EPOCH: i64 = 1_577_836_800;
+
+pub fn epoch() -> i64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_EPOCH)
+}
+
+/// What one node's build produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    pub node: String,
+    pub image: String,
+    pub bmap: String,
+    pub sha256: String,
+    pub size: u64,
+    pub mapped_bytes: u64,
+    pub copy: String,
+    pub seconds: f64,
+}
+
+/// Resolves a node's base image to a raw image file on disk.
+pub type BaseResolver<'a> = dyn Fn(&ImageSource) -> Result<PathBuf> + Sync + 'a;
+
+/// Builds every node of `plan`, at most `jobs` at a time. `stop` is set by
+/// SIGINT/SIGTERM; work checks it between steps and chunks.
+pub fn run(
+    plan: &BuildPlan,
+    resolve_base: &BaseResolver<'_>,
+    jobs: usize,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<NodeResult>> {
+    std::fs::create_dir_all(&plan.out_dir)
+        .with_context(|| format!("creating the output directory {}", plan.out_dir.display()))?;
+    let mut bases = Vec::new();
+    for n in &plan.nodes {
+        let path = resolve_base(&n.base)
+            .with_context(|| format!("node {}: getting its base image", n.name))?;
+        bases.push(path);
+    }
+    let jobs = jobs.max(1);
+    let results: Vec<Result<NodeResult>> = std::thread::scope(|scope| {
+        let mut out = Vec::new();
+        for (chunk_nodes, chunk_bases) in plan.nodes.chunks(jobs).zip(bases.chunks(jobs)) {
+            let handles: Vec<_> = chunk_nodes
+                .iter()
+                .zip(chunk_bases)
+                .map(|(n, b)| scope.spawn(move || build_node(n, b, plan.epoch, stop)))
+                .collect();
+            for h in handles {
+                out.push(
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked"))),
+                );
+            }
+        }
+        out
+    });
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (n, r) in plan.nodes.iter().zip(results) {
+        match r {
+            Ok(r) => ok.push(r),
+            Err(e) => errors.push(format!("node {}: {e:#}", n.name)),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(ok)
+}
+
+fn check_stop(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        bail!("interrupted; partial output removed");
+    }
+    Ok(())
+}
+
+fn step(node: &str, n: u32, what: &str) {
+    tracing::info!("{node}: [{n}/5] {what}");
+}
+
+fn build_node(n: &NodePlan, base: &Path, epoch: i64, stop: &AtomicBool) -> Result<NodeResult> {
+    let t0 = Instant::now();
+    let mut partial = Partial::new();
+    let tmp = partial.add(&n.out);
+    let _ = std::fs::remove_file(&tmp);
+
+    step(&n.name, 1, "copying the base image");
+    let src = std::fs::File::open(base)
+        .with_context(|| format!("opening the base image {}", base.display()))?;
+    let len = src
+        .metadata()
+        .with_context(|| format!("reading {}", base.display()))?
+        .len();
+    let dst = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let method = sparse_copy::copy(&src, &dst, len, stop)
+        .with_context(|| format!("copying {} to {}", base.display(), tmp.display()))?;
+    drop(dst);
+    check_stop(stop)?;
+
+    step(&n.name, 2, "writing the node's files");
+    let expect = patch::apply(&tmp, &n.files, epoch)?;
+    check_stop(stop)?;
+
+    step(&n.name, 3, "re-reading the written files");
+    patch::verify(&tmp, &expect)?;
+    check_stop(stop)?;
+
+    step(&n.name, 4, "computing the bmap and SHA-256");
+    let f = std::fs::File::open(&tmp).with_context(|| format!("opening {}", tmp.display()))?;
+    let fin = bmap::finish(&f, len, stop).with_context(|| format!("reading {}", tmp.display()))?;
+    let img_name = n
+        .out
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let bmap_path = PathBuf::from(format!("{}.bmap", n.out.display()));
+    let sha_path = PathBuf::from(format!("{}.sha256", n.out.display()));
+    partial.write(&bmap_path, fin.bmap.as_bytes())?;
+    partial.write(
+        &sha_path,
+        format!("{}  {img_name}\n", fin.sha256).as_bytes(),
+    )?;
+    check_stop(stop)?;
+
+    step(&n.name, 5, "renaming into place");
+    partial.commit()?;
+    Ok(NodeResult {
+        node: n.name.clone(),
+        image: n.out.display().to_string(),
+        bmap: bmap_path.display().to_string(),
+        sha256: fin.sha256,
+        size: len,
+        mapped_bytes: fin.mapped_blocks * bmap::BLOCK,
+        copy: match method {
+            CopyMethod::Reflink => "reflink".into(),
+            CopyMethod::Sparse { data_bytes } => format!(
+                "sparse ({} of data)",
+                crate::io::units::human_size(data_bytes)
+            ),
+        },
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,76 @@
+//! Output files that appear whole or not at all: everything is written
+//! under a hidden `.partial` name in the output directory and renamed into
+//! place at the end; until then a guard deletes the partial files on any
+//! error, interrupt or panic, so a previous good image stays untouched.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+pub struct Partial {
+    /// (partial path, final path)
+    files: Vec<(PathBuf, PathBuf)>,
+    committed: bool,
+}
+
+/// `dir/.name.partial` for the final `dir/name`.
+pub fn partial_name(fin: &Path) -> PathBuf {
+    let name = fin
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    fin.with_file_name(format!(".{name}.partial"))
+}
+
+impl Partial {
+    pub fn new() -> Partial {
+        Partial {
+            files: Vec::new(),
+            committed: false,
+        }
+    }
+
+    /// Registers `fin` and returns the partial path to write instead.
+    pub fn add(&mut self, fin: &Path) -> PathBuf {
+        let p = partial_name(fin);
+        self.files.push((p.clone(), fin.to_path_buf()));
+        p
+    }
+
+    /// Writes `bytes` to the partial file of `fin`.
+    pub fn write(&mut self, fin: &Path, bytes: &[u8]) -> Result<()> {
+        let p = self.add(fin);
+        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+        Ok(())
+    }
+
+    /// Flushes and renames every file into place, in the order added.
+    pub fn commit(mut self) -> Result<()> {
+        for (p, _) in &self.files {
+            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            f.sync_all()
+                .with_context(|| format!("flushing {}", p.display()))?;
+        }
+        for (p, fin) in &self.files {
+            std::fs::rename(p, fin)
+                .with_context(|| format!("renaming {} to {}", p.display(), fin.display()))?;
+        }
+        if let Some(dir) = self.files.first().and_then(|(_, f)| f.parent()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.committed {
+            for (p, _) in &self.files {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Puts a node's rendered files into its image copy: the FAT boot partition
+//! (seed files, `cmdline.txt` token edits) through fatfs, the ext4 root
+//! through our writer in one batch. Returns what each path must hold
+//! afterwards, for the self-check in `verify`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::fs::ext4::{Content, Meta, Op};
+use crate::fs::{EntryKind, Filesystem};
+use crate::image::Image;
+use crate::render::cmdline::edit_cmdline;
+use crate::render::{FileKind, FileSpec, Target};
+
+/// What a path must hold once the build is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Bytes, and for ext4 files we created the mode and owner.
+    File {
+        bytes: Vec<u8>,
+        meta: Option<(u16, u32, u32)>,
+    },
+    Dir {
+        mode: u16,
+        uid: u32,
+        gid: u32,
+    },
+    Symlink {
+        target: String,
+    },
+    Absent,
+}
+
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    pub target: Target,
+    pub path: String,
+    pub expect: Expect,
+}
+
+/// Partition numbers of the image's boot FAT and root ext4.
+pub struct Parts {
+    pub boot: Option<u32>,
+    pub root: u32,
+}
+
+pub fn parts(image: &Image) -> Result<Parts> {
+    let layout = image.layout().with_context(|| {
+        format!(
+            "{}: not an image layout we build from",
+            image.path().display()
+        )
+    })?;
+    Ok(Parts {
+        boot: layout.boot,
+        root: layout.root,
+    })
+}
+
+/// Applies `specs` to the image at `path`, stamping new files with `time`.
+pub fn apply(path: &Path, specs: &[FileSpec], time: i64) -> Result<Vec<Expectation>> {
+    let image = Image::open_rw(path)?;
+    let parts = parts(&image)?;
+    let boot: Vec<&FileSpec> = specs.iter().filter(|s| s.target == Target::Boot).collect();
+    let root: Vec<&FileSpec> = specs.iter().filter(|s| s.target == Target::Root).collect();
+    let mut expect = Vec::new();
+    if !root.is_empty() {
+        expect.extend(patch_root(&image, parts.root, &root, time)?);
+    }
+    if !boot.is_empty() {
+        let Some(n) = parts.boot else {
+            bail!(
+                "{}: the image has no boot FAT partition for {}",
+                image.path().display(),
+                boot.iter()
+                    .map(|s| s.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        expect.extend(patch_boot(&image, n, &boot)?);
+    }
+    image
+        .sync()
+        .with_context(|| format!("{}: flushing to disk", image.path().display()))?;
+    Ok(expect)
+}
+
+fn patch_root(image: &Image, n: u32, specs: &[&FileSpec], time: i64) -> Result<Vec<Expectation>> {
+    let shown = format!("{}: partition {n} (root)", image.path().display());
+    let (_, view) = image.filesystem(&n.to_string())?;
+    if !matches!(view, Filesystem::Ext4(_)) {
+        bail!("{shown}: the root filesystem is not ext4");
+    }
+    let mut ops = Vec::new();
+    let mut expect = Vec::new();
+    // Directories this batch creates, so parents are made once.
+    let mut made: std::collections::BTreeSet<String> = Default::default();
+    for s in specs {
+        // Permission bits only: the mask makes the narrowing exact.
+        let mode = (s.mode & 0o7777) as u16;
+        let meta = Meta {
+            mode,
+            uid: s.uid,
+            gid: s.gid,
+            mtime: time,
+        };
+        let mut ensure_parent = |path: &str, ops: &mut Vec<Op>| {
+            let parent = match path.rfind('/') {
+                Some(0) | None => return,
+                Some(i) => &path[..i],
+            };
+            if !made.contains(parent) && !view.exists(parent) {
+                ops.push(Op::Mkdir {
+                    path: parent.to_string(),
+                    meta: Meta {
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        mtime: time,
+                    },
+                    parents: true,
+                });
+                made.insert(parent.to_string());
+            }
+        };
+        let e = match &s.kind {
+            FileKind::File { bytes } => {
+                ensure_parent(&s.path, &mut ops);
+                ops.push(Op::WriteFile {
+                    path: s.path.clone(),
+                    content: Content::Bytes(bytes.clone()),
+                    meta,
+                });
+                Expect::File {
+                    bytes: bytes.clone(),
+                    meta: Some((mode, s.uid, s.gid)),
+                }
+            }
+            FileKind::Dir => {
+                ops.push(Op::Mkdir {
+                    path: s.path.clone(),
+                    meta,
+                    parents: true,
+                });
+                made.insert(s.path.clone());
+                Expect::Dir {
+                    mode,
+                    uid: s.uid,
+                    gid: s.gid,
+                }
+            }
+            FileKind::Symlink { target } => {
+                ensure_parent(&s.path, &mut ops);
+                ops.push(Op::Symlink {
+                    path: s.path.clone(),
+                    target: target.as_bytes().to_vec(),
+                    meta,
+                });
+                Expect::Symlink {
+                    target: target.clone(),
+                }
+            }
+            FileKind::Absent => {
+                ops.push(Op::Remove {
+                    path: s.path.clone(),
+                    missing_ok: true,
+                });
+                Expect::Absent
+            }
+            FileKind::AccountEntries { db, entries } => {
+                let existing = view
+                    .read(&s.path)
+                    .with_context(|| format!("{shown}: reading {}", s.path))?;
+                let existing = String::from_utf8(existing)
+                    .with_context(|| format!("{shown}: {} is not UTF-8", s.path))?;
+                let merged = entries
+                    .merge(*db, &existing)
+                    .with_context(|| format!("{shown}: merging {}", s.path))?;
+                let st = view
+                    .stat(&s.path)
+                    .with_context(|| format!("{shown}: {}", s.path))?;
+                if st.kind != EntryKind::File {
+                    bail!("{shown}: {} is not a regular file", s.path);
+                }
+                let keep = Meta {
+                    mode: st.mode.unwrap_or(0o644),
+                    uid: st.uid.unwrap_or(0),
+                    gid: st.gid.unwrap_or(0),
+                    mtime: time,
+                };
+                ops.push(Op::WriteFile {
+                    path: s.path.clone(),
+                    content: Content::Bytes(merged.clone().into_bytes()),
+                    meta: keep,
+                });
+                Expect::File {
+                    bytes: merged.into_bytes(),
+                    meta: Some((keep.mode, keep.uid, keep.gid)),
+                }
+            }
+            FileKind::CmdlineEdit { .. } => {
+                bail!("{}: a cmdline edit belongs on the boot partition", s.path)
+            }
+        };
+        expect.push(Expectation {
+            target: Target::Root,
+            path: s.path.clone(),
+            expect: e,
+        });
+    }
+    drop(view);
+    let part = image.partition(&n.to_string())?;
+    crate::fs::ext4::apply(&image.window(part), &ops, time).with_context(|| shown.clone())?;
+    Ok(expect)
+}
+
+fn patch_boot(image: &Image, n: u32, specs: &[&FileSpec]) -> Result<Vec<Expectation>> {
+    let shown = format!("{}: partition {n} (boot)", image.path().display());
+    let part = image.partition(&n.to_string())?;
+    let vol = crate::fs::fat::FatVolume::open(image.window(part)).with_context(|| shown.clone())?;
+    let mut expect = Vec::new();
+    for s in specs {
+        let bytes = match &s.kind {
+            FileKind::File { bytes } => bytes.clone(),
+            FileKind::CmdlineEdit { ops } => {
+                let old = vol
+                    .read(&s.path)
+                    .with_context(|| format!("{shown}: the image has no {} to edit", s.path))?;
+                let old = String::from_utf8(old)
+                    .with_context(|| format!("{shown}: {} is not text", s.path))?;
+                edit_cmdline(&old, ops).into_bytes()
+            }
+            other => bail!(
+                "{shown}: {} ({}) cannot be written to FAT",
+                s.path,
+                other.name()
+            ),
+        };
+        vol.write_file(&s.path, &bytes)
+            .with_context(|| shown.clone())?;
+        expect.push(Expectation {
+            target: Target::Boot,
+            path: s.path.clone(),
+            expect: Expect::File { bytes, meta: None },
+        });
+    }
+    vol.unmount().with_context(|| shown.clone())?;
+    Ok(expect)
+}
+
+/// Re-reads every expectation with our readers (fatfs, ext4-view).
+pub fn verify(path: &Path, expect: &[Expectation]) -> Result<()> {
+    let image = Image::open(path)?;
+    let parts = parts(&image)?;
+    let root = image.filesystem(&parts.root.to_string())?.1;
+    let boot = match parts.boot {
+        Some(n) => Some(image.filesystem(&n.to_string())?.1),
+        None => None,
+    };
+    for e in expect {
+        let fs = match e.target {
+            Target::Root => &root,
+            Target::Boot => boot.as_ref().context("no boot partition")?,
+        };
+        let bad = |why: String| anyhow::anyhow!("self-check: {} {}: {why}", e.target, e.path);
+        match &e.expect {
+            Expect::File { bytes, meta } => {
+                let got = fs.read(&e.path).map_err(|err| bad(err.to_string()))?;
+                if &got != bytes {
+                    return Err(bad(format!(
+                        "holds {} bytes that differ from the {} planned",
+                        got.len(),
+                        bytes.len()
+                    )));
+                }
+                if let Some((mode, uid, gid)) = meta {
+                    let st = fs.stat(&e.path).map_err(|err| bad(err.to_string()))?;
+                    let got = (
+                        st.mode.unwrap_or(0) & 0o7777,
+                        st.uid.unwrap_or(0),
+                        st.gid.unwrap_or(0),
+                    );
+                    if got != (*mode, *uid, *gid) {
+                        return Err(bad(format!(
+                            "mode/owner {got:?}, planned {:?}",
+                            (mode, uid, gid)
+                        )));
+                    }
+                }
+            }
+            Expect::Dir { mode, uid, gid } => {
+                let st = fs.stat(&e.path).map_err(|err| bad(err.to_string()))?;
+                let got = (
+                    st.mode.unwrap_or(0) & 0o7777,
+                    st.uid.unwrap_or(0),
+                    st.gid.unwrap_or(0),
+                );
+                if st.kind != EntryKind::Dir || got != (*mode, *uid, *gid) {
+                    return Err(bad(format!(
+                        "is {:?} {got:?}, planned a directory {:?}",
+                        st.kind,
+                        (mode, uid, gid)
+                    )));
+                }
+            }
+            Expect::Symlink { target } => {
+                let st = fs.stat(&e.path).map_err(|err| bad(err.to_string()))?;
+                if st.link_target.as_deref() != Some(target.as_str()) {
+                    return Err(bad(format!(
+                        "links to {:?}, planned {target:?}",
+                        st.link_target
+                    )));
+                }
+            }
+            Expect::Absent => {
+                if fs.exists(&e.path) {
+                    return Err(bad("still exists".into()));
+                }
+            }
+        }
+    }
+    Ok(())
+}

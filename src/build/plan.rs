@@ -1,0 +1,175 @@
+//! The pure build plan: for every selected node, the base image it starts
+//! from, where its image goes and every file that will be put into it.
+//! `build --dry-run` prints exactly this.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::profile::resolved::{Cluster, ImageSource, ResolvedNode};
+use crate::render::{FileKind, FileSpec, Target};
+
+/// Where the build records what it injected (read back by `inspect`).
+pub const MANIFEST_PATH: &str = "/var/lib/homelab-image/manifest.json";
+
+#[derive(Debug, Clone)]
+pub struct NodePlan {
+    pub name: String,
+    pub base: ImageSource,
+    pub out: PathBuf,
+    pub files: Vec<FileSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    pub out_dir: PathBuf,
+    pub nodes: Vec<NodePlan>,
+    /// Time stamped on files the build creates.
+    pub epoch: i64,
+}
+
+pub fn describe_source(s: &ImageSource) -> String {
+    match s {
+        ImageSource::Catalog(Some(name)) => format!("catalog:{name}"),
+        ImageSource::Catalog(None) => "catalog (default for the board)".into(),
+        ImageSource::Url { url, .. } => url.clone(),
+        ImageSource::Path(p) => p.display().to_string(),
+    }
+}
+
+/// One line of `manifest.json` and of the dry-run listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileRow {
+    pub target: String,
+    pub path: String,
+    pub kind: &'static str,
+    pub mode: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+pub fn rows(files: &[FileSpec]) -> Vec<FileRow> {
+    files
+        .iter()
+        .map(|s| {
+            let (size, sha) = match &s.kind {
+                FileKind::File { bytes } => (Some(bytes.len()), Some(hex(&Sha256::digest(bytes)))),
+                _ => (None, None),
+            };
+            FileRow {
+                target: s.target.to_string(),
+                path: s.path.clone(),
+                kind: s.kind.name(),
+                mode: if s.target == Target::Boot {
+                    "-".into()
+                } else {
+                    format!("{:04o}", s.mode)
+                },
+                owner: if s.target == Target::Boot {
+                    "-".into()
+                } else {
+                    format!("{}:{}", s.uid, s.gid)
+                },
+                size,
+                sha256: sha,
+            }
+        })
+        .collect()
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    tool: String,
+    node: &'a str,
+    files: Vec<FileRow>,
+}
+
+/// The manifest spec recording `files` for `node` (no timestamps, so
+/// builds stay reproducible).
+pub fn manifest(node: &str, files: &[FileSpec]) -> FileSpec {
+    let m = Manifest {
+        tool: format!("homelab-image {}", env!("CARGO_PKG_VERSION")),
+        node,
+        files: rows(files),
+    };
+    // Serialising plain strings and numbers cannot fail.
+    let mut json = serde_json::to_string_pretty(&m).unwrap_or_default();
+    json.push('\n');
+    FileSpec::root_file(MANIFEST_PATH, 0o644, json)
+}
+
+pub fn node_plan(node: &ResolvedNode, files: Vec<FileSpec>, out_dir: &Path) -> NodePlan {
+    let name = node.hostname.as_str().to_string();
+    let mut files = files;
+    let m = manifest(&name, &files);
+    files.push(m);
+    NodePlan {
+        out: out_dir.join(format!("{name}.img")),
+        base: node.image.source.clone(),
+        name,
+        files,
+    }
+}
+
+#[derive(Serialize)]
+struct JsonNode<'a> {
+    node: &'a str,
+    base: String,
+    out: String,
+    files: Vec<FileRow>,
+}
+
+/// The plan as JSON (`build --dry-run --json`).
+pub fn to_json(plan: &BuildPlan) -> String {
+    let nodes: Vec<JsonNode> = plan
+        .nodes
+        .iter()
+        .map(|n| JsonNode {
+            node: &n.name,
+            base: describe_source(&n.base),
+            out: n.out.display().to_string(),
+            files: rows(&n.files),
+        })
+        .collect();
+    let mut s = serde_json::to_string_pretty(&nodes).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// The plan for people: per node, the base, the output and each file.
+pub fn to_text(plan: &BuildPlan, cluster: &Cluster) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "build plan: {} node(s) into {} (state {})\n",
+        plan.nodes.len(),
+        plan.out_dir.display(),
+        cluster.state_dir.display()
+    ));
+    for n in &plan.nodes {
+        s.push_str(&format!(
+            "\nnode {}\n  base  {}\n  out   {}\n",
+            n.name,
+            describe_source(&n.base),
+            n.out.display()
+        ));
+        for r in rows(&n.files) {
+            let size = r
+                .size
+                .map(|b| crate::io::units::human_size(b as u64))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "  {:<4}  {:<14} {:>4} {:>9} {:>9}  {}\n",
+                r.target, r.kind, r.mode, r.owner, size, r.path
+            ));
+        }
+    }
+    s
+}

@@ -1,0 +1,53 @@
+//! Arguments of `build`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    Xz,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Writes OUT/NODE.img, NODE.img.bmap (for bmaptool copy), NODE.img.sha256 and
+OUT/known_hosts. Files are written under hidden .partial names and renamed
+into place at the end; on any error or Ctrl-C they are removed and an
+existing good image is left as it was. Files the build creates are dated
+2020-01-01 (or $SOURCE_DATE_EPOCH), so the same profile, base image and
+state directory give byte-identical images.")]
+pub struct BuildArgs {
+    /// Node (hostname) to build; repeat for several
+    #[arg(
+        long = "node",
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub nodes: Vec<String>,
+
+    /// Build every node of the profile
+    #[arg(long)]
+    pub all: bool,
+
+    /// Output directory
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+
+    /// Print the plan (base image, output, every file) and stop
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the plan or the results as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write NODE.img.xz (multi-threaded xz)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub compress: Option<Compression>,
+
+    /// Nodes built at the same time (default: the number of CPUs)
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
