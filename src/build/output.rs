@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+#[derive(Default)]
 pub struct Partial {
     /// (partial path, final path)
     files: Vec<(PathBuf, PathBuf)>,
@@ -24,10 +25,7 @@ pub fn partial_name(fin: &Path) -> PathBuf {
 
 impl Partial {
     pub fn new() -> Partial {
-        Partial {
-            files: Vec::new(),
-            committed: false,
-        }
+        Partial::default()
     }
 
     /// Registers `fin` and returns the partial path to write instead.
@@ -55,10 +53,14 @@ impl Partial {
             std::fs::rename(p, fin)
                 .with_context(|| format!("renaming {} to {}", p.display(), fin.display()))?;
         }
-        if let Some(dir) = self.files.first().and_then(|(_, f)| f.parent()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+        // Make the renames durable too.
+        if let Some(Ok(d)) = self
+            .files
+            .first()
+            .and_then(|(_, f)| f.parent())
+            .map(std::fs::File::open)
+        {
+            let _ = d.sync_all();
         }
         self.committed = true;
         Ok(())
