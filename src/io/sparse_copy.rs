@@ -19,6 +19,13 @@ pub enum CopyMethod {
 
 const CHUNK: usize = 64 << 20;
 
+const FALLBACK: [rustix::io::Errno; 4] = [
+    rustix::io::Errno::XDEV,
+    rustix::io::Errno::INVAL,
+    rustix::io::Errno::NOSYS,
+    rustix::io::Errno::OPNOTSUPP,
+];
+
 /// The data segments of `f` (offset, length), holes skipped.
 pub fn data_segments(f: &File, len: u64) -> io::Result<Vec<(u64, u64)>> {
     let mut out = Vec::new();
@@ -59,8 +66,24 @@ pub fn copy(src: &File, dst: &File, len: u64, stop: &AtomicBool) -> io::Result<C
             }
             // Bounded by CHUNK.
             let want = (end - off_in).min(CHUNK as u64) as usize;
-            let n =
-                rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), want)?;
+            let n = match rustix::fs::copy_file_range(
+                src,
+                Some(&mut off_in),
+                dst,
+                Some(&mut off_out),
+                want,
+            ) {
+                Ok(n) => n,
+                // Across filesystems (EXDEV) or where the call is missing:
+                // copy through a buffer instead.
+                Err(e) if FALLBACK.contains(&e) => {
+                    let n = copy_buffered(src, dst, off_in, want)?;
+                    off_in += n as u64;
+                    off_out += n as u64;
+                    n
+                }
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -71,6 +94,15 @@ pub fn copy(src: &File, dst: &File, len: u64, stop: &AtomicBool) -> io::Result<C
         }
     }
     Ok(CopyMethod::Sparse { data_bytes })
+}
+
+/// Copies up to `len` bytes at `off` with pread/pwrite.
+fn copy_buffered(src: &File, dst: &File, off: u64, len: usize) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len.min(8 << 20)];
+    let n = src.read_at(&mut buf, off)?;
+    dst.write_all_at(&buf[..n], off)?;
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -1,0 +1,409 @@
+//! `build` end to end on the generated layouts: every output judged by
+//! sfdisk, e2fsck, fsck.fat and bmaptool; reproducibility; the raw area of
+//! single-root images left alone; bad inputs and interrupts that leave no
+//! partial output.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::ext4_support::assert_fsck_clean;
+use crate::util::{assert_fails, bin, extract_partition, fixture, hi_ok, our_partition, run_ok};
+
+/// A copy of an example profile whose nodes all use `base` as image.
+fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("profiles")
+        .join(example);
+    let text = std::fs::read_to_string(src).unwrap();
+    let os_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("os: "))
+        .unwrap();
+    let indent = &os_line[..os_line.len() - os_line.trim_start().len()];
+    let text = text.replacen(
+        os_line,
+        &format!("{os_line}\n{indent}path: {}", base.display()),
+        1,
+    );
+    let p = dir.join("homelab.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn build(profile: &Path, args: &[&str]) -> std::process::Output {
+    bin()
+        .arg("--profile")
+        .arg(profile)
+        .arg("build")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn build_ok(profile: &Path, args: &[&str]) -> String {
+    let out = build(profile, args);
+    assert!(
+        out.status.success(),
+        "build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every oracle on one built image.
+fn judge(img: &Path, tmp: &Path) {
+    let i = img.to_str().unwrap();
+    run_ok(Command::new("sfdisk").arg("--verify").arg(img));
+    let json: serde_json::Value = serde_json::from_str(&hi_ok(&["inspect", "--json", i])).unwrap();
+    for p in json["partitions"].as_array().unwrap() {
+        let n = p["number"].as_u64().unwrap();
+        let fs = p["filesystem"]["type"].as_str().unwrap_or("");
+        let (start, len) = our_partition(img, n);
+        let part = tmp.join(format!("judge-p{n}"));
+        extract_partition(img, start, len, &part);
+        match fs {
+            "vfat" => {
+                run_ok(Command::new("fsck.fat").arg("-n").arg(&part));
+            }
+            "ext4" => assert_fsck_clean(&part, &format!("{i} partition {n}")),
+            _ => {}
+        }
+        let _ = std::fs::remove_file(&part);
+    }
+    let copy = tmp.join("bmap-copy.img");
+    let _ = std::fs::remove_file(&copy);
+    run_ok(
+        Command::new("bmaptool")
+            .arg("copy")
+            .arg("--bmap")
+            .arg(format!("{i}.bmap"))
+            .arg(img)
+            .arg(&copy),
+    );
+    run_ok(Command::new("cmp").arg(img).arg(&copy));
+    let _ = std::fs::remove_file(&copy);
+    let sums = std::fs::read_to_string(format!("{i}.sha256")).unwrap();
+    run_ok(
+        Command::new("sha256sum")
+            .arg("-c")
+            .arg(format!("{i}.sha256"))
+            .current_dir(img.parent().unwrap()),
+    );
+    assert!(sums.ends_with(&format!(
+        "  {}\n",
+        img.file_name().unwrap().to_str().unwrap()
+    )));
+}
+
+fn debugfs_cat(img: &Path, n: u64, path: &str, tmp: &Path) -> String {
+    let (start, len) = our_partition(img, n);
+    let part = tmp.join("cat.ext4");
+    extract_partition(img, start, len, &part);
+    let out = run_ok(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("cat {path}"))
+            .arg(&part),
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn ubuntu_raspi_nodes_pass_every_oracle_and_rebuild_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = profile(
+        tmp.path(),
+        "pi4-microcloud.yaml",
+        &fixture("ubuntu-raspi.img"),
+    );
+    let out = tmp.path().join("out");
+    let o = out.to_str().unwrap();
+    build_ok(&p, &["--all", "--out", o]);
+    for n in ["pi1", "pi2", "pi3"] {
+        let img = out.join(format!("{n}.img"));
+        judge(&img, tmp.path());
+        let i = img.to_str().unwrap();
+        // The seed, the cmdline token and the first-boot unit are where
+        // the image's cloud-init and systemd look for them.
+        let meta = hi_ok(&["cat", i, "system-boot", "/meta-data"]);
+        assert!(meta.contains("instance-id:"), "{meta}");
+        assert!(hi_ok(&["cat", i, "system-boot", "/user-data"]).starts_with("#cloud-config\n"));
+        assert!(hi_ok(&["cat", i, "system-boot", "/cmdline.txt"]).contains(" ds=nocloud"));
+        let unit = debugfs_cat(
+            &img,
+            2,
+            "/etc/systemd/system/homelab-firstboot.service",
+            tmp.path(),
+        );
+        assert!(
+            unit.contains("ExecStart=/usr/local/sbin/homelab-firstboot"),
+            "{unit}"
+        );
+        let manifest = debugfs_cat(&img, 2, "/var/lib/homelab-image/manifest.json", tmp.path());
+        assert!(
+            manifest.contains(&format!("\"node\": \"{n}\"")),
+            "{manifest}"
+        );
+    }
+    let hosts = std::fs::read_to_string(out.join("known_hosts")).unwrap();
+    assert_eq!(hosts.lines().count(), 3, "{hosts}");
+    // Same profile, base and state directory: the same bytes.
+    let again = tmp.path().join("again");
+    build_ok(&p, &["--node", "pi2", "--out", again.to_str().unwrap()]);
+    run_ok(
+        Command::new("cmp")
+            .arg(out.join("pi2.img"))
+            .arg(again.join("pi2.img")),
+    );
+    run_ok(
+        Command::new("cmp")
+            .arg(out.join("pi2.img.bmap"))
+            .arg(again.join("pi2.img.bmap")),
+    );
+}
+
+#[test]
+fn armbian_layouts_get_everything_in_ext4_and_keep_the_raw_area() {
+    let tmp = tempfile::tempdir().unwrap();
+    for base in [
+        "armbian-single-gpt.img",
+        "armbian-single-mbr.img",
+        "armbian-rpi.img",
+    ] {
+        let b = fixture(base);
+        let dir = tmp.path().join(base);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = profile(&dir, "armbian-rock5b.yaml", &b);
+        let out = dir.join("out");
+        build_ok(&p, &["--node", "rock1", "--out", out.to_str().unwrap()]);
+        let img = out.join("rock1.img");
+        judge(&img, tmp.path());
+        let root = if base == "armbian-rpi.img" { 2 } else { 1 };
+        assert_eq!(
+            debugfs_cat(&img, root, "/etc/hostname", tmp.path()).trim(),
+            "rock1"
+        );
+        let passwd = debugfs_cat(&img, root, "/etc/passwd", tmp.path());
+        assert!(passwd.lines().any(|l| l.starts_with("alice:")), "{passwd}");
+        // Never a byte outside the partitions: the bootloader survives.
+        let (start, _) = our_partition(&img, root);
+        let first = if base == "armbian-rpi.img" {
+            our_partition(&img, 1).0
+        } else {
+            start
+        };
+        let a = std::fs::read(&b).unwrap();
+        let c = std::fs::read(&img).unwrap();
+        let first = usize::try_from(first).unwrap();
+        assert!(
+            a[..first] == c[..first],
+            "{base}: bytes before the first partition changed"
+        );
+    }
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = profile(
+        tmp.path(),
+        "pi4-microcloud.yaml",
+        &fixture("ubuntu-raspi.img"),
+    );
+    let out = tmp.path().join("out");
+    let text = build_ok(
+        &p,
+        &["--node", "pi1", "--dry-run", "--out", out.to_str().unwrap()],
+    );
+    assert!(
+        text.contains("node pi1")
+            && text.contains("user-data")
+            && text.contains("/usr/local/sbin/homelab-firstboot"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&build_ok(
+        &p,
+        &[
+            "--node",
+            "pi1",
+            "--dry-run",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(json[0]["node"], "pi1");
+    assert!(json[0]["files"].as_array().unwrap().len() > 5);
+    assert!(!out.exists(), "a dry run created the output directory");
+}
+
+#[test]
+fn bad_bases_and_profiles_fail_clearly_and_leave_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = out.to_str().unwrap();
+    // A base without the expected partitions.
+    let p = profile(
+        tmp.path(),
+        "pi4-microcloud.yaml",
+        &fixture("mbr-logical.img"),
+    );
+    assert_fails(
+        &build(&p, &["--node", "pi1", "--out", o]),
+        1,
+        &["pi1", "layout"],
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0),
+        0,
+        "partial output left behind"
+    );
+    // An unknown node and a broken profile.
+    let p = profile(
+        tmp.path(),
+        "pi4-microcloud.yaml",
+        &fixture("ubuntu-raspi.img"),
+    );
+    assert_fails(
+        &build(&p, &["--node", "nope", "--out", o]),
+        1,
+        &["node nope is not in"],
+    );
+    std::fs::write(&p, "nodes: [{hostname: Bad_Name}]\n").unwrap();
+    let r = build(&p, &["--all", "--out", o]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("homelab.yaml:1:20") && err.contains("Bad_Name"),
+        "{err}"
+    );
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().count() == 0);
+}
+
+/// A loop-mounted filesystem of `mib` MiB (ext4), or why it cannot be made.
+fn small_fs(tmp: &Path, mib: u64, ro: bool) -> Result<PathBuf, String> {
+    crate::ext4_support::can_loop_mount()?;
+    let img = tmp.join(format!("small-{mib}-{ro}.ext4"));
+    run_ok(
+        Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext4"])
+            .arg(&img)
+            .arg(format!("{mib}M")),
+    );
+    let mnt = tmp.join(format!("mnt-{mib}-{ro}"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let opts = if ro { "loop,ro" } else { "loop" };
+    let st = Command::new("mount")
+        .args(["-o", opts])
+        .arg(&img)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    if !st.success() {
+        return Err("mount failed".into());
+    }
+    Ok(mnt)
+}
+
+fn umount(mnt: &Path) {
+    let _ = Command::new("umount").arg(mnt).status();
+}
+
+#[test]
+fn a_full_or_read_only_output_disk_fails_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = profile(
+        tmp.path(),
+        "pi4-microcloud.yaml",
+        &fixture("ubuntu-raspi.img"),
+    );
+    match small_fs(tmp.path(), 4, false) {
+        Err(why) => eprintln!("skipping the full-disk case: {why}"),
+        Ok(mnt) => {
+            let out = mnt.join("out");
+            let r = build(&p, &["--node", "pi1", "--out", out.to_str().unwrap()]);
+            let left: Vec<_> = std::fs::read_dir(&out)
+                .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+                .unwrap_or_default();
+            umount(&mnt);
+            assert_fails(&r, 1, &["No space left on device"]);
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+    }
+    match small_fs(tmp.path(), 8, true) {
+        Err(why) => eprintln!("skipping the read-only case: {why}"),
+        Ok(mnt) => {
+            let r = build(&p, &["--node", "pi1", "--out", mnt.to_str().unwrap()]);
+            umount(&mnt);
+            assert_fails(&r, 1, &["Read-only file system"]);
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_build_removes_its_partial_output_and_keeps_the_old_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A base with a lot of data so the copy takes a while: the fixture with
+    // 1.5 GiB of incompressible bytes appended past its partitions.
+    let base = tmp.path().join("big-base.img");
+    run_ok(
+        Command::new("cp")
+            .arg(fixture("ubuntu-raspi.img"))
+            .arg(&base),
+    );
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&base)
+            .unwrap();
+        let chunk = crate::ext4_support::bytes(64 << 20, 5);
+        for _ in 0..24 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
+    let out = tmp.path().join("out");
+    let o = out.to_str().unwrap();
+    build_ok(&p, &["--node", "pi1", "--out", o]);
+    let good = std::fs::read(out.join("pi1.img.sha256")).unwrap();
+    let mut child = bin()
+        .arg("--profile")
+        .arg(&p)
+        .args(["-v", "build", "--node", "pi1", "--out", o])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    if status.success() {
+        eprintln!("the build finished before the interrupt arrived; nothing to check");
+        return;
+    }
+    assert!(err.contains("interrupted"), "{err}");
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with(".partial")),
+        "partial files left: {names:?}"
+    );
+    assert_eq!(std::fs::read(out.join("pi1.img.sha256")).unwrap(), good);
+    run_ok(
+        Command::new("sha256sum")
+            .arg("-c")
+            .arg("pi1.img.sha256")
+            .current_dir(&out),
+    );
+}
