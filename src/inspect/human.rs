@@ -210,6 +210,21 @@ pub fn render_human(r: &Report, color: bool) -> String {
             fact(&mut o, "", &id);
         }
     }
+    if let Some(inj) = &r.injected {
+        fact(
+            &mut o,
+            "Injected",
+            &format!(
+                "node {} by {}: {} entries",
+                inj.node,
+                inj.tool,
+                inj.files.len()
+            ),
+        );
+        for f in &inj.files {
+            fact(&mut o, "", &format!("{} {} ({})", f.target, f.path, f.kind));
+        }
+    }
     o
 }
 

@@ -29,6 +29,23 @@ pub struct Report {
     pub boot_config: Vec<BootFile>,
     pub cloud_init: Option<CloudInit>,
     pub seed: Option<Seed>,
+    /// What `homelab-image build` put into the image (its manifest).
+    pub injected: Option<Injected>,
+}
+
+/// The build manifest found at `/var/lib/homelab-image/manifest.json`.
+#[derive(Debug, Serialize)]
+pub struct Injected {
+    pub tool: String,
+    pub node: String,
+    pub files: Vec<InjectedFile>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct InjectedFile {
+    pub target: String,
+    pub path: String,
+    pub kind: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,6 +153,7 @@ pub fn inspect(image: &Image) -> Result<Report> {
         boot_config: Vec::new(),
         cloud_init: None,
         seed: None,
+        injected: None,
     };
     let Some(layout) = layout else {
         return Ok(report);
@@ -146,6 +164,8 @@ pub fn inspect(image: &Image) -> Result<Report> {
     let in_root = |what: &str| format!("{shown}: partition {}: reading {what}", layout.root);
     report.os = os::read_os(&root).with_context(|| in_root("the OS release"))?;
     report.cloud_init = Some(os::read_cloud_init(&root).with_context(|| in_root("cloud-init"))?);
+    report.injected =
+        injected(&root).with_context(|| in_root(crate::build::plan::MANIFEST_PATH))?;
     report.boot_config.extend(
         boot_files(&root, layout.root, &EXT4_BOOT_FILES).with_context(|| in_root("/boot"))?,
     );
@@ -160,6 +180,25 @@ pub fn inspect(image: &Image) -> Result<Report> {
         report.seed = Some(seed(&fat, boot).with_context(|| in_boot("the cloud-init seed"))?);
     }
     Ok(report)
+}
+
+fn injected(root: &Filesystem) -> Result<Option<Injected>> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        tool: String,
+        node: String,
+        files: Vec<InjectedFile>,
+    }
+    let Some(bytes) = root.read_if_exists(crate::build::plan::MANIFEST_PATH)? else {
+        return Ok(None);
+    };
+    let raw: Raw =
+        serde_json::from_slice(&bytes).context("the build manifest is not valid JSON")?;
+    Ok(Some(Injected {
+        tool: raw.tool,
+        node: raw.node,
+        files: raw.files,
+    }))
 }
 
 fn boot_files(fs: &Filesystem, partition: u32, names: &[&str]) -> Result<Vec<BootFile>> {
