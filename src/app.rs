@@ -10,6 +10,7 @@ use crate::cli::{CatArgs, Cli, ColorChoice, Command, GlobalArgs, InspectArgs, Ls
 use crate::image::Image;
 
 mod profile_cmds;
+pub mod source_cmds;
 
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
 /// only with `-q`. `RUST_LOG` overrides.
@@ -65,6 +66,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect(&args, color),
         Command::Ls(args) => ls(&args),
         Command::Cat(args) => cat(&args),
+        Command::Images => source_cmds::images(),
+        Command::Pull(args) => source_cmds::pull(&cli.global, &args),
+        Command::Cache(args) => source_cmds::cache(&cli.global, &args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(

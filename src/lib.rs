@@ -16,3 +16,4 @@ pub mod inspect;
 pub mod io;
 pub mod profile;
 pub mod render;
+pub mod source;

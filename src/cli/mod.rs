@@ -10,6 +10,7 @@ mod image_cmds;
 
 pub use image_cmds::{CatArgs, InspectArgs, LsArgs};
 pub mod profile_cmds;
+pub mod source_cmds;
 
 /// Turn a stock Ubuntu Server or Armbian arm64 image into one ready-to-boot
 /// image per node of a homelab cluster.
@@ -75,6 +76,13 @@ pub enum Command {
     Ls(LsArgs),
     /// Print a file from inside a partition of an image (FAT or ext4)
     Cat(CatArgs),
+    /// List the catalog of base images `pull` and the profile can name
+    Images,
+    /// Download, verify and decompress a base image into the cache; print
+    /// the path of the raw image
+    Pull(source_cmds::PullArgs),
+    /// Show or clean the image cache
+    Cache(source_cmds::CacheArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout
