@@ -49,8 +49,13 @@ pub fn pull(global: &GlobalArgs, args: &PullArgs) -> Result<()> {
         }
     };
     for spec in &specs {
-        let image = source::ensure_base(spec, &opts, &progress)
-            .with_context(|| format!("pulling {}", spec.describe()))?;
+        // URL and file errors name the URL or file; a catalog entry's
+        // errors name the URLs it resolved to, so say which entry.
+        let image = match spec {
+            SourceSpec::Catalog(e) => source::ensure_base(spec, &opts, &progress)
+                .with_context(|| format!("pulling {}", e.name))?,
+            _ => source::ensure_base(spec, &opts, &progress)?,
+        };
         let line = format!("{}\n", image.raw_path.display());
         write_stdout(&mut std::io::stdout().lock(), line.as_bytes())?;
     }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::os::unix::fs::FileExt;
 
 use thiserror::Error;
@@ -163,12 +163,16 @@ pub fn plan(input: &mut File, opts: &DecodeOptions) -> Result<Plan, DecompressEr
 
 /// Decodes `input` from its start into `out`, as `plan` said.
 pub fn decompress(
-    input: File,
+    mut input: File,
     plan: &Plan,
     opts: &DecodeOptions,
     out: &mut SparseWriter,
     on_progress: impl FnMut(u64),
 ) -> Result<Decoded, DecompressError> {
+    // `plan` read the index at the end of the file.
+    input
+        .seek(io::SeekFrom::Start(0))
+        .map_err(DecompressError::Read)?;
     let counting = Counting {
         inner: input,
         pos: 0,

@@ -20,7 +20,10 @@ use super::progress::{Progress, Task};
 pub enum FetchError {
     #[error(transparent)]
     Http(#[from] HttpError),
-    #[error("GET {url}: the connection failed {attempts} times in a row, last: {detail}")]
+    #[error(
+        "GET {url}: gave up after {attempts} failed attempt{}; the last: {detail}",
+        if *attempts == 1 { "" } else { "s" }
+    )]
     GaveUp {
         url: Url,
         attempts: u32,
@@ -173,7 +176,7 @@ pub fn download(
         match (outcome, total) {
             (Ok(()), Some(total)) if offset < total => {
                 failures += 1;
-                last_error = format!("the connection closed after {offset} of {total} bytes");
+                last_error = format!("the connection closed at byte {offset} of {total}");
             }
             (Ok(()), Some(total)) if offset > total => {
                 t.abandon();
@@ -183,9 +186,13 @@ pub fn download(
                 });
             }
             (Ok(()), _) => break,
-            (Err(detail), _) => {
+            (Err(detail), Some(total)) => {
                 failures += 1;
-                last_error = detail;
+                last_error = format!("the transfer stopped at byte {offset} of {total}: {detail}");
+            }
+            (Err(detail), None) => {
+                failures += 1;
+                last_error = format!("the transfer stopped at byte {offset}: {detail}");
             }
         }
     }

@@ -232,6 +232,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     if let Some(re) = e.downcast_ref::<reqwest::Error>()
         && re.is_timeout()
+        && !parts.iter().any(|p| p.contains("timed out"))
     {
         parts.insert(0, "timed out".to_owned());
     }

@@ -211,9 +211,9 @@ fn find_signature(sums_url: &Url, http: &Http) -> Result<(Url, Vec<u8>), SourceE
 
 fn parse_sums(url: &Url, body: &[u8]) -> Result<Vec<checksums::ChecksumLine>, SourceError> {
     let text = String::from_utf8_lossy(body);
-    checksums::parse(&text).map_err(|source| SourceError::Checksums {
+    checksums::parse(&text).map_err(|reason| SourceError::Checksums {
         url: url.to_string(),
-        source,
+        reason,
     })
 }
 

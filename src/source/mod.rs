@@ -131,11 +131,10 @@ pub enum SourceError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("{url}: {source}")]
+    #[error("{url}: {reason}")]
     Checksums {
         url: String,
-        #[source]
-        source: checksums::ChecksumsError,
+        reason: checksums::ChecksumsError,
     },
     #[error("{url} lists no {what}")]
     NotListed { url: String, what: String },
@@ -151,14 +150,17 @@ pub enum SourceError {
         got: Sha256,
         deleted: bool,
     },
-    #[error("signature {url}: {source}{}", if *deleted { " (the download was deleted)" } else { "" })]
+    #[error(
+        "{}the signature {url}",
+        if *deleted { "deleted the download: " } else { "" }
+    )]
     ImageSignature {
         url: String,
         #[source]
         source: SignatureError,
         deleted: bool,
     },
-    #[error("signature {url}: {source}")]
+    #[error("signature {url}")]
     Signature {
         url: String,
         #[source]
@@ -169,7 +171,7 @@ pub enum SourceError {
          --insecure-skip-signature to trust it unsigned"
     )]
     NoSignatureFile { checksums: String, tried: String },
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Decompress {
         path: PathBuf,
         #[source]

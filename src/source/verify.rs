@@ -39,7 +39,7 @@ pub enum SignatureError {
     WeakHash { key: String, hash: String },
     #[error("signing key {key} is revoked")]
     Revoked { key: String },
-    #[error("reading the signed data: {0}")]
+    #[error("reading the signed data")]
     Read(#[source] std::io::Error),
 }
 
@@ -290,9 +290,18 @@ fn check_with<R: Read>(
         pgp::errors::Error::IO { source, .. } => SignatureError::Read(source),
         e => SignatureError::Bad {
             key: name.to_owned(),
-            detail: e.to_string(),
+            detail: bad_detail(&e.to_string()),
         },
     })
+}
+
+/// rPGP's wording for a failed check, made fit for one line.
+fn bad_detail(msg: &str) -> String {
+    if msg.contains("signed hash value") {
+        // The digest's first two bytes, stored in the signature, differ.
+        return "the data's digest does not match".to_owned();
+    }
+    msg.lines().next().unwrap_or(msg).trim().to_owned()
 }
 
 fn is_revoked(key: &SignedPublicKey) -> bool {

@@ -6,12 +6,15 @@
 mod bad_input;
 mod cli;
 mod fat_write;
+mod http_server;
 mod inspect;
 mod ls_cat;
 mod profile_bad;
 mod profile_cli;
 mod profile_rules;
 mod profile_support;
+mod pull;
+mod pull_support;
 mod render_golden;
 mod render_oracles;
 mod util;
