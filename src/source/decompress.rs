@@ -352,3 +352,141 @@ impl Read for Counting {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn data() -> Vec<u8> {
+        let mut v: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        v.resize(v.len() + 100_000, 0);
+        v
+    }
+
+    fn xz(d: &[u8], threads: u32) -> Vec<u8> {
+        let stream = liblzma::stream::MtStreamBuilder::new()
+            .threads(threads)
+            .block_size(100_000)
+            .preset(0)
+            .encoder()
+            .unwrap();
+        let mut enc = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+        enc.write_all(d).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn gz(d: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(d).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn zst(d: &[u8]) -> Vec<u8> {
+        zstd::encode_all(d, 1).unwrap()
+    }
+
+    /// Decodes `input` through a file, as `ensure_base` does.
+    fn run(input: &[u8]) -> Result<(Vec<u8>, Decoded), DecompressError> {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("in");
+        std::fs::write(&src, input).unwrap();
+        let opts = DecodeOptions {
+            threads: 2,
+            hash_input: true,
+        };
+        let mut f = File::open(&src).unwrap();
+        let plan = plan(&mut f, &opts)?;
+        let out = dir.path().join("out");
+        let mut w = SparseWriter::new(File::create(&out).unwrap());
+        let decoded = decompress(f, &plan, &opts, &mut w, |_| {})?;
+        w.finish().unwrap();
+        Ok((std::fs::read(out).unwrap(), decoded))
+    }
+
+    #[test]
+    fn every_format_round_trips_and_hashes_its_input() {
+        let d = data();
+        for (input, format) in [
+            (xz(&d, 2), Format::Xz),
+            (gz(&d), Format::Gzip),
+            (zst(&d), Format::Zstd),
+            (d.clone(), Format::Raw),
+        ] {
+            let (out, decoded) = run(&input).unwrap();
+            assert!(out == d, "{format}");
+            assert_eq!(decoded.format, format);
+            assert_eq!(decoded.input_sha256, Some(Sha256::of(&input)));
+            assert_eq!(decoded.input_size, input.len() as u64);
+        }
+    }
+
+    #[test]
+    fn multi_block_xz_uses_threads_and_single_block_does_not() {
+        let d = data();
+        let (_, multi) = run(&xz(&d, 2)).unwrap();
+        assert_eq!(multi.xz_blocks, Some(9));
+        assert_eq!(multi.threads, 2);
+        let single = {
+            let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 0);
+            enc.write_all(&d).unwrap();
+            enc.finish().unwrap()
+        };
+        let (out, one) = run(&single).unwrap();
+        assert!(out == d);
+        assert_eq!((one.xz_blocks, one.threads), (Some(1), 1));
+    }
+
+    #[test]
+    fn members_padding_and_trailing_data() {
+        let d = data();
+        // Concatenated xz streams with stream padding between and after.
+        let mut cat = xz(&d[..1000], 1);
+        cat.extend_from_slice(&[0; 8]);
+        cat.extend_from_slice(&xz(&d[1000..], 2));
+        cat.extend_from_slice(&[0; 4]);
+        assert!(run(&cat).unwrap().0 == d);
+        // Gzip members and zstd frames.
+        let two_gz = [gz(&d[..5]), gz(&d[5..])].concat();
+        assert!(run(&two_gz).unwrap().0 == d);
+        let two_zst = [zst(&d[..5]), zst(&d[5..])].concat();
+        assert!(run(&two_zst).unwrap().0 == d);
+        // Padding that is not a multiple of four, and garbage.
+        let x = xz(&d, 2);
+        for (tail, at) in [(&[0u8; 3][..], x.len()), (b"junk", x.len())] {
+            let e = run(&[&x[..], tail].concat()).unwrap_err();
+            assert!(
+                matches!(e, DecompressError::TrailingData { format: Format::Xz, offset } if offset as usize == at),
+                "{e}"
+            );
+        }
+        let g = gz(&d);
+        let e = run(&[&g[..], b"\0\0\0\0"].concat()).unwrap_err();
+        assert!(matches!(e, DecompressError::TrailingData { format: Format::Gzip, .. }), "{e}");
+        let z = zst(&d);
+        let e = run(&[&z[..], b"zz"].concat()).unwrap_err();
+        assert!(matches!(e, DecompressError::TrailingData { format: Format::Zstd, .. }), "{e}");
+    }
+
+    #[test]
+    fn truncation_and_corruption_are_told_apart() {
+        let d = data();
+        for input in [xz(&d, 2), gz(&d), zst(&d)] {
+            let cut = &input[..input.len() - 9];
+            let e = run(cut).unwrap_err();
+            assert!(matches!(e, DecompressError::Truncated { .. }), "{e}");
+        }
+        let mut bad = xz(&d, 2);
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        let e = run(&bad).unwrap_err();
+        assert!(matches!(e, DecompressError::Corrupt { format: Format::Xz, .. }), "{e}");
+        let mut bad = gz(&d);
+        let n = bad.len();
+        bad[n - 6] ^= 1; // the CRC32 in the trailer
+        let e = run(&bad).unwrap_err();
+        assert!(matches!(e, DecompressError::Corrupt { format: Format::Gzip, .. }), "{e}");
+        assert!(matches!(run(b""), Err(DecompressError::Empty)));
+    }
+}
