@@ -178,13 +178,11 @@ fn profile_specs(global: &GlobalArgs) -> Result<Vec<SourceSpec>> {
     let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
     let mut specs: Vec<SourceSpec> = Vec::new();
     for node in &resolved.cluster.nodes {
-        let spec = SourceSpec::for_node(&node.image, &node.board).with_context(|| {
-            format!(
-                "{}: node {}: no catalog image for {} on {}",
+        let spec = SourceSpec::for_node(&node.image, &node.board).map_err(|reason| {
+            anyhow::anyhow!(
+                "{}: node {}: image: {reason}",
                 global.profile.display(),
-                node.hostname,
-                node.image.os,
-                node.board
+                node.hostname
             )
         })?;
         if !specs.contains(&spec) {

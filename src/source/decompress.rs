@@ -463,10 +463,28 @@ mod tests {
         }
         let g = gz(&d);
         let e = run(&[&g[..], b"\0\0\0\0"].concat()).unwrap_err();
-        assert!(matches!(e, DecompressError::TrailingData { format: Format::Gzip, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DecompressError::TrailingData {
+                    format: Format::Gzip,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let z = zst(&d);
         let e = run(&[&z[..], b"zz"].concat()).unwrap_err();
-        assert!(matches!(e, DecompressError::TrailingData { format: Format::Zstd, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DecompressError::TrailingData {
+                    format: Format::Zstd,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -481,12 +499,30 @@ mod tests {
         let mid = bad.len() / 2;
         bad[mid] ^= 0xff;
         let e = run(&bad).unwrap_err();
-        assert!(matches!(e, DecompressError::Corrupt { format: Format::Xz, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DecompressError::Corrupt {
+                    format: Format::Xz,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let mut bad = gz(&d);
         let n = bad.len();
         bad[n - 6] ^= 1; // the CRC32 in the trailer
         let e = run(&bad).unwrap_err();
-        assert!(matches!(e, DecompressError::Corrupt { format: Format::Gzip, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DecompressError::Corrupt {
+                    format: Format::Gzip,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(matches!(run(b""), Err(DecompressError::Empty)));
     }
 }

@@ -65,16 +65,23 @@ pub enum SourceSpec {
 }
 
 impl SourceSpec {
-    /// The source a profile node's `image:` names, on its `board`. Catalog
-    /// names and defaults are checked when the profile is resolved, so
-    /// `None` here means an unchecked profile.
-    pub fn for_node(image: &BaseImage, board: &Board) -> Option<SourceSpec> {
-        Some(match &image.source {
-            ImageSource::Catalog(Some(name)) => Self::Catalog(catalog::find(name)?),
-            ImageSource::Catalog(None) => Self::Catalog(catalog::default_for(image.os, board)?),
+    /// The source a profile node's `image:` names, on its `board`.
+    /// Resolving the profile checks catalog names and defaults, so an error
+    /// here means a profile that was not resolved.
+    pub fn for_node(image: &BaseImage, board: &Board) -> Result<SourceSpec, String> {
+        Ok(match &image.source {
+            ImageSource::Catalog(Some(name)) => Self::Catalog(
+                catalog::find(name).ok_or_else(|| format!("{name:?} is not in the catalog"))?,
+            ),
+            ImageSource::Catalog(None) => Self::Catalog(
+                catalog::default_for(image.os, board)
+                    .ok_or_else(|| format!("the catalog has no {} image for {board}", image.os))?,
+            ),
             ImageSource::Url { url, sha256 } => Self::UrlSha256 {
-                url: http::parse_url(url).ok()?,
-                sha256: sha256.parse().ok()?,
+                url: http::parse_url(url).map_err(|e| e.to_string())?,
+                sha256: sha256
+                    .parse()
+                    .map_err(|e: digest::DigestError| e.to_string())?,
             },
             ImageSource::Path(p) => Self::Path {
                 path: p.clone(),
@@ -251,13 +258,15 @@ fn ensure_remote(
     if let Some(hit) = cache.lookup(&key) {
         return Ok(hit);
     }
-    let (blob, format) = match cache.find_blob(&remote.sha256) {
-        Some(found) => found,
+    let (blob, image_signer) = match cache.find_blob(&remote.sha256) {
+        Some((path, _)) => (path, None),
         None => download_verified(cache, http, remote, progress)?,
     };
     let signature = match &remote.signature {
         SignatureState::Verified(good) => Some(good.to_string()),
-        SignatureState::OverImage { .. } => Some("checked over the image".to_owned()),
+        SignatureState::OverImage { .. } => {
+            Some(image_signer.unwrap_or_else(|| "verified when it was downloaded".to_owned()))
+        }
         SignatureState::NotApplicable => None,
         SignatureState::Skipped => Some("skipped (--insecure-skip-signature)".to_owned()),
     };
@@ -269,18 +278,18 @@ fn ensure_remote(
         url: Some(remote.url.to_string()),
         signature,
     };
-    let _ = format;
     decompress_into_cache(cache, &blob, &key, meta, None, opts, progress)
 }
 
 /// Downloads, checks the hash (and the image signature, if there is one)
-/// and moves the file into `blobs/`. A file that fails is deleted.
+/// and moves the file into `blobs/`; returns it and who signed the image.
+/// A file that fails is deleted.
 fn download_verified(
     cache: &Cache,
     http: &http::Http,
     remote: &Remote,
     progress: &Progress,
-) -> Result<(PathBuf, Format), SourceError> {
+) -> Result<(PathBuf, Option<String>), SourceError> {
     let part = cache.part_path(&remote.sha256);
     progress.note(format!("downloading {}", remote.url));
     let got = fetch::download(http, &remote.url, &part, &remote.file_name, progress)?;
@@ -294,12 +303,16 @@ fn download_verified(
         });
     }
     progress.note(format!("sha256 {} matches", remote.sha256));
+    let mut signer = None;
     match &remote.signature {
         SignatureState::OverImage { url, keyring } => {
             let (_, sig) = http.get_small(url, 1 << 20)?;
             progress.note(format!("checking the signature {url}"));
             match keyring.verify(&sig, || File::open(&part)) {
-                Ok(good) => progress.note(format!("good signature by {good}")),
+                Ok(good) => {
+                    progress.note(format!("good signature by {good}"));
+                    signer = Some(good.to_string());
+                }
                 Err(source) => {
                     let deleted = std::fs::remove_file(&part).is_ok();
                     return Err(SourceError::ImageSignature {
@@ -334,7 +347,7 @@ fn download_verified(
     };
     let format = Format::detect(&head[..n]);
     let blob = cache.publish_blob(&part, &remote.sha256, format)?;
-    Ok((blob, format))
+    Ok((blob, signer))
 }
 
 /// What the cache metadata records about the source (the rest comes from

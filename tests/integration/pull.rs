@@ -155,6 +155,24 @@ fn ubuntu_catalog_image_is_verified_decompressed_and_cached() {
     assert_eq!(ok(&again), path);
     assert_eq!(server.served(&image_path), xz_image().len() as u64);
 
+    // Offline: the newest cached release of the entry is used, with a warning.
+    let offline = pull_loud(
+        cache.path(),
+        &[
+            "ubuntu-24.04-raspi",
+            "--mirror",
+            "http://127.0.0.1:9",
+            "--retries",
+            "0",
+        ],
+    );
+    assert_eq!(ok(&offline), path);
+    assert!(
+        stderr(&offline).contains("cannot look up the newest ubuntu-24.04-raspi"),
+        "{}",
+        stderr(&offline)
+    );
+
     let list = bin()
         .arg("cache")
         .arg("list")
