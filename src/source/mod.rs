@@ -236,6 +236,7 @@ pub fn ensure_base(
         } => {
             locate::url_with_checksums(url, checksums, signature.as_ref(), &http, &trust, progress)?
         }
+        // Returned early above: local files need no HTTP client.
         SourceSpec::Path { .. } => unreachable!("handled above"),
     };
     ensure_remote(&cache, &http, &remote, &spec.describe(), opts, progress)
@@ -478,6 +479,8 @@ fn decompress_into_cache(
     };
     let compressed = match (seed.compressed_sha256, decoded.input_sha256) {
         (Some(s), _) | (None, Some(s)) => s,
+        // `hash_input` is set exactly when the seed has no hash, and then
+        // `decompress` returns the input's hash.
         (None, None) => unreachable!("hash_input is set when no hash is known"),
     };
     if let Some(expected) = expect_input

@@ -14,6 +14,7 @@ mod profile_cli;
 mod profile_rules;
 mod profile_support;
 mod pull;
+mod pull_local;
 mod pull_support;
 mod render_golden;
 mod render_oracles;

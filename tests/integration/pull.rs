@@ -1,94 +1,19 @@
 //! `pull` against a loopback HTTP server that serves generated images,
 //! checksum files and signatures made by gpg: the happy paths (Ubuntu and
-//! Armbian catalog entries through `--mirror`, URLs, local files, every
-//! compression), and every way a download can go wrong.
+//! Armbian catalog entries through `--mirror`, URLs), and every way a
+//! download can go wrong.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::http_server::{Route, Server};
-use crate::pull_support::{compress, fake_image, keys, sha, xz_image};
+use crate::pull_support::{
+    assert_is_fake_image, entries, fake_image, keys, ok, pull, pull_loud, sha, stderr, xz_image,
+};
 use crate::util::{assert_fails, bin};
 
 const UBUNTU_DIR: &str = "/releases/24.04/release/";
 const UBUNTU_IMG: &str = "ubuntu-24.04.2-preinstalled-server-arm64+raspi.img.xz";
 const ARMBIAN_IMG: &str = "Armbian_25.8.1_Rpi4b_noble_current_6.12.41_minimal.img.xz";
-
-/// `pull -q`: only errors on stderr.
-fn pull(cache: &Path, args: &[&str]) -> Output {
-    pull_loud(cache, &[&["-q"], args].concat())
-}
-
-/// `pull` with its narrative on stderr.
-fn pull_loud(cache: &Path, args: &[&str]) -> Output {
-    bin()
-        .env_remove("HOMELAB_MIRROR")
-        .args(["pull", "--retry-delay", "0", "--read-timeout", "5"])
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .output()
-        .expect("spawning homelab-image")
-}
-
-fn ok(out: &Output) -> PathBuf {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "pull failed:\n{stderr}");
-    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "stdout: {stdout:?}");
-    PathBuf::from(lines[0])
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Files in a cache subdirectory (`images`, `blobs`, `downloads`).
-fn entries(cache: &Path, sub: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(cache.join(sub))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// The image is the fake image, sparse, and named and described by its hash.
-fn assert_is_fake_image(path: &Path) {
-    let want = fake_image();
-    let got = std::fs::read(path).unwrap();
-    assert!(
-        got == want,
-        "{} differs from the source image",
-        path.display()
-    );
-    assert_eq!(
-        path.file_name().unwrap().to_str().unwrap(),
-        format!("{}.img", sha(want))
-    );
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
-    assert_eq!(meta["sha256"], sha(want));
-    assert_eq!(meta["size"], want.len() as u64);
-    // Holes: only 4 KiB blocks with data are allocated.
-    let data_blocks = want
-        .chunks(4096)
-        .filter(|b| b.iter().any(|&x| x != 0))
-        .count() as u64;
-    let allocated = std::fs::metadata(path).unwrap().blocks() * 512;
-    assert!(
-        allocated <= data_blocks * 4096 + (64 << 10),
-        "allocated {allocated} for {data_blocks} data blocks"
-    );
-    assert!(allocated < want.len() as u64 / 2 + (1 << 20));
-    assert_eq!(meta["data_bytes"], data_blocks * 4096);
-}
 
 /// An Ubuntu release directory: SHA256SUMS listing an older point release,
 /// an ISO and the image, signed (binary, like cdimage's) by `signer`.
@@ -544,119 +469,6 @@ fn checksum_files_for_urls_must_be_signed() {
     assert_is_fake_image(&ok(&out));
 }
 
-fn local(dir: &Path, name: &str, bytes: &[u8]) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p.to_str().unwrap().to_owned()
-}
-
-#[test]
-fn broken_compressed_files_are_clear_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let xz = xz_image();
-    let trailing_msg = format!(
-        "unexpected data after the end of the xz data, at byte {}",
-        xz.len()
-    );
-    let trailing: &[&str] = &[&trailing_msg];
-    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
-        (
-            "truncated.img.xz",
-            xz[..xz.len() / 2].to_vec(),
-            &[
-                "truncated.img.xz: the xz data ends early",
-                "truncated file?",
-            ],
-        ),
-        (
-            "corrupt.img.xz",
-            {
-                let mut c = xz.to_vec();
-                let mid = c.len() / 2;
-                c[mid] ^= 0x55;
-                c
-            },
-            &["corrupt.img.xz: the xz data is corrupt"],
-        ),
-        (
-            "trailing.img.xz",
-            [xz, b"garbage!".as_slice()].concat(),
-            trailing,
-        ),
-        (
-            "truncated.img.gz",
-            {
-                let gz = compress(fake_image(), "gz");
-                gz[..gz.len() - 100].to_vec()
-            },
-            &["the gzip data ends early"],
-        ),
-        (
-            "truncated.img.zst",
-            {
-                let z = compress(fake_image(), "zst");
-                z[..z.len() / 2].to_vec()
-            },
-            &["the zstd data ends early"],
-        ),
-        ("empty.img", Vec::new(), &["empty.img: the image is empty"]),
-    ];
-    for (name, bytes, needles) in cases {
-        let path = local(dir.path(), name, &bytes);
-        let out = pull(cache.path(), &[&path]);
-        assert_fails(&out, 1, needles);
-        assert!(
-            entries(cache.path(), "images").is_empty(),
-            "{name} left files"
-        );
-    }
-}
-
-#[test]
-fn gzip_zstd_raw_and_single_block_xz_give_the_same_image() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let mut paths = Vec::new();
-    for (name, bytes) in [
-        ("a.img.gz", compress(fake_image(), "gz")),
-        ("a.img.zst", compress(fake_image(), "zst")),
-        ("a.img", fake_image().to_vec()),
-        ("single.img.xz", compress(fake_image(), "xz1")),
-    ] {
-        let path = local(dir.path(), name, &bytes);
-        let out = pull_loud(cache.path(), &[&path, "--sha256", &sha(&bytes)]);
-        let p = ok(&out);
-        assert_is_fake_image(&p);
-        if name == "single.img.xz" {
-            assert!(
-                stderr(&out).contains("(xz, 1 block, 1 thread)"),
-                "{}",
-                stderr(&out)
-            );
-        }
-        paths.push(p);
-    }
-    assert!(paths.windows(2).all(|w| w[0] == w[1]));
-    // A local file with the wrong checksum is refused.
-    let path = local(dir.path(), "b.img.gz", &compress(fake_image(), "gz"));
-    let out = pull(cache.path(), &[&path, "--sha256", &"0".repeat(64)]);
-    assert_fails(
-        &out,
-        1,
-        &["b.img.gz: checksum mismatch", "expected sha256 0000"],
-    );
-    // Over HTTP too.
-    let server = Server::start();
-    let zst = compress(fake_image(), "zst");
-    server.file("/a.img.zst", zst.clone());
-    let out = pull(
-        cache.path(),
-        &[&server.url("/a.img.zst"), "--sha256", &sha(&zst)],
-    );
-    assert_is_fake_image(&ok(&out));
-}
-
 #[test]
 fn two_concurrent_pulls_download_once() {
     let server = Server::start();
@@ -735,68 +547,4 @@ fn a_silent_server_times_out() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(server.hits("/slow.img.xz").len(), 2);
-}
-
-#[test]
-fn pull_without_a_source_fetches_what_the_profile_needs() {
-    let dir = tempfile::tempdir().unwrap();
-    let img = local(dir.path(), "base.img.xz", xz_image());
-    let profile = dir.path().join("homelab.yaml");
-    std::fs::write(
-        &profile,
-        format!(
-            "nodes:\n  - hostname: n1\n    image: {{os: ubuntu-24.04, path: {img}}}\n    \
-             board: rpi4\n    network: {{address: 10.0.0.5/24}}\n  - hostname: n2\n    \
-             image: {{os: ubuntu-24.04, path: {img}}}\n    board: rpi4\n    \
-             network: {{address: 10.0.0.6/24}}\n"
-        ),
-    )
-    .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let out = pull(cache.path(), &["--profile", profile.to_str().unwrap()]);
-    assert_is_fake_image(&ok(&out));
-}
-
-#[test]
-fn usage_mistakes_are_explained() {
-    let cache = tempfile::tempdir().unwrap();
-    assert_fails(
-        &pull(cache.path(), &["http://127.0.0.1:9/a.img.xz"]),
-        1,
-        &["needs its checksum", "--sha256 HEX", "--checksums URL"],
-    );
-    assert_fails(
-        &pull(cache.path(), &["no-such-image"]),
-        1,
-        &["not a catalog image", "ubuntu-24.04-raspi", "an image file"],
-    );
-    assert_fails(
-        &pull(
-            cache.path(),
-            &["ubuntu-24.04-raspi", "--sha256", &"0".repeat(64)],
-        ),
-        1,
-        &["is a catalog image"],
-    );
-    assert_fails(
-        &pull(cache.path(), &["http://127.0.0.1:9/a", "--sha256", "xyz"]),
-        1,
-        &["--sha256", "\"xyz\" is not a SHA-256"],
-    );
-}
-
-#[test]
-fn images_lists_the_catalog() {
-    let out = crate::util::hi_ok(&["images"]);
-    for name in [
-        "ubuntu-24.04-raspi",
-        "ubuntu-22.04-raspi",
-        "armbian-rpi4b",
-        "armbian-rock-5b",
-        "armbian-orangepi5",
-    ] {
-        assert!(out.contains(name), "{out}");
-    }
-    assert!(out.contains("https://cdimage.ubuntu.com/releases/24.04/release/"));
-    assert!(out.contains("https://dl.armbian.com/rock-5b/Noble_current_minimal"));
 }

@@ -3,13 +3,14 @@
 //! forms; and OpenPGP keys made by `gpg` in a private GNUPGHOME, which also
 //! makes gpg the independent judge of the signatures we accept.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use homelab_image::source::Sha256;
 
-use crate::util::{garbage, run_ok};
+use crate::util::{bin, garbage, run_ok};
 
 /// 6 MiB: random blocks, zero runs (which must become holes) and text.
 pub fn fake_image() -> &'static [u8] {
@@ -183,4 +184,85 @@ fn kill_agent(home: &Path) {
         .arg(home)
         .args(["--kill", "gpg-agent"])
         .output();
+}
+
+/// `pull -q`: only errors on stderr.
+pub fn pull(cache: &Path, args: &[&str]) -> Output {
+    pull_loud(cache, &[&["-q"], args].concat())
+}
+
+/// `pull` with its narrative on stderr.
+pub fn pull_loud(cache: &Path, args: &[&str]) -> Output {
+    bin()
+        .env_remove("HOMELAB_MIRROR")
+        .args(["pull", "--retry-delay", "0", "--read-timeout", "5"])
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .output()
+        .expect("spawning homelab-image")
+}
+
+pub fn ok(out: &Output) -> PathBuf {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pull failed:\n{stderr}");
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout: {stdout:?}");
+    PathBuf::from(lines[0])
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Files in a cache subdirectory (`images`, `blobs`, `downloads`).
+pub fn entries(cache: &Path, sub: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(cache.join(sub))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The image is the fake image, sparse, and named and described by its hash.
+pub fn assert_is_fake_image(path: &Path) {
+    let want = fake_image();
+    let got = std::fs::read(path).unwrap();
+    assert!(
+        got == want,
+        "{} differs from the source image",
+        path.display()
+    );
+    assert_eq!(
+        path.file_name().unwrap().to_str().unwrap(),
+        format!("{}.img", sha(want))
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(meta["sha256"], sha(want));
+    assert_eq!(meta["size"], want.len() as u64);
+    // Holes: only 4 KiB blocks with data are allocated.
+    let data_blocks = want
+        .chunks(4096)
+        .filter(|b| b.iter().any(|&x| x != 0))
+        .count() as u64;
+    let allocated = std::fs::metadata(path).unwrap().blocks() * 512;
+    assert!(
+        allocated <= data_blocks * 4096 + (64 << 10),
+        "allocated {allocated} for {data_blocks} data blocks"
+    );
+    assert!(allocated < want.len() as u64 / 2 + (1 << 20));
+    assert_eq!(meta["data_bytes"], data_blocks * 4096);
+}
+
+/// Writes `bytes` to `dir/name` and returns the path as a string.
+pub fn local(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_owned()
 }
