@@ -548,3 +548,38 @@ fn a_silent_server_times_out() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(server.hits("/slow.img.xz").len(), 2);
 }
+
+#[test]
+fn a_signature_by_a_bound_subkey_counts_for_its_key() {
+    let server = Server::start();
+    let xz = xz_image().to_vec();
+    let sums = format!("{} *img.xz\n", sha(&xz)).into_bytes();
+    let sig = keys().sign("subkeyed", &sums, false);
+    assert!(keys().gpg_verifies(&sig, &sums));
+    server.file("/s/img.xz", xz);
+    server.file("/s/SHA256SUMS", sums);
+    server.file("/s/SHA256SUMS.gpg", sig);
+    let cache = tempfile::tempdir().unwrap();
+    let out = pull_loud(
+        cache.path(),
+        &[
+            &server.url("/s/img.xz"),
+            "--checksums",
+            &server.url("/s/SHA256SUMS"),
+            "--trusted-key",
+            keys().subkeyed_pub.to_str().unwrap(),
+        ],
+    );
+    assert_is_fake_image(&ok(&out));
+    assert!(stderr(&out).contains("checksums signed by subkeyed <sub@example.invalid>"));
+    // The primary key's owner is who vouches; without the key, refused.
+    let out = pull(
+        cache.path(),
+        &[
+            &server.url("/s/img.xz"),
+            "--checksums",
+            &server.url("/s/SHA256SUMS"),
+        ],
+    );
+    assert_fails(&out, 1, &["SHA256SUMS.gpg", "not a trusted key"]);
+}

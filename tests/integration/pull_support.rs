@@ -85,11 +85,14 @@ pub fn xz_image() -> &'static [u8] {
     XZ.get_or_init(|| compress(fake_image(), "xz"))
 }
 
-/// A gpg home with two signing keys: `trusted` (exported to `trusted.asc`,
-/// given to the binary with --trusted-key) and `stranger`.
+/// A gpg home with three keys: `trusted` (exported to `trusted.asc`, given
+/// to the binary with --trusted-key), `stranger`, and `subkeyed` (signs
+/// with a subkey; exported to `subkeyed.asc`).
 pub struct Keys {
     pub home: PathBuf,
     pub trusted_pub: PathBuf,
+    /// "subkeyed": a certify-only primary key with a signing subkey.
+    pub subkeyed_pub: PathBuf,
 }
 
 pub fn keys() -> &'static Keys {
@@ -116,13 +119,47 @@ pub fn keys() -> &'static Keys {
         let trusted_pub = home.join("trusted.asc");
         let out = gpg(&home, &["--armor", "--export", "trusted@example.invalid"]);
         std::fs::write(&trusted_pub, out).unwrap();
+        // A key that cannot sign itself and signs with a bound subkey.
+        gpg(
+            &home,
+            &[
+                "--quick-gen-key",
+                "subkeyed <sub@example.invalid>",
+                "ed25519",
+                "cert",
+                "never",
+            ],
+        );
+        let listing = String::from_utf8(gpg(
+            &home,
+            &["--with-colons", "--list-keys", "sub@example.invalid"],
+        ))
+        .unwrap();
+        let fpr = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.split(':').find(|f| f.len() == 40))
+            .expect("fingerprint of the subkeyed key")
+            .to_owned();
+        gpg(
+            &home,
+            &["--quick-add-key", &fpr, "ed25519", "sign", "never"],
+        );
+        let subkeyed_pub = home.join("subkeyed.asc");
+        let out = gpg(&home, &["--armor", "--export", "sub@example.invalid"]);
+        std::fs::write(&subkeyed_pub, out).unwrap();
         kill_agent(&home);
-        Keys { home, trusted_pub }
+        Keys {
+            home,
+            trusted_pub,
+            subkeyed_pub,
+        }
     })
 }
 
 impl Keys {
-    /// A detached signature over `data` by `who` ("trusted"/"stranger").
+    /// A detached signature over `data` by `who` ("trusted", "stranger",
+    /// "subkeyed").
     pub fn sign(&self, who: &str, data: &[u8], armor: bool) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("data");
