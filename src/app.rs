@@ -27,10 +27,12 @@ pub fn init_logging(global: &GlobalArgs) {
     };
     // fatfs logs harmless compatibility notes about volumes it reads at
     // warn level; they are not the user's business unless asked (-vv).
+    // rustls' certificate verifier logs the failure that our error line
+    // reports anyway.
     let fatfs = if global.verbose >= 2 {
         ""
     } else {
-        ",fatfs=error"
+        ",fatfs=error,rustls_platform_verifier=off"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{fatfs}")));

@@ -39,10 +39,11 @@ impl HttpError {
         }
     }
 
-    /// Worth another try: transport failures, 5xx, 408 and 429.
+    /// Worth another try: transport failures (but not a certificate that
+    /// does not verify), 5xx, 408 and 429.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Transport { .. } => true,
+            Self::Transport { detail, .. } => !detail.contains("invalid peer certificate"),
             Self::Status { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::REQUEST_TIMEOUT
