@@ -12,6 +12,7 @@ use crate::image::Image;
 mod build_cmds;
 mod copy_cmds;
 mod profile_cmds;
+pub mod source_cmds;
 
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
 /// only with `-q`. `RUST_LOG` overrides.
@@ -28,10 +29,12 @@ pub fn init_logging(global: &GlobalArgs) {
     };
     // fatfs logs harmless compatibility notes about volumes it reads at
     // warn level; they are not the user's business unless asked (-vv).
+    // rustls' certificate verifier logs the failure that our error line
+    // reports anyway.
     let fatfs = if global.verbose >= 2 {
         ""
     } else {
-        ",fatfs=error"
+        ",fatfs=error,rustls_platform_verifier=off"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{fatfs}")));
@@ -70,6 +73,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cat(args) => cat(&args),
         Command::Cp(args) => copy_cmds::cp(&args),
         Command::Rm(args) => copy_cmds::rm(&args),
+        Command::Images => source_cmds::images(),
+        Command::Pull(args) => source_cmds::pull(&cli.global, &args),
+        Command::Cache(args) => source_cmds::cache(&cli.global, &args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(

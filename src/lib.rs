@@ -17,3 +17,4 @@ pub mod inspect;
 pub mod io;
 pub mod profile;
 pub mod render;
+pub mod source;

@@ -16,6 +16,7 @@ ensure_tools() {
 		blkid:util-linux setpriv:util-linux xz:xz-utils gzip:gzip shellcheck:shellcheck
 		cloud-init:cloud-init netplan:netplan.io systemd-analyze:systemd perl:perl
 		bmaptool:bmap-tools bc:bc
+		zstd:zstd gpg:gnupg gpgconf:gnupg gpg-agent:gnupg
 	)
 
 	packages=()

@@ -12,6 +12,7 @@ mod build_cmds;
 pub use build_cmds::{BuildArgs, Compression};
 pub use image_cmds::{CatArgs, CpArgs, InspectArgs, LsArgs, Owner, RmArgs};
 pub mod profile_cmds;
+pub mod source_cmds;
 
 /// Turn a stock Ubuntu Server or Armbian arm64 image into one ready-to-boot
 /// image per node of a homelab cluster.
@@ -83,6 +84,13 @@ pub enum Command {
     Cp(CpArgs),
     /// Remove files or symlinks from a partition of an image (ext4 or FAT)
     Rm(RmArgs),
+    /// List the catalog of base images `pull` and the profile can name
+    Images,
+    /// Download, verify and decompress a base image into the cache; print
+    /// the path of the raw image
+    Pull(source_cmds::PullArgs),
+    /// Show or clean the image cache
+    Cache(source_cmds::CacheArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

@@ -14,7 +14,7 @@ use crate::profile::inventory::{
     ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec, UserSpec,
 };
 use crate::profile::net::InterfaceName;
-use crate::profile::platform::OsRelease;
+use crate::profile::platform::{Board, OsRelease};
 use crate::profile::problem::{Problem, Report};
 use crate::profile::resolved::{
     BaseImage, Cluster, ExtraFile, ImageSource, Network, ResolvedNode, Storage, Uplink, User,
@@ -188,6 +188,7 @@ fn resolve_node(
             "board",
             format!("{} images run only on rpi4 or rpi5, not on {b}", img.os),
         ),
+        (Some(b), Some(img)) => check_catalog(img, b, &mut r),
         _ => {}
     }
     let network = resolve_network(spec.network.as_ref(), defaults.network.as_ref(), &mut r);
@@ -301,6 +302,45 @@ fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) ->
         os: spec.os,
         source,
     })
+}
+
+/// A catalog image must exist, be of the node's OS and run on its board;
+/// without a name, the catalog must have a default for the OS and board.
+fn check_catalog(image: &BaseImage, board: &Board, r: &mut NodeReport<'_>) {
+    use crate::source::catalog;
+    match &image.source {
+        ImageSource::Catalog(Some(name)) => match catalog::find(name) {
+            None => r.error(
+                "image.catalog",
+                format!(
+                    "{name:?} is not in the catalog (`homelab-image images`): {}",
+                    catalog::names()
+                ),
+            ),
+            Some(e) if e.os != image.os => r.error(
+                "image.catalog",
+                format!("{name} is an {} image, but image.os is {}", e.os, image.os),
+            ),
+            Some(e) if !e.supports(board) => r.error(
+                "image.catalog",
+                format!("{name} is for {}, not {board}", e.boards.join(", ")),
+            ),
+            Some(_) => {}
+        },
+        ImageSource::Catalog(None) => {
+            if catalog::default_for(image.os, board).is_none() {
+                r.error(
+                    "image",
+                    format!(
+                        "the catalog has no {} image for {board}: set image.url \
+                         (with image.sha256) or image.path",
+                        image.os
+                    ),
+                );
+            }
+        }
+        ImageSource::Url { .. } | ImageSource::Path(_) => {}
+    }
 }
 
 fn merge_uplink(node: Option<&UplinkSpec>, default: Option<&UplinkSpec>) -> Option<UplinkSpec> {

@@ -339,3 +339,55 @@ fn every_error_is_reported_at_once() {
     let (errors, _) = problems(&yaml);
     assert!(errors.len() >= 5, "{errors:#?}");
 }
+
+#[test]
+fn catalog_images_must_exist_match_the_os_and_run_on_the_board() {
+    let one = |image: &str, board: &str| {
+        format!(
+            "
+nodes:
+  - hostname: n1
+    image: {image}
+    board: {board}
+    network: {{address: 10.0.0.5/24}}
+"
+        )
+    };
+    assert_error(
+        &one("{os: ubuntu-24.04, catalog: nosuch}", "rpi4"),
+        &[
+            "node n1: image.catalog:",
+            "\"nosuch\" is not in the catalog",
+            "ubuntu-24.04-raspi",
+        ],
+    );
+    assert_error(
+        &one("{os: ubuntu-24.04, catalog: armbian-rpi4b}", "rpi4"),
+        &["armbian-rpi4b is an armbian image, but image.os is ubuntu-24.04"],
+    );
+    assert_error(
+        &one("{os: ubuntu-22.04, catalog: ubuntu-22.04-raspi}", "rpi5"),
+        &["ubuntu-22.04-raspi is for rpi4, not rpi5"],
+    );
+    assert_error(
+        &one("{os: ubuntu-22.04}", "rpi5"),
+        &["node n1: image:", "no ubuntu-22.04 image for rpi5"],
+    );
+    assert_error(
+        &one("{os: armbian}", "nanopi-r6s"),
+        &["no armbian image for nanopi-r6s", "image.url"],
+    );
+    for ok in [
+        one("{os: armbian, catalog: armbian-rpi4b}", "rpi5"),
+        one("{os: armbian}", "orangepi5"),
+        one(
+            &format!(
+                "{{os: armbian, url: 'https://example.invalid/a.img.xz', sha256: {}}}",
+                "ab".repeat(32)
+            ),
+            "nanopi-r6s",
+        ),
+    ] {
+        assert_eq!(problems(&ok).0, Vec::<String>::new(), "{ok}");
+    }
+}

@@ -1,0 +1,236 @@
+//! `images`, `pull` and `cache`: the base-image commands. They turn the
+//! command line into a `SourceSpec` and `SourceOptions`, call
+//! `source::ensure_base`, and print results on stdout (progress and
+//! narrative go to stderr).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::GlobalArgs;
+use crate::cli::source_cmds::{CacheArgs, CacheCommand, FetchArgs, PullArgs};
+use crate::io::units::human_size;
+use crate::source::{
+    self, CATALOG, Cache, HttpOptions, Keyring, Progress, SourceOptions, SourceSpec, catalog,
+    http::parse_url,
+};
+
+use super::write_stdout;
+
+pub fn images() -> Result<()> {
+    let mut text = format!("{:<20} {:<13} {:<10} {}\n", "NAME", "OS", "BOARDS", "FROM");
+    for e in CATALOG {
+        text.push_str(&format!(
+            "{:<20} {:<13} {:<10} {}\n",
+            e.name,
+            e.os.to_string(),
+            e.boards.join(","),
+            e.origin()
+        ));
+    }
+    text.push_str(
+        "\nUbuntu entries resolve to the newest point release listed in the signed\n\
+         SHA256SUMS; Armbian entries to the newest build behind the link (.sha + .asc).\n",
+    );
+    write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+pub fn pull(global: &GlobalArgs, args: &PullArgs) -> Result<()> {
+    let opts = source_options(global, &args.fetch)?;
+    let progress = Progress::for_stderr(global.quiet);
+    let specs = match &args.source {
+        Some(s) => vec![parse_source(s, args)?],
+        None => {
+            if args.sha256.is_some() || args.checksums.is_some() {
+                bail!("--sha256 and --checksums need an image URL or file to go with");
+            }
+            profile_specs(global)?
+        }
+    };
+    for spec in &specs {
+        // URL and file errors name the URL or file; a catalog entry's
+        // errors name the URLs it resolved to, so say which entry.
+        let image = match spec {
+            SourceSpec::Catalog(e) => source::ensure_base(spec, &opts, &progress)
+                .with_context(|| format!("pulling {}", e.name))?,
+            _ => source::ensure_base(spec, &opts, &progress)?,
+        };
+        let line = format!("{}\n", image.raw_path.display());
+        write_stdout(&mut std::io::stdout().lock(), line.as_bytes())?;
+    }
+    Ok(())
+}
+
+pub fn cache(global: &GlobalArgs, args: &CacheArgs) -> Result<()> {
+    let root = cache_root(global)?;
+    let cache =
+        Cache::open(&root).with_context(|| format!("opening the cache {}", root.display()))?;
+    match args.command {
+        CacheCommand::List => cache_list(&cache),
+        CacheCommand::Prune { all } => {
+            let report = cache
+                .prune(all)
+                .with_context(|| format!("pruning the cache {}", root.display()))?;
+            let line = format!(
+                "removed {} file{}, freed {} ({})\n",
+                report.files,
+                if report.files == 1 { "" } else { "s" },
+                human_size(report.freed),
+                root.display()
+            );
+            write_stdout(&mut std::io::stdout().lock(), line.as_bytes())
+        }
+    }
+}
+
+fn cache_list(cache: &Cache) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut text = format!("cache {}\n", cache.root().display());
+    let images = cache.images();
+    if images.is_empty() {
+        text.push_str("no images\n");
+    } else {
+        text.push_str(&format!(
+            "{:<12}  {:>9}  {:>9}  {:<10}  {}\n",
+            "SHA256", "SIZE", "ON DISK", "ADDED", "SOURCE"
+        ));
+    }
+    for img in &images {
+        let on_disk = std::fs::metadata(&img.raw_path).map_or(0, |m| m.blocks() * 512);
+        let added = crate::fs::ext4::format_unix(i64::try_from(img.meta.created).unwrap_or(0));
+        let from = if img.meta.source.ends_with(&img.meta.file_name) {
+            img.meta.source.clone()
+        } else {
+            format!("{} ({})", img.meta.source, img.meta.file_name)
+        };
+        text.push_str(&format!(
+            "{:<12}  {:>9}  {:>9}  {:<10}  {from}\n",
+            img.meta.sha256.short(),
+            human_size(img.meta.size),
+            human_size(on_disk),
+            added.get(..10).unwrap_or(&added),
+        ));
+    }
+    for (path, len) in cache.partial_downloads() {
+        text.push_str(&format!(
+            "partial download {} ({})\n",
+            path.display(),
+            human_size(len)
+        ));
+    }
+    write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+/// What the user named: a URL, a catalog entry, or a file.
+fn parse_source(s: &str, args: &PullArgs) -> Result<SourceSpec> {
+    let sha256 = args
+        .sha256
+        .as_deref()
+        .map(|h| h.parse::<source::Sha256>())
+        .transpose()
+        .context("--sha256")?;
+    if s.contains("://") {
+        let url = parse_url(s)?;
+        return match (sha256, &args.checksums) {
+            (Some(sha256), _) => Ok(SourceSpec::UrlSha256 { url, sha256 }),
+            (None, Some(sums)) => Ok(SourceSpec::UrlChecksums {
+                url,
+                checksums: parse_url(sums).context("--checksums")?,
+                signature: args
+                    .signature
+                    .as_deref()
+                    .map(parse_url)
+                    .transpose()
+                    .context("--signature")?,
+            }),
+            (None, None) => bail!(
+                "{s}: an image URL needs its checksum: --sha256 HEX, or --checksums URL \
+                 of a signed checksum file"
+            ),
+        };
+    }
+    if let Some(entry) = catalog::find(s) {
+        if sha256.is_some() || args.checksums.is_some() {
+            bail!(
+                "{s} is a catalog image, checked against its publisher's signed checksums; \
+                 --sha256 and --checksums go with a URL or a file"
+            );
+        }
+        return Ok(SourceSpec::Catalog(entry));
+    }
+    let path = PathBuf::from(s);
+    if !path.is_file() {
+        bail!(
+            "{s} is not a catalog image (see `homelab-image images`: {}), an http(s) URL \
+             or an image file",
+            catalog::names()
+        );
+    }
+    if args.checksums.is_some() {
+        bail!("--checksums goes with a URL; give a local file's checksum with --sha256");
+    }
+    Ok(SourceSpec::Path { path, sha256 })
+}
+
+/// The distinct base images of the profile's nodes, in node order.
+fn profile_specs(global: &GlobalArgs) -> Result<Vec<SourceSpec>> {
+    let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
+    let mut specs: Vec<SourceSpec> = Vec::new();
+    for node in &resolved.cluster.nodes {
+        let spec = SourceSpec::for_node(&node.image, &node.board).map_err(|reason| {
+            anyhow::anyhow!(
+                "{}: node {}: image: {reason}",
+                global.profile.display(),
+                node.hostname
+            )
+        })?;
+        if !specs.contains(&spec) {
+            specs.push(spec);
+        }
+    }
+    Ok(specs)
+}
+
+fn cache_root(global: &GlobalArgs) -> Result<PathBuf> {
+    match &global.cache_dir {
+        Some(d) => Ok(d.clone()),
+        None => Ok(Cache::default_root()?),
+    }
+}
+
+/// The options `ensure_base` needs, from the global and fetch flags.
+pub fn source_options(global: &GlobalArgs, fetch: &FetchArgs) -> Result<SourceOptions> {
+    let mut trusted_keys = Keyring::default();
+    for path in &fetch.trusted_key {
+        trusted_keys
+            .add_file(path)
+            .with_context(|| "--trusted-key".to_owned())?;
+    }
+    let mirror = fetch
+        .mirror
+        .as_deref()
+        .map(parse_url)
+        .transpose()
+        .context("--mirror")?;
+    if fetch.insecure_skip_signature {
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: --insecure-skip-signature: images are checked against checksums \
+             nobody vouched for"
+        );
+    }
+    Ok(SourceOptions {
+        cache_dir: cache_root(global)?,
+        http: HttpOptions {
+            connect_timeout: fetch.connect_timeout,
+            read_timeout: fetch.read_timeout,
+            retries: fetch.retries,
+            retry_delay: fetch.retry_delay,
+            mirror,
+        },
+        trusted_keys,
+        skip_signature: fetch.insecure_skip_signature,
+        threads: fetch.threads.unwrap_or_else(source::default_threads),
+    })
+}

@@ -1,0 +1,218 @@
+//! The catalog of base images built into the binary: which stock images
+//! exist, for which OS and boards, and where their newest release is
+//! published. Pure data; `locate` turns an entry into a concrete download.
+//! URL patterns and checksum/signature formats: shared/reference/targets.md
+//! §1.1 (Ubuntu) and §2.1 (Armbian).
+
+use crate::profile::platform::{Board, OsRelease};
+
+/// Whose signing keys vouch for an entry (see `keys/README.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publisher {
+    Ubuntu,
+    Armbian,
+}
+
+/// How to find the newest image of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locator {
+    /// A cdimage release directory. It always holds the latest point release
+    /// of `series`; its `SHA256SUMS`, signed by `SHA256SUMS.gpg`, names it:
+    /// `ubuntu-<series>[.<point>]-preinstalled-server-arm64+raspi.img.xz`.
+    UbuntuRelease {
+        dir: &'static str,
+        series: &'static str,
+    },
+    /// An Armbian "latest" redirector link. `<link>.sha` redirects to the
+    /// archived `.sha` of the newest build (`<hex> <file name>`); the image
+    /// lies beside it and its detached signature at `<image>.asc`.
+    ArmbianLatest { link: &'static str },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub name: &'static str,
+    pub os: OsRelease,
+    /// Board names as the profile spells them.
+    pub boards: &'static [&'static str],
+    pub publisher: Publisher,
+    pub locator: Locator,
+    pub description: &'static str,
+}
+
+/// Every entry; the first one matching an OS and board is its default.
+pub const CATALOG: &[CatalogEntry] = &[
+    CatalogEntry {
+        name: "ubuntu-24.04-raspi",
+        os: OsRelease::Ubuntu2404,
+        boards: &["rpi4", "rpi5"],
+        publisher: Publisher::Ubuntu,
+        locator: Locator::UbuntuRelease {
+            dir: "https://cdimage.ubuntu.com/releases/24.04/release/",
+            series: "24.04",
+        },
+        description: "Ubuntu Server 24.04 LTS, preinstalled, Raspberry Pi",
+    },
+    CatalogEntry {
+        name: "ubuntu-22.04-raspi",
+        os: OsRelease::Ubuntu2204,
+        // Ubuntu supports the Pi 5 from 23.10 on.
+        boards: &["rpi4"],
+        publisher: Publisher::Ubuntu,
+        locator: Locator::UbuntuRelease {
+            dir: "https://cdimage.ubuntu.com/releases/22.04/release/",
+            series: "22.04",
+        },
+        description: "Ubuntu Server 22.04 LTS, preinstalled, Raspberry Pi",
+    },
+    CatalogEntry {
+        name: "armbian-rpi4b",
+        os: OsRelease::Armbian,
+        // Armbian's rpi4b image is built for the whole bcm2711 family and
+        // boots the Pi 5 too.
+        boards: &["rpi4", "rpi5"],
+        publisher: Publisher::Armbian,
+        locator: Locator::ArmbianLatest {
+            link: "https://dl.armbian.com/rpi4b/Noble_current_minimal",
+        },
+        description: "Armbian current stable (Ubuntu 24.04 userland, minimal)",
+    },
+    CatalogEntry {
+        name: "armbian-rock-5b",
+        os: OsRelease::Armbian,
+        boards: &["rock-5b"],
+        publisher: Publisher::Armbian,
+        locator: Locator::ArmbianLatest {
+            link: "https://dl.armbian.com/rock-5b/Noble_current_minimal",
+        },
+        description: "Armbian current stable (Ubuntu 24.04 userland, minimal)",
+    },
+    CatalogEntry {
+        name: "armbian-orangepi5",
+        os: OsRelease::Armbian,
+        boards: &["orangepi5"],
+        publisher: Publisher::Armbian,
+        locator: Locator::ArmbianLatest {
+            link: "https://dl.armbian.com/orangepi5/Noble_current_minimal",
+        },
+        description: "Armbian current stable (Ubuntu 24.04 userland, minimal)",
+    },
+];
+
+/// The entry called `name`.
+pub fn find(name: &str) -> Option<&'static CatalogEntry> {
+    CATALOG.iter().find(|e| e.name == name)
+}
+
+/// The default entry for a node: the first for its OS and board.
+pub fn default_for(os: OsRelease, board: &Board) -> Option<&'static CatalogEntry> {
+    CATALOG.iter().find(|e| e.os == os && e.supports(board))
+}
+
+/// All names, for error messages.
+pub fn names() -> String {
+    CATALOG
+        .iter()
+        .map(|e| e.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl CatalogEntry {
+    pub fn supports(&self, board: &Board) -> bool {
+        let name = board.to_string();
+        self.boards.contains(&name.as_str())
+    }
+
+    /// The URL the entry is resolved from (shown by `images`).
+    pub fn origin(&self) -> &'static str {
+        match self.locator {
+            Locator::UbuntuRelease { dir, .. } => dir,
+            Locator::ArmbianLatest { link } => link,
+        }
+    }
+}
+
+/// The point release in an Ubuntu raspi image name of `series`:
+/// `ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz` → `Some(3)`,
+/// `ubuntu-24.04-…` → `Some(0)`, any other name → `None`.
+pub fn ubuntu_point_release(series: &str, file_name: &str) -> Option<u32> {
+    let rest = file_name.strip_prefix("ubuntu-")?.strip_prefix(series)?;
+    let rest = rest.strip_suffix("-preinstalled-server-arm64+raspi.img.xz")?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    let digits = rest.strip_prefix('.')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_boards_parse() {
+        for (i, e) in CATALOG.iter().enumerate() {
+            assert!(CATALOG[..i].iter().all(|o| o.name != e.name), "{}", e.name);
+            for b in e.boards {
+                assert_eq!(Board::parse(b).unwrap().to_string(), *b);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_follow_os_and_board() {
+        let rpi5 = Board::parse("rpi5").unwrap();
+        let rock = Board::parse("rock-5b").unwrap();
+        let odroid = Board::parse("odroidn2").unwrap();
+        assert_eq!(
+            default_for(OsRelease::Ubuntu2404, &rpi5).unwrap().name,
+            "ubuntu-24.04-raspi"
+        );
+        assert!(default_for(OsRelease::Ubuntu2204, &rpi5).is_none());
+        assert_eq!(
+            default_for(OsRelease::Armbian, &rock).unwrap().name,
+            "armbian-rock-5b"
+        );
+        assert_eq!(
+            default_for(OsRelease::Armbian, &Board::parse("rpi4b").unwrap())
+                .unwrap()
+                .name,
+            "armbian-rpi4b"
+        );
+        assert!(default_for(OsRelease::Armbian, &odroid).is_none());
+    }
+
+    #[test]
+    fn ubuntu_point_releases() {
+        let p = |n| ubuntu_point_release("24.04", n);
+        assert_eq!(
+            p("ubuntu-24.04.3-preinstalled-server-arm64+raspi.img.xz"),
+            Some(3)
+        );
+        assert_eq!(
+            p("ubuntu-24.04-preinstalled-server-arm64+raspi.img.xz"),
+            Some(0)
+        );
+        assert_eq!(
+            p("ubuntu-24.04.10-preinstalled-server-arm64+raspi.img.xz"),
+            Some(10)
+        );
+        assert_eq!(
+            p("ubuntu-24.04.3-preinstalled-desktop-arm64+raspi.img.xz"),
+            None
+        );
+        assert_eq!(p("ubuntu-24.04.3-live-server-arm64.iso"), None);
+        assert_eq!(
+            p("ubuntu-24.04.x-preinstalled-server-arm64+raspi.img.xz"),
+            None
+        );
+        assert_eq!(
+            p("ubuntu-22.04.5-preinstalled-server-arm64+raspi.img.xz"),
+            None
+        );
+    }
+}
