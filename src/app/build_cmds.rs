@@ -26,7 +26,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     } else {
         args.nodes.clone()
     };
-    let mut selected = Vec::new();
+    let mut selected_nodes = Vec::new();
     for name in &names {
         let Some(node) = cluster.node(name) else {
             let all: Vec<&str> = cluster.nodes.iter().map(|n| n.hostname.as_str()).collect();
@@ -36,7 +36,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
                 all.join(", ")
             );
         };
-        selected.push(node);
+        selected_nodes.push(node);
     }
     let state = State::prepare(&cluster, &mut OsEntropy).with_context(|| {
         format!(
@@ -45,7 +45,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         )
     })?;
     let mut nodes = Vec::new();
-    for node in selected {
+    for node in &selected_nodes {
         let files = crate::render::node(node, &cluster, &state)
             .with_context(|| format!("rendering node {}", node.hostname))?;
         nodes.push(plan::node_plan(node, files, &args.out));
@@ -67,9 +67,6 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .context("writing to stdout")?;
         return Ok(());
     }
-    if args.compress.is_some() {
-        bail!("--compress xz needs the image sources module; build without it for now");
-    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -78,8 +75,14 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let resolve = |s: &ImageSource| -> Result<PathBuf> { base_image(s, global) };
-    let results = build::run(&the_plan, &resolve, jobs, &stop)?;
+    let opts = super::source_cmds::source_options(global, &args.fetch)?;
+    let progress = crate::source::progress::Progress::for_stderr(global.quiet);
+    let mut bases = Vec::new();
+    for node in &selected_nodes {
+        bases.push(base_image(node, &opts, &progress)?);
+    }
+    let xz_threads = args.compress.map(|_| crate::source::default_threads());
+    let results = build::run(&the_plan, &bases, jobs, xz_threads, &stop)?;
     let hosts = crate::render::known_hosts(&cluster, &state).context("rendering known_hosts")?;
     let kh = args.out.join("known_hosts");
     let mut partial = build::output::Partial::new();
@@ -109,13 +112,40 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// The raw base image for a node.
-fn base_image(source: &ImageSource, _global: &GlobalArgs) -> Result<PathBuf> {
-    match source {
-        ImageSource::Path(p) => Ok(p.clone()),
-        other => bail!(
-            "{}: downloading base images is not wired into build yet; run `homelab-image pull` and use `image: {{path: …}}`",
-            plan::describe_source(other)
-        ),
+/// The raw base image for a node: a local raw image is used where it is;
+/// anything else (compressed files, catalog entries, URLs) goes through the
+/// verified, cached sources of `pull`.
+fn base_image(
+    node: &crate::profile::ResolvedNode,
+    opts: &crate::source::SourceOptions,
+    progress: &crate::source::progress::Progress,
+) -> Result<PathBuf> {
+    if let ImageSource::Path(p) = &node.image.source
+        && !is_compressed(p)
+            .with_context(|| format!("node {}: reading {}", node.hostname, p.display()))?
+    {
+        return Ok(p.clone());
     }
+    let spec = crate::source::SourceSpec::for_node(&node.image, &node.board)
+        .map_err(|why| anyhow::anyhow!("node {}: image: {why}", node.hostname))?;
+    let img = crate::source::ensure_base(&spec, opts, progress).with_context(|| {
+        format!(
+            "node {}: getting its base image {}",
+            node.hostname,
+            spec.describe()
+        )
+    })?;
+    Ok(img.raw_path)
+}
+
+/// xz, gzip or zstd magic at the start of the file.
+fn is_compressed(p: &std::path::Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 6];
+    let mut f = std::fs::File::open(p)?;
+    let n = f.read(&mut head)?;
+    let h = &head[..n];
+    Ok(h.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0])
+        || h.starts_with(&[0x1F, 0x8B])
+        || h.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]))
 }

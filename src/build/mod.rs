@@ -5,6 +5,7 @@
 //! removed on any failure or interrupt.
 
 pub mod bmap;
+pub mod compress;
 pub mod output;
 pub mod patch;
 pub mod plan;
@@ -18,7 +19,6 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::io::sparse_copy::{self, CopyMethod};
-use crate::profile::resolved::ImageSource;
 use output::Partial;
 use plan::{BuildPlan, NodePlan};
 
@@ -40,6 +40,8 @@ pub struct NodeResult {
     pub node: String,
     pub image: String,
     pub bmap: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xz: Option<String>,
     pub sha256: String,
     pub size: u64,
     pub mapped_bytes: u64,
@@ -47,25 +49,18 @@ pub struct NodeResult {
     pub seconds: f64,
 }
 
-/// Resolves a node's base image to a raw image file on disk.
-pub type BaseResolver<'a> = dyn Fn(&ImageSource) -> Result<PathBuf> + Sync + 'a;
-
-/// Builds every node of `plan`, at most `jobs` at a time. `stop` is set by
-/// SIGINT/SIGTERM; work checks it between steps and chunks.
+/// Builds every node of `plan` from its raw base image (`bases`, in node
+/// order), at most `jobs` at a time. `stop` is set by SIGINT/SIGTERM; work
+/// checks it between steps and chunks.
 pub fn run(
     plan: &BuildPlan,
-    resolve_base: &BaseResolver<'_>,
+    bases: &[PathBuf],
     jobs: usize,
+    xz_threads: Option<u32>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<NodeResult>> {
     std::fs::create_dir_all(&plan.out_dir)
         .with_context(|| format!("creating the output directory {}", plan.out_dir.display()))?;
-    let mut bases = Vec::new();
-    for n in &plan.nodes {
-        let path = resolve_base(&n.base)
-            .with_context(|| format!("node {}: getting its base image", n.name))?;
-        bases.push(path);
-    }
     let jobs = jobs.max(1);
     let results: Vec<Result<NodeResult>> = std::thread::scope(|scope| {
         let mut out = Vec::new();
@@ -73,7 +68,7 @@ pub fn run(
             let handles: Vec<_> = chunk_nodes
                 .iter()
                 .zip(chunk_bases)
-                .map(|(n, b)| scope.spawn(move || build_node(n, b, plan.epoch, stop)))
+                .map(|(n, b)| scope.spawn(move || build_node(n, b, plan.epoch, xz_threads, stop)))
                 .collect();
             for h in handles {
                 out.push(
@@ -109,7 +104,13 @@ fn step(node: &str, n: u32, what: &str) {
     tracing::info!("{node}: [{n}/5] {what}");
 }
 
-fn build_node(n: &NodePlan, base: &Path, epoch: i64, stop: &AtomicBool) -> Result<NodeResult> {
+fn build_node(
+    n: &NodePlan,
+    base: &Path,
+    epoch: i64,
+    xz_threads: Option<u32>,
+    stop: &AtomicBool,
+) -> Result<NodeResult> {
     let t0 = Instant::now();
     let mut partial = Partial::new();
     let tmp = partial.add(&n.out);
@@ -158,12 +159,25 @@ fn build_node(n: &NodePlan, base: &Path, epoch: i64, stop: &AtomicBool) -> Resul
     )?;
     check_stop(stop)?;
 
+    let mut xz_path = None;
+    if let Some(threads) = xz_threads {
+        step(&n.name, 4, "compressing with xz");
+        let fin_xz = PathBuf::from(format!("{}.xz", n.out.display()));
+        let p = partial.add(&fin_xz);
+        let out = std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        compress::xz(&f, out, threads, stop)
+            .with_context(|| format!("compressing into {}", p.display()))?;
+        xz_path = Some(fin_xz.display().to_string());
+    }
+    check_stop(stop)?;
+
     step(&n.name, 5, "renaming into place");
     partial.commit()?;
     Ok(NodeResult {
         node: n.name.clone(),
         image: n.out.display().to_string(),
         bmap: bmap_path.display().to_string(),
+        xz: xz_path,
         sha256: fin.sha256,
         size: len,
         mapped_bytes: fin.mapped_blocks * bmap::BLOCK,

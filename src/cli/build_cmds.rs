@@ -50,4 +50,7 @@ pub struct BuildArgs {
     /// Nodes built at the same time (default: the number of CPUs)
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+
+    #[command(flatten)]
+    pub fetch: super::source_cmds::FetchArgs,
 }

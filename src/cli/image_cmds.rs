@@ -67,8 +67,9 @@ pub struct CpArgs {
     #[arg(value_name = "PARTITION")]
     pub partition: String,
 
-    /// Local files or directories to copy, then the absolute destination
-    #[arg(value_name = "SRC... DEST", num_args = 2.., required = true)]
+    /// Local files or directories to copy (SRC...), then the absolute
+    /// destination inside the partition (DEST)
+    #[arg(value_name = "PATH", num_args = 2.., required = true)]
     pub paths: Vec<PathBuf>,
 
     /// Copy directories and their contents

@@ -149,16 +149,25 @@ fn ubuntu_raspi_nodes_pass_every_oracle_and_rebuild_byte_identical() {
     assert_eq!(hosts.lines().count(), 3, "{hosts}");
     // Same profile, base and state directory: the same bytes.
     let again = tmp.path().join("again");
-    build_ok(&p, &["--node", "pi2", "--out", again.to_str().unwrap()]);
-    run_ok(
-        Command::new("cmp")
-            .arg(out.join("pi2.img"))
-            .arg(again.join("pi2.img")),
+    build_ok(
+        &p,
+        &[
+            "--node",
+            "pi2",
+            "--out",
+            again.to_str().unwrap(),
+            "--compress",
+            "xz",
+        ],
     );
-    run_ok(
-        Command::new("cmp")
-            .arg(out.join("pi2.img.bmap"))
-            .arg(again.join("pi2.img.bmap")),
+    for f in ["pi2.img", "pi2.img.bmap"] {
+        run_ok(Command::new("cmp").arg(out.join(f)).arg(again.join(f)));
+    }
+    // --compress xz: the same bytes, which xz itself decodes.
+    let xz = run_ok(Command::new("xz").arg("-dc").arg(again.join("pi2.img.xz"))).stdout;
+    assert!(
+        xz == std::fs::read(again.join("pi2.img")).unwrap(),
+        "pi2.img.xz decodes to other bytes"
     );
 }
 
