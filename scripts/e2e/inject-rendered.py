@@ -7,7 +7,7 @@ image, with the independent tools (mtools on the FAT, debugfs -w on the
 ext4), following RENDER_DIR/MANIFEST (docs/PROFILE.md, "render output"):
 
   boot PATH file ...            mcopy onto the FAT (BOOT_PART; 0: none)
-  boot PATH edit-cmdline [set K=V ...]   token edits of cmdline.txt's first line
+  boot PATH edit-cmdline [set K=V] [add T]   token edits of cmdline.txt's first line
   root PATH dir|file MODE U:G   debugfs mkdir/write + mode and owner
   root PATH symlink ... -> T    debugfs symlink
   root PATH absent              debugfs rm
@@ -114,14 +114,23 @@ def lock(shadow, names):
 
 
 def edit_cmdline(line, ops):
+    """src/render/cmdline.rs semantics: `set K=V` changes the first K= token
+    in place or appends K=V; `add T` appends T unless already present."""
     tokens = line.split()
     for op in ops:
         verb, _, arg = op.partition(" ")
-        if verb != "set":
+        if verb == "set":
+            key = arg.split("=", 1)[0]
+            at = next((i for i, t in enumerate(tokens) if t.split("=", 1)[0] == key), None)
+            if at is None:
+                tokens.append(arg)
+            else:
+                tokens[at] = arg
+        elif verb == "add":
+            if arg not in tokens:
+                tokens.append(arg)
+        else:
             die("unknown cmdline operation %r" % op)
-        key = arg.split("=", 1)[0]
-        tokens = [t for t in tokens if t.split("=", 1)[0] != key]
-        tokens.append(arg)
     return " ".join(tokens)
 
 
@@ -149,7 +158,7 @@ def main():
                 if kind == "file":
                     run(["mcopy", "-o", "-i", fat, src, "::" + path.lstrip("/")], env=env)
                 elif kind == "edit-cmdline":
-                    ops = re.findall(r"(set \S+)", line)
+                    ops = re.findall(r"\[([^\]]*)\]", line)  # " [set k=v] [add t]"
                     cur = run(["mtype", "-i", fat, "::" + path.lstrip("/")], env=env).split("\n")
                     new = os.path.join(scratch, "cmdline")
                     with open(new, "w") as out:
