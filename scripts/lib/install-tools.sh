@@ -88,8 +88,8 @@ ensure_e2e_tools() {
 	local tools=(
 		mmdebstrap:mmdebstrap arch-test:arch-test update-binfmts:binfmt-support
 		ssh-keygen:openssh-client zstd:zstd
-		sfdisk:fdisk mkfs.vfat:dosfstools fsck.fat:dosfstools mcopy:mtools mtype:mtools
-		mke2fs:e2fsprogs debugfs:e2fsprogs e2fsck:e2fsprogs timeout:coreutils
+		sfdisk:fdisk sgdisk:gdisk mkfs.vfat:dosfstools fsck.fat:dosfstools mcopy:mtools mtype:mtools
+		mke2fs:e2fsprogs debugfs:e2fsprogs e2fsck:e2fsprogs tune2fs:e2fsprogs timeout:coreutils
 	)
 	local packages=() backports=() t p seen
 	for t in "${tools[@]}"; do
