@@ -55,3 +55,92 @@ ensure_tools() {
 	fi
 
 }
+
+# The Debian mirror this machine's apt uses (the first http(s) URI of a
+# bookworm suite), so debootstrap and the backports suite use the same one.
+debian_mirror() {
+	local m
+	m=$(grep -hs -E '^(deb[[:space:]]|URIs:)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+		/etc/apt/sources.list.d/*.sources |
+		grep -oE 'https?://[^[:space:]]+/debian/?' | grep -v -- '-security' | head -n1 || true)
+	printf '%s\n' "${m:-http://deb.debian.org/debian}"
+}
+
+# Runs its arguments as root (sudo -n without a terminal), stdin passed on.
+run_as_root() {
+	local as_root=()
+	if ((EUID != 0)); then
+		command -v sudo >/dev/null 2>&1 || die "not root and no sudo: cannot run: $*"
+		if [[ -n ${CI:-} || ! -t 0 ]]; then as_root=(sudo -n); else as_root=(sudo); fi
+	fi
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive "$@"
+}
+
+# ensure_e2e_tools: what scripts/e2e-boot needs to build an arm64 Debian root
+# and boot it. Installs only what is missing, so a prepared machine never
+# touches apt.
+#   qemu-system-aarch64, qemu-user-static: from bookworm-backports. These
+#                        machines carry qemu-utils 10 from backports, which
+#                        Debian 12's qemu 7.2 cannot be installed beside.
+#   mmdebstrap + arch-test, binfmt-support: the arm64 root is made on the
+#                        amd64 host, its maintainer scripts run under
+#                        qemu-user through binfmt_misc.
+#   ssh-keygen           the test user's key; zstd: the cached root tarball.
+ensure_e2e_tools() {
+	local tools=(
+		mmdebstrap:mmdebstrap arch-test:arch-test update-binfmts:binfmt-support
+		ssh-keygen:openssh-client zstd:zstd
+		sfdisk:fdisk sgdisk:gdisk mkfs.vfat:dosfstools fsck.fat:dosfstools mcopy:mtools mtype:mtools
+		mke2fs:e2fsprogs debugfs:e2fsprogs e2fsck:e2fsprogs tune2fs:e2fsprogs timeout:coreutils
+	)
+	local packages=() backports=() t p seen
+	for t in "${tools[@]}"; do
+		command -v "${t%%:*}" >/dev/null 2>&1 && continue
+		seen=0
+		for p in "${packages[@]}"; do [[ $p == "${t#*:}" ]] && seen=1; done
+		((seen)) || packages+=("${t#*:}")
+	done
+	[[ -x /usr/bin/python3 ]] || packages+=(python3)
+	/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || packages+=(python3-yaml)
+	command -v qemu-system-aarch64 >/dev/null 2>&1 || backports+=(qemu-system-arm)
+	# The static aarch64 emulator that binfmt_misc runs (qemu 10 moved it out
+	# of qemu-user-static, now a transitional package, into qemu-user).
+	[[ -x /usr/libexec/qemu-binfmt/aarch64-binfmt-P || -x /usr/bin/qemu-aarch64-static ]] ||
+		backports+=(qemu-user-static)
+
+	if ((${#backports[@]} > 0)) &&
+		! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		local mirror
+		mirror=$(debian_mirror)
+		echo "adding bookworm-backports ($mirror) to apt sources for ${backports[*]}"
+		printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+			"$mirror" | run_as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+	fi
+	if ((${#packages[@]} + ${#backports[@]} > 0)); then
+		run_as_root apt-get update </dev/null
+	fi
+	if ((${#packages[@]} > 0)); then
+		echo "installing: ${packages[*]}"
+		run_as_root apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
+	fi
+	if ((${#backports[@]} > 0)); then
+		echo "installing from bookworm-backports: ${backports[*]}"
+		run_as_root apt-get install -y --no-install-recommends -t bookworm-backports "${backports[@]}" </dev/null
+	fi
+	for t in "${tools[@]}" qemu-system-aarch64:qemu-system-arm; do
+		command -v "${t%%:*}" >/dev/null 2>&1 || die "${t%%:*} is still missing after apt-get install"
+	done
+
+	# Foreign-architecture chroots need binfmt_misc with the aarch64 entry; in
+	# a container nothing mounts it or runs binfmt-support's service.
+	local entry=/proc/sys/fs/binfmt_misc/qemu-aarch64
+	if [[ ! -e $entry ]] || ! grep -qx enabled "$entry"; then
+		[[ -e /proc/sys/fs/binfmt_misc/register ]] ||
+			run_as_root mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+			die "cannot mount binfmt_misc: arm64 chroots need it"
+		run_as_root update-binfmts --enable qemu-aarch64 ||
+			die "cannot register qemu-aarch64 with binfmt_misc"
+	fi
+	grep -qx enabled "$entry" || die "$entry is not enabled after update-binfmts"
+	echo "e2e tools present: qemu-system-aarch64 $(qemu-system-aarch64 --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1), mmdebstrap $(mmdebstrap --version | grep -oE '[0-9.]+$'), binfmt $(sed -n 's/^interpreter //p' "$entry")"
+}

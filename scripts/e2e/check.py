@@ -1,0 +1,401 @@
+#!/usr/bin/python3
+"""scripts/e2e/check.py --image IMG --expect EXPECT.json [--report DIR]
+
+Judges a replica image after its first boot under qemu, from the disk image
+alone (the guest has powered off): e2fsck/fsck.fat, files read with debugfs
+and mtools, and the report the e2e observer unit left in /var/lib/e2e/.
+Prints one line per check ("ok" or "FAIL ... expected ..., got ...") and
+exits 1 if any check failed. --report DIR receives a copy of the guest's
+/var/lib/e2e (DIR/e2e/: the observer's report/, the stand-ins' logs) for a
+human to read.
+
+EXPECT.json (written by scripts/e2e-boot; absent keys skip their checks):
+  kind               "ubuntu" | "armbian"
+  root_partition     partition number of the ext4 root
+  boot_partition     partition number of the FAT system-boot (ubuntu)
+  hostname           expected hostname (file and runtime)
+  user               {"name", "key": authorized_keys line, "sudo_nopasswd": bool}
+  ssh_login          true: the host logged in over SSH during the boot
+  network            {"interface", "mac", "address": "a.b.c.d/n", "gateway",
+                      "netplan_file": path the address must be rendered in}
+  cloud_init         true: must have run with no errors; false: must be absent
+  cmdline_tokens     tokens that must be on the running kernel's command line
+  snaps              {"NAME": "CHANNEL"}: installed by first boot at CHANNEL
+  snaps_held         true: `snap refresh --hold` ran for all of them
+  preseed            host path of the file `microcloud preseed` must have read
+  firstboot_unit     true: homelab-firstboot.service ran and is active
+  absent             paths that must not exist in the root
+  locked_accounts    accounts whose shadow password must be locked
+  allowed_failed_units  units allowed in `systemctl --failed`
+  raw_regions        [{"offset", "file"}]: bytes outside the partitions (a
+                     bootloader) that must be unchanged
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+RESULTS = []
+
+
+def record(ok, what, detail=""):
+    RESULTS.append(ok)
+    line = ("ok    " if ok else "FAIL  ") + what
+    if detail:
+        line += ": " + detail
+    print(line, flush=True)
+
+
+def expect_eq(what, expected, got):
+    if expected == got:
+        record(True, what, repr(got))
+    else:
+        record(False, what, "expected %r, got %r" % (expected, got))
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+class Image:
+    def __init__(self, path, root_part, boot_part):
+        self.path = path
+        parts = json.loads(run(["sfdisk", "--json", path]).stdout)["partitiontable"]
+        sector = parts.get("sectorsize", 512)
+        self.offsets = {i + 1: p["start"] * sector for i, p in enumerate(parts["partitions"])}
+        self.sizes = {i + 1: p["size"] * sector for i, p in enumerate(parts["partitions"])}
+        self.root = "%s?offset=%d" % (path, self.offsets[root_part])
+        self.boot_part = boot_part
+
+    def debugfs(self, request):
+        r = run(["debugfs", "-R", request, self.root])
+        return r.stdout, r.stderr
+
+    def exists(self, path):
+        _, err = self.debugfs("stat " + path)
+        return "File not found" not in err and "not found" not in err
+
+    def read(self, path):
+        """Text of a regular file in the root, or None when it is missing."""
+        if not self.exists(path):
+            return None
+        with tempfile.TemporaryDirectory() as d:
+            dst = os.path.join(d, "f")
+            self.debugfs("dump %s %s" % (path, dst))
+            if not os.path.exists(dst):
+                return None
+            with open(dst, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+
+    def stat_uid_mode(self, path):
+        out, _ = self.debugfs("stat " + path)
+        m = re.search(r"Mode:\s+(\d+)", out)
+        u = re.search(r"User:\s+(\d+)", out)
+        return (int(u.group(1)) if u else None, int(m.group(1), 8) if m else None)
+
+    def ls(self, path):
+        out, err = self.debugfs("ls -l " + path)
+        if "not found" in err:
+            return None
+        names = []
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) >= 9 and f[-1] not in (".", ".."):
+                names.append(f[-1])
+        return names
+
+    def rdump(self, path, dst):
+        os.makedirs(dst, exist_ok=True)
+        self.debugfs("rdump %s %s" % (path, dst))
+
+    def fat_read(self, name):
+        off = self.offsets[self.boot_part]
+        r = run(["mtype", "-i", "%s@@%d" % (self.path, off), "::" + name])
+        return r.stdout if r.returncode == 0 else None
+
+
+def check_filesystems(img, exp):
+    r = run(["e2fsck", "-fn", img.root])
+    record(r.returncode == 0, "e2fsck -fn root partition %d" % exp["root_partition"],
+           "clean" if r.returncode == 0 else "exit %d: %s" % (r.returncode, r.stdout[-800:]))
+    if exp.get("boot_partition"):
+        p = exp["boot_partition"]
+        with tempfile.TemporaryDirectory() as d:
+            copy = os.path.join(d, "fat")
+            subprocess.run(["dd", "if=" + img.path, "of=" + copy, "bs=1M", "conv=sparse", "status=none",
+                            "iflag=skip_bytes,count_bytes", "skip=%d" % img.offsets[p],
+                            "count=%d" % img.sizes[p]], check=True)
+            r = run(["fsck.fat", "-n", copy])
+        record(r.returncode == 0, "fsck.fat -n boot partition %d" % p,
+               "clean" if r.returncode == 0 else "exit %d: %s" % (r.returncode, (r.stdout + r.stderr)[-800:]))
+
+
+def parse_env(text):
+    env = {}
+    for line in (text or "").splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            env[k.strip()] = v.strip()
+    return env
+
+
+def check_observer(img):
+    env = parse_env(img.read("/var/lib/e2e/report/observer.env"))
+    if not env:
+        record(False, "observer report", "no /var/lib/e2e/report/observer.env: the observer never finished")
+        return None
+    expect_eq("observer finished waiting", "ok", env.get("result"))
+    return env
+
+
+def check_hostname(img, exp):
+    h = exp["hostname"]
+    expect_eq("/etc/hostname", h, (img.read("/etc/hostname") or "").strip())
+    expect_eq("runtime hostname", h, (img.read("/var/lib/e2e/report/hostname.txt") or "").strip())
+
+
+def check_user(img, exp):
+    u = exp["user"]
+    name = u["name"]
+    passwd = img.read("/etc/passwd") or ""
+    entry = next((l.split(":") for l in passwd.splitlines() if l.split(":")[0] == name), None)
+    if entry is None:
+        record(False, "user %s in /etc/passwd" % name, "expected an entry, got none")
+        return
+    record(True, "user %s in /etc/passwd" % name, ":".join(entry))
+    uid, home = int(entry[2]), entry[5]
+    keys_path = home + "/.ssh/authorized_keys"
+    keys = img.read(keys_path)
+    if keys is None:
+        record(False, keys_path, "expected the file, it is missing")
+    else:
+        lines = [l.strip() for l in keys.splitlines() if l.strip()]
+        want = u["key"].strip()
+        # Compare type and base64 only: comments may be rewritten.
+        got_keys = [" ".join(l.split()[:2]) for l in lines]
+        record(" ".join(want.split()[:2]) in got_keys, keys_path + " holds the test key",
+               "expected %s..., got %r" % (want[:40], [k[:40] + "..." for k in got_keys]))
+        owner, mode = img.stat_uid_mode(keys_path)
+        expect_eq(keys_path + " owner uid", uid, owner)
+        record(mode is not None and mode & 0o022 == 0, keys_path + " not group/other writable",
+               "mode %s" % (oct(mode) if mode is not None else None))
+    passwd_rt = img.read("/var/lib/e2e/report/passwd.txt") or ""
+    record(any(l.split(":")[0] == name for l in passwd_rt.splitlines()),
+           "user %s known to the running system (getent passwd)" % name)
+
+
+def check_ssh_login(img, exp):
+    got = parse_env(img.read("/var/lib/e2e/ssh-login"))
+    if not got:
+        record(False, "ssh login", "expected /var/lib/e2e/ssh-login left by the host's ssh + sudo -n, missing")
+        return
+    expect_eq("ssh login: user", exp["user"]["name"], got.get("user"))
+    expect_eq("ssh login: hostname", exp.get("hostname"), got.get("hostname"))
+
+
+def netplan_has_address(doc, address, mac):
+    eths = ((doc or {}).get("network") or {}).get("ethernets") or {}
+    bridges = ((doc or {}).get("network") or {}).get("bridges") or {}
+    for name, e in list(eths.items()) + list(bridges.items()):
+        if address in [str(a) for a in (e or {}).get("addresses") or []]:
+            return name, e
+    return None, None
+
+
+def check_network(img, exp):
+    n = exp["network"]
+    addr, iface = n["address"], n["interface"]
+    if n.get("netplan_file"):
+        path = n["netplan_file"]
+        text = img.read(path)
+        if text is None:
+            names = img.ls("/etc/netplan")
+            record(False, "netplan %s" % path, "expected the file, got only %r in /etc/netplan" % names)
+        else:
+            doc = yaml.safe_load(text)
+            name, e = netplan_has_address(doc, addr, n.get("mac"))
+            record(name is not None, "netplan %s has %s" % (path, addr),
+                   "on %s" % name if name else "expected it, got %s" % text.strip().replace("\n", " | "))
+            renderer = (doc.get("network") or {}).get("renderer")
+            record(renderer in (None, "networkd"), "netplan %s renderer" % path, repr(renderer))
+    raw = img.read("/var/lib/e2e/report/ip-addr.json")
+    try:
+        links = json.loads(raw or "")
+    except ValueError:
+        record(False, "runtime addresses (ip -j addr)", "unreadable: %r" % (raw or "")[:200])
+        return
+    link = next((l for l in links if l.get("ifname") == iface), None)
+    seen = {l.get("ifname"): ["%s/%s" % (a["local"], a["prefixlen"]) for a in l.get("addr_info", [])
+                              if a.get("family") == "inet"] for l in links}
+    if link is None:
+        record(False, "runtime interface %s" % iface, "expected it, got interfaces %r" % seen)
+        return
+    if n.get("mac"):
+        expect_eq("runtime %s MAC" % iface, n["mac"].lower(), (link.get("address") or "").lower())
+    record(addr in seen[iface], "runtime %s has %s" % (iface, addr), "got %r" % seen)
+    record("UP" in link.get("flags", []) and link.get("operstate") in ("UP", "UNKNOWN"),
+           "runtime %s is up" % iface, "flags %s operstate %s" % (link.get("flags"), link.get("operstate")))
+    if n.get("gateway"):
+        try:
+            routes = json.loads(img.read("/var/lib/e2e/report/ip-route.json") or "")
+        except ValueError:
+            routes = []
+        gws = [r.get("gateway") for r in routes if r.get("dst") == "default"]
+        record(n["gateway"] in gws, "runtime default route via %s" % n["gateway"], "got %r" % gws)
+
+
+def check_cloud_init(img, exp, env):
+    if not exp["cloud_init"]:
+        record(not img.exists("/usr/bin/cloud-init"), "cloud-init not installed")
+        expect_eq("observer saw no cloud-init", "none", (env or {}).get("cloud_init_rc"))
+        return
+    raw = img.read("/var/lib/e2e/report/cloud-init-status.json")
+    try:
+        st = json.loads(raw or "")
+    except ValueError:
+        record(False, "cloud-init status --format json", "unreadable: %r" % (raw or "")[:300])
+        return
+    expect_eq("cloud-init status", "done", st.get("status"))
+    expect_eq("cloud-init errors", [], st.get("errors"))
+    rec = st.get("recoverable_errors") or {}
+    bad = {k: v for k, v in rec.items() if k != "DEPRECATED"}
+    expect_eq("cloud-init recoverable errors other than DEPRECATED", {}, bad)
+    for msg in sorted(set(rec.get("DEPRECATED", []))):
+        print("note  cloud-init deprecation (allowed): %s" % msg)
+    # The seed must have come from the FAT partition labelled system-boot
+    # (the virtio disk is vda in the guest). With ds=nocloud on the kernel
+    # command line cloud-init lists "cmdline" as a seed source as well.
+    dev = "/dev/vda%d" % exp["boot_partition"]
+    detail = st.get("detail") or ""
+    m = re.search(r"\[seed=([^\]]*)\]", detail)
+    seeds = m.group(1).split(",") if m else []
+    record(detail.startswith("DataSourceNoCloud") and dev in seeds,
+           "cloud-init read the NoCloud seed from system-boot (%s)" % dev,
+           "got %r" % detail)
+    print("note  cloud-init status rc %s (2 = done with recoverable errors)" % (env or {}).get("cloud_init_rc"))
+
+
+def check_cmdline(img, exp):
+    got = (img.read("/var/lib/e2e/report/cmdline.txt") or "").split()
+    missing = [t for t in exp["cmdline_tokens"] if t not in got]
+    record(not missing, "kernel command line keeps %d expected tokens" % len(exp["cmdline_tokens"]),
+           "missing %r from %r" % (missing, got) if missing else "")
+
+
+def check_firstboot(img, exp):
+    st = parse_env(img.read("/var/lib/homelab-image/firstboot.status"))
+    expect_eq("firstboot.status state", "done", st.get("state"))
+    if st.get("state") != "done":
+        print("      status file: %r" % st)
+        print("      unit journal:\n" + (img.read("/var/lib/e2e/report/firstboot-journal.txt") or "")[-3000:])
+    if exp.get("hostname"):
+        expect_eq("firstboot.status node", exp["hostname"], st.get("node"))
+    if exp.get("firstboot_unit"):
+        expect_eq("homelab-firstboot.service", "active",
+                  (img.read("/var/lib/e2e/report/firstboot-active.txt") or "").strip())
+        record(img.exists("/var/lib/homelab-image/firstboot.done"), "firstboot.done exists")
+    sync = parse_env(img.read("/var/lib/e2e/report/timedatectl.txt"))
+    expect_eq("timedatectl NTPSynchronized (clock stand-in)", "yes", sync.get("NTPSynchronized"))
+
+
+def check_snaps(img, exp):
+    log = (img.read("/var/lib/e2e/snap.log") or "").splitlines()
+    for name, channel in exp["snaps"].items():
+        got = (img.read("/var/lib/e2e/snaps/" + name) or "").strip()
+        expect_eq("snap %s installed at channel" % name, channel, got or None)
+        calls = [l for l in log if re.match(r"snap (install|refresh) %s( |$)" % re.escape(name), l)]
+        record(any("--channel=" + channel in l for l in calls), "snap install/refresh %s --channel=%s" % (name, channel),
+               "calls: %r" % calls)
+    if exp.get("snaps_held"):
+        held = [l for l in log if l.startswith("snap refresh --hold")]
+        record(held and all(n in held[-1].split() for n in exp["snaps"]), "snap refresh --hold all snaps",
+               "calls: %r" % held)
+
+
+def check_preseed(img, exp):
+    with open(exp["preseed"]) as f:
+        want = f.read()
+    got = img.read("/var/lib/e2e/microcloud-preseed.yaml")
+    if got is None:
+        mc = img.read("/var/lib/e2e/microcloud.log")
+        record(False, "microcloud preseed ran", "expected its stdin recorded, got none; microcloud calls: %r" % mc)
+        return
+    mc = (img.read("/var/lib/e2e/microcloud.log") or "").splitlines()
+    expect_eq("microcloud preseed runs", 1, mc.count("microcloud preseed"))
+    record(got == want, "microcloud preseed read our preseed (%d bytes)" % len(want),
+           "" if got == want else "expected %r, got %r" % (want[:300], got[:300]))
+
+
+def check_absent(img, exp):
+    for p in exp["absent"]:
+        record(not img.exists(p), "%s absent" % p)
+
+
+def check_locked(img, exp):
+    shadow = img.read("/etc/shadow") or ""
+    for name in exp["locked_accounts"]:
+        e = next((l.split(":") for l in shadow.splitlines() if l.split(":")[0] == name), None)
+        record(e is not None and e[1][:1] in ("!", "*"), "account %s locked" % name,
+               "shadow field %r" % (e[1][:12] if e else None))
+
+
+def check_raw_regions(img, exp):
+    for r in exp["raw_regions"]:
+        with open(r["file"], "rb") as f:
+            want = f.read()
+        with open(img.path, "rb") as f:
+            f.seek(r["offset"])
+            got = f.read(len(want))
+        record(got == want, "raw area at byte %d unchanged (%s)" % (r["offset"], os.path.basename(r["file"])),
+               "" if got == want else "differs from the replica's bytes")
+
+
+def check_failed_units(img, exp):
+    text = img.read("/var/lib/e2e/report/failed-units.txt") or ""
+    units = [l.split()[0] for l in text.splitlines() if l.strip()]
+    allowed = set(exp.get("allowed_failed_units", []))
+    bad = [u for u in units if u not in allowed]
+    record(not bad, "no failed units", "failed: %r" % bad if bad else "")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--image", required=True)
+    ap.add_argument("--expect", required=True)
+    ap.add_argument("--report")
+    a = ap.parse_args()
+    with open(a.expect) as f:
+        exp = json.load(f)
+    img = Image(a.image, exp["root_partition"], exp.get("boot_partition"))
+    print("checking %s (%s)" % (a.image, exp.get("kind")))
+    check_filesystems(img, exp)
+    if a.report:
+        shutil.rmtree(a.report, ignore_errors=True)
+        img.rdump("/var/lib/e2e", a.report)
+        print("note  guest report copied to %s" % a.report)
+    env = check_observer(img)
+    for key, fn in [("hostname", check_hostname), ("user", check_user), ("network", check_network),
+                    ("cmdline_tokens", check_cmdline), ("snaps", check_snaps), ("preseed", check_preseed),
+                    ("absent", check_absent), ("locked_accounts", check_locked),
+                    ("raw_regions", check_raw_regions)]:
+        if exp.get(key):
+            fn(img, exp)
+    if exp.get("ssh_login"):
+        check_ssh_login(img, exp)
+    if "cloud_init" in exp:
+        check_cloud_init(img, exp, env)
+    check_firstboot(img, exp)
+    check_failed_units(img, exp)
+    failed = RESULTS.count(False)
+    print("%d passed, %d failed" % (RESULTS.count(True), failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
