@@ -495,22 +495,14 @@ impl Writer<'_> {
             at: 0,
         };
         self.put_frame(dir, &lower)?;
-        let parent = &mut frames[full - 1];
-        parent.entries.insert(
-            parent.at + 1,
-            DxEntry {
-                hash: split_hash,
-                block: new_lblk,
-            },
-        );
-        let parent = Frame {
-            entries: parent.entries.clone(),
-            lblk: parent.lblk,
-            pblk: parent.pblk,
-            off: parent.off,
-            at: parent.at,
-        };
-        self.put_frame(dir, &parent)
+        self.insert_after(dir, &mut frames[full - 1], split_hash, new_lblk)
+    }
+
+    /// Adds the entry (hash → block) after the one `frame` descended
+    /// through, and stores the index block.
+    fn insert_after(&mut self, dir: u32, frame: &mut Frame, hash: u32, block: u32) -> Result<()> {
+        frame.entries.insert(frame.at + 1, DxEntry { hash, block });
+        self.put_frame(dir, frame)
     }
 
     fn index_full(&self, dir: u32) -> WriteError {
@@ -596,21 +588,7 @@ impl Writer<'_> {
         self.mark_dirty(pblk, BlockKind::DirLeaf { dir });
         let (new_lblk, _) = self.dir_append(dir, new_block, BlockKind::DirLeaf { dir })?;
         let parent = frames.last_mut().expect("the root is always there");
-        parent.entries.insert(
-            parent.at + 1,
-            DxEntry {
-                hash: hash2 + continued,
-                block: new_lblk,
-            },
-        );
-        let parent = Frame {
-            entries: parent.entries.clone(),
-            lblk: parent.lblk,
-            pblk: parent.pblk,
-            off: parent.off,
-            at: parent.at,
-        };
-        self.put_frame(dir, &parent)
+        self.insert_after(dir, parent, hash2 + continued, new_lblk)
     }
 
     /// Removes `name` from `dir`.
