@@ -173,6 +173,10 @@ impl Keys {
         }
         let in_s = input.to_str().unwrap().to_owned();
         args.push(&in_s);
+        // One signer at a time: each signature ends by killing the home's
+        // agent, which would cut off another test thread's gpg mid-sign.
+        static SIGNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = SIGNING.lock().unwrap_or_else(|e| e.into_inner());
         gpg(&self.home, &args);
         kill_agent(&self.home);
         std::fs::read(out).unwrap()
