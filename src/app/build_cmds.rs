@@ -138,14 +138,12 @@ fn base_image(
     Ok(img.raw_path)
 }
 
-/// xz, gzip or zstd magic at the start of the file.
+/// Whether the file starts with xz, gzip or zstd magic (the detection
+/// `pull` uses).
 fn is_compressed(p: &std::path::Path) -> std::io::Result<bool> {
+    use crate::source::decompress::Format;
     use std::io::Read;
     let mut head = [0u8; 6];
-    let mut f = std::fs::File::open(p)?;
-    let n = f.read(&mut head)?;
-    let h = &head[..n];
-    Ok(h.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0])
-        || h.starts_with(&[0x1F, 0x8B])
-        || h.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]))
+    let n = std::fs::File::open(p)?.read(&mut head)?;
+    Ok(Format::detect(&head[..n]) != Format::Raw)
 }

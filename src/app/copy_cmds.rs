@@ -12,10 +12,7 @@ use crate::image::Image;
 /// The time stamped on directories we change: `SOURCE_DATE_EPOCH` when set
 /// (reproducible builds), else now.
 fn now() -> i64 {
-    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(t) = crate::build::source_date_epoch() {
         return t;
     }
     std::time::SystemTime::now()

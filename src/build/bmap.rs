@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest, Sha256};
 
 use crate::io::sparse_copy::data_segments;
+use crate::profile::state::hex;
 
 pub const BLOCK: u64 = 4096;
 const BUF: usize = 4 << 20;
@@ -24,10 +25,6 @@ pub struct Finished {
     pub bmap: String,
     pub sha256: String,
     pub mapped_blocks: u64,
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads the image once and produces its bmap and SHA-256.

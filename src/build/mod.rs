@@ -28,10 +28,12 @@ use plan::{BuildPlan, NodePlan};
 pub const DEFAULT_EPOCH: i64 = 1_577_836_800;
 
 pub fn epoch() -> i64 {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_EPOCH)
+    source_date_epoch().unwrap_or(DEFAULT_EPOCH)
+}
+
+/// `SOURCE_DATE_EPOCH` (the reproducible-builds convention), if set.
+pub fn source_date_epoch() -> Option<i64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok()?.parse().ok()
 }
 
 /// What one node's build produced.

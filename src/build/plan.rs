@@ -8,6 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::profile::resolved::{Cluster, ImageSource, ResolvedNode};
+use crate::profile::state::hex;
 use crate::render::{FileKind, FileSpec, Target};
 
 /// Where the build records what it injected (read back by `inspect`).
@@ -79,10 +80,6 @@ pub fn rows(files: &[FileSpec]) -> Vec<FileRow> {
             }
         })
         .collect()
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Serialize)]
