@@ -11,11 +11,12 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::disk::{self, Layout, Partition, PartitionTable};
 use crate::fs::{Filesystem, FsInfo};
-use crate::io::PartitionWindow;
+use crate::io::overlay::Overlay;
+use crate::io::{PartitionWindow, Storage};
 
 pub struct Image {
     path: PathBuf,
-    file: Arc<File>,
+    file: Arc<dyn Storage>,
     len: u64,
     table: PartitionTable,
     /// What each data partition holds, by partition number. A damaged
@@ -46,8 +47,29 @@ impl Image {
             .open(path)
             .with_context(|| format!("{shown}: cannot open"))?;
         let len = image_len(&file, &meta).with_context(|| format!("{shown}: reading its size"))?;
-        let table = disk::read_table(&file, len).with_context(|| shown.to_string())?;
-        let file = Arc::new(file);
+        Image::over(path, Arc::new(file), len)
+    }
+
+    /// Opens `path` read-only under an in-memory overlay: the image can be
+    /// edited through its windows while the file stays as it is. The
+    /// overlay is returned to collect the written pages.
+    pub fn open_overlay(path: &Path) -> Result<(Image, Arc<Overlay>)> {
+        let image = Image::open(path)?;
+        let base = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let overlay = Arc::new(Overlay::new(base, image.len));
+        let storage: Arc<dyn Storage> = overlay.clone();
+        Ok((
+            Image {
+                file: storage,
+                ..image
+            },
+            overlay,
+        ))
+    }
+
+    /// Reads the table and probes the partitions of `len` bytes of `file`.
+    fn over(path: &Path, file: Arc<dyn Storage>, len: u64) -> Result<Image> {
+        let table = disk::read_table(&*file, len).with_context(|| path.display().to_string())?;
         let filesystems = table
             .data_partitions()
             .map(|p| {

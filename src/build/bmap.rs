@@ -1,110 +1,39 @@
-//! The finishing pass over a built image: one read of its data segments
-//! gives both the bmap (bmaptool's format 2.0: mapped block ranges with a
-//! SHA-256 each) and the SHA-256 of the whole image (holes hashed as the
-//! zeros they read as).
-
-use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+//! bmaptool's format 2.0: the image size, its mapped block ranges and a
+//! SHA-256 of each, and the file's own checksum (taken with that field all
+//! zeros).
 
 use sha2::{Digest, Sha256};
 
-use crate::io::sparse_copy::data_segments;
 use crate::profile::state::hex;
 
 pub const BLOCK: u64 = 4096;
-const BUF: usize = 4 << 20;
 
-enum Feed {
-    Data(Vec<u8>),
-    Zeros(u64),
+/// One mapped range: blocks `first..=last` and the SHA-256 of their bytes
+/// (the last block cut at the image's end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    pub first: u64,
+    pub last: u64,
+    pub sha256: [u8; 32],
 }
 
-pub struct Finished {
-    pub bmap: String,
-    pub sha256: String,
-    pub mapped_blocks: u64,
-}
-
-/// Reads the image once and produces its bmap and SHA-256.
-pub fn finish(f: &File, len: u64, stop: &AtomicBool) -> io::Result<Finished> {
-    // Mapped ranges in whole blocks, merged where segments touch.
-    let mut ranges: Vec<(u64, u64)> = Vec::new();
-    for (start, n) in data_segments(f, len)? {
-        let first = start / BLOCK;
-        let last = (start + n).div_ceil(BLOCK) - 1;
-        match ranges.last_mut() {
-            Some(r) if r.1 + 1 >= first => r.1 = r.1.max(last),
-            _ => ranges.push((first, last)),
-        }
-    }
-    // The whole-image hash runs on its own thread, fed the same buffers
-    // (and runs of zeros for the holes): every data byte is hashed twice,
-    // once per range and once for the image, so two cores halve the time.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Feed>(4);
-    let image_thread = std::thread::spawn(move || {
-        let zeros = vec![0u8; BUF];
-        let mut image = Sha256::new();
-        for feed in rx {
-            match feed {
-                Feed::Data(b) => image.update(&b[..]),
-                Feed::Zeros(mut n) => {
-                    while n > 0 {
-                        // Bounded by BUF.
-                        let k = n.min(BUF as u64) as usize;
-                        image.update(&zeros[..k]);
-                        n -= k as u64;
-                    }
-                }
-            }
-        }
-        hex(&image.finalize())
-    });
-    let send = |f: Feed| {
-        tx.send(f)
-            .map_err(|_| io::Error::other("the image hasher stopped"))
-    };
-    let mut pos = 0u64;
+/// The bmap of an image of `len` bytes whose mapped blocks are `ranges`
+/// (in order, not overlapping).
+pub fn render(len: u64, ranges: &[Range]) -> String {
     let mut lines = String::new();
     let mut mapped = 0;
-    for &(first, last) in &ranges {
-        let start = first * BLOCK;
-        let end = ((last + 1) * BLOCK).min(len);
-        if pos < start {
-            send(Feed::Zeros(start - pos))?;
-            pos = start;
-        }
-        let mut range = Sha256::new();
-        while pos < end {
-            if stop.load(Ordering::Relaxed) {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
-            }
-            let n = (end - pos).min(BUF as u64) as usize;
-            let mut buf = vec![0u8; n];
-            f.read_exact_at(&mut buf, pos)?;
-            range.update(&buf);
-            send(Feed::Data(buf))?;
-            pos += n as u64;
-        }
-        mapped += last - first + 1;
-        let span = if first == last {
-            format!("{first}")
+    for r in ranges {
+        mapped += r.last - r.first + 1;
+        let span = if r.first == r.last {
+            format!("{}", r.first)
         } else {
-            format!("{first}-{last}")
+            format!("{}-{}", r.first, r.last)
         };
         lines.push_str(&format!(
             "        <Range chksum=\"{}\"> {span} </Range>\n",
-            hex(&range.finalize())
+            hex(&r.sha256)
         ));
     }
-    if pos < len {
-        send(Feed::Zeros(len - pos))?;
-    }
-    drop(tx);
-    let image_sha256 = image_thread
-        .join()
-        .map_err(|_| io::Error::other("the image hasher panicked"))?;
     let blocks = len.div_ceil(BLOCK);
     let template = |sum: &str| {
         format!(
@@ -120,12 +49,29 @@ pub fn finish(f: &File, len: u64, stop: &AtomicBool) -> io::Result<Finished> {
              <BlockMap>\n{lines}    </BlockMap>\n</bmap>\n"
         )
     };
-    // The file's own checksum is taken with the field all zeros.
     let unsigned = template(&"0".repeat(64));
     let sum = hex(&Sha256::digest(unsigned.as_bytes()));
-    Ok(Finished {
-        bmap: template(&sum),
-        sha256: image_sha256,
-        mapped_blocks: mapped,
-    })
+    template(&sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_checksum_covers_the_file_with_the_field_zeroed() {
+        let r = Range {
+            first: 0,
+            last: 2,
+            sha256: [7; 32],
+        };
+        let text = render(10_000, &[r]);
+        assert!(text.contains("<BlocksCount> 3 </BlocksCount>"));
+        assert!(text.contains("<MappedBlocksCount> 3 </MappedBlocksCount>"));
+        assert!(text.contains("> 0-2 </Range>"));
+        let start = text.find("<BmapFileChecksum> ").unwrap() + 19;
+        let sum = text[start..start + 64].to_string();
+        let zeroed = text.replace(&sum, &"0".repeat(64));
+        assert_eq!(hex(&Sha256::digest(zeroed.as_bytes())), sum);
+    }
 }

@@ -1,11 +1,14 @@
 //! `build`: from the resolved profile and the base image to one finished
-//! image per node. Numbered steps per node: copy the base (reflink or
-//! sparse), patch the boot FAT and the root ext4, re-read what was written,
-//! compute the bmap and SHA-256, rename into place. Partial outputs are
-//! removed on any failure or interrupt.
+//! image per node. Numbered steps per node: patch the boot FAT and the root
+//! ext4 into an in-memory overlay of the base; write the image in one pass
+//! (reflink or sparse copy with the patched pages laid on, hashed for the
+//! bmap and SHA-256 as it goes); re-read what was written; write the bmap
+//! and `.sha256`; rename into place. Partial outputs are removed on any
+//! failure or interrupt.
 
 pub mod bmap;
 pub mod compress;
+pub mod emit;
 pub mod output;
 pub mod patch;
 pub mod plan;
@@ -18,7 +21,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::io::sparse_copy::{self, CopyMethod};
+use crate::image::Image;
+use emit::{CopyMethod, PieceHashes};
 use output::Partial;
 use plan::{BuildPlan, NodePlan};
 
@@ -64,13 +68,23 @@ pub fn run(
     std::fs::create_dir_all(&plan.out_dir)
         .with_context(|| format!("creating the output directory {}", plan.out_dir.display()))?;
     let jobs = jobs.max(1);
+    // One table of piece hashes per distinct base, shared by its nodes.
+    let mut tables: std::collections::HashMap<&Path, Arc<PieceHashes>> = Default::default();
+    let known: Vec<Arc<PieceHashes>> = bases
+        .iter()
+        .map(|b| Arc::clone(tables.entry(b.as_path()).or_default()))
+        .collect();
+    let paired: Vec<(&PathBuf, &PieceHashes)> =
+        bases.iter().zip(known.iter().map(|k| &**k)).collect();
     let results: Vec<Result<NodeResult>> = std::thread::scope(|scope| {
         let mut out = Vec::new();
-        for (chunk_nodes, chunk_bases) in plan.nodes.chunks(jobs).zip(bases.chunks(jobs)) {
+        for (chunk_nodes, chunk_bases) in plan.nodes.chunks(jobs).zip(paired.chunks(jobs)) {
             let handles: Vec<_> = chunk_nodes
                 .iter()
                 .zip(chunk_bases)
-                .map(|(n, b)| scope.spawn(move || build_node(n, b, plan.epoch, xz_threads, stop)))
+                .map(|(n, (b, k))| {
+                    scope.spawn(move || build_node(n, b, plan.epoch, xz_threads, k, stop))
+                })
                 .collect();
             for h in handles {
                 out.push(
@@ -111,42 +125,47 @@ fn build_node(
     base: &Path,
     epoch: i64,
     xz_threads: Option<u32>,
+    known: &PieceHashes,
     stop: &AtomicBool,
 ) -> Result<NodeResult> {
     let t0 = Instant::now();
+
+    // The base is opened read-only under an overlay: patching changes
+    // only pages in memory, and nothing is written until they are final.
+    step(
+        &n.name,
+        1,
+        "writing the node's files (in memory, over the base)",
+    );
+    let (image, overlay) = Image::open_overlay(base)?;
+    let expect = patch::apply(&image, &n.files, epoch)?;
+    drop(image);
+    let pages = overlay.take_pages();
+    check_stop(stop)?;
+
+    step(&n.name, 2, "writing the image and its checksums");
     let mut partial = Partial::new();
     let tmp = partial.add(&n.out);
     let _ = std::fs::remove_file(&tmp);
-
-    step(&n.name, 1, "copying the base image");
     let src = std::fs::File::open(base)
         .with_context(|| format!("opening the base image {}", base.display()))?;
-    let len = src
-        .metadata()
-        .with_context(|| format!("reading {}", base.display()))?
-        .len();
+    let len = overlay.len();
     let dst = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
-    let method = sparse_copy::copy(&src, &dst, len, stop)
-        .with_context(|| format!("copying {} to {}", base.display(), tmp.display()))?;
+    let fin = emit::emit(&src, len, &pages, &dst, known, stop)
+        .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
     drop(dst);
-    check_stop(stop)?;
-
-    step(&n.name, 2, "writing the node's files");
-    let expect = patch::apply(&tmp, &n.files, epoch)?;
     check_stop(stop)?;
 
     step(&n.name, 3, "re-reading the written files");
     patch::verify(&tmp, &expect)?;
     check_stop(stop)?;
 
-    step(&n.name, 4, "computing the bmap and SHA-256");
-    let f = std::fs::File::open(&tmp).with_context(|| format!("opening {}", tmp.display()))?;
-    let fin = bmap::finish(&f, len, stop).with_context(|| format!("reading {}", tmp.display()))?;
+    step(&n.name, 4, "writing the bmap and SHA-256 files");
     let img_name = n
         .out
         .file_name()
@@ -167,6 +186,7 @@ fn build_node(
         let fin_xz = PathBuf::from(format!("{}.xz", n.out.display()));
         let p = partial.add(&fin_xz);
         let out = std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        let f = std::fs::File::open(&tmp).with_context(|| format!("opening {}", tmp.display()))?;
         compress::xz(&f, out, threads, stop)
             .with_context(|| format!("compressing into {}", p.display()))?;
         xz_path = Some(fin_xz.display().to_string());
@@ -183,7 +203,7 @@ fn build_node(
         sha256: fin.sha256,
         size: len,
         mapped_bytes: fin.mapped_blocks * bmap::BLOCK,
-        copy: match method {
+        copy: match fin.method {
             CopyMethod::Reflink => "reflink".into(),
             CopyMethod::Sparse { data_bytes } => format!(
                 "sparse ({} of data)",

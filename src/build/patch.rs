@@ -58,15 +58,15 @@ pub fn parts(image: &Image) -> Result<Parts> {
     })
 }
 
-/// Applies `specs` to the image at `path`, stamping new files with `time`.
-pub fn apply(path: &Path, specs: &[FileSpec], time: i64) -> Result<Vec<Expectation>> {
-    let image = Image::open_rw(path)?;
-    let parts = parts(&image)?;
+/// Applies `specs` to `image` (in a build, an overlay over the base),
+/// stamping new files with `time`.
+pub fn apply(image: &Image, specs: &[FileSpec], time: i64) -> Result<Vec<Expectation>> {
+    let parts = parts(image)?;
     let boot: Vec<&FileSpec> = specs.iter().filter(|s| s.target == Target::Boot).collect();
     let root: Vec<&FileSpec> = specs.iter().filter(|s| s.target == Target::Root).collect();
     let mut expect = Vec::new();
     if !root.is_empty() {
-        expect.extend(patch_root(&image, parts.root, &root, time)?);
+        expect.extend(patch_root(image, parts.root, &root, time)?);
     }
     if !boot.is_empty() {
         let Some(n) = parts.boot else {
@@ -79,10 +79,8 @@ pub fn apply(path: &Path, specs: &[FileSpec], time: i64) -> Result<Vec<Expectati
                     .join(", ")
             );
         };
-        expect.extend(patch_boot(&image, n, &boot)?);
+        expect.extend(patch_boot(image, n, &boot)?);
     }
-    // No fsync here: the self-check reads through the same page cache, and
-    // the output is flushed once, before its rename.
     Ok(expect)
 }
 

@@ -2,7 +2,9 @@
 //! windows. Nothing above this module computes an absolute file offset.
 
 pub mod bytes;
-pub mod sparse_copy;
+pub mod overlay;
+pub mod segments;
+pub mod storage;
 pub mod units;
 pub mod window;
 
@@ -34,5 +36,6 @@ impl ReadAt for [u8] {
     }
 }
 
+pub use storage::Storage;
 pub use units::{ByteLen, ByteOffset, ByteRange, Lba, SectorCount, SectorSize, UnitError};
 pub use window::PartitionWindow;

@@ -4,24 +4,23 @@
 //! the next partition. All I/O is positional (`pread`/`pwrite`), so several
 //! windows can share one file without sharing a cursor.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use super::storage::Storage;
 use super::units::{ByteLen, ByteOffset, ByteRange};
 
 /// Read + Write + Seek over `range` of `file`.
 #[derive(Debug, Clone)]
 pub struct PartitionWindow {
-    file: Arc<File>,
+    file: Arc<dyn Storage>,
     range: ByteRange,
     /// Cursor relative to the window's start; may sit at `len` (EOF).
     pos: u64,
 }
 
 impl PartitionWindow {
-    pub fn new(file: Arc<File>, range: ByteRange) -> Self {
+    pub fn new(file: Arc<dyn Storage>, range: ByteRange) -> Self {
         PartitionWindow {
             file,
             range,
@@ -160,7 +159,7 @@ mod tests {
     fn window(data: &[u8], start: u64, len: u64) -> (tempfile::NamedTempFile, PartitionWindow) {
         let mut tmp = tempfile::NamedTempFile::new().unwrap();
         tmp.write_all(data).unwrap();
-        let file = Arc::new(tmp.reopen().unwrap());
+        let file: Arc<dyn Storage> = Arc::new(tmp.reopen().unwrap());
         let range = ByteRange::new(ByteOffset(start), ByteLen(len)).unwrap();
         (tmp, PartitionWindow::new(file, range))
     }
