@@ -15,7 +15,7 @@ ensure_tools() {
 		mke2fs:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs tune2fs:e2fsprogs dumpe2fs:e2fsprogs
 		blkid:util-linux setpriv:util-linux xz:xz-utils gzip:gzip shellcheck:shellcheck
 		cloud-init:cloud-init netplan:netplan.io systemd-analyze:systemd perl:perl
-		bmaptool:bmap-tools bc:bc
+		bmaptool:bmap-tools bc:bc mkfs.xfs:xfsprogs
 		zstd:zstd gpg:gnupg gpgconf:gnupg gpg-agent:gnupg
 	)
 

@@ -416,3 +416,89 @@ fn an_interrupted_build_removes_its_partial_output_and_keeps_the_old_image() {
             .current_dir(&out),
     );
 }
+
+/// A loop-mounted XFS with reflinks: where FICLONE works.
+fn reflink_fs(tmp: &Path) -> Result<PathBuf, String> {
+    crate::ext4_support::can_loop_mount()?;
+    let img = tmp.join("reflink.xfs");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(512 << 20))
+        .map_err(|e| e.to_string())?;
+    let mkfs = Command::new("mkfs.xfs")
+        .args(["-q", "-m", "reflink=1"])
+        .arg(&img)
+        .output()
+        .map_err(|e| format!("mkfs.xfs: {e}"))?;
+    if !mkfs.status.success() {
+        return Err(format!(
+            "mkfs.xfs failed: {}",
+            String::from_utf8_lossy(&mkfs.stderr)
+        ));
+    }
+    let mnt = tmp.join("mnt-xfs");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "xfs", "-o", "loop"])
+        .arg(&img)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    if !st.success() {
+        return Err("mounting the XFS failed (no xfs in this kernel?)".into());
+    }
+    Ok(mnt)
+}
+
+#[test]
+fn a_build_on_a_reflink_filesystem_shares_the_base_and_gives_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = match reflink_fs(tmp.path()) {
+        Err(why) => {
+            eprintln!("skipping the reflink build: {why}");
+            return;
+        }
+        Ok(m) => m,
+    };
+    let base = mnt.join("base.img");
+    run_ok(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(fixture("ubuntu-raspi.img"))
+            .arg(&base),
+    );
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
+    let shared = mnt.join("out");
+    let said = build(&p, &["--node", "pi1", "--out", shared.to_str().unwrap()]);
+    let copied = tmp.path().join("out");
+    let said_copy = build(&p, &["--node", "pi1", "--out", copied.to_str().unwrap()]);
+    let same = |f: &str| {
+        Command::new("cmp")
+            .arg(shared.join(f))
+            .arg(copied.join(f))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let results = (
+        same("pi1.img"),
+        same("pi1.img.bmap"),
+        same("pi1.img.sha256"),
+    );
+    if said.status.success() {
+        judge(&shared.join("pi1.img"), tmp.path());
+    }
+    umount(&mnt);
+    let stdout = String::from_utf8_lossy(&said.stdout);
+    assert!(
+        said.status.success() && said_copy.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&said.stderr),
+        String::from_utf8_lossy(&said_copy.stderr)
+    );
+    assert!(stdout.contains("(reflink"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&said_copy.stdout).contains("(sparse"),
+        "the comparison build should have copied"
+    );
+    assert_eq!(results, (true, true, true), "image, bmap, sha256 identical");
+}
