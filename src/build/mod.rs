@@ -141,6 +141,12 @@ fn build_node(
     let expect = patch::apply(&image, &n.files, epoch)?;
     drop(image);
     let pages = overlay.take_pages();
+    tracing::info!(
+        "{}: {} blocks of the base changed ({})",
+        n.name,
+        pages.len(),
+        crate::io::units::human_size(pages.len() as u64 * crate::io::overlay::PAGE)
+    );
     check_stop(stop)?;
 
     step(&n.name, 2, "writing the image and its checksums");
