@@ -122,6 +122,30 @@ fn cp_fat(image: &Image, n: u32, items: &[Item]) -> Result<()> {
     window_sync(image)
 }
 
+/// `rm` on FAT: every path is checked before the first is removed, so a
+/// bad one changes nothing.
+fn rm_fat(image: &Image, n: u32, args: &RmArgs, where_: &str) -> Result<()> {
+    let part = image.partition(&n.to_string())?;
+    let vol =
+        crate::fs::fat::FatVolume::open(image.window(part)).with_context(|| where_.to_string())?;
+    let mut doomed = Vec::new();
+    for p in &args.paths {
+        if !p.starts_with('/') {
+            bail!("{where_}: {p}: paths inside the image must be absolute");
+        }
+        match vol.removable(p).with_context(|| where_.to_string())? {
+            true => doomed.push(p),
+            false if args.force => {}
+            false => bail!("{where_}: {p}: no such file or directory"),
+        }
+    }
+    for p in doomed {
+        vol.remove_file(p).with_context(|| where_.to_string())?;
+    }
+    vol.unmount().with_context(|| where_.to_string())?;
+    window_sync(image)
+}
+
 fn window_sync(image: &Image) -> Result<()> {
     image
         .sync()
@@ -134,7 +158,7 @@ pub fn rm(args: &RmArgs) -> Result<()> {
     drop(fs);
     let where_ = format!("{}: partition {n}", args.image.display());
     if is_fat(&image, n)? {
-        bail!("{where_}: rm on FAT is not supported yet");
+        return rm_fat(&image, n, args, &where_);
     }
     let ops: Vec<Op> = args
         .paths

@@ -217,3 +217,44 @@ fn cp_refusals_name_the_problem_and_change_nothing() {
     );
     assert_eq!(sum(), before, "a refused cp changed the image");
 }
+
+#[test]
+fn rm_on_fat_removes_files_checks_every_path_first_and_fsck_fat_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let i = img.to_str().unwrap();
+    let sum = || run_ok(Command::new("sha256sum").arg(&img)).stdout;
+    let before = sum();
+    assert_fails(
+        &hi(&["rm", i, "system-boot", "/user-data", "/nope"]),
+        1,
+        &["partition 1: /nope: no such file or directory"],
+    );
+    assert_fails(
+        &hi(&["rm", i, "system-boot", "/user-data", "/overlays"]),
+        1,
+        &["/overlays: is a directory"],
+    );
+    assert_eq!(sum(), before, "a refused rm changed the image");
+    hi_ok(&["rm", i, "system-boot", "/user-data", "/meta-data"]);
+    hi_ok(&["rm", "-f", i, "1", "/network-config", "/nope"]);
+    let (start, len) = our_partition(&img, 1);
+    let fat = tmp.path().join("p1.fat");
+    extract_partition(&img, start, len, &fat);
+    run_ok(Command::new("fsck.fat").arg("-n").arg(&fat));
+    let listing = String::from_utf8(
+        run_ok(
+            Command::new("mdir")
+                .arg("-b")
+                .arg("-i")
+                .arg(&fat)
+                .arg("::/"),
+        )
+        .stdout,
+    )
+    .unwrap();
+    for gone in ["user-data", "meta-data", "network-config"] {
+        assert!(!listing.contains(gone), "{gone} still listed:\n{listing}");
+    }
+    assert!(listing.contains("cmdline.txt"), "{listing}");
+}

@@ -190,6 +190,33 @@ impl FatVolume {
         Ok(())
     }
 
+    /// Checks that `path` is a file `remove_file` can remove: `Ok(false)`
+    /// when it does not exist.
+    pub fn removable(&self, path: &str) -> Result<bool, FsError> {
+        let rel = normalize(path);
+        if rel.is_empty() {
+            return Err(FsError::IsADirectory(path.to_string()));
+        }
+        match self.stat(path) {
+            Ok(e) if e.kind == EntryKind::Dir => Err(FsError::IsADirectory(path.to_string())),
+            Ok(_) => Ok(true),
+            Err(FsError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the file at `path` (its clusters are freed).
+    pub fn remove_file(&self, path: &str) -> Result<(), FsError> {
+        if !self.removable(path)? {
+            return Err(FsError::NotFound(path.to_string()));
+        }
+        let rel = normalize(path);
+        let (parent, name) = split_parent(&rel);
+        self.dir(parent)?
+            .remove(name)
+            .map_err(|e| FsError::io(path, e))
+    }
+
     /// Flushes the FSInfo sector and clears the dirty flag.
     pub fn unmount(self) -> Result<(), FsError> {
         self.fs.unmount().map_err(|e| FsError::io("/", e))
