@@ -502,3 +502,51 @@ fn a_build_on_a_reflink_filesystem_shares_the_base_and_gives_the_same_bytes() {
     );
     assert_eq!(results, (true, true, true), "image, bmap, sha256 identical");
 }
+
+#[test]
+fn a_compressed_local_base_is_decompressed_into_the_cache_and_builds_the_same_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("base.img");
+    run_ok(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(fixture("ubuntu-raspi.img"))
+            .arg(&raw),
+    );
+    run_ok(Command::new("xz").args(["-0", "-T2", "-k"]).arg(&raw));
+    let xz = tmp.path().join("base.img.xz");
+    let cache = tmp.path().join("cache");
+    let from_raw = tmp.path().join("from-raw");
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &raw);
+    build_ok(&p, &["--node", "pi1", "--out", from_raw.to_str().unwrap()]);
+    // The same profile and state directory, the base now compressed.
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &xz);
+    let from_xz = tmp.path().join("from-xz");
+    let out = bin()
+        .env("HOMELAB_CACHE_DIR", &cache)
+        .arg("--profile")
+        .arg(&p)
+        .args(["build", "--node", "pi1", "--out", from_xz.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["pi1.img", "pi1.img.bmap", "pi1.img.sha256"] {
+        run_ok(
+            Command::new("cmp")
+                .arg(from_raw.join(f))
+                .arg(from_xz.join(f)),
+        );
+    }
+    judge(&from_xz.join("pi1.img"), tmp.path());
+    // The base went into the cache as a raw image; the .xz is untouched.
+    let cached = run_ok(Command::new("find").arg(&cache).args(["-type", "f"])).stdout;
+    assert!(
+        !String::from_utf8_lossy(&cached).trim().is_empty(),
+        "nothing cached"
+    );
+    run_ok(Command::new("xz").arg("-t").arg(&xz));
+}
