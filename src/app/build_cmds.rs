@@ -82,7 +82,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         bases.push(base_image(node, &opts, &progress)?);
     }
     let xz_threads = args.compress.map(|_| crate::source::default_threads());
-    let results = build::run(&the_plan, &bases, jobs, xz_threads, &stop)?;
+    let results = build::run(&the_plan, &bases, jobs, xz_threads, &progress, &stop)?;
     let hosts = crate::render::known_hosts(&cluster, &state).context("rendering known_hosts")?;
     let kh = args.out.join("known_hosts");
     let mut partial = build::output::Partial::new();

@@ -7,8 +7,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Compresses `src` into `dst` with `threads` encoder threads.
-pub fn xz(src: &File, dst: File, threads: u32, stop: &AtomicBool) -> io::Result<()> {
+use crate::source::progress::Task;
+
+/// Compresses `src` into `dst` with `threads` encoder threads, reporting
+/// the bytes read to `task`.
+pub fn xz(src: &File, dst: File, threads: u32, task: &Task, stop: &AtomicBool) -> io::Result<()> {
     let stream = liblzma::stream::MtStreamBuilder::new()
         .threads(threads.max(1))
         .preset(6)
@@ -29,6 +32,7 @@ pub fn xz(src: &File, dst: File, threads: u32, stop: &AtomicBool) -> io::Result<
         }
         enc.write_all(&buf[..n])?;
         pos += n as u64;
+        task.set_position(pos);
     }
     let mut out = enc.finish()?;
     out.flush()

@@ -25,6 +25,7 @@ use super::bmap::{self, BLOCK, Range};
 use crate::io::overlay::{PAGE, Pages};
 use crate::io::segments::data_segments;
 use crate::profile::state::hex;
+use crate::source::progress::Task;
 
 /// Blocks per grid cell: pieces never cross a 4 MiB boundary.
 const PIECE_BLOCKS: u64 = 1024;
@@ -130,16 +131,24 @@ fn stopped() -> io::Error {
 }
 
 /// Writes `base` (`len` bytes) with `pages` laid on it into the empty file
-/// `dst`, and returns the bmap and SHA-256 of the result.
+/// `dst`, and returns the bmap and SHA-256 of the result. `task` is told
+/// the mapped bytes to go and those done.
 pub fn emit(
     base: &File,
     len: u64,
     pages: &Pages,
     dst: &File,
     known: &PieceHashes,
+    task: &Task,
     stop: &AtomicBool,
 ) -> io::Result<Emitted> {
     let pieces = pieces(&data_segments(base, len)?, pages);
+    task.set_total(
+        pieces
+            .iter()
+            .map(|p| ((p.last + 1) * BLOCK).min(len) - p.first * BLOCK)
+            .sum(),
+    );
     let reflink = rustix::fs::ioctl_ficlone(dst, base).is_ok();
     if !reflink {
         dst.set_len(len)?;
@@ -155,10 +164,12 @@ pub fn emit(
             dst,
             reflink,
             known,
+            task,
             stop,
             to_image,
             pool,
             made: 0,
+            done: 0,
             pos: 0,
             written: 0,
             settled: 0,
@@ -196,11 +207,14 @@ struct Writer<'a> {
     dst: &'a File,
     reflink: bool,
     known: &'a PieceHashes,
+    task: &'a Task,
     stop: &'a AtomicBool,
     to_image: SyncSender<Feed>,
     pool: Receiver<Vec<u8>>,
     /// Buffers made so far (at most POOL).
     made: usize,
+    /// Mapped bytes emitted, for the progress report.
+    done: u64,
     /// Bytes fed to the image hasher.
     pos: u64,
     /// Bytes written to `dst`.
@@ -253,6 +267,8 @@ impl Writer<'_> {
                 range.update(&buf);
             }
             self.feed(Feed::Data(buf))?;
+            self.done += end - start;
+            self.task.set_position(self.done);
             start = end;
         }
         self.pos = p_end;
@@ -367,6 +383,7 @@ fn hash_image(rx: Receiver<Feed>, back: SyncSender<Vec<u8>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::progress::Progress;
     use std::collections::BTreeMap;
 
     fn page(byte: u8) -> Box<[u8]> {
@@ -421,7 +438,8 @@ mod tests {
                 .create_new(true)
                 .open(&out)
                 .unwrap();
-            let e = emit(&base, len, &pages, &dst, &known, &stop).unwrap();
+            let task = Progress::quiet().task("test", 0, None);
+            let e = emit(&base, len, &pages, &dst, &known, &task, &stop).unwrap();
             assert_eq!(std::fs::read(&out).unwrap(), want);
             assert_eq!(e.sha256, hex(&Sha256::digest(&want)));
             let mapped: u64 = data_segments(&dst, len).unwrap().iter().map(|s| s.1).sum();
@@ -467,6 +485,7 @@ mod tests {
             &BTreeMap::new(),
             &dst,
             &PieceHashes::default(),
+            &Progress::quiet().task("test", 0, None),
             &stop,
         )
         .err()

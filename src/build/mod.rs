@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::image::Image;
+use crate::source::progress::Progress;
 use emit::{CopyMethod, PieceHashes};
 use output::Partial;
 use plan::{BuildPlan, NodePlan};
@@ -63,6 +64,7 @@ pub fn run(
     bases: &[PathBuf],
     jobs: usize,
     xz_threads: Option<u32>,
+    progress: &Progress,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<NodeResult>> {
     std::fs::create_dir_all(&plan.out_dir)
@@ -83,7 +85,7 @@ pub fn run(
                 .iter()
                 .zip(chunk_bases)
                 .map(|(n, (b, k))| {
-                    scope.spawn(move || build_node(n, b, plan.epoch, xz_threads, k, stop))
+                    scope.spawn(move || build_node(n, b, plan.epoch, xz_threads, k, progress, stop))
                 })
                 .collect();
             for h in handles {
@@ -126,6 +128,7 @@ fn build_node(
     epoch: i64,
     xz_threads: Option<u32>,
     known: &PieceHashes,
+    progress: &Progress,
     stop: &AtomicBool,
 ) -> Result<NodeResult> {
     let t0 = Instant::now();
@@ -162,8 +165,10 @@ fn build_node(
         .create_new(true)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
-    let fin = emit::emit(&src, len, &pages, &dst, known, stop)
+    let task = progress.task(&format!("{} image", n.name), 0, None);
+    let fin = emit::emit(&src, len, &pages, &dst, known, &task, stop)
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
+    task.done();
     drop(dst);
     check_stop(stop)?;
 
@@ -188,13 +193,15 @@ fn build_node(
 
     let mut xz_path = None;
     if let Some(threads) = xz_threads {
-        step(&n.name, 4, "compressing with xz");
+        tracing::info!("{}: compressing with xz", n.name);
         let fin_xz = PathBuf::from(format!("{}.xz", n.out.display()));
         let p = partial.add(&fin_xz);
         let out = std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
         let f = std::fs::File::open(&tmp).with_context(|| format!("opening {}", tmp.display()))?;
-        compress::xz(&f, out, threads, stop)
+        let task = progress.task(&format!("{} xz", n.name), 0, Some(len));
+        compress::xz(&f, out, threads, &task, stop)
             .with_context(|| format!("compressing into {}", p.display()))?;
+        task.done();
         xz_path = Some(fin_xz.display().to_string());
     }
     check_stop(stop)?;

@@ -16,11 +16,18 @@ pub enum ProgressStyle {
     Quiet,
 }
 
-/// Where progress goes; cheap to share by reference.
+/// The bar of a task whose total is known, and of one whose is not.
+const SIZED: &str =
+    "{msg:13} [{bar:25}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}";
+const UNSIZED: &str = "{msg:13} {spinner} {binary_bytes} {binary_bytes_per_sec}";
+
+/// Where progress goes; cheap to share by reference. Bars of tasks that
+/// run at once (nodes built concurrently) stack, one line each.
 #[derive(Debug, Clone)]
 pub struct Progress {
     style: ProgressStyle,
     interval: Duration,
+    bars: indicatif::MultiProgress,
 }
 
 impl Progress {
@@ -28,6 +35,9 @@ impl Progress {
         Self {
             style,
             interval: Duration::from_secs(5),
+            bars: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
         }
     }
 
@@ -63,16 +73,11 @@ impl Progress {
                     Some(t) => indicatif::ProgressBar::new(t),
                     None => indicatif::ProgressBar::no_length(),
                 };
-                let template = if total.is_some() {
-                    "{msg:13} [{bar:25}] {binary_bytes}/{binary_total_bytes} \
-                     {binary_bytes_per_sec} ETA {eta}"
-                } else {
-                    "{msg:13} {spinner} {binary_bytes} {binary_bytes_per_sec}"
-                };
+                let template = if total.is_some() { SIZED } else { UNSIZED };
                 if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
                     bar.set_style(style.progress_chars("=> "));
                 }
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                let bar = self.bars.add(bar);
                 bar.set_message(label.to_owned());
                 bar.set_position(start);
                 bar.reset_eta();
@@ -130,6 +135,26 @@ impl Task {
         }
     }
 
+    /// Sets the total once it is known (a task started without one).
+    pub fn set_total(&self, total: u64) {
+        match &self.inner {
+            Inner::Bar(b) => {
+                if b.length().is_none()
+                    && let Ok(style) = indicatif::ProgressStyle::with_template(SIZED)
+                {
+                    b.set_style(style.progress_chars("=> "));
+                }
+                b.set_length(total);
+            }
+            Inner::Lines(l) => {
+                if let Ok(mut l) = l.lock() {
+                    l.total = Some(total);
+                }
+            }
+            Inner::Quiet => {}
+        }
+    }
+
     /// Restarts from `pos` (a server that ignored a range request).
     pub fn restart_at(&self, pos: u64) {
         match &self.inner {
@@ -162,9 +187,26 @@ impl Task {
         }
     }
 
+    /// Removes a bar with no closing line: the caller reports the result.
+    pub fn done(&self) {
+        self.abandon();
+    }
+
     /// Removes a bar without a message (on errors, before the error line).
     pub fn abandon(&self) {
         if let Inner::Bar(b) = &self.inner {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// A task dropped unfinished (an error on the way) takes its bar with it,
+/// so the error line that follows stands alone.
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Inner::Bar(b) = &self.inner
+            && !b.is_finished()
+        {
             b.finish_and_clear();
         }
     }
