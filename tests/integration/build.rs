@@ -300,19 +300,23 @@ fn small_fs(tmp: &Path, mib: u64, ro: bool) -> Result<PathBuf, String> {
             .arg(&img)
             .arg(format!("{mib}M")),
     );
-    let mnt = tmp.join(format!("mnt-{mib}-{ro}"));
-    std::fs::create_dir_all(&mnt).unwrap();
     let opts = if ro { "loop,ro" } else { "loop" };
+    mount_loop(&img, &tmp.join(format!("mnt-{mib}-{ro}")), "ext4", opts)
+}
+
+/// Mounts the filesystem image `img` of type `fs` on `mnt` (made here).
+fn mount_loop(img: &Path, mnt: &Path, fs: &str, opts: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(mnt).unwrap();
     let st = Command::new("mount")
-        .args(["-o", opts])
-        .arg(&img)
-        .arg(&mnt)
+        .args(["-t", fs, "-o", opts])
+        .arg(img)
+        .arg(mnt)
         .status()
         .unwrap();
     if !st.success() {
-        return Err("mount failed".into());
+        return Err(format!("mounting {} ({fs}) failed", img.display()));
     }
-    Ok(mnt)
+    Ok(mnt.to_path_buf())
 }
 
 fn umount(mnt: &Path) {
@@ -435,18 +439,7 @@ fn reflink_fs(tmp: &Path) -> Result<PathBuf, String> {
             String::from_utf8_lossy(&mkfs.stderr)
         ));
     }
-    let mnt = tmp.join("mnt-xfs");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "xfs", "-o", "loop"])
-        .arg(&img)
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    if !st.success() {
-        return Err("mounting the XFS failed (no xfs in this kernel?)".into());
-    }
-    Ok(mnt)
+    mount_loop(&img, &tmp.join("mnt-xfs"), "xfs", "loop")
 }
 
 #[test]
