@@ -222,9 +222,17 @@ fn patch_boot(image: &Image, n: u32, specs: &[&FileSpec]) -> Result<Vec<Expectat
         let bytes = match &s.kind {
             FileKind::File { bytes } => bytes.clone(),
             FileKind::CmdlineEdit { ops } => {
-                let old = vol
-                    .read(&s.path)
-                    .with_context(|| format!("{shown}: the image has no {} to edit", s.path))?;
+                let old = vol.read(&s.path).with_context(|| {
+                    // The A/B boot layout of Ubuntu 26.04 keeps it elsewhere.
+                    let hint = match (s.path.as_str(), vol.exists("current/cmdline.txt")) {
+                        ("cmdline.txt", true) => {
+                            " (this image keeps it at current/cmdline.txt, the layout of \
+                             Ubuntu 26.04: set `os: ubuntu-26.04` for this node)"
+                        }
+                        _ => "",
+                    };
+                    format!("{shown}: the image has no {} to edit{hint}", s.path)
+                })?;
                 let old = String::from_utf8(old)
                     .with_context(|| format!("{shown}: {} is not text", s.path))?;
                 edit_cmdline(&old, ops).into_bytes()

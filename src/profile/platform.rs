@@ -69,6 +69,9 @@ pub enum OsRelease {
     Ubuntu2204,
     #[serde(rename = "ubuntu-24.04")]
     Ubuntu2404,
+    /// 26.04 moved the Pi boot assets into an A/B layout (`current/`).
+    #[serde(rename = "ubuntu-26.04")]
+    Ubuntu2604,
     /// Armbian (Ubuntu- or Debian-based userland; no cloud-init).
     #[serde(rename = "armbian")]
     Armbian,
@@ -79,6 +82,7 @@ impl fmt::Display for OsRelease {
         f.write_str(match self {
             Self::Ubuntu2204 => "ubuntu-22.04",
             Self::Ubuntu2404 => "ubuntu-24.04",
+            Self::Ubuntu2604 => "ubuntu-26.04",
             Self::Armbian => "armbian",
         })
     }

@@ -115,7 +115,7 @@ pub fn starter_profile(d: &Detected) -> String {
 # Values every node gets unless the node sets its own.
 defaults:
   image:
-    os: ubuntu-24.04             # ubuntu-22.04, ubuntu-24.04 or armbian
+    os: ubuntu-24.04             # ubuntu-22.04, ubuntu-24.04, ubuntu-26.04 or armbian
   board: rpi4                    # rpi4, rpi5 or an Armbian board (rock-5b, …)
   domain: home.arpa
   timezone: Etc/UTC

@@ -24,14 +24,23 @@ impl Quirks {
     /// NoCloud seed on `system-boot`; Armbian images have no cloud-init, so
     /// everything is written into the root file system directly.
     pub fn uses_cloud_init(&self) -> bool {
-        matches!(self.os, OsRelease::Ubuntu2204 | OsRelease::Ubuntu2404)
+        matches!(
+            self.os,
+            OsRelease::Ubuntu2204 | OsRelease::Ubuntu2404 | OsRelease::Ubuntu2604
+        )
     }
 
     /// Where the kernel command line lives on the boot FAT, if we edit it.
-    /// Ubuntu 22.04/24.04 keep it at the root (26.04 moves it to
-    /// `current/cmdline.txt`, which would be a new arm here).
+    /// Ubuntu 22.04/24.04 keep it at the root; 26.04 boots from an A/B
+    /// layout whose live half is `current/` (nobodd's howto-resolute).
     pub fn cmdline_path(&self) -> Option<&'static str> {
-        (self.uses_cloud_init() && self.board.is_raspberry_pi()).then_some("cmdline.txt")
+        if !(self.uses_cloud_init() && self.board.is_raspberry_pi()) {
+            return None;
+        }
+        Some(match self.os {
+            OsRelease::Ubuntu2604 => "current/cmdline.txt",
+            _ => "cmdline.txt",
+        })
     }
 
     /// `ds=nocloud` makes ds-identify pick NoCloud even if the image lost
@@ -99,6 +108,13 @@ mod tests {
         assert!(q.uses_cloud_init());
         assert_eq!(q.cmdline_path(), Some("cmdline.txt"));
         assert!(q.files_to_remove().is_empty());
+    }
+
+    #[test]
+    fn ubuntu_26_04_edits_the_cmdline_of_its_live_boot_half() {
+        let q = Quirks::new(OsRelease::Ubuntu2604, &Board::RaspberryPi5);
+        assert!(q.uses_cloud_init());
+        assert_eq!(q.cmdline_path(), Some("current/cmdline.txt"));
     }
 
     #[test]

@@ -43,6 +43,17 @@ pub struct CatalogEntry {
 /// Every entry; the first one matching an OS and board is its default.
 pub const CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
+        name: "ubuntu-26.04-raspi",
+        os: OsRelease::Ubuntu2604,
+        boards: &["rpi4", "rpi5"],
+        publisher: Publisher::Ubuntu,
+        locator: Locator::UbuntuRelease {
+            dir: "https://cdimage.ubuntu.com/releases/26.04/release/",
+            series: "26.04",
+        },
+        description: "Ubuntu Server 26.04 LTS, preinstalled, Raspberry Pi",
+    },
+    CatalogEntry {
         name: "ubuntu-24.04-raspi",
         os: OsRelease::Ubuntu2404,
         boards: &["rpi4", "rpi5"],

@@ -543,3 +543,35 @@ fn a_compressed_local_base_is_decompressed_into_the_cache_and_builds_the_same_im
     );
     run_ok(Command::new("xz").arg("-t").arg(&xz));
 }
+
+#[test]
+fn ubuntu_26_04_gets_its_cmdline_edited_under_current_and_passes_every_oracle() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The 26.04 fixture: A/B boot layout, and an ext4 with orphan_file and
+    // a metadata_csum_seed that is not crc32c(UUID).
+    let p = profile(
+        tmp.path(),
+        "pi4-microcloud.yaml",
+        &fixture("ubuntu-raspi-2604.img"),
+    );
+    let as_2404 = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, as_2404.replace("os: ubuntu-24.04", "os: ubuntu-26.04")).unwrap();
+    let out = tmp.path().join("out");
+    build_ok(&p, &["--node", "pi1", "--out", out.to_str().unwrap()]);
+    let img = out.join("pi1.img");
+    judge(&img, tmp.path());
+    let i = img.to_str().unwrap();
+    let cmdline = hi_ok(&["cat", i, "system-boot", "/current/cmdline.txt"]);
+    assert!(cmdline.ends_with(" ds=nocloud\n"), "{cmdline}");
+    assert!(cmdline.contains("root=LABEL=writable"), "{cmdline}");
+    assert!(hi_ok(&["cat", i, "system-boot", "/user-data"]).starts_with("#cloud-config\n"));
+    // Named as 24.04, the image is refused with the way out.
+    std::fs::write(&p, as_2404).unwrap();
+    let again = tmp.path().join("again");
+    assert_fails(
+        &build(&p, &["--node", "pi1", "--out", again.to_str().unwrap()]),
+        1,
+        &["current/cmdline.txt", "set `os: ubuntu-26.04`"],
+    );
+    assert!(!again.join("pi1.img").exists());
+}
