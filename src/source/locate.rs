@@ -54,6 +54,26 @@ impl Trust<'_> {
         ring.extend(self.extra_keys);
         ring
     }
+
+    /// Checks the detached signature `sig` (fetched from `sig_url`) over a
+    /// checksum file with the keys for `publisher` (all pinned keys when
+    /// `None`).
+    fn verify_sums(
+        &self,
+        publisher: Option<Publisher>,
+        sig_url: &Url,
+        sig: &[u8],
+        sums: &[u8],
+    ) -> Result<SignatureState, SourceError> {
+        let good = self
+            .keyring(publisher)
+            .verify(sig, || Ok(sums))
+            .map_err(|source| SourceError::Signature {
+                url: sig_url.to_string(),
+                source,
+            })?;
+        Ok(SignatureState::Verified(good))
+    }
 }
 
 /// The newest image of a catalog entry.
@@ -74,14 +94,7 @@ pub fn catalog(
             } else {
                 let sig_url = join(&dir, "SHA256SUMS.gpg")?;
                 let (_, sig) = http.get_small(&sig_url, SMALL)?;
-                let good = trust
-                    .keyring(Some(entry.publisher))
-                    .verify(&sig, || Ok(&sums[..]))
-                    .map_err(|source| SourceError::Signature {
-                        url: sig_url.to_string(),
-                        source,
-                    })?;
-                SignatureState::Verified(good)
+                trust.verify_sums(Some(entry.publisher), &sig_url, &sig, &sums)?
             };
             let lines = parse_sums(&sums_url, &sums)?;
             let newest = lines
@@ -168,14 +181,7 @@ pub fn url_with_checksums(
             Some(u) => (u.clone(), http.get_small(u, SMALL)?.1),
             None => find_signature(sums_url, http)?,
         };
-        let good = trust
-            .keyring(None)
-            .verify(&sig, || Ok(&sums[..]))
-            .map_err(|source| SourceError::Signature {
-                url: sig_url.to_string(),
-                source,
-            })?;
-        SignatureState::Verified(good)
+        trust.verify_sums(None, &sig_url, &sig, &sums)?
     };
     let lines = parse_sums(sums_url, &sums)?;
     let line = checksums::find(&lines, &name).ok_or_else(|| SourceError::NotListed {
