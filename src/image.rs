@@ -36,17 +36,7 @@ impl Image {
     }
 
     fn open_with(path: &Path, write: bool) -> Result<Image> {
-        let shown = path.display();
-        let meta = std::fs::metadata(path).with_context(|| format!("{shown}: cannot open"))?;
-        if meta.is_dir() {
-            bail!("{shown}: is a directory, not a disk image");
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(write)
-            .open(path)
-            .with_context(|| format!("{shown}: cannot open"))?;
-        let len = image_len(&file, &meta).with_context(|| format!("{shown}: reading its size"))?;
+        let (file, len) = open_file(path, write)?;
         Image::over(path, Arc::new(file), len)
     }
 
@@ -54,17 +44,10 @@ impl Image {
     /// edited through its windows while the file stays as it is. The
     /// overlay is returned to collect the written pages.
     pub fn open_overlay(path: &Path) -> Result<(Image, Arc<Overlay>)> {
-        let image = Image::open(path)?;
-        let base = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-        let overlay = Arc::new(Overlay::new(base, image.len));
-        let storage: Arc<dyn Storage> = overlay.clone();
-        Ok((
-            Image {
-                file: storage,
-                ..image
-            },
-            overlay,
-        ))
+        let (file, len) = open_file(path, false)?;
+        let overlay = Arc::new(Overlay::new(file, len));
+        let image = Image::over(path, overlay.clone(), len)?;
+        Ok((image, overlay))
     }
 
     /// Reads the table and probes the partitions of `len` bytes of `file`.
@@ -229,6 +212,23 @@ impl Image {
             _ => format!("partitions {}", parts.join(", ")),
         }
     }
+}
+
+/// Opens the image file at `path` (for writing too with `write`) and
+/// returns it with its length.
+fn open_file(path: &Path, write: bool) -> Result<(File, u64)> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).with_context(|| format!("{shown}: cannot open"))?;
+    if meta.is_dir() {
+        bail!("{shown}: is a directory, not a disk image");
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(path)
+        .with_context(|| format!("{shown}: cannot open"))?;
+    let len = image_len(&file, &meta).with_context(|| format!("{shown}: reading its size"))?;
+    Ok((file, len))
 }
 
 /// Size of a regular file, or of a block device (whose metadata says 0).

@@ -27,6 +27,9 @@ use crate::io::segments::data_segments;
 use crate::profile::state::hex;
 use crate::source::progress::Task;
 
+// An overlay page is one bmap block, so page indexes are block numbers.
+const _: () = assert!(PAGE == BLOCK);
+
 /// Blocks per grid cell: pieces never cross a 4 MiB boundary.
 const PIECE_BLOCKS: u64 = 1024;
 /// Bytes per read/write/hash step: small enough that a buffer is likely
@@ -90,11 +93,7 @@ fn pieces(segments: &[(u64, u64)], pages: &Pages) -> Vec<Piece> {
     let mut runs: Vec<(u64, u64)> = segments
         .iter()
         .map(|&(start, n)| (start / BLOCK, (start + n).div_ceil(BLOCK) - 1))
-        .chain(
-            pages
-                .keys()
-                .map(|&i| (i * PAGE / BLOCK, ((i + 1) * PAGE) / BLOCK - 1)),
-        )
+        .chain(pages.keys().map(|&i| (i, i)))
         .collect();
     runs.sort_unstable();
     let mut merged: Vec<(u64, u64)> = Vec::new();
@@ -109,11 +108,10 @@ fn pieces(segments: &[(u64, u64)], pages: &Pages) -> Vec<Piece> {
         let mut cur = first;
         while cur <= last {
             let end = last.min((cur / PIECE_BLOCKS + 1) * PIECE_BLOCKS - 1);
-            let pages_in = (cur * BLOCK / PAGE)..=((end + 1) * BLOCK - 1) / PAGE;
             out.push(Piece {
                 first: cur,
                 last: end,
-                patched: pages.range(pages_in).next().is_some(),
+                patched: pages.range(cur..=end).next().is_some(),
             });
             cur = end + 1;
         }
@@ -171,7 +169,6 @@ pub fn emit(
             made: 0,
             done: 0,
             pos: 0,
-            written: 0,
             settled: 0,
             kicked: 0,
         };
@@ -180,7 +177,7 @@ pub fn emit(
             .map(|&p| out.piece(p))
             .collect::<io::Result<Vec<Range>>>()
             .and_then(|ranges| out.finish().map(|()| ranges));
-        let written = out.written;
+        let emitted = out.done;
         drop(out);
         let image = image.join().map_err(|_| stopped())?;
         let ranges = ranges?;
@@ -192,7 +189,7 @@ pub fn emit(
                 CopyMethod::Reflink
             } else {
                 CopyMethod::Sparse {
-                    data_bytes: written,
+                    data_bytes: emitted,
                 }
             },
         })
@@ -213,12 +210,10 @@ struct Writer<'a> {
     pool: Receiver<Vec<u8>>,
     /// Buffers made so far (at most POOL).
     made: usize,
-    /// Mapped bytes emitted, for the progress report.
+    /// Mapped bytes emitted (all written to `dst` unless reflinked).
     done: u64,
     /// Bytes fed to the image hasher.
     pos: u64,
-    /// Bytes written to `dst`.
-    written: u64,
     /// `[settled, kicked)`: writeback asked for one round ago.
     settled: u64,
     kicked: u64,
@@ -256,7 +251,6 @@ impl Writer<'_> {
             }
             if !self.reflink {
                 self.dst.write_all_at(&buf, start)?;
-                self.written += end - start;
                 if end - self.kicked >= KICK {
                     write_back(self.dst, self.settled, end);
                     self.settled = self.kicked;

@@ -72,19 +72,18 @@ pub fn run(
     let jobs = jobs.max(1);
     // One table of piece hashes per distinct base, shared by its nodes.
     let mut tables: std::collections::HashMap<&Path, Arc<PieceHashes>> = Default::default();
-    let known: Vec<Arc<PieceHashes>> = bases
+    let work: Vec<(&NodePlan, &PathBuf, Arc<PieceHashes>)> = plan
+        .nodes
         .iter()
-        .map(|b| Arc::clone(tables.entry(b.as_path()).or_default()))
+        .zip(bases)
+        .map(|(n, b)| (n, b, Arc::clone(tables.entry(b.as_path()).or_default())))
         .collect();
-    let paired: Vec<(&PathBuf, &PieceHashes)> =
-        bases.iter().zip(known.iter().map(|k| &**k)).collect();
     let results: Vec<Result<NodeResult>> = std::thread::scope(|scope| {
         let mut out = Vec::new();
-        for (chunk_nodes, chunk_bases) in plan.nodes.chunks(jobs).zip(paired.chunks(jobs)) {
-            let handles: Vec<_> = chunk_nodes
+        for chunk in work.chunks(jobs) {
+            let handles: Vec<_> = chunk
                 .iter()
-                .zip(chunk_bases)
-                .map(|(n, (b, k))| {
+                .map(|(n, b, k)| {
                     scope.spawn(move || build_node(n, b, plan.epoch, xz_threads, k, progress, stop))
                 })
                 .collect();
@@ -156,8 +155,6 @@ fn build_node(
     let mut partial = Partial::new();
     let tmp = partial.add(&n.out);
     let _ = std::fs::remove_file(&tmp);
-    let src = std::fs::File::open(base)
-        .with_context(|| format!("opening the base image {}", base.display()))?;
     let len = overlay.len();
     let dst = std::fs::OpenOptions::new()
         .read(true)
@@ -166,7 +163,7 @@ fn build_node(
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     let task = progress.task(&format!("{} image", n.name), 0, None);
-    let fin = emit::emit(&src, len, &pages, &dst, known, &task, stop)
+    let fin = emit::emit(overlay.base(), len, &pages, &dst, known, &task, stop)
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
     task.done();
     drop(dst);

@@ -11,6 +11,7 @@ use crate::fs::ext4::{Content, Meta, Op};
 use crate::fs::{EntryKind, Filesystem};
 use crate::image::Image;
 use crate::render::cmdline::edit_cmdline;
+use crate::render::quirks::AB_CMDLINE;
 use crate::render::{FileKind, FileSpec, Target};
 
 /// What a path must hold once the build is done.
@@ -224,12 +225,13 @@ fn patch_boot(image: &Image, n: u32, specs: &[&FileSpec]) -> Result<Vec<Expectat
             FileKind::CmdlineEdit { ops } => {
                 let old = vol.read(&s.path).with_context(|| {
                     // The A/B boot layout of Ubuntu 26.04 keeps it elsewhere.
-                    let hint = match (s.path.as_str(), vol.exists("current/cmdline.txt")) {
-                        ("cmdline.txt", true) => {
-                            " (this image keeps it at current/cmdline.txt, the layout of \
+                    let hint = if s.path == "cmdline.txt" && vol.exists(AB_CMDLINE) {
+                        format!(
+                            " (this image keeps it at {AB_CMDLINE}, the layout of \
                              Ubuntu 26.04: set `os: ubuntu-26.04` for this node)"
-                        }
-                        _ => "",
+                        )
+                    } else {
+                        String::new()
                     };
                     format!("{shown}: the image has no {} to edit{hint}", s.path)
                 })?;

@@ -40,6 +40,11 @@ impl Overlay {
         self.len
     }
 
+    /// The read-only file under the overlay.
+    pub fn base(&self) -> &File {
+        &self.base
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -5,6 +5,9 @@
 use crate::profile::platform::{Board, OsRelease};
 use crate::render::cmdline::CmdlineOp;
 
+/// Where Ubuntu 26.04's A/B boot layout keeps the live kernel command line.
+pub const AB_CMDLINE: &str = "current/cmdline.txt";
+
 /// The quirks of one node's base image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quirks {
@@ -38,7 +41,7 @@ impl Quirks {
             return None;
         }
         Some(match self.os {
-            OsRelease::Ubuntu2604 => "current/cmdline.txt",
+            OsRelease::Ubuntu2604 => AB_CMDLINE,
             _ => "cmdline.txt",
         })
     }
