@@ -138,9 +138,41 @@ ensure_e2e_tools() {
 		[[ -e /proc/sys/fs/binfmt_misc/register ]] ||
 			run_as_root mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
 			die "cannot mount binfmt_misc: arm64 chroots need it"
-		run_as_root update-binfmts --enable qemu-aarch64 ||
-			die "cannot register qemu-aarch64 with binfmt_misc"
+		if [[ -e $entry ]]; then
+			# Registered but switched off: switch it on.
+			echo 1 | run_as_root tee "$entry" >/dev/null || die "cannot enable $entry"
+		else
+			register_binfmt_aarch64 ||
+				die "cannot register qemu-aarch64 with binfmt_misc (no binfmt.d file, and update-binfmts failed)"
+		fi
 	fi
-	grep -qx enabled "$entry" || die "$entry is not enabled after update-binfmts"
+	grep -qx enabled "$entry" || die "$entry is not enabled after registering it"
 	echo "e2e tools present: qemu-system-aarch64 $(qemu-system-aarch64 --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1), mmdebstrap $(mmdebstrap --version | grep -oE '[0-9.]+$'), binfmt $(sed -n 's/^interpreter //p' "$entry")"
+}
+
+# register_binfmt_aarch64: register the qemu-aarch64 interpreter with
+# binfmt_misc. qemu 10 (bookworm-backports) ships its entries for systemd's
+# binfmt.d (/usr/lib/binfmt.d/qemu-aarch64.conf), not for binfmt-support, so
+# `update-binfmts --enable` says "not in database" on a fresh machine. Do what
+# systemd-binfmt does: write the file's rule lines to the register file (the
+# first of /etc, /run, /usr/lib wins, as in binfmt.d(5)); fall back to
+# binfmt-support for the older packages that use it.
+register_binfmt_aarch64() {
+	local dir conf line
+	for dir in /etc/binfmt.d /run/binfmt.d /usr/local/lib/binfmt.d /usr/lib/binfmt.d; do
+		[[ -f $dir/qemu-aarch64.conf ]] && {
+			conf=$dir/qemu-aarch64.conf
+			break
+		}
+	done
+	if [[ -n ${conf:-} ]]; then
+		echo "registering qemu-aarch64 from $conf"
+		while IFS= read -r line || [[ -n $line ]]; do
+			[[ -z $line || $line == '#'* || $line == ';'* ]] && continue
+			printf '%s' "$line" | run_as_root tee /proc/sys/fs/binfmt_misc/register >/dev/null || return 1
+		done <"$conf"
+		[[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] && return 0
+		echo "warning: $conf registered no qemu-aarch64 entry; trying update-binfmts" >&2
+	fi
+	run_as_root update-binfmts --enable qemu-aarch64
 }
