@@ -13,6 +13,7 @@ use crate::profile::ident::Shell;
 use crate::profile::inventory::{
     ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec, UserSpec,
 };
+use crate::profile::named_file::{self, Kind};
 use crate::profile::net::InterfaceName;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::problem::{Problem, Report};
@@ -27,8 +28,6 @@ use crate::profile::validate;
 pub const DEFAULT_STATE_DIR: &str = ".homelab-state";
 /// The first uid given to users without an explicit `uid`.
 pub const FIRST_UID: u32 = 1000;
-/// The largest file `files[].source` or `ssh_key_files` may name.
-const MAX_INCLUDED_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Looks up an environment variable (a closure, so tests need no real
 /// environment).
@@ -470,7 +469,7 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
         let mut ssh_keys = u.ssh_keys.clone();
         for (k, file) in u.ssh_key_files.iter().enumerate() {
             let path = ctx.path(file);
-            match read_text(&path) {
+            match named_file::read_text(&path, Kind::SshKeys).map_err(|e| e.to_string()) {
                 Ok(text) => match SshPublicKey::parse_many(&text) {
                     Ok(keys) => ssh_keys.extend(keys),
                     Err((line, e)) => r.error(
@@ -550,10 +549,10 @@ fn resolve_files(
         }
         let content = match (&f.content, &f.source) {
             (Some(c), None) => c.clone().into_bytes(),
-            (None, Some(src)) => match read_bytes(&ctx.path(src)) {
+            (None, Some(src)) => match named_file::read(&ctx.path(src), Kind::ExtraFile) {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                    r.error(field("source"), e);
+                    r.error(field("source"), e.to_string());
                     continue;
                 }
             },
@@ -667,26 +666,10 @@ pub fn read_secret_plain(
     }
     if let Some(file) = &spec.file {
         let path = ctx.path(file);
-        let text = read_text(&path)?;
+        let text = named_file::read_text(&path, Kind::Secret).map_err(|e| e.to_string())?;
         return Ok(SecretValue::Text(
             text.trim_end_matches(['\n', '\r']).to_owned(),
         ));
     }
     Ok(SecretValue::Text(spec.value.clone().unwrap_or_default()))
-}
-
-fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    if meta.len() > MAX_INCLUDED_BYTES {
-        return Err(format!(
-            "{} is over {MAX_INCLUDED_BYTES} bytes",
-            path.display()
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
-}
-
-fn read_text(path: &Path) -> Result<String, String> {
-    String::from_utf8(read_bytes(path)?)
-        .map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }

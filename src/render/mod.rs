@@ -19,6 +19,7 @@ pub mod firstboot;
 pub mod microcloud;
 pub mod netplan;
 pub mod quirks;
+pub mod redact;
 pub mod ssh_host;
 pub mod tree;
 pub mod yaml;

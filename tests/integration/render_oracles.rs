@@ -49,7 +49,10 @@ impl Trees {
             .collect();
         for (p, r) in &rendered {
             for (node, specs) in &r.nodes {
-                write_tree(&dir.path().join(Self::key(p, node)), specs).expect("write tree");
+                // The image's modes everywhere: the oracles judge those.
+                let secret = vec![false; specs.len()];
+                write_tree(&dir.path().join(Self::key(p, node)), specs, &secret)
+                    .expect("write tree");
             }
         }
         Self { rendered, dir }
