@@ -23,6 +23,7 @@ pub mod resolved;
 pub mod ssh;
 pub mod starter;
 pub mod tracked;
+pub mod uid;
 
 pub mod state;
 pub mod validate;

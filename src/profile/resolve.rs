@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use crate::profile::hostname::Hostname;
 use crate::profile::ident::Shell;
 use crate::profile::inventory::{
-    ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec, UserSpec,
+    ExtraFileSpec, ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec,
+    UserSpec,
 };
 use crate::profile::named_file::{self, Kind};
 use crate::profile::net::InterfaceName;
@@ -22,6 +23,7 @@ use crate::profile::resolved::{
     UserPassword, Wifi,
 };
 use crate::profile::ssh::SshPublicKey;
+use crate::profile::uid;
 use crate::profile::validate;
 
 /// The state directory's default name, next to the profile.
@@ -209,11 +211,15 @@ fn resolve_node(
         if w.ssid.is_empty() || w.ssid.len() > 32 {
             r.error("wifi.ssid", "an SSID is 1 to 32 bytes");
         }
-        if password
-            .as_ref()
-            .is_some_and(|p| !(8..=63).contains(&p.len()))
-        {
-            r.error("wifi.password", "a WPA passphrase is 8 to 63 characters");
+        // IEEE 802.11i: 8 to 63 characters from ASCII 32-126; anything else
+        // is refused by wpa_supplicant, and a newline would end its line.
+        if password.as_ref().is_some_and(|p| {
+            !(8..=63).contains(&p.len()) || !p.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        }) {
+            r.error(
+                "wifi.password",
+                "a WPA passphrase is 8 to 63 printable ASCII characters",
+            );
         }
         Some(Wifi {
             interface: w.interface.clone().unwrap_or_else(|| iface("wlan0")),
@@ -224,7 +230,7 @@ fn resolve_node(
     });
     let storage = resolve_storage(pick(&spec.storage, &defaults.storage), &mut r);
     let keyboard = pick(&spec.keyboard, &defaults.keyboard).cloned();
-    Some(ResolvedNode {
+    let node = ResolvedNode {
         hostname: hostname?,
         domain: pick(&spec.domain, &defaults.domain).cloned(),
         image: image?,
@@ -244,7 +250,34 @@ fn resolve_node(
             .copied()
             .unwrap_or(false),
         storage,
-    })
+    };
+    let file_specs = pick(&spec.files, &defaults.files).map_or(&[][..], Vec::as_slice);
+    check_file_paths(&node, file_specs, &mut r);
+    Some(node)
+}
+
+/// `files[]` entries may not land on, above or inside what homelab-image
+/// writes itself, nor one inside another: caught here, the build never
+/// meets them.
+fn check_file_paths(node: &ResolvedNode, specs: &[ExtraFileSpec], r: &mut NodeReport<'_>) {
+    let reserved = crate::render::reserved::paths(node);
+    for (i, f) in specs.iter().enumerate() {
+        let field = format!("files[{i}].path");
+        if let Some(why) = crate::render::reserved::collision(f.path.as_str(), &reserved) {
+            r.error(field, why);
+            continue;
+        }
+        let path = f.path.as_str();
+        if let Some(outer) = specs.iter().map(|o| o.path.as_str()).find(|o| {
+            path.strip_prefix(o)
+                .is_some_and(|rest| rest.starts_with('/'))
+        }) {
+            r.error(
+                field,
+                format!("{path} is inside {outer}, another entry of files, which is a file"),
+            );
+        }
+    }
 }
 
 /// The node's value, else the default.
@@ -458,9 +491,17 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
         if !names.insert(u.name.clone()) {
             r.error(field("name"), format!("user {} is listed twice", u.name));
         }
+        if let Some(why) = u.uid.and_then(|uid| uid::refusal(uid, u.system_uid)) {
+            r.error(field("uid"), why);
+        } else if u.system_uid && u.uid.is_none() {
+            r.error(
+                field("system_uid"),
+                "system_uid: true goes with a uid below 1000",
+            );
+        }
         let offset = u32::try_from(i).unwrap_or(u32::MAX);
         let uid = u.uid.unwrap_or(FIRST_UID.saturating_add(offset));
-        if uid == 0 || !uids.insert(uid) {
+        if u.uid != Some(0) && (uid == 0 || !uids.insert(uid)) {
             r.error(
                 field("uid"),
                 format!("uid {uid} is root's or already taken"),
@@ -516,7 +557,7 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
         users.push(User {
             name: u.name.clone(),
             uid,
-            gecos: u.gecos.clone(),
+            gecos: u.gecos.as_ref().map(ToString::to_string),
             groups: u.groups.clone(),
             // A literal known to satisfy Shell's rules.
             shell: u.shell.clone().unwrap_or_else(|| {

@@ -20,6 +20,7 @@ pub mod microcloud;
 pub mod netplan;
 pub mod quirks;
 pub mod redact;
+pub mod reserved;
 pub mod ssh_host;
 pub mod tree;
 pub mod yaml;
