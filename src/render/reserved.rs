@@ -145,8 +145,7 @@ pub fn collision(path: &str, reserved: &[Reserved]) -> Option<String> {
             ))
         } else if below(&r.path, path) {
             Some(format!(
-                "{path} would be a file where homelab-image needs a directory: \
-                 it writes {} ({})",
+                "{path} would be a file, but homelab-image writes {} below it ({})",
                 r.path, r.what
             ))
         } else if below(path, &r.path) && r.extent != Extent::Dir {
@@ -249,7 +248,10 @@ microcloud:
             "{under_file}"
         );
         let over = collision("/home", &r).unwrap();
-        assert!(over.contains("would be a file where"), "{over}");
+        assert!(
+            over.contains("would be a file, but homelab-image writes /home/"),
+            "{over}"
+        );
         assert!(collision("/etc/ssh/homelab/other", &r).is_some(), "a tree");
         assert_eq!(collision("/home/alice/.profile", &r), None, "a plain dir");
         assert_eq!(collision("/etc/hostname2", &r), None);
