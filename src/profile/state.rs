@@ -515,6 +515,71 @@ mod tests {
     }
 
     #[test]
+    fn a_new_state_dir_gets_a_gitignore_and_peeking_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut entropy = SeededEntropy::new(b"p");
+        let mut store = Store::new(&state, false, &mut entropy);
+        store.root().unwrap();
+        let phrase = store.passphrase().unwrap();
+        assert_eq!(phrase.len(), 32);
+        let notes = store.finish();
+        assert!(!state.exists(), "peeking created {}", state.display());
+        assert!(notes[0].contains("MicroCloud passphrase"), "{notes:?}");
+        assert_eq!(
+            ensure_passphrase(&state, &mut SeededEntropy::new(b"p")).unwrap(),
+            phrase
+        );
+        assert_eq!(
+            fs::read_to_string(state.join(".gitignore")).unwrap(),
+            GITIGNORE
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join(PASSPHRASE_FILE)), 0o600);
+    }
+
+    #[test]
+    fn readable_secrets_are_reported_when_peeking_and_fixed_when_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_passphrase(dir.path(), &mut SeededEntropy::new(b"p")).unwrap();
+        let file = dir.path().join(PASSPHRASE_FILE);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+        let mut entropy = SeededEntropy::new(b"p");
+        let mut peek = Store::new(dir.path(), false, &mut entropy);
+        peek.passphrase().unwrap();
+        assert!(peek.finish()[0].contains("`build` sets it to 0600"));
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let mut entropy = SeededEntropy::new(b"p");
+        let mut write = Store::new(dir.path(), true, &mut entropy);
+        write.passphrase().unwrap();
+        assert!(write.finish()[0].contains("(mode 0640); set to 0600"));
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn stored_keys_of_the_wrong_kind_are_named() {
+        let p = Path::new("k");
+        let why = |text: &str| parse_host_key(p, text).unwrap_err().to_string();
+        let public =
+            why("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs");
+        assert!(
+            public.contains("not an OpenSSH private key (it holds a public key)"),
+            "{public}"
+        );
+        assert!(!public.contains("NUL"), "{public}");
+        let damaged =
+            why("-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n-----END OPENSSH PRIVATE KEY-----\n");
+        assert!(damaged.contains("damaged OpenSSH private key"), "{damaged}");
+    }
+
+    #[test]
     fn host_keys_are_created_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let first = Store::new(dir.path(), true, &mut SeededEntropy::new(b"a"))
