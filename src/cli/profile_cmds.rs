@@ -13,6 +13,10 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Writes nothing to the state directory: where it has no host key (or
+generated passphrase) yet, one made for this run only is shown, with a
+warning; build creates the ones it keeps.")]
 pub struct RenderArgs {
     /// Node (hostname) to render
     #[arg(long, value_name = "NAME")]
