@@ -324,6 +324,7 @@ fn build_refuses_a_state_directory_that_git_tracks() {
     for args in [
         &["build", "--all", "--dry-run"][..],
         &["build", "--all", "--out", "out"][..],
+        &["check"][..],
     ] {
         let out = run_in(dir.path(), home.path(), args);
         let stderr = String::from_utf8_lossy(&out.stderr);
