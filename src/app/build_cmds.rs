@@ -8,11 +8,11 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 
-use super::profile_cmds::load_and_resolve;
+use super::profile_cmds::{load_and_resolve, state_for};
 use crate::build::{self, plan};
 use crate::cli::{BuildArgs, GlobalArgs};
 use crate::profile::resolved::ImageSource;
-use crate::profile::state::{OsEntropy, State};
+use crate::profile::tracked::refuse_tracked;
 
 pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let resolved = load_and_resolve(&global.profile)?;
@@ -38,12 +38,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         };
         selected_nodes.push(node);
     }
-    let state = State::prepare(&cluster, &mut OsEntropy).with_context(|| {
-        format!(
-            "preparing the state directory {}",
-            cluster.state_dir.display()
-        )
-    })?;
+    refuse_tracked(&cluster.state_dir)?;
+    // A dry run writes nothing: not even the state directory.
+    let state = state_for(&cluster, !args.dry_run)?;
     let mut nodes = Vec::new();
     for node in &selected_nodes {
         let files = crate::render::node(node, &cluster, &state)

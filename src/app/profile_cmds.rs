@@ -9,12 +9,16 @@ use anyhow::{Context, Result, bail};
 
 use crate::cli::GlobalArgs;
 use crate::cli::profile_cmds::{InitArgs, RenderArgs};
+use crate::profile::Cluster;
 use crate::profile::ident::UserName;
+use crate::profile::named_file::{self, Kind};
 use crate::profile::resolve::{Context as ResolveContext, DEFAULT_STATE_DIR, Resolved};
 use crate::profile::ssh::SshPublicKey;
 use crate::profile::starter::{Detected, parse_proc_route, starter_profile};
 use crate::profile::state::{OsEntropy, State, ensure_passphrase};
-use crate::render::tree::{to_text, write_tree};
+use crate::profile::tracked::refuse_tracked;
+use crate::render::redact::redact;
+use crate::render::tree::{to_text, to_text_with, write_tree};
 
 /// Loads and resolves the profile; prints warnings to stderr.
 pub fn load_and_resolve(path: &Path) -> Result<Resolved> {
@@ -27,8 +31,27 @@ pub fn load_and_resolve(path: &Path) -> Result<Resolved> {
     Ok(resolved)
 }
 
+/// The state the cluster needs: saved (`write`, for `build`) or only
+/// looked at, with missing secrets made for this run (`render`, dry runs).
+/// What the state directory reports is printed as warnings.
+pub fn state_for(cluster: &Cluster, write: bool) -> Result<State> {
+    let dir = &cluster.state_dir;
+    let state = if write {
+        State::prepare(cluster, &mut OsEntropy)
+    } else {
+        State::peek(cluster, &mut OsEntropy)
+    }
+    .with_context(|| format!("preparing the state directory {}", dir.display()))?;
+    let mut err = std::io::stderr().lock();
+    for note in &state.notes {
+        let _ = writeln!(err, "warning: {note}");
+    }
+    Ok(state)
+}
+
 pub fn check(global: &GlobalArgs) -> Result<()> {
     let resolved = load_and_resolve(&global.profile)?;
+    refuse_tracked(&resolved.cluster.state_dir)?;
     let n = resolved.cluster.nodes.len();
     println!(
         "{}: ok ({n} node{}, {} warning{})",
@@ -55,17 +78,16 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
             names.join(", ")
         );
     };
-    let state = State::prepare(&cluster, &mut OsEntropy).with_context(|| {
-        format!(
-            "preparing the state directory {}",
-            cluster.state_dir.display()
-        )
-    })?;
+    let state = state_for(&cluster, false)?;
     let specs = crate::render::node(node, &cluster, &state)
         .with_context(|| format!("rendering node {}", args.node))?;
+    let redacted = || {
+        redact(node, &cluster, &state, &specs)
+            .with_context(|| format!("hiding the secrets of node {}", args.node))
+    };
     match &args.out {
         Some(dir) => {
-            write_tree(dir, &specs).with_context(|| {
+            write_tree(dir, &specs, &redacted()?.secret).with_context(|| {
                 format!(
                     "writing the files of node {} to {}",
                     args.node,
@@ -80,8 +102,12 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
             );
         }
         None => {
-            let text = to_text(&specs)
-                .with_context(|| format!("showing the files of node {}", args.node))?;
+            let text = if args.show_secrets {
+                to_text(&specs)
+            } else {
+                to_text_with(&specs, &redacted()?.bodies)
+            }
+            .with_context(|| format!("showing the files of node {}", args.node))?;
             std::io::stdout()
                 .lock()
                 .write_all(text.as_bytes())
@@ -146,7 +172,7 @@ fn detect() -> Detected {
         pubs.sort();
         for p in pubs {
             // Skip unreadable or unparsable files: init only proposes.
-            if let Ok(text) = std::fs::read_to_string(&p)
+            if let Ok(text) = named_file::read_text(&p, Kind::SshKeys)
                 && let Ok(keys) = SshPublicKey::parse_many(&text)
             {
                 ssh_keys.extend(keys);

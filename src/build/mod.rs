@@ -153,15 +153,9 @@ fn build_node(
 
     step(&n.name, 2, "writing the image and its checksums");
     let mut partial = Partial::new();
-    let tmp = partial.add(&n.out);
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = output::partial_name(&n.out);
     let len = overlay.len();
-    let dst = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+    let dst = partial.create(&n.out)?;
     let task = progress.task(&format!("{} image", n.name), 0, None);
     let fin = emit::emit(overlay.base(), len, &pages, &dst, known, &task, stop)
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
@@ -192,8 +186,8 @@ fn build_node(
     if let Some(threads) = xz_threads {
         tracing::info!("{}: compressing with xz", n.name);
         let fin_xz = PathBuf::from(format!("{}.xz", n.out.display()));
-        let p = partial.add(&fin_xz);
-        let out = std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        let p = output::partial_name(&fin_xz);
+        let out = partial.create(&fin_xz)?;
         let f = std::fs::File::open(&tmp).with_context(|| format!("opening {}", tmp.display()))?;
         let task = progress.task(&format!("{} xz", n.name), 0, Some(len));
         compress::xz(&f, out, threads, &task, stop)

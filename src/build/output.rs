@@ -2,7 +2,14 @@
 //! under a hidden `.partial` name in the output directory and renamed into
 //! place at the end; until then a guard deletes the partial files on any
 //! error, interrupt or panic, so a previous good image stays untouched.
+//!
+//! Every file is created 0600: an image carries the node's SSH host key
+//! and its MicroCloud passphrase, and its `.bmap` and `.sha256` hash those
+//! blocks, so none of them is for other users of the machine.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -35,10 +42,26 @@ impl Partial {
         p
     }
 
+    /// Registers `fin` and creates its partial file, new, 0600, for
+    /// reading and writing (a stale partial of a killed run is replaced).
+    pub fn create(&mut self, fin: &Path) -> Result<File> {
+        let p = self.add(fin);
+        let _ = std::fs::remove_file(&p);
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+            .with_context(|| format!("creating {}", p.display()))
+    }
+
     /// Writes `bytes` to the partial file of `fin`.
     pub fn write(&mut self, fin: &Path, bytes: &[u8]) -> Result<()> {
-        let p = self.add(fin);
-        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+        let p = partial_name(fin);
+        self.create(fin)?
+            .write_all(bytes)
+            .with_context(|| format!("writing {}", p.display()))?;
         Ok(())
     }
 

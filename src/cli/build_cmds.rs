@@ -14,9 +14,11 @@ pub enum Compression {
 Writes OUT/NODE.img, NODE.img.bmap (for bmaptool copy), NODE.img.sha256 and
 OUT/known_hosts. Files are written under hidden .partial names and renamed
 into place at the end; on any error or Ctrl-C they are removed and an
-existing good image is left as it was. Files the build creates are dated
+existing good image is left as it was. Every output is created 0600: an
+image carries its node's SSH host key. Files the build creates are dated
 2020-01-01 (or $SOURCE_DATE_EPOCH), so the same profile, base image and
-state directory give byte-identical images.")]
+state directory give byte-identical images. The state directory is created
+on the first build; one that git tracks is refused.")]
 pub struct BuildArgs {
     /// Node (hostname) to build; repeat for several
     #[arg(
@@ -35,7 +37,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
 
-    /// Print the plan (base image, output, every file) and stop
+    /// Print the plan (base image, output, every file) and stop; writes
+    /// nothing, not even the state directory
     #[arg(long)]
     pub dry_run: bool,
 

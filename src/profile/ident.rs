@@ -11,12 +11,32 @@ use crate::profile::hostname::DomainName;
 
 /// Why a named string was refused: which kind, the text, and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{text:?} is not a valid {what}: {rule}")]
+#[error("{} is not a valid {what}: {rule}", Shown(text))]
 pub struct IdentError {
     what: &'static str,
     text: String,
     rule: &'static str,
 }
+
+/// The refused text, quoted and escaped; a long one is cut, with its
+/// length, so a 6000-byte path does not fill the terminal.
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const KEEP: usize = 60;
+        if self.0.chars().count() <= KEEP {
+            return write!(f, "{:?}", self.0);
+        }
+        let head: String = self.0.chars().take(KEEP).collect();
+        write!(f, "{head:?}… ({} bytes)", self.0.len())
+    }
+}
+
+/// ext4's longest file name (NAME_MAX).
+pub const NAME_MAX: usize = 255;
+/// Linux's longest path, without its terminating NUL (PATH_MAX is 4096).
+pub const PATH_MAX: usize = 4095;
 
 /// Declares a string newtype whose values satisfy `$ok`.
 macro_rules! ident {
@@ -114,10 +134,19 @@ ident!(
 );
 ident!(
     /// An absolute path inside the target root file system.
-    TargetPath, "target path", "an absolute path without '..', '//' or control characters",
+    TargetPath, "target path",
+    "an absolute path without '..', '//' or control characters, with names of at most 255 bytes and at most 4095 bytes in all",
     |s| s.starts_with('/') && s.len() > 1 && !s.ends_with('/')
-        && !s.split('/').any(|c| c == ".." || c == ".")
+        && !s.split('/').any(|c| c == ".." || c == "." || c.len() > NAME_MAX)
+        && s.len() <= PATH_MAX
         && !s.contains("//") && !s.chars().any(char::is_control)
+);
+ident!(
+    /// The GECOS (full name) field of an account: it lands in the
+    /// colon-separated, line-based `/etc/passwd` (and in `useradd -c`), so
+    /// a ':' or a newline would forge fields or whole accounts.
+    Gecos, "gecos", "text without ':' or control characters (newline, tab, NUL), at most 255 bytes",
+    |s| s.len() <= 255 && !s.contains(':') && !s.chars().any(char::is_control)
 );
 ident!(
     /// A block device path for MicroCloud storage (`/dev/sda`, `/dev/disk/by-id/…`).
@@ -220,8 +249,32 @@ mod tests {
         for bad in ["etc/motd", "/etc/../shadow", "/etc/", "/"] {
             assert!(TargetPath::parse(bad).is_err(), "{bad}");
         }
+        let long_name = format!("/etc/{}", "n".repeat(NAME_MAX + 1));
+        assert!(TargetPath::parse(&long_name).is_err());
+        assert!(TargetPath::parse(&long_name[..long_name.len() - 1]).is_ok());
+        let exact = format!("{}d", "/d".repeat(2047));
+        assert_eq!(exact.len(), PATH_MAX);
+        assert!(TargetPath::parse(&exact).is_ok());
+        assert!(TargetPath::parse(&format!("{exact}d")).is_err());
+        assert!(Gecos::parse("Alice Example,Room 4,+49 30,").is_ok());
+        assert!(Gecos::parse("").is_ok());
+        for bad in ["x\nroot2::0:0:", "a:b", "a\tb", "a\0", "a\rb"] {
+            assert!(Gecos::parse(bad).is_err(), "{bad:?}");
+        }
         assert!(NtpServer::parse("1e3").is_ok());
         assert!(NtpServer::parse("ntp server").is_err());
+    }
+
+    #[test]
+    fn long_refused_text_is_cut_in_messages() {
+        let e = TargetPath::parse(&"/d".repeat(3000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300, "{e}");
+        assert!(
+            e.contains("… (6000 bytes) is not a valid target path"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use crate::profile::hostname::{DomainName, Hostname};
 use crate::profile::ident::{
-    CountryCode, DiskPath, GroupName, Locale, Mode, NtpServer, PackageName, Shell, SnapChannel,
-    TargetPath, Timezone, UserName, XkbName,
+    CountryCode, DiskPath, Gecos, GroupName, Locale, Mode, NtpServer, PackageName, Shell,
+    SnapChannel, TargetPath, Timezone, UserName, XkbName,
 };
 use crate::profile::net::{InterfaceName, Ipv4Cidr, Ipv4Range, MacAddr};
 use crate::profile::password::PasswordHash;
@@ -111,7 +111,7 @@ pub struct UplinkSpec {
 #[serde(deny_unknown_fields)]
 pub struct UserSpec {
     pub name: UserName,
-    pub gecos: Option<String>,
+    pub gecos: Option<Gecos>,
     #[serde(default)]
     pub groups: Vec<GroupName>,
     pub shell: Option<Shell>,
@@ -129,6 +129,10 @@ pub struct UserSpec {
     #[serde(default)]
     pub hash_password: bool,
     pub uid: Option<u32>,
+    /// Opt-in: allow a `uid` below 1000, the system accounts' range
+    /// [default: false].
+    #[serde(default)]
+    pub system_uid: bool,
 }
 
 /// What `sudo` may do for a user.

@@ -11,6 +11,7 @@ pub mod hostname;
 pub mod ident;
 pub mod inventory;
 pub mod load;
+pub mod named_file;
 pub mod net;
 pub(crate) mod newtype;
 pub mod password;
@@ -21,6 +22,8 @@ pub mod resolve;
 pub mod resolved;
 pub mod ssh;
 pub mod starter;
+pub mod tracked;
+pub mod uid;
 
 pub mod state;
 pub mod validate;

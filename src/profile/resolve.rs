@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use crate::profile::hostname::Hostname;
 use crate::profile::ident::Shell;
 use crate::profile::inventory::{
-    ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec, UserSpec,
+    ExtraFileSpec, ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec,
+    UserSpec,
 };
+use crate::profile::named_file::{self, Kind};
 use crate::profile::net::InterfaceName;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::problem::{Problem, Report};
@@ -21,14 +23,13 @@ use crate::profile::resolved::{
     UserPassword, Wifi,
 };
 use crate::profile::ssh::SshPublicKey;
+use crate::profile::uid;
 use crate::profile::validate;
 
 /// The state directory's default name, next to the profile.
 pub const DEFAULT_STATE_DIR: &str = ".homelab-state";
 /// The first uid given to users without an explicit `uid`.
 pub const FIRST_UID: u32 = 1000;
-/// The largest file `files[].source` or `ssh_key_files` may name.
-const MAX_INCLUDED_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Looks up an environment variable (a closure, so tests need no real
 /// environment).
@@ -210,11 +211,15 @@ fn resolve_node(
         if w.ssid.is_empty() || w.ssid.len() > 32 {
             r.error("wifi.ssid", "an SSID is 1 to 32 bytes");
         }
-        if password
-            .as_ref()
-            .is_some_and(|p| !(8..=63).contains(&p.len()))
-        {
-            r.error("wifi.password", "a WPA passphrase is 8 to 63 characters");
+        // IEEE 802.11i: 8 to 63 characters from ASCII 32-126; anything else
+        // is refused by wpa_supplicant, and a newline would end its line.
+        if password.as_ref().is_some_and(|p| {
+            !(8..=63).contains(&p.len()) || !p.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        }) {
+            r.error(
+                "wifi.password",
+                "a WPA passphrase is 8 to 63 printable ASCII characters",
+            );
         }
         Some(Wifi {
             interface: w.interface.clone().unwrap_or_else(|| iface("wlan0")),
@@ -225,7 +230,7 @@ fn resolve_node(
     });
     let storage = resolve_storage(pick(&spec.storage, &defaults.storage), &mut r);
     let keyboard = pick(&spec.keyboard, &defaults.keyboard).cloned();
-    Some(ResolvedNode {
+    let node = ResolvedNode {
         hostname: hostname?,
         domain: pick(&spec.domain, &defaults.domain).cloned(),
         image: image?,
@@ -245,7 +250,34 @@ fn resolve_node(
             .copied()
             .unwrap_or(false),
         storage,
-    })
+    };
+    let file_specs = pick(&spec.files, &defaults.files).map_or(&[][..], Vec::as_slice);
+    check_file_paths(&node, file_specs, &mut r);
+    Some(node)
+}
+
+/// `files[]` entries may not land on, above or inside what homelab-image
+/// writes itself, nor one inside another: caught here, the build never
+/// meets them.
+fn check_file_paths(node: &ResolvedNode, specs: &[ExtraFileSpec], r: &mut NodeReport<'_>) {
+    let reserved = crate::render::reserved::paths(node);
+    for (i, f) in specs.iter().enumerate() {
+        let field = format!("files[{i}].path");
+        if let Some(why) = crate::render::reserved::collision(f.path.as_str(), &reserved) {
+            r.error(field, why);
+            continue;
+        }
+        let path = f.path.as_str();
+        if let Some(outer) = specs.iter().map(|o| o.path.as_str()).find(|o| {
+            path.strip_prefix(o)
+                .is_some_and(|rest| rest.starts_with('/'))
+        }) {
+            r.error(
+                field,
+                format!("{path} is inside {outer}, another entry of files, which is a file"),
+            );
+        }
+    }
 }
 
 /// The node's value, else the default.
@@ -459,9 +491,17 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
         if !names.insert(u.name.clone()) {
             r.error(field("name"), format!("user {} is listed twice", u.name));
         }
+        if let Some(why) = u.uid.and_then(|uid| uid::refusal(uid, u.system_uid)) {
+            r.error(field("uid"), why);
+        } else if u.system_uid && u.uid.is_none() {
+            r.error(
+                field("system_uid"),
+                "system_uid: true goes with a uid below 1000",
+            );
+        }
         let offset = u32::try_from(i).unwrap_or(u32::MAX);
         let uid = u.uid.unwrap_or(FIRST_UID.saturating_add(offset));
-        if uid == 0 || !uids.insert(uid) {
+        if u.uid != Some(0) && (uid == 0 || !uids.insert(uid)) {
             r.error(
                 field("uid"),
                 format!("uid {uid} is root's or already taken"),
@@ -470,7 +510,7 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
         let mut ssh_keys = u.ssh_keys.clone();
         for (k, file) in u.ssh_key_files.iter().enumerate() {
             let path = ctx.path(file);
-            match read_text(&path) {
+            match named_file::read_text(&path, Kind::SshKeys).map_err(|e| e.to_string()) {
                 Ok(text) => match SshPublicKey::parse_many(&text) {
                     Ok(keys) => ssh_keys.extend(keys),
                     Err((line, e)) => r.error(
@@ -517,7 +557,7 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
         users.push(User {
             name: u.name.clone(),
             uid,
-            gecos: u.gecos.clone(),
+            gecos: u.gecos.as_ref().map(ToString::to_string),
             groups: u.groups.clone(),
             // A literal known to satisfy Shell's rules.
             shell: u.shell.clone().unwrap_or_else(|| {
@@ -550,10 +590,10 @@ fn resolve_files(
         }
         let content = match (&f.content, &f.source) {
             (Some(c), None) => c.clone().into_bytes(),
-            (None, Some(src)) => match read_bytes(&ctx.path(src)) {
+            (None, Some(src)) => match named_file::read(&ctx.path(src), Kind::ExtraFile) {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                    r.error(field("source"), e);
+                    r.error(field("source"), e.to_string());
                     continue;
                 }
             },
@@ -667,26 +707,10 @@ pub fn read_secret_plain(
     }
     if let Some(file) = &spec.file {
         let path = ctx.path(file);
-        let text = read_text(&path)?;
+        let text = named_file::read_text(&path, Kind::Secret).map_err(|e| e.to_string())?;
         return Ok(SecretValue::Text(
             text.trim_end_matches(['\n', '\r']).to_owned(),
         ));
     }
     Ok(SecretValue::Text(spec.value.clone().unwrap_or_default()))
-}
-
-fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    if meta.len() > MAX_INCLUDED_BYTES {
-        return Err(format!(
-            "{} is over {MAX_INCLUDED_BYTES} bytes",
-            path.display()
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
-}
-
-fn read_text(path: &Path) -> Result<String, String> {
-    String::from_utf8(read_bytes(path)?)
-        .map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }

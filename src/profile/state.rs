@@ -6,16 +6,23 @@
 //!
 //! ```text
 //! .homelab-state/                      0700
+//!   .gitignore                         `*`: state is never committed
 //!   microcloud-passphrase              0600  (only with `generate: true`)
 //!   nodes/<host>/ssh_host_ed25519_key  0600  OpenSSH private key
 //!   nodes/<host>/ssh_host_ed25519_key.pub
 //!   nodes/<host>/password-salt.<user>  0600  24 hex digits (12 bytes)
 //! ```
+//!
+//! `State::prepare` (build) saves what it makes, keeps the `.pub` the
+//! public half of the private key and makes readable secrets private again;
+//! `State::peek` (render, `build --dry-run`) writes nothing and makes
+//! missing secrets in memory for that run only. Each says what it did in
+//! `State::notes`.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -23,6 +30,7 @@ use ssh_key::private::{Ed25519Keypair, KeypairData};
 use ssh_key::{LineEnding, PrivateKey};
 use thiserror::Error;
 
+use crate::profile::named_file::{self, Kind, NamedFileError};
 use crate::profile::password::Salt;
 use crate::profile::path_io::{PathIoError, at};
 use crate::profile::resolved::{Cluster, Passphrase, UserPassword};
@@ -36,6 +44,8 @@ pub enum StateError {
     Io(#[from] PathIoError),
     #[error("{}: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Read(#[from] NamedFileError),
     #[error("getting random bytes from the operating system: {0}")]
     Entropy(String),
 }
@@ -101,7 +111,15 @@ pub struct State {
     /// Keyed by (hostname, user name).
     pub salts: BTreeMap<(String, String), Salt>,
     pub passphrase: Option<String>,
+    /// What the user should know about the state directory: modes that
+    /// were fixed, a `.pub` rewritten, secrets made for this run only.
+    pub notes: Vec<String>,
 }
+
+/// The `.gitignore` written into every state directory we create: state is
+/// never committed (a published host key is everybody's host key).
+pub const GITIGNORE: &str =
+    "# Secrets (SSH host keys, salts, passphrases): never commit them.\n*\n";
 
 impl State {
     pub fn host_key(&self, node: &str) -> Option<&HostKey> {
@@ -113,10 +131,20 @@ impl State {
     }
 
     /// Loads what the cluster needs from `cluster.state_dir`, creating and
-    /// saving whatever is missing.
+    /// saving whatever is missing (what `build` does).
     pub fn prepare(cluster: &Cluster, entropy: &mut dyn Entropy) -> Result<Self, StateError> {
-        let dir = &cluster.state_dir;
-        make_private_dir(dir)?;
+        Self::gather(cluster, Store::new(&cluster.state_dir, true, entropy))
+    }
+
+    /// Loads what exists without writing anything: missing secrets are made
+    /// in memory for this run only and a note says so (what `render` and
+    /// `build --dry-run` do).
+    pub fn peek(cluster: &Cluster, entropy: &mut dyn Entropy) -> Result<Self, StateError> {
+        Self::gather(cluster, Store::new(&cluster.state_dir, false, entropy))
+    }
+
+    fn gather(cluster: &Cluster, mut store: Store<'_>) -> Result<Self, StateError> {
+        store.root()?;
         let mut state = State::default();
         if cluster
             .microcloud
@@ -124,125 +152,324 @@ impl State {
             .and_then(|m| m.passphrase.as_ref())
             == Some(&Passphrase::Generated)
         {
-            state.passphrase = Some(ensure_passphrase(dir, entropy)?);
+            state.passphrase = Some(store.passphrase()?);
         }
         for node in &cluster.nodes {
             let host = node.hostname.as_str();
-            let node_dir = dir.join("nodes").join(host);
-            make_private_dir(&node_dir)?;
-            let key = ensure_host_key(&node_dir, host, entropy)?;
+            let node_dir = store.dir.join("nodes").join(host);
+            store.private_dir(&node_dir)?;
+            let key = store.host_key(&node_dir, host)?;
             state.host_keys.insert(host.to_owned(), key);
             for user in &node.users {
                 if let Some(UserPassword::Plain(_)) = user.password {
                     let path = node_dir.join(format!("password-salt.{}", user.name));
-                    let salt = ensure_salt(&path, entropy)?;
+                    let salt = store.salt(&path)?;
                     state
                         .salts
                         .insert((host.to_owned(), user.name.to_string()), salt);
                 }
             }
         }
+        state.notes = store.finish();
         Ok(state)
     }
 }
 
-/// Reads `microcloud-passphrase`, or creates it (128 random bits as hex).
+/// Reads `microcloud-passphrase` in `dir`, or creates it (128 random bits
+/// as hex), creating the state directory with its `.gitignore` if needed.
 pub fn ensure_passphrase(dir: &Path, entropy: &mut dyn Entropy) -> Result<String, StateError> {
-    make_private_dir(dir)?;
-    let path = dir.join(PASSPHRASE_FILE);
-    if path.exists() {
-        let text = fs::read_to_string(&path).map_err(at("reading", &path))?;
-        let text = text.trim().to_owned();
-        if text.is_empty() {
-            return Err(StateError::Corrupt {
-                path,
-                reason: "the passphrase file is empty".to_owned(),
+    let mut store = Store::new(dir, true, entropy);
+    store.root()?;
+    store.passphrase()
+}
+
+/// One pass over the state directory: reads what exists, makes what is
+/// missing and, when `write` is set, saves it and repairs modes.
+struct Store<'a> {
+    dir: PathBuf,
+    write: bool,
+    entropy: &'a mut dyn Entropy,
+    notes: Vec<String>,
+    /// Secrets made in memory only (read-only pass).
+    made_up: Vec<String>,
+}
+
+impl<'a> Store<'a> {
+    fn new(dir: &Path, write: bool, entropy: &'a mut dyn Entropy) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            write,
+            entropy,
+            notes: Vec::new(),
+            made_up: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.made_up.is_empty() {
+            self.notes.push(format!(
+                "{} holds no {} yet: shown here are secrets made for this run \
+                 only; `build` creates the ones it keeps",
+                self.dir.display(),
+                self.made_up.join(", ")
+            ));
+        }
+        self.notes
+    }
+
+    /// The state directory itself, 0700, with its `.gitignore`.
+    fn root(&mut self) -> Result<(), StateError> {
+        let dir = self.dir.clone();
+        self.private_dir(&dir)?;
+        let ignore = dir.join(".gitignore");
+        if self.write && fs::symlink_metadata(&ignore).is_err() {
+            write_file(&ignore, GITIGNORE.as_bytes(), 0o644)?;
+        }
+        Ok(())
+    }
+
+    /// Creates `dir` 0700 (writing pass), or makes an existing one private.
+    fn private_dir(&mut self, dir: &Path) -> Result<(), StateError> {
+        match fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => self.keep_private(dir, &meta, 0o700),
+            Ok(_) => Err(StateError::Corrupt {
+                path: dir.to_owned(),
+                reason: "is not a directory".to_owned(),
+            }),
+            Err(_) if !self.write => Ok(()),
+            Err(_) => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(at("creating", dir))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// A secret readable by others is made private (writing pass) or
+    /// reported (read-only pass).
+    fn keep_private(
+        &mut self,
+        path: &Path,
+        meta: &fs::Metadata,
+        private: u32,
+    ) -> Result<(), StateError> {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 == 0 {
+            return Ok(());
+        }
+        if self.write {
+            fs::set_permissions(path, fs::Permissions::from_mode(private))
+                .map_err(at("setting the mode of", path))?;
+            self.notes.push(format!(
+                "{} was open to other users (mode {mode:04o}); set to {private:04o}. \
+                 If anyone else could read it, treat its secrets as leaked: delete \
+                 it and build again to make new ones",
+                path.display()
+            ));
+        } else {
+            self.notes.push(format!(
+                "{} is open to other users (mode {mode:04o}); `build` sets it to {private:04o}",
+                path.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The text of an existing secret file (mode checked), or `None`.
+    fn read_secret(&mut self, path: &Path) -> Result<Option<String>, StateError> {
+        let Ok(meta) = fs::metadata(path) else {
+            if fs::symlink_metadata(path).is_ok() {
+                // A dangling symlink: say so rather than overwrite it.
+                return Err(StateError::Corrupt {
+                    path: path.to_owned(),
+                    reason: "is a symbolic link to nothing".to_owned(),
+                });
+            }
+            return Ok(None);
+        };
+        let text = named_file::read_text(path, Kind::State)?;
+        self.keep_private(path, &meta, 0o600)?;
+        Ok(Some(text))
+    }
+
+    /// Saves a new secret (writing pass) or notes it was made up.
+    fn save_secret(&mut self, path: &Path, bytes: &[u8], what: &str) -> Result<(), StateError> {
+        if self.write {
+            write_file(path, bytes, 0o600)
+        } else {
+            self.made_up.push(what.to_owned());
+            Ok(())
+        }
+    }
+
+    fn passphrase(&mut self) -> Result<String, StateError> {
+        let path = self.dir.join(PASSPHRASE_FILE);
+        if let Some(text) = self.read_secret(&path)? {
+            let text = text.trim().to_owned();
+            if text.is_empty() {
+                return Err(StateError::Corrupt {
+                    path,
+                    reason: "the passphrase file is empty".to_owned(),
+                });
+            }
+            return Ok(text);
+        }
+        let mut bytes = [0u8; 16];
+        self.entropy.fill(&mut bytes)?;
+        let phrase = hex(&bytes);
+        self.save_secret(
+            &path,
+            format!("{phrase}\n").as_bytes(),
+            "MicroCloud passphrase",
+        )?;
+        Ok(phrase)
+    }
+
+    fn host_key(&mut self, node_dir: &Path, host: &str) -> Result<HostKey, StateError> {
+        let path = node_dir.join(HOST_KEY_FILE);
+        let key = match self.read_secret(&path)? {
+            Some(text) => parse_host_key(&path, &text)?,
+            None => {
+                let mut seed = [0u8; 32];
+                self.entropy.fill(&mut seed)?;
+                let pair = KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed));
+                let key =
+                    PrivateKey::new(pair, format!("root@{host}")).map_err(|e| corrupt(&path, e))?;
+                let text = key
+                    .to_openssh(LineEnding::LF)
+                    .map_err(|e| corrupt(&path, e))?;
+                self.save_secret(&path, text.as_bytes(), &format!("SSH host key for {host}"))?;
+                key
+            }
+        };
+        let private_openssh = key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| corrupt(&path, e))?
+            .to_string();
+        let public_openssh = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| corrupt(&path, e))?;
+        self.public_key_file(node_dir, &public_openssh)?;
+        Ok(HostKey {
+            private_openssh,
+            public_openssh,
+        })
+    }
+
+    /// Keeps `ssh_host_ed25519_key.pub` the public half of the private key
+    /// beside it: written when missing, rewritten (with a note) when it is
+    /// another key's, as after the private key was deleted and remade.
+    fn public_key_file(&mut self, node_dir: &Path, public: &str) -> Result<(), StateError> {
+        if !self.write {
+            return Ok(());
+        }
+        let path = node_dir.join(format!("{HOST_KEY_FILE}.pub"));
+        let line = format!("{public}\n");
+        let existing = match fs::metadata(&path) {
+            Ok(_) => Some(named_file::read_text(&path, Kind::State)?),
+            Err(_) => None,
+        };
+        match existing {
+            Some(text) if key_part(&text) == key_part(public) => return Ok(()),
+            Some(_) => self.notes.push(format!(
+                "{} held another key than the private key beside it; rewritten \
+                 from the private key",
+                path.display()
+            )),
+            None => {}
+        }
+        write_file(&path, line.as_bytes(), 0o644)
+    }
+
+    fn salt(&mut self, path: &Path) -> Result<Salt, StateError> {
+        if let Some(text) = self.read_secret(path)? {
+            return unhex(text.trim()).ok_or_else(|| StateError::Corrupt {
+                path: path.to_owned(),
+                reason: "a salt file holds 24 hexadecimal digits".to_owned(),
             });
         }
-        return Ok(text);
+        let mut salt = Salt::default();
+        self.entropy.fill(&mut salt)?;
+        let what = format!(
+            "password salt {}",
+            path.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        );
+        self.save_secret(path, format!("{}\n", hex(&salt)).as_bytes(), &what)?;
+        Ok(salt)
     }
-    let mut bytes = [0u8; 16];
-    entropy.fill(&mut bytes)?;
-    let phrase = hex(&bytes);
-    write_private(&path, format!("{phrase}\n").as_bytes())?;
-    Ok(phrase)
 }
 
-fn ensure_host_key(
-    node_dir: &Path,
-    host: &str,
-    entropy: &mut dyn Entropy,
-) -> Result<HostKey, StateError> {
-    let path = node_dir.join(HOST_KEY_FILE);
-    let corrupt = |reason: String| StateError::Corrupt {
-        path: path.clone(),
-        reason,
-    };
-    let key = if path.exists() {
-        let text = fs::read_to_string(&path).map_err(at("reading", &path))?;
-        PrivateKey::from_openssh(&text).map_err(|e| corrupt(e.to_string()))?
-    } else {
-        let mut seed = [0u8; 32];
-        entropy.fill(&mut seed)?;
-        let pair = KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed));
-        let key =
-            PrivateKey::new(pair, format!("root@{host}")).map_err(|e| corrupt(e.to_string()))?;
-        let text = key
-            .to_openssh(LineEnding::LF)
-            .map_err(|e| corrupt(e.to_string()))?;
-        write_private(&path, text.as_bytes())?;
-        key
-    };
-    let private_openssh = key
-        .to_openssh(LineEnding::LF)
-        .map_err(|e| corrupt(e.to_string()))?
-        .to_string();
-    let public_openssh = key
-        .public_key()
-        .to_openssh()
-        .map_err(|e| corrupt(e.to_string()))?;
-    let pub_path = node_dir.join(format!("{HOST_KEY_FILE}.pub"));
-    if !pub_path.exists() {
-        fs::write(&pub_path, format!("{public_openssh}\n")).map_err(at("writing", &pub_path))?;
+/// The type and base64 of a public key line (the comment may differ).
+fn key_part(line: &str) -> Vec<&str> {
+    line.split_whitespace().take(2).collect()
+}
+
+fn corrupt(path: &Path, e: impl std::fmt::Display) -> StateError {
+    StateError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
     }
-    Ok(HostKey {
-        private_openssh,
-        public_openssh,
-    })
 }
 
-fn ensure_salt(path: &Path, entropy: &mut dyn Entropy) -> Result<Salt, StateError> {
-    if path.exists() {
-        let text = fs::read_to_string(path).map_err(at("reading", path))?;
-        return unhex(text.trim()).ok_or_else(|| StateError::Corrupt {
-            path: path.to_owned(),
-            reason: "a salt file holds 24 hexadecimal digits".to_owned(),
-        });
+/// Parses a stored host key; the messages say what the file should be
+/// rather than what the PEM decoder tripped on.
+fn parse_host_key(path: &Path, text: &str) -> Result<PrivateKey, StateError> {
+    let fix = "delete it to make a new one (the node's host key then changes)";
+    if !text
+        .trim_start()
+        .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+    {
+        let what = if text.trim_start().starts_with("ssh-") {
+            "it holds a public key"
+        } else {
+            "it does not start with -----BEGIN OPENSSH PRIVATE KEY-----"
+        };
+        return Err(corrupt(
+            path,
+            format!("is not an OpenSSH private key ({what}); {fix}"),
+        ));
     }
-    let mut salt = Salt::default();
-    entropy.fill(&mut salt)?;
-    write_private(path, format!("{}\n", hex(&salt)).as_bytes())?;
-    Ok(salt)
+    let key = PrivateKey::from_openssh(text).map_err(|e| {
+        corrupt(
+            path,
+            format!("is a damaged OpenSSH private key ({e}); {fix}"),
+        )
+    })?;
+    if key.is_encrypted() {
+        return Err(corrupt(
+            path,
+            "is encrypted with a passphrase, which sshd cannot use for a host key; \
+             decrypt it with `ssh-keygen -p` or delete it",
+        ));
+    }
+    if key.algorithm() != ssh_key::Algorithm::Ed25519 {
+        return Err(corrupt(
+            path,
+            format!(
+                "is an {} key; this file holds an ed25519 key; {fix}",
+                key.algorithm()
+            ),
+        ));
+    }
+    Ok(key)
 }
 
-fn make_private_dir(dir: &Path) -> Result<(), StateError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(at("creating", dir))?;
-    Ok(())
-}
-
-/// Writes a 0600 file through a temporary name, so a crash never leaves a
-/// half-written key that a later build would trust.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let tmp = path.with_extension("tmp");
+/// Writes a file through a temporary name (created with `mode`), so a
+/// crash never leaves a half-written key that a later build would trust.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
+        .create_new(true)
+        .mode(mode)
         .open(&tmp)
         .map_err(at("creating", &tmp))?;
     f.write_all(bytes).map_err(at("writing", &tmp))?;
@@ -288,10 +515,79 @@ mod tests {
     }
 
     #[test]
+    fn a_new_state_dir_gets_a_gitignore_and_peeking_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut entropy = SeededEntropy::new(b"p");
+        let mut store = Store::new(&state, false, &mut entropy);
+        store.root().unwrap();
+        let phrase = store.passphrase().unwrap();
+        assert_eq!(phrase.len(), 32);
+        let notes = store.finish();
+        assert!(!state.exists(), "peeking created {}", state.display());
+        assert!(notes[0].contains("MicroCloud passphrase"), "{notes:?}");
+        assert_eq!(
+            ensure_passphrase(&state, &mut SeededEntropy::new(b"p")).unwrap(),
+            phrase
+        );
+        assert_eq!(
+            fs::read_to_string(state.join(".gitignore")).unwrap(),
+            GITIGNORE
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join(PASSPHRASE_FILE)), 0o600);
+    }
+
+    #[test]
+    fn readable_secrets_are_reported_when_peeking_and_fixed_when_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_passphrase(dir.path(), &mut SeededEntropy::new(b"p")).unwrap();
+        let file = dir.path().join(PASSPHRASE_FILE);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+        let mut entropy = SeededEntropy::new(b"p");
+        let mut peek = Store::new(dir.path(), false, &mut entropy);
+        peek.passphrase().unwrap();
+        assert!(peek.finish()[0].contains("`build` sets it to 0600"));
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let mut entropy = SeededEntropy::new(b"p");
+        let mut write = Store::new(dir.path(), true, &mut entropy);
+        write.passphrase().unwrap();
+        assert!(write.finish()[0].contains("(mode 0640); set to 0600"));
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn stored_keys_of_the_wrong_kind_are_named() {
+        let p = Path::new("k");
+        let why = |text: &str| parse_host_key(p, text).unwrap_err().to_string();
+        let public =
+            why("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs");
+        assert!(
+            public.contains("not an OpenSSH private key (it holds a public key)"),
+            "{public}"
+        );
+        assert!(!public.contains("NUL"), "{public}");
+        let damaged =
+            why("-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n-----END OPENSSH PRIVATE KEY-----\n");
+        assert!(damaged.contains("damaged OpenSSH private key"), "{damaged}");
+    }
+
+    #[test]
     fn host_keys_are_created_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ensure_host_key(dir.path(), "pi1", &mut SeededEntropy::new(b"a")).unwrap();
-        let again = ensure_host_key(dir.path(), "pi1", &mut SeededEntropy::new(b"other")).unwrap();
+        let first = Store::new(dir.path(), true, &mut SeededEntropy::new(b"a"))
+            .host_key(dir.path(), "pi1")
+            .unwrap();
+        let again = Store::new(dir.path(), true, &mut SeededEntropy::new(b"other"))
+            .host_key(dir.path(), "pi1")
+            .unwrap();
         assert_eq!(first, again);
         assert!(first.public_openssh.starts_with("ssh-ed25519 "));
         assert!(first.public_openssh.ends_with(" root@pi1"));

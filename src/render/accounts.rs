@@ -55,6 +55,38 @@ pub enum AccountError {
     NoFreeGid { db: &'static str, name: String },
     #[error("{db}: line {line} has too few fields")]
     Malformed { db: &'static str, line: usize },
+    #[error("user {name}: {field} {value:?} holds ':' or a control character")]
+    Separator {
+        name: String,
+        field: &'static str,
+        value: String,
+    },
+}
+
+/// The profile refuses these at load time; checked again here because a
+/// ':' or a newline in any field would forge fields or whole accounts.
+fn check_fields(entries: &AccountEntries) -> Result<(), AccountError> {
+    for u in &entries.users {
+        let hash = u.password_hash.as_deref().unwrap_or("");
+        let mut fields = vec![
+            ("name", u.name.as_str()),
+            ("gecos", &u.gecos),
+            ("home", &u.home),
+            ("shell", &u.shell),
+            ("password hash", hash),
+        ];
+        fields.extend(u.groups.iter().map(|g| ("group", g.as_str())));
+        for (field, value) in fields {
+            if value.contains(':') || value.chars().any(char::is_control) {
+                return Err(AccountError::Separator {
+                    name: u.name.clone(),
+                    field,
+                    value: value.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The lowest id of the range `groupadd -r` uses; system groups we create
@@ -259,6 +291,7 @@ pub fn merge_gshadow(existing: &str, entries: &AccountEntries) -> Result<String,
 impl AccountEntries {
     /// Merges into the existing text of `db`.
     pub fn merge(&self, db: AccountDb, existing: &str) -> Result<String, AccountError> {
+        check_fields(self)?;
         match db {
             AccountDb::Passwd => merge_passwd(existing, self),
             AccountDb::Shadow => merge_shadow(existing, self),
@@ -271,6 +304,18 @@ impl AccountEntries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn separators_in_fields_are_refused_before_merging() {
+        let mut e = alice();
+        e.users[0].gecos = "x\nroot2::0:0:".into();
+        for db in [AccountDb::Passwd, AccountDb::Shadow, AccountDb::Group] {
+            assert!(matches!(
+                e.merge(db, "root:x:0:0::/root:/bin/sh\n"),
+                Err(AccountError::Separator { field: "gecos", .. })
+            ));
+        }
+    }
 
     fn alice() -> AccountEntries {
         AccountEntries {

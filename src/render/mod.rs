@@ -19,6 +19,8 @@ pub mod firstboot;
 pub mod microcloud;
 pub mod netplan;
 pub mod quirks;
+pub mod redact;
+pub mod reserved;
 pub mod ssh_host;
 pub mod tree;
 pub mod yaml;

@@ -6,7 +6,8 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -28,7 +29,7 @@ pub enum TreeError {
 }
 
 /// The bytes a spec shows as: file bytes, or for edits what they add.
-fn shown_bytes(spec: &FileSpec) -> Result<Option<Vec<u8>>, TreeError> {
+pub fn shown_bytes(spec: &FileSpec) -> Result<Option<Vec<u8>>, TreeError> {
     Ok(match &spec.kind {
         FileKind::File { bytes } => Some(bytes.clone()),
         FileKind::AccountEntries { db, entries } => Some(entries.merge(*db, "")?.into_bytes()),
@@ -78,7 +79,11 @@ fn inside(base: &Path, spec_path: &str) -> Result<PathBuf, TreeError> {
 }
 
 /// Writes `specs` under `out/boot` and `out/root`, plus `out/MANIFEST`.
-pub fn write_tree(out: &Path, specs: &[FileSpec]) -> Result<(), TreeError> {
+/// The tree holds the real bytes, secrets included, so `out` is made 0700
+/// (nobody else can enter it) and every file whose `secret` mark is set is
+/// 0600 (so a copy taken out of the tree with its mode stays private);
+/// other entries keep the mode the image gives them.
+pub fn write_tree(out: &Path, specs: &[FileSpec], secret: &[bool]) -> Result<(), TreeError> {
     if out.exists()
         && fs::read_dir(out)
             .map_err(at("reading", out))?
@@ -87,9 +92,16 @@ pub fn write_tree(out: &Path, specs: &[FileSpec]) -> Result<(), TreeError> {
     {
         return Err(TreeError::NotEmpty(out.to_owned()));
     }
-    fs::create_dir_all(out).map_err(at("creating", out))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(out)
+        .map_err(at("creating", out))?;
+    // An existing empty directory keeps its mode through create().
+    fs::set_permissions(out, fs::Permissions::from_mode(0o700))
+        .map_err(at("setting mode of", out))?;
     let mut manifest = String::new();
-    for spec in specs {
+    for (i, spec) in specs.iter().enumerate() {
         manifest.push_str(&manifest_line(spec)?);
         manifest.push('\n');
         let path = inside(&out.join(spec.target.to_string()), &spec.path)?;
@@ -108,8 +120,21 @@ pub fn write_tree(out: &Path, specs: &[FileSpec]) -> Result<(), TreeError> {
             FileKind::Absent | FileKind::CmdlineEdit { .. } => {}
             FileKind::File { .. } | FileKind::AccountEntries { .. } => {
                 let bytes = shown_bytes(spec)?.unwrap_or_default();
-                fs::write(&path, bytes).map_err(at("writing", &path))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(spec.mode))
+                let mode = if secret.get(i).copied().unwrap_or(true) {
+                    0o600
+                } else {
+                    spec.mode
+                };
+                // Created owner-only and given its mode once the bytes are
+                // in, so a secret is never readable by others on the way.
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(at("creating", &path))?;
+                f.write_all(&bytes).map_err(at("writing", &path))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
                     .map_err(at("setting mode of", &path))?;
             }
         }
@@ -119,21 +144,33 @@ pub fn write_tree(out: &Path, specs: &[FileSpec]) -> Result<(), TreeError> {
     Ok(())
 }
 
-/// Every spec as a header line and its text (binary files summarised).
+/// Every spec as a header line and its text (binary files summarised),
+/// secrets included.
 pub fn to_text(specs: &[FileSpec]) -> Result<String, TreeError> {
+    let bodies = specs
+        .iter()
+        .map(shown_bytes)
+        .collect::<Result<Vec<_>, _>>()?;
+    to_text_with(specs, &bodies)
+}
+
+/// Every spec as a header line (of its real bytes) and `bodies[i]` as its
+/// text: what `render` prints, with `redact::redact`'s bodies when secrets
+/// are hidden.
+pub fn to_text_with(specs: &[FileSpec], bodies: &[Option<Vec<u8>>]) -> Result<String, TreeError> {
     let mut out = String::new();
-    for spec in specs {
+    for (spec, body) in specs.iter().zip(bodies) {
         let _ = writeln!(out, "==> {} <==", manifest_line(spec)?);
-        if let Some(bytes) = shown_bytes(spec)? {
-            match String::from_utf8(bytes) {
+        if let Some(bytes) = body {
+            match std::str::from_utf8(bytes) {
                 Ok(text) => {
-                    out.push_str(&text);
+                    out.push_str(text);
                     if !text.ends_with('\n') {
                         out.push('\n');
                     }
                 }
-                Err(e) => {
-                    let _ = writeln!(out, "(binary, {} bytes)", e.as_bytes().len());
+                Err(_) => {
+                    let _ = writeln!(out, "(binary, {} bytes)", bytes.len());
                 }
             }
         }

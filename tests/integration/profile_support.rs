@@ -95,3 +95,19 @@ pub fn file<'a>(specs: &'a [FileSpec], path: &str) -> Option<&'a [u8]> {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// Creates the state directory of the profile at `path` (where `build`
+/// would), since `render` and dry runs only ever read it.
+pub fn prepare_state(path: &Path) -> State {
+    let profile = homelab_image::profile::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = Context {
+        profile_path: path.to_owned(),
+        home: None,
+        env: Box::new(|_| None),
+    };
+    let cluster = resolve(&profile, &ctx)
+        .unwrap_or_else(|r| panic!("{r}"))
+        .cluster;
+    let seed = path.display().to_string();
+    State::prepare(&cluster, &mut SeededEntropy::new(seed.as_bytes())).expect("state")
+}
