@@ -334,6 +334,18 @@ fn a_full_or_read_only_output_disk_fails_cleanly() {
     match small_fs(tmp.path(), 4, false) {
         Err(why) => eprintln!("skipping the full-disk case: {why}"),
         Ok(mnt) => {
+            // Leave less room than any node image needs, whatever the
+            // fixture's data (a copied fixture can be sparser than a
+            // generated one): all but 256 KiB is taken by a filler file.
+            let free = rustix::fs::statvfs(&mnt).unwrap();
+            let room = free.f_bavail * free.f_frsize;
+            let filler = std::fs::File::create(mnt.join("filler")).unwrap();
+            std::io::Write::write_all(
+                &mut &filler,
+                &vec![0x5a; room.saturating_sub(256 << 10) as usize],
+            )
+            .unwrap();
+            filler.sync_all().unwrap();
             let out = mnt.join("out");
             let r = build(&p, &["--node", "pi1", "--out", out.to_str().unwrap()]);
             let left: Vec<_> = std::fs::read_dir(&out)
