@@ -95,7 +95,8 @@ pub struct RmArgs {
     #[arg(value_name = "PARTITION")]
     pub partition: String,
 
-    /// Absolute paths of the files or symlinks to remove
+    /// Absolute paths of the files, symlinks, FIFOs, sockets or device
+    /// nodes to remove (not directories)
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<String>,
 

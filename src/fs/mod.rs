@@ -26,20 +26,19 @@ pub enum FsError {
     IsADirectory(String),
     #[error("{path}: {message}")]
     Ext4 { path: String, message: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The cause is part of the message and deliberately not a `source`
+    /// (a field named `source` would make it one), so `{:#}` prints it once.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("no filesystem we can read (neither a FAT boot sector nor an ext2/3/4 superblock)")]
     Unrecognised,
 }
 
 impl FsError {
-    fn io(path: &str, source: std::io::Error) -> FsError {
+    fn io(path: &str, error: std::io::Error) -> FsError {
         FsError::Io {
             path: path.to_string(),
-            source,
+            error,
         }
     }
 
@@ -71,6 +70,13 @@ pub enum EntryKind {
     File,
     Dir,
     Symlink,
+    Fifo,
+    Socket,
+    #[serde(rename = "char-device")]
+    CharDevice,
+    #[serde(rename = "block-device")]
+    BlockDevice,
+    /// A mode whose type bits name no file type.
     Other,
 }
 
@@ -165,10 +171,15 @@ pub fn format_entry(e: &FsEntry, long: bool) -> String {
     if !long {
         return name;
     }
+    // The type letters of coreutils' `ls -l` (filemodestring).
     let kind = match e.kind {
         EntryKind::Dir => 'd',
         EntryKind::Symlink => 'l',
         EntryKind::File => '-',
+        EntryKind::Fifo => 'p',
+        EntryKind::Socket => 's',
+        EntryKind::CharDevice => 'c',
+        EntryKind::BlockDevice => 'b',
         EntryKind::Other => '?',
     };
     let mode = match e.mode {
@@ -215,7 +226,15 @@ pub fn normalize(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{FsError, normalize};
+
+    #[test]
+    fn an_io_error_prints_its_cause_once_under_alternate_format() {
+        let e = FsError::io("/etc/passwd", std::io::Error::other("disk on fire"));
+        let shown = format!("{:#}", anyhow::Error::new(e).context("x.img: partition 2"));
+        assert_eq!(shown.matches("disk on fire").count(), 1, "{shown}");
+        assert!(shown.contains("/etc/passwd: disk on fire"), "{shown}");
+    }
 
     #[test]
     fn paths_normalize() {

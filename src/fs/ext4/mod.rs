@@ -92,6 +92,14 @@ impl Ext4Volume {
             EntryKind::Symlink
         } else if ft.is_regular_file() {
             EntryKind::File
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else if ft.is_socket() {
+            EntryKind::Socket
+        } else if ft.is_char_dev() {
+            EntryKind::CharDevice
+        } else if ft.is_block_dev() {
+            EntryKind::BlockDevice
         } else {
             EntryKind::Other
         };

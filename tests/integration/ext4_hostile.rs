@@ -1,0 +1,408 @@
+//! Hostile images on the ext4, inspect and build side (issue 12): damaged
+//! directories the writer must refuse, special files it must remove, files
+//! that claim more bytes than anyone should hold in memory, bases that are
+//! outputs, and errors that name what broke. Each image is a fixture copy
+//! changed with debugfs (which keeps checksums right) or patched bytes with
+//! the checksum recomputed here; e2fsck and debugfs judge the results.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::ext4_support::assert_fsck_clean;
+use crate::util::{assert_fails, copy_fixture, hi, hi_ok, our_partition, read_at, run_ok};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The ext4 partition `n` of `img` as e2fsprogs addresses it in place.
+fn dev(img: &Path, n: u64) -> String {
+    format!("{}?offset={}", img.display(), our_partition(img, n).0)
+}
+
+/// Runs debugfs requests (one per line) read-write on `dev`.
+fn debugfs_w(dev: &str, requests: &str) {
+    use std::io::Write;
+    let mut child = Command::new("debugfs")
+        .args(["-w", "-f", "-", dev])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("debugfs (e2fsprogs)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(requests.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "debugfs: {out:?}");
+}
+
+fn debugfs(dev: &str, request: &str) -> String {
+    let out = run_ok(Command::new("debugfs").arg("-R").arg(request).arg(dev));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `e2fsck -fy`: lets e2fsck tidy what debugfs leaves half-done (such as
+/// the directory entry type of a node whose mode we changed).
+fn e2fsck_fix(dev: &str) {
+    let st = Command::new("e2fsck").args(["-fy", dev]).output().unwrap();
+    assert!(st.status.code().unwrap_or(8) < 4, "e2fsck -fy: {st:?}");
+}
+
+fn sha(p: &Path) -> String {
+    let out = run_ok(Command::new("sha256sum").arg(p));
+    String::from_utf8_lossy(&out.stdout)[..64].to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fixture copy whose root holds a FIFO, a socket and two device nodes
+/// in /etc, e2fsck-clean.
+fn with_special_files(tmp: &Path) -> PathBuf {
+    let img = copy_fixture("ubuntu-raspi.img", tmp);
+    let d = dev(&img, 2);
+    debugfs_w(
+        &d,
+        "cd /etc\nmknod fifo p\nmknod sda1 b 8 1\nmknod null c 1 3\nmknod sock p\n\
+         sif sock mode 0140755\n",
+    );
+    e2fsck_fix(&d);
+    assert_fsck_clean(Path::new(&d), "the prepared image");
+    img
+}
+
+#[test]
+fn ls_long_shows_fifos_sockets_and_devices_as_coreutils_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = with_special_files(tmp.path());
+    let out = hi_ok(&["ls", "-l", s(&img), "2", "/etc"]);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+            .to_string()
+    };
+    assert!(line("fifo").starts_with("p---------"), "{out}");
+    assert!(line("sock").starts_with("srwxr-xr-x"), "{out}");
+    assert!(line("null").starts_with("c---------"), "{out}");
+    assert!(line("sda1").starts_with("b---------"), "{out}");
+    assert!(!out.contains('?'), "{out}");
+}
+
+#[test]
+fn rm_removes_fifos_sockets_and_device_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = with_special_files(tmp.path());
+    let d = dev(&img, 2);
+    hi_ok(&[
+        "rm",
+        s(&img),
+        "2",
+        "/etc/fifo",
+        "/etc/sock",
+        "/etc/null",
+        "/etc/sda1",
+    ]);
+    assert_fsck_clean(Path::new(&d), "after rm of special files");
+    let ls = debugfs(&d, "ls /etc");
+    for name in ["fifo", "sock", "null", "sda1"] {
+        assert!(!ls.split_whitespace().any(|w| w == name), "{name}:\n{ls}");
+    }
+    // And replacing one with a regular file works the same way.
+    debugfs_w(&d, "cd /etc\nmknod fifo p\n");
+    let src = tmp.path().join("plain");
+    std::fs::write(&src, "now a file\n").unwrap();
+    hi_ok(&["cp", s(&img), "2", s(&src), "/etc/fifo"]);
+    assert_fsck_clean(Path::new(&d), "after cp over a FIFO");
+    assert_eq!(hi_ok(&["cat", s(&img), "2", "/etc/fifo"]), "now a file\n");
+}
+
+// ---------------------------------------------------------------------------
+// #12: damaged directories are refused, with the inode named
+// ---------------------------------------------------------------------------
+
+/// crc32c as ext4 computes it: seeded, without the final inversion.
+fn crc32c_raw(seed: u32, data: &[u8]) -> u32 {
+    !crc32c::crc32c_append(!seed, data)
+}
+
+/// The value after `key` on the first line of `text` that starts with it.
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key:?} in:\n{text}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+}
+
+/// The metadata_csum seed of the ext4 at `dev`: `s_checksum_seed` when
+/// the filesystem has one, else crc32c of the UUID.
+fn csum_seed(dev: &str) -> u32 {
+    let h = String::from_utf8_lossy(&run_ok(Command::new("dumpe2fs").args(["-h", dev])).stdout)
+        .into_owned();
+    if h.contains("Checksum seed:") {
+        return u32::from_str_radix(field(&h, "Checksum seed:").trim_start_matches("0x"), 16)
+            .unwrap();
+    }
+    let hex: String = field(&h, "Filesystem UUID:").replace('-', "");
+    let uuid: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    crc32c_raw(!0, &uuid)
+}
+
+/// Edits block `lblk` of the directory at `path` in partition `n` and
+/// stores the block's checksum again, so that only the edit is wrong.
+/// Returns the directory's inode number.
+fn edit_dir_block(
+    img: &Path,
+    n: u64,
+    path: &str,
+    lblk: usize,
+    edit: impl FnOnce(&mut [u8]),
+) -> u32 {
+    let d = dev(img, n);
+    let stat = debugfs(&d, &format!("stat {path}"));
+    let ino: u32 = field(&stat, "Inode:").parse().unwrap();
+    let generation: u32 = field(&stat, "Generation:").parse().unwrap();
+    let blocks: Vec<u64> = debugfs(&d, &format!("blocks {path}"))
+        .split_whitespace()
+        .map(|b| b.parse().unwrap())
+        .collect();
+    let bs = 4096usize;
+    let at = our_partition(img, n).0 + blocks[lblk] * bs as u64;
+    let mut block = read_at(img, at, bs);
+    edit(&mut block);
+    let tail = &block[bs - 12..];
+    if tail[4..8] == [12, 0, 0, 0xDE] {
+        let seed = crc32c_raw(
+            crc32c_raw(csum_seed(&d), &ino.to_le_bytes()),
+            &generation.to_le_bytes(),
+        );
+        let c = crc32c_raw(seed, &block[..bs - 12]);
+        block[bs - 4..].copy_from_slice(&c.to_le_bytes());
+    }
+    crate::util::patch(img, at, &block);
+    // The block's checksum is right again: e2fsck sees only the edit.
+    let fsck = Command::new("e2fsck").args(["-fn", &d]).output().unwrap();
+    let text = String::from_utf8_lossy(&fsck.stdout).to_lowercase();
+    assert!(!text.contains("checksum"), "{text}");
+    ino
+}
+
+/// The offset of the live entry named `name` in a directory block.
+fn entry_at(block: &[u8], name: &[u8]) -> usize {
+    let mut at = 0;
+    while at + 8 <= block.len() {
+        let rec_len = usize::from(u16::from_le_bytes([block[at + 4], block[at + 5]]));
+        let len = usize::from(block[at + 6]);
+        if &block[at + 8..at + 8 + len] == name {
+            return at;
+        }
+        assert!(rec_len >= 12, "no entry {name:?}");
+        at += rec_len;
+    }
+    panic!("no entry {:?}", String::from_utf8_lossy(name));
+}
+
+/// `cp` of a small file to `dest` in partition 2 of `img`, which must be
+/// refused with every one of `needles` and leave the image unchanged.
+fn cp_is_refused(img: &Path, dest: &str, needles: &[&str]) {
+    let src = img.with_file_name("payload.txt");
+    std::fs::write(&src, "payload\n").unwrap();
+    let before = sha(img);
+    assert_fails(&hi(&["cp", s(img), "2", s(&src), dest]), 1, needles);
+    assert_eq!(sha(img), before, "a refused cp changed the image");
+}
+
+#[test]
+fn a_name_holding_a_slash_refuses_edits_of_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    // debugfs links "/etc/evil" into the root under exactly that name.
+    debugfs_w(&dev(&img, 2), "mknod /etc/evil p\n");
+    assert!(debugfs(&dev(&img, 2), "ls -l /").contains("/etc/evil"));
+    for dest in ["/new.txt", "/etc/new.txt"] {
+        cp_is_refused(&img, dest, &["inode 2", "\"/etc/evil\"", "contains '/'"]);
+    }
+}
+
+#[test]
+fn a_name_holding_a_nul_refuses_edits_of_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let ino = edit_dir_block(&img, 2, "/etc", 0, |b| {
+        let at = entry_at(b, b"fstab");
+        b[at + 8 + 2] = 0;
+    });
+    cp_is_refused(
+        &img,
+        "/etc/new.txt",
+        &[
+            &format!("directory block 0 of inode {ino}"),
+            "contains a NUL byte",
+        ],
+    );
+}
+
+#[test]
+fn a_dot_pointing_elsewhere_refuses_edits_of_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let ino = edit_dir_block(&img, 2, "/etc", 0, |b| {
+        b[0..4].copy_from_slice(&2u32.to_le_bytes());
+    });
+    cp_is_refused(
+        &img,
+        "/etc/new.txt",
+        &[
+            &format!("directory block 0 of inode {ino}"),
+            &format!("`.` pointing at inode {ino}"),
+        ],
+    );
+}
+
+#[test]
+fn a_second_dotdot_refuses_edits_of_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let ino = edit_dir_block(&img, 2, "/etc", 0, |b| {
+        let at = entry_at(b, b"fstab");
+        b[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+        b[at + 6] = 2;
+        b[at + 7] = 2;
+        b[at + 8..at + 10].copy_from_slice(b"..");
+    });
+    cp_is_refused(
+        &img,
+        "/etc/new.txt",
+        &[
+            &format!("directory block 0 of inode {ino}"),
+            "another \"..\"",
+        ],
+    );
+}
+
+#[test]
+fn a_dotdot_naming_another_parent_refuses_edits_below_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let usr: u32 = field(&debugfs(&dev(&img, 2), "stat /usr"), "Inode:")
+        .parse()
+        .unwrap();
+    let ino = edit_dir_block(&img, 2, "/etc", 0, |b| {
+        let at = entry_at(b, b"..");
+        b[at..at + 4].copy_from_slice(&usr.to_le_bytes());
+    });
+    cp_is_refused(
+        &img,
+        "/etc/new.txt",
+        &[
+            &format!("directory block 0 of inode {ino}"),
+            &format!("`..` points at inode {usr}, but the directory is in inode 2"),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// build: its helpers (a copy of build.rs's, kept here so that file stays
+// other work's)
+// ---------------------------------------------------------------------------
+
+/// A copy of an example profile whose nodes all use `base` as image.
+fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("profiles")
+        .join(example);
+    let text = std::fs::read_to_string(src).unwrap();
+    let os_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("os: "))
+        .unwrap();
+    let indent = &os_line[..os_line.len() - os_line.trim_start().len()];
+    let text = text.replacen(
+        os_line,
+        &format!("{os_line}\n{indent}path: {}", base.display()),
+        1,
+    );
+    let p = dir.join("homelab.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn build(profile: &Path, args: &[&str]) -> Output {
+    crate::util::bin()
+        .arg("--profile")
+        .arg(profile)
+        .arg("build")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Files left in `dir` (hidden partial files included).
+fn left_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn build_refuses_a_base_whose_directory_has_a_wrong_dot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let ino = edit_dir_block(&base, 2, "/etc", 0, |b| {
+        b[0..4].copy_from_slice(&2u32.to_le_bytes());
+    });
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
+    let out = tmp.path().join("out");
+    let r = build(&p, &["--node", "pi1", "--out", s(&out)]);
+    assert_fails(
+        &r,
+        1,
+        &["pi1", &format!("directory block 0 of inode {ino}"), "`.`"],
+    );
+    assert!(left_in(&out).is_empty(), "left behind: {:?}", left_in(&out));
+}
+
+#[test]
+fn a_second_ds_token_in_cmdline_txt_does_not_survive_the_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let spec = format!("{}@@{}", s(&base), our_partition(&base, 1).0);
+    let line =
+        "console=tty1 ds=nocloud-net;s=http://10.0.0.1/ root=LABEL=writable ds=ec2 rootwait\n";
+    let local = tmp.path().join("cmdline.txt");
+    std::fs::write(&local, line).unwrap();
+    run_ok(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-o", "-i", &spec])
+            .arg(&local)
+            .arg("::/cmdline.txt"),
+    );
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
+    let out = tmp.path().join("out");
+    let r = build(&p, &["--node", "pi1", "--out", s(&out)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let img = out.join("pi1.img");
+    let got = hi_ok(&["cat", s(&img), "1", "/cmdline.txt"]);
+    let ds: Vec<&str> = got
+        .split_whitespace()
+        .filter(|t| t.starts_with("ds="))
+        .collect();
+    assert_eq!(ds, ["ds=nocloud"], "{got}");
+    assert_eq!(
+        got, "console=tty1 ds=nocloud root=LABEL=writable rootwait\n",
+        "other tokens must stay as they were"
+    );
+}
