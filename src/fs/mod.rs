@@ -4,6 +4,7 @@
 pub mod copy_in;
 pub mod ext4;
 pub mod fat;
+pub mod limits;
 mod probe;
 
 use serde::Serialize;
@@ -32,6 +33,13 @@ pub enum FsError {
     Io { path: String, error: std::io::Error },
     #[error("no filesystem we can read (neither a FAT boot sector nor an ext2/3/4 superblock)")]
     Unrecognised,
+    /// A file too large to hold in memory; its size may well be damage.
+    #[error(
+        "{path}: its size is {size} bytes, over the {} limit for a file read whole \
+         from an image",
+        crate::io::units::human_size(*limit)
+    )]
+    TooLarge { path: String, size: u64, limit: u64 },
 }
 
 impl FsError {
@@ -128,10 +136,27 @@ impl Filesystem {
         }
     }
 
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
+    /// The bytes of the file at `path`, refused (`TooLarge`) when the file
+    /// says it holds more than `limit` bytes: every read of a whole file
+    /// from an image goes through here.
+    pub fn read_bounded(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
         match self {
-            Filesystem::Fat(v) => v.read(path),
-            Filesystem::Ext4(v) => v.read(path),
+            Filesystem::Fat(v) => fat_read_bounded(v, path, limit),
+            Filesystem::Ext4(v) => v.read_bounded(path, limit),
+        }
+    }
+
+    /// Copies the file at `path` to `out` without holding it in memory
+    /// (ext4; a FAT file, at most 4 GiB, is still read whole first).
+    /// Returns the bytes copied.
+    pub fn stream(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, StreamError> {
+        match self {
+            Filesystem::Fat(v) => {
+                let bytes = v.read(path).map_err(StreamError::Read)?;
+                out.write_all(&bytes).map_err(StreamError::Write)?;
+                Ok(bytes.len() as u64) // as: usize fits in u64
+            }
+            Filesystem::Ext4(v) => v.stream(path, out),
         }
     }
 
@@ -142,21 +167,69 @@ impl Filesystem {
         }
     }
 
-    /// Reads a file, or `None` when it does not exist.
-    pub fn read_if_exists(&self, path: &str) -> Result<Option<Vec<u8>>, FsError> {
-        match self.read(path) {
+    /// `read_bounded`, or `None` when the file does not exist.
+    pub fn read_bounded_if_exists(
+        &self,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, FsError> {
+        match self.read_bounded(path, limit) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(FsError::NotFound(_) | FsError::NotADirectory(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Reads a file as (lossy UTF-8) text, or `None` when it does not exist.
+    /// Reads a configuration file (at most `limits::PARSED_FILE` bytes),
+    /// or `None` when it does not exist.
+    pub fn read_if_exists(&self, path: &str) -> Result<Option<Vec<u8>>, FsError> {
+        self.read_bounded_if_exists(path, limits::PARSED_FILE)
+    }
+
+    /// Reads a configuration file (at most `limits::PARSED_FILE` bytes) as
+    /// (lossy UTF-8) text, or `None` when it does not exist.
     pub fn read_text_if_exists(&self, path: &str) -> Result<Option<String>, FsError> {
         Ok(self
             .read_if_exists(path)?
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
+}
+
+/// Where a streamed copy (`Filesystem::stream`) failed.
+#[derive(Debug)]
+pub enum StreamError {
+    /// Reading the file inside the image.
+    Read(FsError),
+    /// Writing to the destination.
+    Write(std::io::Error),
+}
+
+/// `read_bounded` for a FAT volume, also used where a build edits one: the
+/// directory entry's size is checked before the file is read, and the
+/// bytes read after (a cluster chain may hold more than the entry says).
+pub(crate) fn fat_read_bounded(
+    v: &fat::FatVolume,
+    path: &str,
+    limit: u64,
+) -> Result<Vec<u8>, FsError> {
+    let entry = v.stat(path)?;
+    if entry.kind == EntryKind::Dir {
+        return Err(FsError::IsADirectory(path.to_string()));
+    }
+    let too_large = |size| FsError::TooLarge {
+        path: path.to_string(),
+        size,
+        limit,
+    };
+    if entry.size > limit {
+        return Err(too_large(entry.size));
+    }
+    let bytes = v.read(path)?;
+    let got = bytes.len() as u64; // as: usize fits in u64
+    if got > limit {
+        return Err(too_large(got));
+    }
+    Ok(bytes)
 }
 
 /// One line of `ls` output. Short form: the name, `/` after directories,

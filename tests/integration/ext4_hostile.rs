@@ -406,3 +406,174 @@ fn a_second_ds_token_in_cmdline_txt_does_not_survive_the_build() {
         "other tokens must stay as they were"
     );
 }
+
+// ---------------------------------------------------------------------------
+// #7: sizes nobody should hold in memory; #26: inspect reports what it can
+// ---------------------------------------------------------------------------
+
+/// 1 TiB: what a damaged or hostile inode can claim in `i_size`.
+const TIB: u64 = 1 << 40;
+
+/// Sets the size of `path` in partition `n` (debugfs keeps the checksum).
+fn set_size(img: &Path, n: u64, path: &str, size: u64) {
+    let d = dev(img, n);
+    debugfs_w(&d, &format!("sif {path} size {size}\n"));
+    let stat = debugfs(&d, &format!("stat {path}"));
+    assert!(stat.contains(&format!("Size: {size}")), "{stat}");
+}
+
+fn inspect_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "inspect printed no JSON report ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn inspect_refuses_a_1_tib_os_release_and_still_reports_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    set_size(&img, 2, "/usr/lib/os-release", TIB);
+    let out = hi(&["inspect", "--json", s(&img)]);
+    // Exit 1, one line naming the file, its size and the limit; never an
+    // abort (134) from allocating a terabyte.
+    assert_fails(
+        &out,
+        1,
+        &[
+            "partition 2",
+            "/etc/os-release",
+            "1099511627776 bytes",
+            "4 MiB limit",
+        ],
+    );
+    let json = inspect_json(&out);
+    assert_eq!(json["partitions"].as_array().unwrap().len(), 2);
+    assert_eq!(json["layout"]["kind"], "ubuntu-raspi");
+    assert!(json["os"].is_null(), "{}", json["os"]);
+    assert_eq!(json["cloud_init"]["version"], "25.1.4");
+    assert_eq!(json["seed"]["files"].as_array().unwrap().len(), 3);
+    let problems = json["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["partition"], 2);
+    assert_eq!(problems[0]["reading"], "the OS release");
+    // The human report says the same.
+    let out = hi(&["inspect", s(&img)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "system-boot",
+        "writable",
+        "Ubuntu raspi",
+        "Unreadable",
+        "1099511627776",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+}
+
+#[test]
+fn inspect_reports_the_table_and_every_readable_part_when_one_etc_file_is_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    // A bad inode checksum: cloud.cfg cannot be read; nothing else is hurt.
+    debugfs_w(&dev(&img, 2), "sif /etc/cloud/cloud.cfg checksum 0x1234\n");
+    let out = hi(&["inspect", "--json", s(&img)]);
+    assert_fails(
+        &out,
+        1,
+        &["partition 2", "reading cloud-init", "/etc/cloud/cloud.cfg"],
+    );
+    let json = inspect_json(&out);
+    assert_eq!(json["table"]["disk_id"], "0x5452a1b3");
+    assert_eq!(json["partitions"][1]["filesystem"]["label"], "writable");
+    assert_eq!(json["os"]["version_id"], "24.04");
+    assert!(json["cloud_init"].is_null());
+    assert!(json["boot_config"].as_array().unwrap().len() >= 2);
+    assert_eq!(json["problems"][0]["reading"], "cloud-init");
+}
+
+#[test]
+fn inspect_marks_a_damaged_filesystem_and_reports_the_other_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    // s_volume_name[15]: only the superblock checksum is wrong.
+    let (start, _) = our_partition(&img, 2);
+    crate::util::patch(&img, start + 1024 + 0x87, b"X");
+    let out = hi(&["inspect", "--json", s(&img)]);
+    assert_fails(&out, 1, &["partition 2", "s_checksum"]);
+    let json = inspect_json(&out);
+    assert_eq!(json["partitions"][0]["filesystem"]["label"], "system-boot");
+    assert!(json["partitions"][1]["filesystem"].is_null());
+    let why = json["partitions"][1]["filesystem_error"].as_str().unwrap();
+    assert!(why.contains("s_checksum"), "{why}");
+}
+
+#[test]
+fn cat_of_a_1_tib_file_streams_instead_of_aborting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let head = hi_ok(&["cat", s(&img), "2", "/etc/fstab"]);
+    set_size(&img, 2, "/etc/fstab", TIB);
+    // Take the first MiB, then close the pipe as `| head -c` would.
+    let mut child = crate::util::bin()
+        .args(["cat", s(&img), "2", "/etc/fstab"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = vec![0u8; 1 << 20];
+    use std::io::Read;
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(first.starts_with(head.as_bytes()));
+    assert!(
+        first[head.len()..].iter().all(|&b| b == 0),
+        "a hole reads as zeros"
+    );
+}
+
+/// The peak resident memory of `cmd` in KiB, from GNU time.
+fn max_rss_kib(cmd: &[&str]) -> (Output, u64) {
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(env!("CARGO_BIN_EXE_homelab-image"))
+        .args(cmd)
+        .stdout(Stdio::null())
+        .output()
+        .expect("/usr/bin/time (Debian package time)");
+    let err = stderr(&out);
+    let kib = field(&err, "Maximum resident set size (kbytes):")
+        .parse()
+        .unwrap();
+    (out, kib)
+}
+
+#[test]
+fn cat_of_a_3_gib_sparse_file_runs_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    set_size(&img, 2, "/etc/fstab", 3 << 30);
+    let (out, kib) = max_rss_kib(&["cat", s(&img), "2", "/etc/fstab"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(kib < 64 << 10, "cat of a 3 GiB file peaked at {kib} KiB");
+}
+
+#[test]
+fn an_armbian_build_refuses_a_1_tib_passwd_without_aborting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = copy_fixture("armbian-rpi.img", tmp.path());
+    set_size(&base, 2, "/etc/passwd", TIB);
+    let p = profile(tmp.path(), "armbian-rock5b.yaml", &base);
+    let out = tmp.path().join("out");
+    let r = build(&p, &["--node", "rock1", "--out", s(&out)]);
+    assert_fails(
+        &r,
+        1,
+        &["rock1", "/etc/passwd", "1099511627776 bytes", "4 MiB limit"],
+    );
+    assert!(left_in(&out).is_empty(), "left behind: {:?}", left_in(&out));
+}
