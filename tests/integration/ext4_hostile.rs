@@ -577,3 +577,130 @@ fn an_armbian_build_refuses_a_1_tib_passwd_without_aborting() {
     );
     assert!(left_in(&out).is_empty(), "left behind: {:?}", left_in(&out));
 }
+
+// ---------------------------------------------------------------------------
+// #8: a base that is an output; #20: a base that shrinks while it is read
+// ---------------------------------------------------------------------------
+
+#[test]
+fn build_refuses_a_base_that_is_its_own_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let base = out.join("pi1.img");
+    run_ok(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(crate::util::fixture("ubuntu-raspi.img"))
+            .arg(&base),
+    );
+    let before = sha(&base);
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
+    let r = build(&p, &["--node", "pi1", "--out", s(&out)]);
+    assert_fails(
+        &r,
+        1,
+        &[
+            "node pi1",
+            "base image",
+            s(&base),
+            "which this build writes",
+        ],
+    );
+    assert_eq!(sha(&base), before, "the base changed");
+    assert_eq!(left_in(&out), ["pi1.img"]);
+}
+
+#[test]
+fn build_refuses_a_base_hard_linked_to_an_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::hard_link(&base, out.join("pi2.img")).unwrap();
+    let before = sha(&base);
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
+    let r = build(&p, &["--all", "--out", s(&out)]);
+    assert_fails(
+        &r,
+        1,
+        &[
+            "base image",
+            s(&base),
+            "same file",
+            "pi2.img",
+            "which this build writes",
+        ],
+    );
+    assert_eq!(sha(&base), before, "the base changed");
+    assert_eq!(left_in(&out), ["pi2.img"]);
+}
+
+#[test]
+fn a_base_that_shrinks_during_the_build_is_named_as_the_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The fixture with 1.5 GiB of data after its partitions, so that the
+    // build is still reading when the base is cut back to the fixture.
+    let base = tmp.path().join("big-base.img");
+    run_ok(
+        Command::new("cp")
+            .arg(crate::util::fixture("ubuntu-raspi.img"))
+            .arg(&base),
+    );
+    let small = std::fs::metadata(&base).unwrap().len();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&base)
+            .unwrap();
+        let chunk = crate::ext4_support::bytes(64 << 20, 9);
+        for _ in 0..24 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let big = std::fs::metadata(&base).unwrap().len();
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
+    let out = tmp.path().join("out");
+    let child = crate::util::bin()
+        .arg("--profile")
+        .arg(&p)
+        .args(["build", "--node", "pi1", "--out", s(&out)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the image is being written, then cut the base back.
+    let partial = out.join(".pi1.img.partial");
+    let t0 = std::time::Instant::now();
+    while !partial.exists() {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the build never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&base)
+        .unwrap()
+        .set_len(small)
+        .unwrap();
+    let r = child.wait_with_output().unwrap();
+    assert_fails(
+        &r,
+        1,
+        &[
+            "node pi1",
+            s(&base),
+            "changed size while it was being read",
+            &format!("{big} bytes when the build started, {small} now"),
+        ],
+    );
+    assert!(
+        !stderr(&r).contains("failed to fill whole buffer"),
+        "{}",
+        stderr(&r)
+    );
+    assert!(left_in(&out).is_empty(), "left behind: {:?}", left_in(&out));
+}
