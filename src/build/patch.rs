@@ -47,6 +47,9 @@ pub struct Parts {
 }
 
 pub fn parts(image: &Image) -> Result<Parts> {
+    // A filesystem that cannot be read drops out of layout detection, which
+    // would then blame the layout ("no boot FAT partition"): say what broke.
+    image.check_filesystems()?;
     let layout = image.layout().with_context(|| {
         format!(
             "{}: not an image layout we build from",

@@ -704,3 +704,38 @@ fn a_base_that_shrinks_during_the_build_is_named_as_the_cause() {
     );
     assert!(left_in(&out).is_empty(), "left behind: {:?}", left_in(&out));
 }
+
+// ---------------------------------------------------------------------------
+// #15: build says why a filesystem cannot be read
+// ---------------------------------------------------------------------------
+
+#[test]
+fn build_names_the_broken_field_of_a_damaged_superblock_or_boot_sector() {
+    let tmp = tempfile::tempdir().unwrap();
+    // ext4: s_volume_name[15] changed, so s_checksum no longer matches.
+    let ext = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let (root, _) = our_partition(&ext, 2);
+    let (boot, _) = our_partition(&ext, 1);
+    crate::util::patch(&ext, root + 1024 + 0x87, b"X");
+    // FAT: a copy whose boot sector says 0 bytes per sector.
+    let fat = tmp.path().join("fat.img");
+    std::fs::copy(crate::util::fixture("ubuntu-raspi.img"), &fat).unwrap();
+    crate::util::patch(&fat, boot + 11, &[0, 0]);
+    for (base, part, needle) in [
+        (&ext, "partition 2", "s_checksum"),
+        (&fat, "partition 1", "FAT boot sector is corrupt"),
+    ] {
+        let dir = tmp.path().join(part);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = profile(&dir, "pi4-microcloud.yaml", base);
+        let out = dir.join("out");
+        let r = build(&p, &["--node", "pi1", "--out", s(&out)]);
+        assert_fails(&r, 1, &["node pi1", s(base), part, needle]);
+        let err = stderr(&r);
+        assert!(
+            !err.contains("not an image layout") && !err.contains("no boot FAT partition"),
+            "{err}"
+        );
+        assert!(left_in(&out).is_empty(), "left behind: {:?}", left_in(&out));
+    }
+}
