@@ -33,6 +33,9 @@ pub enum FsError {
     Io { path: String, error: std::io::Error },
     #[error("no filesystem we can read (neither a FAT boot sector nor an ext2/3/4 superblock)")]
     Unrecognised,
+    /// A filesystem whose features or state the reader cannot handle.
+    #[error("cannot read this ext4 filesystem: {0}")]
+    Unreadable(String),
     /// A file too large to hold in memory; its size may well be damage.
     #[error(
         "{path}: its size is {size} bytes, over the {} limit for a file read whole \
@@ -45,7 +48,7 @@ pub enum FsError {
 impl FsError {
     fn io(path: &str, error: std::io::Error) -> FsError {
         FsError::Io {
-            path: path.to_string(),
+            path: shown_path(path),
             error,
         }
     }
@@ -57,15 +60,15 @@ impl FsError {
         // ErrorKind::Other; its message is the only signal.
         if source.kind() == std::io::ErrorKind::Other {
             match source.to_string().as_str() {
-                "Not a directory" => return FsError::NotADirectory(path.to_string()),
-                "Is a directory" => return FsError::IsADirectory(path.to_string()),
+                "Not a directory" => return FsError::NotADirectory(shown_path(path)),
+                "Is a directory" => return FsError::IsADirectory(shown_path(path)),
                 _ => {}
             }
         }
         match source.kind() {
-            std::io::ErrorKind::NotFound => FsError::NotFound(path.to_string()),
+            std::io::ErrorKind::NotFound => FsError::NotFound(shown_path(path)),
             std::io::ErrorKind::InvalidInput | std::io::ErrorKind::NotADirectory => {
-                FsError::NotADirectory(path.to_string())
+                FsError::NotADirectory(shown_path(path))
             }
             _ => FsError::io(path, source),
         }
@@ -286,6 +289,15 @@ pub fn format_entry(e: &FsEntry, long: bool) -> String {
         e.size,
         e.mtime
     )
+}
+
+/// A path inside a filesystem as messages show it: the root is `/`, not "".
+fn shown_path(path: &str) -> String {
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        path.to_string()
+    }
 }
 
 /// A path inside a filesystem without leading, trailing or doubled

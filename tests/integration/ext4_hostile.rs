@@ -739,3 +739,59 @@ fn build_names_the_broken_field_of_a_damaged_superblock_or_boot_sector() {
         assert!(left_in(&out).is_empty(), "left behind: {:?}", left_in(&out));
     }
 }
+
+// ---------------------------------------------------------------------------
+// #20: messages that name things instead of printing internals
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_casefold_filesystem_is_refused_by_feature_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    debugfs_w(&dev(&img, 2), "feature casefold\n");
+    for args in [
+        vec!["ls", s(&img), "2", "/"],
+        vec!["cat", s(&img), "writable", "/etc/hostname"],
+        vec!["inspect", s(&img)],
+    ] {
+        let out = hi(&args);
+        assert_fails(&out, 1, &["partition 2", "casefold"]);
+        assert!(!stderr(&out).contains("0x20000"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_journal_the_reader_cannot_replay_is_named_by_its_features() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    // The fixture's journal has no features; needs_recovery makes the
+    // reader replay it, which it can only do for 64-bit, v3-checksummed ones.
+    debugfs_w(&dev(&img, 2), "feature needs_recovery\n");
+    let out = hi(&["ls", s(&img), "2", "/etc"]);
+    assert_fails(
+        &out,
+        1,
+        &[
+            "partition 2",
+            "journal needs recovery",
+            "lacks journal_64bit, journal_checksum_v3",
+            "e2fsck -fy",
+        ],
+    );
+    assert!(!stderr(&out).contains(": 18"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_seek_out_of_the_partition_is_told_once_in_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    // BPB_RootClus far past the end of the 40 MiB FAT32 partition.
+    let (boot, _) = our_partition(&img, 1);
+    crate::util::patch(&img, boot + 44, &0x0fff_ff00u32.to_le_bytes());
+    let out = hi(&["ls", s(&img), "1", "/"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("Start("), "{err}");
+    assert!(err.matches("leaves the partition").count() <= 1, "{err}");
+    assert!(!err.contains(": :"), "{err}");
+}

@@ -40,7 +40,9 @@ pub struct Ext4Volume {
 impl Ext4Volume {
     pub fn open(window: PartitionWindow) -> Result<Ext4Volume, FsError> {
         let superblock = read_superblock(&window)?;
-        let fs = Ext4::load(Box::new(window)).map_err(|e| FsError::ext4("/", e))?;
+        // Named here: the reader would name only a bit mask.
+        features::check_readable(superblock.s_feature_incompat).map_err(FsError::Unreadable)?;
+        let fs = Ext4::load(Box::new(window)).map_err(load_error)?;
         Ok(Ext4Volume { fs, superblock })
     }
 
@@ -235,6 +237,34 @@ pub(crate) fn format_unix(secs: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Maps an error of `Ext4::load`. ext4-view reads the journal only to
+/// replay it (needs_recovery), and then reports journal features it lacks
+/// as a number ("missing required journal features: 18"), in a type that
+/// is not public: its message is the only way to name them.
+fn load_error(e: Ext4Error) -> FsError {
+    if let Ext4Error::Incompatible(i) = &e {
+        let text = i.to_string();
+        for (prefix, verb) in [
+            ("missing required journal features: ", "lacks"),
+            ("unsupported journal features: ", "uses"),
+        ] {
+            if let Some(bits) = text
+                .strip_prefix(prefix)
+                .and_then(|n| n.trim().parse::<u32>().ok())
+            {
+                return FsError::Unreadable(format!(
+                    "its journal needs recovery (it was not cleanly unmounted), and the \
+                     reader replays only journals with journal_64bit and \
+                     journal_checksum_v3: this one {verb} {}; run `e2fsck -fy` on it, \
+                     or mount and unmount it, first",
+                    features::journal_feature_names(bits)
+                ));
+            }
+        }
+    }
+    FsError::ext4("/", e)
 }
 
 impl FsError {
