@@ -61,8 +61,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A fixture copy whose root holds a FIFO, a socket and two device nodes
-/// in /etc, e2fsck-clean.
+/// A fixture copy whose root filesystem holds a FIFO, a socket and two
+/// device nodes in /etc, e2fsck-clean.
 fn with_special_files(tmp: &Path) -> PathBuf {
     let img = copy_fixture("ubuntu-raspi.img", tmp);
     let d = dev(&img, 2);
