@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
 
 use crate::cli::{CatArgs, Cli, ColorChoice, Command, GlobalArgs, InspectArgs, LsArgs};
@@ -94,9 +94,11 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Prints the report, then fails (exit 1, the first problem on stderr)
+/// when any part of the image could not be read: the report marks those.
 fn inspect(args: &InspectArgs, color: ColorChoice) -> Result<()> {
     let image = Image::open(&args.image)?;
-    let report = crate::inspect::inspect(&image)?;
+    let report = crate::inspect::inspect(&image);
     let mut out = std::io::stdout().lock();
     let text = if args.json {
         let mut json =
@@ -106,7 +108,17 @@ fn inspect(args: &InspectArgs, color: ColorChoice) -> Result<()> {
     } else {
         crate::inspect::render_human(&report, use_color(color, &std::io::stdout()))
     };
-    write_stdout(&mut out, text.as_bytes())
+    write_stdout(&mut out, text.as_bytes())?;
+    match report.problems.as_slice() {
+        [] => Ok(()),
+        [one] => bail!("{}: {one}", args.image.display()),
+        [first, rest @ ..] => bail!(
+            "{}: {first} (and {} more problem{}, listed in the report)",
+            args.image.display(),
+            rest.len(),
+            if rest.len() == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 fn ls(args: &LsArgs) -> Result<()> {
@@ -126,13 +138,26 @@ fn ls(args: &LsArgs) -> Result<()> {
     write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
 }
 
+/// Streams the file to stdout: a file inside an image can be larger than
+/// memory, or claim to be.
 fn cat(args: &CatArgs) -> Result<()> {
     let image = Image::open(&args.image)?;
     let (n, fs) = image.filesystem(&args.partition)?;
-    let bytes = fs
-        .read(&args.path)
-        .with_context(|| format!("{}: partition {n}", args.image.display()))?;
-    write_stdout(&mut std::io::stdout().lock(), &bytes)
+    let mut out = std::io::BufWriter::with_capacity(256 << 10, std::io::stdout().lock());
+    let copied = fs
+        .stream(&args.path, &mut out)
+        .and_then(|_| out.flush().map_err(crate::fs::StreamError::Write));
+    match copied {
+        Ok(()) => Ok(()),
+        Err(crate::fs::StreamError::Read(e)) => {
+            Err(e).with_context(|| format!("{}: partition {n}", args.image.display()))
+        }
+        // A closed pipe (`| head`) is not an error.
+        Err(crate::fs::StreamError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(())
+        }
+        Err(crate::fs::StreamError::Write(e)) => Err(e).context("writing to stdout"),
+    }
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

@@ -6,6 +6,7 @@
 //! and `.sha256`; rename into place. Partial outputs are removed on any
 //! failure or interrupt.
 
+pub mod base_guard;
 pub mod bmap;
 pub mod compress;
 pub mod emit;
@@ -67,6 +68,7 @@ pub fn run(
     progress: &Progress,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<NodeResult>> {
+    base_guard::refuse_base_as_output(plan, bases)?;
     std::fs::create_dir_all(&plan.out_dir)
         .with_context(|| format!("creating the output directory {}", plan.out_dir.display()))?;
     let jobs = jobs.max(1);
@@ -84,7 +86,11 @@ pub fn run(
             let handles: Vec<_> = chunk
                 .iter()
                 .map(|(n, b, k)| {
-                    scope.spawn(move || build_node(n, b, plan.epoch, xz_threads, k, progress, stop))
+                    scope.spawn(move || {
+                        let size = base_guard::size_of(b);
+                        build_node(n, b, plan.epoch, xz_threads, k, progress, stop)
+                            .map_err(|e| base_guard::explain_changed_base(e, b, size))
+                    })
                 })
                 .collect();
             for h in handles {

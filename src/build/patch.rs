@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::fs::ext4::{Content, Meta, Op};
-use crate::fs::{EntryKind, Filesystem};
+use crate::fs::{EntryKind, Filesystem, FsError};
 use crate::image::Image;
 use crate::render::cmdline::edit_cmdline;
 use crate::render::quirks::AB_CMDLINE;
@@ -47,6 +47,9 @@ pub struct Parts {
 }
 
 pub fn parts(image: &Image) -> Result<Parts> {
+    // A filesystem that cannot be read drops out of layout detection, which
+    // would then blame the layout ("no boot FAT partition"): say what broke.
+    image.check_filesystems()?;
     let layout = image.layout().with_context(|| {
         format!(
             "{}: not an image layout we build from",
@@ -169,8 +172,8 @@ fn patch_root(image: &Image, n: u32, specs: &[&FileSpec], time: i64) -> Result<V
             }
             FileKind::AccountEntries { db, entries } => {
                 let existing = view
-                    .read(&s.path)
-                    .with_context(|| format!("{shown}: reading {}", s.path))?;
+                    .read_bounded(&s.path, crate::fs::limits::PARSED_FILE)
+                    .with_context(|| shown.clone())?;
                 let existing = String::from_utf8(existing)
                     .with_context(|| format!("{shown}: {} is not UTF-8", s.path))?;
                 let merged = entries
@@ -223,18 +226,28 @@ fn patch_boot(image: &Image, n: u32, specs: &[&FileSpec]) -> Result<Vec<Expectat
         let bytes = match &s.kind {
             FileKind::File { bytes } => bytes.clone(),
             FileKind::CmdlineEdit { ops } => {
-                let old = vol.read(&s.path).with_context(|| {
-                    // The A/B boot layout of Ubuntu 26.04 keeps it elsewhere.
-                    let hint = if s.path == "cmdline.txt" && vol.exists(AB_CMDLINE) {
-                        format!(
-                            " (this image keeps it at {AB_CMDLINE}, the layout of \
-                             Ubuntu 26.04: set `os: ubuntu-26.04` for this node)"
-                        )
-                    } else {
-                        String::new()
-                    };
-                    format!("{shown}: the image has no {} to edit{hint}", s.path)
-                })?;
+                let old = match crate::fs::fat_read_bounded(
+                    &vol,
+                    &s.path,
+                    crate::fs::limits::PARSED_FILE,
+                ) {
+                    Ok(bytes) => bytes,
+                    Err(FsError::NotFound(_) | FsError::NotADirectory(_)) => {
+                        // The A/B boot layout of Ubuntu 26.04 keeps it elsewhere.
+                        let hint = if s.path == "cmdline.txt" && vol.exists(AB_CMDLINE) {
+                            format!(
+                                " (this image keeps it at {AB_CMDLINE}, the layout of \
+                                 Ubuntu 26.04: set `os: ubuntu-26.04` for this node)"
+                            )
+                        } else {
+                            String::new()
+                        };
+                        bail!("{shown}: the image has no {} to edit{hint}", s.path);
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| shown.clone());
+                    }
+                };
                 let old = String::from_utf8(old)
                     .with_context(|| format!("{shown}: {} is not text", s.path))?;
                 edit_cmdline(&old, ops).into_bytes()
@@ -274,7 +287,11 @@ pub fn verify(path: &Path, expect: &[Expectation]) -> Result<()> {
         let bad = |why: String| anyhow::anyhow!("self-check: {} {}: {why}", e.target, e.path);
         match &e.expect {
             Expect::File { bytes, meta } => {
-                let got = fs.read(&e.path).map_err(|err| bad(err.to_string()))?;
+                // No more than was planned: anything longer differs anyway.
+                let limit = bytes.len() as u64; // as: usize fits in u64
+                let got = fs
+                    .read_bounded(&e.path, limit)
+                    .map_err(|err| bad(err.to_string()))?;
                 if &got != bytes {
                     return Err(bad(format!(
                         "holds {} bytes that differ from the {} planned",

@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Once the partition table is read, whatever cannot be read (a damaged
+filesystem, an unreadable or implausibly large file) is marked in the
+report and listed under Unreadable (JSON: problems); everything else is
+still reported, and the exit status is then 1.")]
 pub struct InspectArgs {
     /// Disk image to inspect (raw .img)
     #[arg(value_name = "IMAGE")]
@@ -95,7 +100,8 @@ pub struct RmArgs {
     #[arg(value_name = "PARTITION")]
     pub partition: String,
 
-    /// Absolute paths of the files or symlinks to remove
+    /// Absolute paths of the files, symlinks, FIFOs, sockets or device
+    /// nodes to remove (not directories)
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<String>,
 

@@ -71,10 +71,29 @@ pub enum DiskError {
     BadGptEntry { number: u32, problem: String },
     #[error(transparent)]
     Unit(#[from] UnitError),
-    #[error("reading {what} at byte {offset}: {source}")]
+    /// The cause is part of the message and deliberately not a `source`
+    /// (a field named `source` would make it one), so `{:#}` prints it once.
+    #[error("reading {what} at byte {offset}: {error}")]
     Io {
         what: &'static str,
         offset: u64,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DiskError;
+
+    #[test]
+    fn an_io_error_prints_its_cause_once_under_alternate_format() {
+        let e = DiskError::Io {
+            what: "the MBR",
+            offset: 0,
+            error: std::io::Error::other("disk on fire"),
+        };
+        let shown = format!("{:#}", anyhow::Error::new(e).context("x.img"));
+        assert_eq!(shown.matches("disk on fire").count(), 1, "{shown}");
+        assert!(shown.contains("the MBR at byte 0: disk on fire"), "{shown}");
+    }
 }

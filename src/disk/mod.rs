@@ -86,10 +86,10 @@ fn read_sector<R: ReadAt + ?Sized>(
 ) -> Result<Vec<u8>, DiskError> {
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, offset)
-        .map_err(|source| DiskError::Io {
+        .map_err(|error| DiskError::Io {
             what,
             offset,
-            source,
+            error,
         })?;
     Ok(buf)
 }

@@ -4,6 +4,7 @@
 pub mod copy_in;
 pub mod ext4;
 pub mod fat;
+pub mod limits;
 mod probe;
 
 use serde::Serialize;
@@ -26,20 +27,29 @@ pub enum FsError {
     IsADirectory(String),
     #[error("{path}: {message}")]
     Ext4 { path: String, message: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The cause is part of the message and deliberately not a `source`
+    /// (a field named `source` would make it one), so `{:#}` prints it once.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("no filesystem we can read (neither a FAT boot sector nor an ext2/3/4 superblock)")]
     Unrecognised,
+    /// A filesystem whose features or state the reader cannot handle.
+    #[error("cannot read this ext4 filesystem: {0}")]
+    Unreadable(String),
+    /// A file too large to hold in memory; its size may well be damage.
+    #[error(
+        "{path}: its size is {size} bytes, over the {} limit for a file read whole \
+         from an image",
+        crate::io::units::human_size(*limit)
+    )]
+    TooLarge { path: String, size: u64, limit: u64 },
 }
 
 impl FsError {
-    fn io(path: &str, source: std::io::Error) -> FsError {
+    fn io(path: &str, error: std::io::Error) -> FsError {
         FsError::Io {
-            path: path.to_string(),
-            source,
+            path: shown_path(path),
+            error,
         }
     }
 
@@ -50,15 +60,15 @@ impl FsError {
         // ErrorKind::Other; its message is the only signal.
         if source.kind() == std::io::ErrorKind::Other {
             match source.to_string().as_str() {
-                "Not a directory" => return FsError::NotADirectory(path.to_string()),
-                "Is a directory" => return FsError::IsADirectory(path.to_string()),
+                "Not a directory" => return FsError::NotADirectory(shown_path(path)),
+                "Is a directory" => return FsError::IsADirectory(shown_path(path)),
                 _ => {}
             }
         }
         match source.kind() {
-            std::io::ErrorKind::NotFound => FsError::NotFound(path.to_string()),
+            std::io::ErrorKind::NotFound => FsError::NotFound(shown_path(path)),
             std::io::ErrorKind::InvalidInput | std::io::ErrorKind::NotADirectory => {
-                FsError::NotADirectory(path.to_string())
+                FsError::NotADirectory(shown_path(path))
             }
             _ => FsError::io(path, source),
         }
@@ -71,6 +81,13 @@ pub enum EntryKind {
     File,
     Dir,
     Symlink,
+    Fifo,
+    Socket,
+    #[serde(rename = "char-device")]
+    CharDevice,
+    #[serde(rename = "block-device")]
+    BlockDevice,
+    /// A mode whose type bits name no file type.
     Other,
 }
 
@@ -122,10 +139,27 @@ impl Filesystem {
         }
     }
 
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
+    /// The bytes of the file at `path`, refused (`TooLarge`) when the file
+    /// says it holds more than `limit` bytes: every read of a whole file
+    /// from an image goes through here.
+    pub fn read_bounded(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
         match self {
-            Filesystem::Fat(v) => v.read(path),
-            Filesystem::Ext4(v) => v.read(path),
+            Filesystem::Fat(v) => fat_read_bounded(v, path, limit),
+            Filesystem::Ext4(v) => v.read_bounded(path, limit),
+        }
+    }
+
+    /// Copies the file at `path` to `out` without holding it in memory
+    /// (ext4; a FAT file, at most 4 GiB, is still read whole first).
+    /// Returns the bytes copied.
+    pub fn stream(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, StreamError> {
+        match self {
+            Filesystem::Fat(v) => {
+                let bytes = v.read(path).map_err(StreamError::Read)?;
+                out.write_all(&bytes).map_err(StreamError::Write)?;
+                Ok(bytes.len() as u64) // as: usize fits in u64
+            }
+            Filesystem::Ext4(v) => v.stream(path, out),
         }
     }
 
@@ -136,21 +170,69 @@ impl Filesystem {
         }
     }
 
-    /// Reads a file, or `None` when it does not exist.
-    pub fn read_if_exists(&self, path: &str) -> Result<Option<Vec<u8>>, FsError> {
-        match self.read(path) {
+    /// `read_bounded`, or `None` when the file does not exist.
+    pub fn read_bounded_if_exists(
+        &self,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, FsError> {
+        match self.read_bounded(path, limit) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(FsError::NotFound(_) | FsError::NotADirectory(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Reads a file as (lossy UTF-8) text, or `None` when it does not exist.
+    /// Reads a configuration file (at most `limits::PARSED_FILE` bytes),
+    /// or `None` when it does not exist.
+    pub fn read_if_exists(&self, path: &str) -> Result<Option<Vec<u8>>, FsError> {
+        self.read_bounded_if_exists(path, limits::PARSED_FILE)
+    }
+
+    /// Reads a configuration file (at most `limits::PARSED_FILE` bytes) as
+    /// (lossy UTF-8) text, or `None` when it does not exist.
     pub fn read_text_if_exists(&self, path: &str) -> Result<Option<String>, FsError> {
         Ok(self
             .read_if_exists(path)?
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
+}
+
+/// Where a streamed copy (`Filesystem::stream`) failed.
+#[derive(Debug)]
+pub enum StreamError {
+    /// Reading the file inside the image.
+    Read(FsError),
+    /// Writing to the destination.
+    Write(std::io::Error),
+}
+
+/// `read_bounded` for a FAT volume, also used where a build edits one: the
+/// directory entry's size is checked before the file is read, and the
+/// bytes read after (a cluster chain may hold more than the entry says).
+pub(crate) fn fat_read_bounded(
+    v: &fat::FatVolume,
+    path: &str,
+    limit: u64,
+) -> Result<Vec<u8>, FsError> {
+    let entry = v.stat(path)?;
+    if entry.kind == EntryKind::Dir {
+        return Err(FsError::IsADirectory(path.to_string()));
+    }
+    let too_large = |size| FsError::TooLarge {
+        path: path.to_string(),
+        size,
+        limit,
+    };
+    if entry.size > limit {
+        return Err(too_large(entry.size));
+    }
+    let bytes = v.read(path)?;
+    let got = bytes.len() as u64; // as: usize fits in u64
+    if got > limit {
+        return Err(too_large(got));
+    }
+    Ok(bytes)
 }
 
 /// One line of `ls` output. Short form: the name, `/` after directories,
@@ -165,10 +247,15 @@ pub fn format_entry(e: &FsEntry, long: bool) -> String {
     if !long {
         return name;
     }
+    // The type letters of coreutils' `ls -l` (filemodestring).
     let kind = match e.kind {
         EntryKind::Dir => 'd',
         EntryKind::Symlink => 'l',
         EntryKind::File => '-',
+        EntryKind::Fifo => 'p',
+        EntryKind::Socket => 's',
+        EntryKind::CharDevice => 'c',
+        EntryKind::BlockDevice => 'b',
         EntryKind::Other => '?',
     };
     let mode = match e.mode {
@@ -204,6 +291,15 @@ pub fn format_entry(e: &FsEntry, long: bool) -> String {
     )
 }
 
+/// A path inside a filesystem as messages show it: the root is `/`, not "".
+fn shown_path(path: &str) -> String {
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
 /// A path inside a filesystem without leading, trailing or doubled
 /// slashes and without `.` components: `"/a//b/./c/"` → `"a/b/c"`.
 pub fn normalize(path: &str) -> String {
@@ -215,7 +311,15 @@ pub fn normalize(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{FsError, normalize};
+
+    #[test]
+    fn an_io_error_prints_its_cause_once_under_alternate_format() {
+        let e = FsError::io("/etc/passwd", std::io::Error::other("disk on fire"));
+        let shown = format!("{:#}", anyhow::Error::new(e).context("x.img: partition 2"));
+        assert_eq!(shown.matches("disk on fire").count(), 1, "{shown}");
+        assert!(shown.contains("/etc/passwd: disk on fire"), "{shown}");
+    }
 
     #[test]
     fn paths_normalize() {

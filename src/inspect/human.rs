@@ -75,6 +75,7 @@ pub fn render_human(r: &Report, color: bool) -> String {
                 },
                 f.label.clone().unwrap_or_default(),
             ),
+            None if part.filesystem_error.is_some() => ("damaged".to_string(), String::new()),
             None => ("-".to_string(), String::new()),
         };
         let row = format!(
@@ -100,6 +101,11 @@ pub fn render_human(r: &Report, color: bool) -> String {
         }
         for line in wrap_items(&ids, 76) {
             let _ = writeln!(o, "    {}", p.dim(&line));
+        }
+        if let Some(e) = &part.filesystem_error {
+            for line in wrap(&format!("unreadable: {e}"), 76) {
+                let _ = writeln!(o, "    {}", p.warn(&line));
+            }
         }
     }
     let _ = writeln!(o);
@@ -146,6 +152,8 @@ pub fn render_human(r: &Report, color: bool) -> String {
             );
         }
         fact(&mut o, "OS", line.trim());
+    } else if r.problems.iter().any(|p| p.reading == super::OS_RELEASE) {
+        fact(&mut o, "OS", "could not be read (see Unreadable below)");
     } else if r.layout.is_some() {
         fact(&mut o, "OS", "no /etc/os-release in the root filesystem");
     }
@@ -223,6 +231,16 @@ pub fn render_human(r: &Report, color: bool) -> String {
         );
         for f in &inj.files {
             fact(&mut o, "", &format!("{} {} ({})", f.target, f.path, f.kind));
+        }
+    }
+    for (i, problem) in r.problems.iter().enumerate() {
+        let k = if i == 0 { "Unreadable" } else { "" };
+        let place = problem
+            .partition
+            .map_or_else(String::new, |n| format!("p{n} "));
+        let text = format!("{place}{}: {}", problem.reading, problem.error);
+        for (j, line) in wrap(&text, 80 - 12).iter().enumerate() {
+            let _ = writeln!(o, "{}{}", key(if j == 0 { k } else { "" }), p.warn(line));
         }
     }
     o

@@ -1,10 +1,15 @@
 //! `inspect`: everything we can tell about an image without booting it —
 //! table, partitions, filesystems, layout, OS, boot configuration,
 //! cloud-init and the NoCloud seed — as a serialisable report (the JSON
-//! shape is documented in docs/INSPECT.md) and a human rendering.
+//! shape is documented in docs/INSPECT.md) and a human rendering. Once the
+//! partition table is read, nothing is all-or-nothing: a damaged
+//! filesystem or an unreadable file becomes a `Problem` in the report and
+//! everything else is still reported.
 
 mod human;
 pub mod os;
+
+use std::fmt::Display;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -13,7 +18,7 @@ pub use human::render_human;
 use os::{CloudInit, OsInfo};
 
 use crate::disk::{Layout, TableKind};
-use crate::fs::{Filesystem, FsInfo};
+use crate::fs::{Filesystem, FsError, FsInfo};
 use crate::image::Image;
 
 #[derive(Debug, Serialize)]
@@ -31,6 +36,28 @@ pub struct Report {
     pub seed: Option<Seed>,
     /// What `homelab-image build` put into the image (its manifest).
     pub injected: Option<Injected>,
+    /// What could not be read; the fields it would have filled are null
+    /// or incomplete.
+    pub problems: Vec<Problem>,
+}
+
+/// Something inspect could not read, and why.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// The partition it lives in, when it is in one.
+    pub partition: Option<u32>,
+    /// What was being read: "the filesystem", "the OS release", a path…
+    pub reading: String,
+    pub error: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(n) = self.partition {
+            write!(f, "partition {n}: ")?;
+        }
+        write!(f, "reading {}: {}", self.reading, self.error)
+    }
 }
 
 /// The build manifest found at `/var/lib/homelab-image/manifest.json`.
@@ -70,6 +97,8 @@ pub struct PartitionReport {
     pub name: Option<String>,
     pub partuuid: String,
     pub filesystem: Option<FsInfo>,
+    /// Why the filesystem that the partition seems to hold cannot be read.
+    pub filesystem_error: Option<String>,
 }
 
 /// A boot configuration file found on the boot FAT or in the root's /boot.
@@ -108,28 +137,45 @@ const FAT_BOOT_FILES: [&str; 5] = [
 ];
 /// The same files inside an ext4 root's /boot (Armbian single root).
 const EXT4_BOOT_FILES: [&str; 2] = ["/boot/armbianEnv.txt", "/boot/boot.cmd"];
+/// What a problem reading `/etc/os-release` (or its fallbacks) is called.
+const OS_RELEASE: &str = "the OS release";
 /// NoCloud seed files (cloud-init's DataSourceNoCloud).
 const SEED_FILES: [&str; 4] = ["user-data", "meta-data", "network-config", "vendor-data"];
 
-pub fn inspect(image: &Image) -> Result<Report> {
-    image.check_filesystems()?;
-    let shown = image.path().display();
+/// Inspects `image` (its table already read): reports everything that can
+/// be read and a `Problem` for everything that cannot.
+pub fn inspect(image: &Image) -> Report {
     let table = image.table();
+    let mut problems = Vec::new();
     let partitions = table
         .partitions
         .iter()
-        .map(|p| PartitionReport {
-            number: p.number,
-            type_id: p.ptype.sfdisk_id(),
-            type_name: p.ptype.description(),
-            start_lba: p.start.0,
-            size_sectors: p.sectors.0,
-            start_bytes: p.range.start().0,
-            size_bytes: p.range.len().0,
-            bootable: p.bootable,
-            name: p.name.clone(),
-            partuuid: p.partuuid.clone(),
-            filesystem: image.fs_info(p.number).ok().flatten().cloned(),
+        .map(|p| {
+            let (filesystem, filesystem_error) = match image.fs_info(p.number) {
+                Ok(info) => (info.cloned(), None),
+                Err(e) => {
+                    problems.push(Problem {
+                        partition: Some(p.number),
+                        reading: "the filesystem".into(),
+                        error: e.to_string(),
+                    });
+                    (None, Some(e.to_string()))
+                }
+            };
+            PartitionReport {
+                number: p.number,
+                type_id: p.ptype.sfdisk_id(),
+                type_name: p.ptype.description(),
+                start_lba: p.start.0,
+                size_sectors: p.sectors.0,
+                start_bytes: p.range.start().0,
+                size_bytes: p.range.len().0,
+                bootable: p.bootable,
+                name: p.name.clone(),
+                partuuid: p.partuuid.clone(),
+                filesystem,
+                filesystem_error,
+            }
         })
         .collect();
     let (layout, layout_problem) = match image.layout() {
@@ -154,32 +200,76 @@ pub fn inspect(image: &Image) -> Result<Report> {
         cloud_init: None,
         seed: None,
         injected: None,
+        problems,
     };
     let Some(layout) = layout else {
-        return Ok(report);
+        return report;
+    };
+    let mut sections = Sections {
+        problems: Vec::new(),
     };
 
-    let root_spec = layout.root.to_string();
-    let (_, root) = image.filesystem(&root_spec)?;
-    let in_root = |what: &str| format!("{shown}: partition {}: reading {what}", layout.root);
-    report.os = os::read_os(&root).with_context(|| in_root("the OS release"))?;
-    report.cloud_init = Some(os::read_cloud_init(&root).with_context(|| in_root("cloud-init"))?);
-    report.injected =
-        injected(&root).with_context(|| in_root(crate::build::plan::MANIFEST_PATH))?;
-    report.boot_config.extend(
-        boot_files(&root, layout.root, &EXT4_BOOT_FILES).with_context(|| in_root("/boot"))?,
-    );
-
-    if let Some(boot) = layout.boot {
-        let (_, fat) = image.filesystem(&boot.to_string())?;
-        let in_boot = |what: &str| format!("{shown}: partition {boot}: reading {what}");
-        let mut files =
-            boot_files(&fat, boot, &FAT_BOOT_FILES).with_context(|| in_boot("boot files"))?;
+    let root_n = layout.root;
+    if let Some(root) = sections.open(image, root_n) {
+        report.os = sections
+            .read(root_n, OS_RELEASE, os::read_os(&root))
+            .flatten();
+        report.cloud_init = sections.read(root_n, "cloud-init", os::read_cloud_init(&root));
+        report.injected = sections
+            .read(root_n, crate::build::plan::MANIFEST_PATH, injected(&root))
+            .flatten();
+        report
+            .boot_config
+            .extend(boot_files(&root, root_n, &EXT4_BOOT_FILES, &mut sections));
+    }
+    if let Some(boot) = layout.boot
+        && let Some(fat) = sections.open(image, boot)
+    {
+        let mut files = boot_files(&fat, boot, &FAT_BOOT_FILES, &mut sections);
         files.append(&mut report.boot_config);
         report.boot_config = files;
-        report.seed = Some(seed(&fat, boot).with_context(|| in_boot("the cloud-init seed"))?);
+        report.seed = Some(seed(&fat, boot, &mut sections));
     }
-    Ok(report)
+    report.problems.append(&mut sections.problems);
+    report
+}
+
+/// The problems met while reading the parts of a report, each recorded
+/// where it happened so that the rest can still be read.
+struct Sections {
+    problems: Vec<Problem>,
+}
+
+impl Sections {
+    /// `Some(value)`, or `None` with the error recorded as a problem.
+    fn read<T, E: Display>(&mut self, partition: u32, reading: &str, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(partition, reading, e);
+                None
+            }
+        }
+    }
+
+    fn fail(&mut self, partition: u32, reading: &str, e: impl Display) {
+        self.problems.push(Problem {
+            partition: Some(partition),
+            reading: reading.to_string(),
+            error: format!("{e:#}"),
+        });
+    }
+
+    /// The filesystem of partition `n`, or `None` with the reason recorded.
+    fn open(&mut self, image: &Image, n: u32) -> Option<Filesystem> {
+        let part = image.table().get(n)?;
+        let fs_type = image.fs_info(n).ok().flatten().map(|i| i.fs_type);
+        self.read(
+            n,
+            "the filesystem",
+            Filesystem::open(image.window(part), fs_type),
+        )
+    }
 }
 
 fn injected(root: &Filesystem) -> Result<Option<Injected>> {
@@ -201,10 +291,16 @@ fn injected(root: &Filesystem) -> Result<Option<Injected>> {
     }))
 }
 
-fn boot_files(fs: &Filesystem, partition: u32, names: &[&str]) -> Result<Vec<BootFile>> {
+fn boot_files(
+    fs: &Filesystem,
+    partition: u32,
+    names: &[&str],
+    sections: &mut Sections,
+) -> Vec<BootFile> {
     let mut out = Vec::new();
     for name in names {
-        let Some(bytes) = fs.read_if_exists(name)? else {
+        let shown = format!("/{}", crate::fs::normalize(name));
+        let Some(Some(bytes)) = sections.read(partition, &shown, fs.read_if_exists(name)) else {
             continue;
         };
         let text = String::from_utf8_lossy(&bytes);
@@ -217,22 +313,31 @@ fn boot_files(fs: &Filesystem, partition: u32, names: &[&str]) -> Result<Vec<Boo
         };
         out.push(BootFile {
             partition,
-            path: format!("/{}", crate::fs::normalize(name)),
+            path: shown,
             size_bytes: bytes.len() as u64, // as: usize fits in u64
             content,
         });
     }
-    Ok(out)
+    out
 }
 
-fn seed(fat: &Filesystem, partition: u32) -> Result<Seed> {
+fn seed(fat: &Filesystem, partition: u32, sections: &mut Sections) -> Seed {
     let mut files = Vec::new();
     let mut instance_id = None;
     for name in SEED_FILES {
-        let Some(bytes) = fat.read_if_exists(name)? else {
-            continue;
+        // Only meta-data is parsed; the others are listed with their size.
+        let size = match fat.stat(name) {
+            Ok(entry) => entry.size,
+            Err(FsError::NotFound(_)) => continue,
+            Err(e) => {
+                sections.fail(partition, &format!("/{name}"), e);
+                continue;
+            }
         };
-        if name == "meta-data" {
+        if name == "meta-data"
+            && let Some(Some(bytes)) =
+                sections.read(partition, "/meta-data", fat.read_if_exists(name))
+        {
             let text = String::from_utf8_lossy(&bytes);
             instance_id = serde_saphyr::from_str::<serde_json::Value>(&text)
                 .ok()
@@ -244,12 +349,12 @@ fn seed(fat: &Filesystem, partition: u32) -> Result<Seed> {
         }
         files.push(SeedFile {
             name: name.to_string(),
-            size_bytes: bytes.len() as u64, // as: usize fits in u64
+            size_bytes: size,
         });
     }
-    Ok(Seed {
+    Seed {
         partition,
         files,
         instance_id,
-    })
+    }
 }

@@ -110,6 +110,7 @@ const CLOUD_INIT_MARKERS: [&str; 3] = [
 ];
 const VERSION_PY: &str = "/usr/lib/python3/dist-packages/cloudinit/version.py";
 const CFG_DIR: &str = "/etc/cloud/cloud.cfg.d";
+const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 
 pub fn read_cloud_init(root: &Filesystem) -> Result<CloudInit, FsError> {
     let installed = CLOUD_INIT_MARKERS.iter().any(|p| root.exists(p));
@@ -118,8 +119,8 @@ pub fn read_cloud_init(root: &Filesystem) -> Result<CloudInit, FsError> {
         .and_then(|t| version_from_py(&t));
     if version.is_none() {
         version = root
-            .read_text_if_exists("/var/lib/dpkg/status")?
-            .and_then(|t| version_from_dpkg(&t, "cloud-init"));
+            .read_bounded_if_exists(DPKG_STATUS, crate::fs::limits::DPKG_STATUS)?
+            .and_then(|b| version_from_dpkg(&String::from_utf8_lossy(&b), "cloud-init"));
     }
     let mut files = vec!["/etc/cloud/cloud.cfg".to_string()];
     if root.exists(CFG_DIR) {

@@ -132,10 +132,17 @@ impl Seek for PartitionWindow {
                 self.pos = t;
                 Ok(t)
             }
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("seek to {to:?} leaves the partition ({len} bytes)"),
-            )),
+            _ => {
+                let whence = match to {
+                    SeekFrom::Start(n) => format!("byte {n}"),
+                    SeekFrom::End(d) => format!("{d} bytes from its end"),
+                    SeekFrom::Current(d) => format!("{d} bytes from byte {}", self.pos),
+                };
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("seek to {whence} leaves the partition ({len} bytes)"),
+                ))
+            }
         }
     }
 }
@@ -186,7 +193,8 @@ mod tests {
     #[test]
     fn seeks_outside_the_window_fail() {
         let (_t, mut w) = window(b"0123456789", 2, 5);
-        assert!(w.seek(SeekFrom::Start(6)).is_err());
+        let e = w.seek(SeekFrom::Start(6)).unwrap_err().to_string();
+        assert_eq!(e, "seek to byte 6 leaves the partition (5 bytes)");
         assert!(w.seek(SeekFrom::Current(-1)).is_err());
         assert_eq!(w.seek(SeekFrom::End(-1)).unwrap(), 4);
         let mut b = [0u8; 1];

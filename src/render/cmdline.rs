@@ -11,8 +11,10 @@ use std::fmt;
 pub enum CmdlineOp {
     /// Append `token` unless exactly that token is already present.
     Add { token: String },
-    /// Give `key` this value: the first `key=…` token is changed in place,
-    /// or `key=value` is appended.
+    /// Give `key` this value and make it the only `key=…` token: the
+    /// first is changed in place (or `key=value` appended), later ones are
+    /// dropped — the kernel passes every copy on, and cloud-init's
+    /// ds-identify would see a second `ds=` too.
     Set { key: String, value: String },
 }
 
@@ -69,9 +71,20 @@ pub fn edit_cmdline(existing: &str, ops: &[CmdlineOp]) -> String {
             }
             CmdlineOp::Set { key, value } => {
                 let new = format!("{key}={value}");
-                match toks.iter_mut().find(|t| key_of(t) == key) {
-                    Some(t) => *t = new,
-                    None => toks.push(new),
+                let mut seen = false;
+                toks.retain_mut(|t| {
+                    if key_of(t) != key {
+                        return true;
+                    }
+                    if seen {
+                        return false;
+                    }
+                    seen = true;
+                    *t = new.clone();
+                    true
+                });
+                if !seen {
+                    toks.push(new);
                 }
             }
         }
@@ -120,6 +133,18 @@ mod tests {
             &[set("ds", "nocloud")],
         );
         assert_eq!(out, "a=1 console=x ds=nocloud b console=y\n");
+    }
+
+    #[test]
+    fn set_leaves_exactly_one_token_of_its_key() {
+        let out = edit_cmdline(
+            "ds=nocloud-net;s=http://evil/ root=x ds=none console=tty1 ds=ec2\n",
+            &[set("ds", "nocloud")],
+        );
+        assert_eq!(out, "ds=nocloud root=x console=tty1\n");
+        // A bare `ds` (no value) is the same key and goes too.
+        let out = edit_cmdline("root=x ds ds=a\n", &[set("ds", "nocloud")]);
+        assert_eq!(out, "root=x ds=nocloud\n");
     }
 
     #[test]

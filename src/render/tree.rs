@@ -24,8 +24,16 @@ pub enum TreeError {
     Io(#[from] PathIoError),
     #[error("refusing path {0:?}: it leaves the output directory")]
     Escapes(String),
+    /// The account error is part of the message and deliberately not a
+    /// `source` (`#[from]` would make it one), so `{:#}` prints it once.
     #[error("merging account entries: {0}")]
-    Accounts(#[from] crate::render::accounts::AccountError),
+    Accounts(crate::render::accounts::AccountError),
+}
+
+impl From<crate::render::accounts::AccountError> for TreeError {
+    fn from(e: crate::render::accounts::AccountError) -> TreeError {
+        TreeError::Accounts(e)
+    }
 }
 
 /// The bytes a spec shows as: file bytes, or for edits what they add.
@@ -177,4 +185,24 @@ pub fn to_text_with(specs: &[FileSpec], bodies: &[Option<Vec<u8>>]) -> Result<St
         out.push('\n');
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TreeError;
+    use crate::render::accounts::AccountError;
+
+    #[test]
+    fn an_account_error_prints_once_under_alternate_format() {
+        let e = TreeError::from(AccountError::Malformed {
+            db: "/etc/passwd",
+            line: 3,
+        });
+        let shown = format!("{:#}", anyhow::Error::new(e).context("render --out"));
+        assert_eq!(
+            shown.matches("line 3 has too few fields").count(),
+            1,
+            "{shown}"
+        );
+    }
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod build;
 mod cli;
 mod cp_rm;
+mod ext4_hostile;
 mod ext4_support;
 mod ext4_write;
 mod fat_write;

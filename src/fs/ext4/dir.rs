@@ -10,6 +10,8 @@ pub const FT_UNKNOWN: u8 = 0;
 pub const FT_REG_FILE: u8 = 1;
 pub const FT_DIR: u8 = 2;
 pub const FT_SYMLINK: u8 = 7;
+/// The highest `file_type` value (`EXT4_FT_SYMLINK`).
+const FT_MAX: u8 = 7;
 const TAIL_LEN: usize = 12;
 const TAIL_FT: u8 = 0xDE;
 
@@ -24,6 +26,25 @@ pub struct Dirent {
 /// Record length a name needs: 8 bytes of header, the name, 4-byte aligned.
 pub fn rec_len_for(name_len: usize) -> usize {
     (8 + name_len + 3) & !3
+}
+
+/// A live entry's name as e2fsck wants it: not empty, no `/` and no NUL
+/// (the kernel could never have made it; a writer that kept going would
+/// build around a name nothing can look up).
+fn check_name(name: &[u8], at: usize) -> std::result::Result<(), String> {
+    let shown = String::from_utf8_lossy(name);
+    if name.is_empty() {
+        return Err(format!("a live entry at offset {at} has an empty name"));
+    }
+    if name.contains(&b'/') {
+        return Err(format!("the name {shown:?} at offset {at} contains '/'"));
+    }
+    if name.contains(&0) {
+        return Err(format!(
+            "the name {shown:?} at offset {at} contains a NUL byte"
+        ));
+    }
+    Ok(())
 }
 
 /// How directory blocks of one filesystem are laid out.
@@ -123,6 +144,14 @@ impl DirFormat {
             } else {
                 FT_UNKNOWN
             };
+            if child != 0 {
+                check_name(&block[at + 8..at + 8 + name_len], at).map_err(bad)?;
+                if file_type > FT_MAX {
+                    return Err(bad(format!(
+                        "entry at offset {at} has file type {file_type} (0 to {FT_MAX} exist)"
+                    )));
+                }
+            }
             out.push((
                 at,
                 rec_len,
@@ -265,6 +294,38 @@ mod tests {
             name: name.as_bytes().to_vec(),
             file_type: FT_REG_FILE,
         }
+    }
+
+    fn parse_err(f: &DirFormat, b: &[u8]) -> String {
+        f.parse(b, 12, 0, None, 1000).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn names_with_a_slash_or_nul_and_bad_file_types_are_refused() {
+        let f = DirFormat {
+            block_size: 1024,
+            filetype: true,
+            csum: false,
+        };
+        for (name, why) in [("a/b", "contains '/'"), ("a\0b", "contains a NUL byte")] {
+            let mut b = f.new_dir_block(12, 2);
+            assert!(f.insert(&mut b, &d(100, name)));
+            let e = parse_err(&f, &b);
+            assert!(
+                e.contains("directory block 0 of inode 12") && e.contains(why),
+                "{e}"
+            );
+        }
+        let mut b = f.new_dir_block(12, 2);
+        assert!(f.insert(&mut b, &d(100, "x")));
+        let at = b
+            .windows(3)
+            .position(|w| w == [1, FT_REG_FILE, b'x'])
+            .unwrap()
+            - 6;
+        b[at + 7] = 9;
+        let e = parse_err(&f, &b);
+        assert!(e.contains("file type 9"), "{e}");
     }
 
     #[test]

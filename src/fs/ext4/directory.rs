@@ -96,6 +96,12 @@ impl Writer<'_> {
                 ),
             ));
         }
+        if nblocks == 0 {
+            return Err(WriteError::corrupt(
+                Structure::Inode { ino: dir },
+                "a directory without blocks (no `.` and `..`)",
+            ));
+        }
         let indexed = inode.flags() & EXT4_INDEX_FL != 0 && self.geo().dir_index();
         self.dirs.insert(
             dir,
@@ -104,8 +110,16 @@ impl Writer<'_> {
                 names: HashMap::new(),
                 indexed,
                 slack: Vec::new(),
+                dotdot: 0,
             },
         );
+        let mut dotdot = None;
+        if indexed {
+            // dx_leaves checks the root's `.`; its `..` is read here.
+            let pblk = self.dir_pblk(dir, 0)?;
+            let dx = self.dx;
+            dotdot = Some(dx.root_parent(self.block(pblk)?, dir)?);
+        }
         let leaves = if indexed {
             self.dx_leaves(dir)?
         } else {
@@ -122,18 +136,48 @@ impl Writer<'_> {
             let block = self.block(pblk)?;
             let records = fmt.parse(block, dir, lblk, seed, inodes_count)?;
             let mut best = 0;
-            for (i, (_, rec_len, d)) in records.into_iter().enumerate() {
+            let bad = |why: String| {
+                WriteError::corrupt(Structure::DirectoryBlock { ino: dir, lblk }, why)
+            };
+            for (i, (at, rec_len, d)) in records.into_iter().enumerate() {
                 let used = if d.ino == 0 {
                     0
                 } else {
                     rec_len_for(d.name.len())
                 };
                 best = best.max(rec_len - used);
-                if d.ino == 0 {
-                    continue;
+                // A linear directory starts with `.` (itself) and `..`, in
+                // that order, live; nowhere else may either name appear
+                // (e2fsck pass 2).
+                let head = lblk == 0 && i < 2 && !indexed;
+                match (head, i) {
+                    (true, 0) if d.ino != dir || d.name != b"." => {
+                        return Err(bad(format!(
+                            "the first entry must be `.` pointing at inode {dir}, \
+                             found {:?} → inode {}",
+                            String::from_utf8_lossy(&d.name),
+                            d.ino
+                        )));
+                    }
+                    (true, 1) if d.ino == 0 || d.name != b".." => {
+                        return Err(bad(format!(
+                            "the second entry must be `..`, found {:?} → inode {}",
+                            String::from_utf8_lossy(&d.name),
+                            d.ino
+                        )));
+                    }
+                    (true, 1) => dotdot = Some(d.ino),
+                    (true, _) => {}
+                    (false, _) if d.ino != 0 && (d.name == b"." || d.name == b"..") => {
+                        return Err(bad(format!(
+                            "another {:?} entry at offset {at} (inode {})",
+                            String::from_utf8_lossy(&d.name),
+                            d.ino
+                        )));
+                    }
+                    (false, _) => {}
                 }
-                let dot = lblk == 0 && i < 2 && !indexed;
-                if dot && (d.name == b"." || d.name == b"..") {
+                if d.ino == 0 || head {
                     continue;
                 }
                 if names.insert(d.name.clone(), (d.ino, d.file_type)).is_some() {
@@ -148,9 +192,31 @@ impl Writer<'_> {
             }
             slack[lblk as usize] = best;
         }
+        let dotdot = dotdot.ok_or_else(|| {
+            WriteError::corrupt(
+                Structure::DirectoryBlock { ino: dir, lblk: 0 },
+                "block 0 has no `..` entry",
+            )
+        })?;
         let st = self.dirs.get_mut(&dir).expect("inserted above");
         st.names = names;
         st.slack = slack;
+        st.dotdot = dotdot;
+        Ok(())
+    }
+
+    /// Checks that `dir`'s `..` names `parent`, the directory it was found
+    /// in (e2fsck pass 3): directories have one parent, so any other value
+    /// means the tree is not what its entries say.
+    pub(super) fn check_parent(&mut self, dir: u32, parent: u32) -> Result<()> {
+        self.load_dir(dir)?;
+        let dotdot = self.dirs[&dir].dotdot;
+        if dotdot != parent {
+            return Err(WriteError::corrupt(
+                Structure::DirectoryBlock { ino: dir, lblk: 0 },
+                format!("`..` points at inode {dotdot}, but the directory is in inode {parent}"),
+            ));
+        }
         Ok(())
     }
 

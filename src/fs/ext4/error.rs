@@ -71,12 +71,10 @@ pub enum WriteError {
     /// a directory is wanted, a bad name).
     #[error("{path}: {why}")]
     Path { path: String, why: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The cause is part of the message and deliberately not a `source`,
+    /// so `{:#}` prints it once.
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
 }
 
 impl WriteError {
@@ -94,12 +92,31 @@ impl WriteError {
         }
     }
 
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> WriteError {
+    pub fn io(what: impl Into<String>, error: std::io::Error) -> WriteError {
         WriteError::Io {
             what: what.into(),
-            source,
+            error,
         }
     }
 }
 
 pub type Result<T, E = WriteError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::WriteError;
+
+    #[test]
+    fn an_io_error_prints_its_cause_once_under_alternate_format() {
+        let e = WriteError::io(
+            "reading ext4 block 7",
+            std::io::Error::other("disk on fire"),
+        );
+        let shown = format!("{:#}", anyhow::Error::new(e).context("x.img: partition 2"));
+        assert_eq!(shown.matches("disk on fire").count(), 1, "{shown}");
+        assert!(
+            shown.contains("reading ext4 block 7: disk on fire"),
+            "{shown}"
+        );
+    }
+}

@@ -90,6 +90,65 @@ const RO_COMPAT_NAMES: &[(u32, &str)] = &[
     (ro_compat::ORPHAN_PRESENT, "orphan_present"),
 ];
 
+/// Incompat features the reader (ext4-view 1.0) understands; with any
+/// other bit it fails naming only a bit mask (`IncompatibleFeatures(0x20000)`).
+const INCOMPAT_READABLE: u32 = incompat::FILETYPE
+    | incompat::RECOVER
+    | incompat::EXTENTS
+    | incompat::BIT64
+    | incompat::FLEX_BG
+    | incompat::CSUM_SEED
+    | incompat::ENCRYPT;
+
+/// jbd2 `s_feature_incompat` bits by e2fsprogs' names.
+const JOURNAL_INCOMPAT_NAMES: &[(u32, &str)] = &[
+    (0x1, "journal_incompat_revoke"),
+    (0x2, "journal_64bit"),
+    (0x4, "journal_async_commit"),
+    (0x8, "journal_checksum_v2"),
+    (0x10, "journal_checksum_v3"),
+    (0x20, "journal_fast_commit"),
+];
+
+/// The names of `bits` from `table`, then any bits it does not know.
+fn names(bits: u32, table: &[(u32, &str)], unknown: &str) -> Vec<String> {
+    let mut out: Vec<String> = table
+        .iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, name)| (*name).to_string())
+        .collect();
+    let known: u32 = table.iter().map(|(b, _)| b).fold(0, |a, b| a | b);
+    if bits & !known != 0 {
+        out.push(format!("unknown {unknown} bits {:#x}", bits & !known));
+    }
+    out
+}
+
+/// `Err(reason)` when the reader cannot read a filesystem with these
+/// incompat features, each named.
+pub fn check_readable(incompat: u32) -> Result<(), String> {
+    if incompat & incompat::FILETYPE == 0 {
+        return Err(
+            "it lacks the filetype feature (file types in directory entries), which \
+             the reader needs"
+                .into(),
+        );
+    }
+    let bad = incompat & !INCOMPAT_READABLE;
+    if bad == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "it uses features the reader does not support: {}",
+        names(bad, INCOMPAT_NAMES, "incompat").join(", ")
+    ))
+}
+
+/// The names of jbd2 incompat feature `bits`, comma-separated.
+pub fn journal_feature_names(bits: u32) -> String {
+    names(bits, JOURNAL_INCOMPAT_NAMES, "journal incompat").join(", ")
+}
+
 /// `Err(reason)` when the feature set contains anything the writer does not
 /// keep consistent. `needs_recovery` gets its own, more useful message.
 pub fn check_writable(incompat: u32, ro_compat: u32) -> Result<(), String> {
@@ -108,31 +167,11 @@ pub fn check_writable(incompat: u32, ro_compat: u32) -> Result<(), String> {
     if bad_incompat == 0 && bad_ro == 0 {
         return Ok(());
     }
-    let mut names = Vec::new();
-    for (bit, name) in INCOMPAT_NAMES {
-        if bad_incompat & bit != 0 {
-            names.push((*name).to_string());
-        }
-    }
-    let known: u32 = INCOMPAT_NAMES.iter().map(|(b, _)| b).fold(0, |a, b| a | b);
-    if bad_incompat & !known != 0 {
-        names.push(format!(
-            "unknown incompat bits {:#x}",
-            bad_incompat & !known
-        ));
-    }
-    for (bit, name) in RO_COMPAT_NAMES {
-        if bad_ro & bit != 0 {
-            names.push((*name).to_string());
-        }
-    }
-    let known: u32 = RO_COMPAT_NAMES.iter().map(|(b, _)| b).fold(0, |a, b| a | b);
-    if bad_ro & !known != 0 {
-        names.push(format!("unknown ro_compat bits {:#x}", bad_ro & !known));
-    }
+    let mut all = names(bad_incompat, INCOMPAT_NAMES, "incompat");
+    all.extend(names(bad_ro, RO_COMPAT_NAMES, "ro_compat"));
     Err(format!(
         "it uses features the writer does not support: {}",
-        names.join(", ")
+        all.join(", ")
     ))
 }
 
@@ -150,6 +189,22 @@ mod tests {
             | ro_compat::EXTRA_ISIZE
             | ro_compat::METADATA_CSUM;
         assert_eq!(check_writable(inc, ro), Ok(()));
+    }
+
+    #[test]
+    fn the_reader_gate_names_casefold_and_unknown_bits() {
+        let ubuntu = incompat::FILETYPE | incompat::EXTENTS | incompat::BIT64 | incompat::FLEX_BG;
+        assert_eq!(check_readable(ubuntu | incompat::RECOVER), Ok(()));
+        let e = check_readable(ubuntu | incompat::CASEFOLD | 0x100_0000).unwrap_err();
+        assert!(e.contains("casefold"), "{e}");
+        assert!(e.contains("unknown incompat bits 0x1000000"), "{e}");
+        assert!(!e.contains("0x20000"), "{e}");
+        let e = check_readable(incompat::EXTENTS).unwrap_err();
+        assert!(e.contains("filetype"), "{e}");
+        assert_eq!(
+            journal_feature_names(0x12),
+            "journal_64bit, journal_checksum_v3"
+        );
     }
 
     #[test]

@@ -158,6 +158,18 @@ impl DxFormat {
         Ok((hash_version, levels))
     }
 
+    /// The inode the root's `..` names (its `.` is checked by `root_info`).
+    pub fn root_parent(&self, block: &[u8], ino: u32) -> Result<u32> {
+        let parent = le_u32(block, 12);
+        if parent == 0 || &block[20..22] != b".." {
+            return Err(WriteError::corrupt(
+                Structure::HtreeNode { ino, lblk: 0 },
+                "the root's second entry is not a live `..`",
+            ));
+        }
+        Ok(parent)
+    }
+
     /// A root block: `.`, `..` (taking the rest of the block, as the format
     /// wants), the info and `entries`.
     pub fn new_root(

@@ -10,6 +10,10 @@ pub const S_IFMT: u16 = 0o170000;
 pub const S_IFREG: u16 = 0o100000;
 pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFLNK: u16 = 0o120000;
+pub const S_IFIFO: u16 = 0o010000;
+pub const S_IFCHR: u16 = 0o020000;
+pub const S_IFBLK: u16 = 0o060000;
+pub const S_IFSOCK: u16 = 0o140000;
 
 pub const EXT4_INDEX_FL: u32 = 0x1000;
 pub const EXT4_HUGE_FILE_FL: u32 = 0x40000;
@@ -54,6 +58,11 @@ impl Inode {
     }
     pub fn is_dir(&self) -> bool {
         self.file_type() == S_IFDIR
+    }
+    /// A FIFO, socket or device node: no data blocks (a device's numbers
+    /// live in `i_block`).
+    pub fn is_special(&self) -> bool {
+        matches!(self.file_type(), S_IFIFO | S_IFCHR | S_IFBLK | S_IFSOCK)
     }
     pub fn size(&self) -> u64 {
         u64::from(self.u32_at(0x4)) | (u64::from(self.u32_at(0x6C)) << 32)

@@ -20,6 +20,8 @@ mod ops;
 pub mod superblock;
 mod writer;
 
+use std::io::Write;
+
 use ext4_view::{Ext4, Ext4Error};
 
 pub use error::{Structure, WriteError};
@@ -27,7 +29,7 @@ pub use ops::{Meta, Op, Summary, apply};
 pub use superblock::{ExtVersion, Superblock, SuperblockError};
 pub use writer::Content;
 
-use super::{EntryKind, FsEntry, FsError};
+use super::{EntryKind, FsEntry, FsError, StreamError};
 use crate::io::PartitionWindow;
 
 pub struct Ext4Volume {
@@ -38,7 +40,9 @@ pub struct Ext4Volume {
 impl Ext4Volume {
     pub fn open(window: PartitionWindow) -> Result<Ext4Volume, FsError> {
         let superblock = read_superblock(&window)?;
-        let fs = Ext4::load(Box::new(window)).map_err(|e| FsError::ext4("/", e))?;
+        // Named here: the reader would name only a bit mask.
+        features::check_readable(superblock.s_feature_incompat).map_err(FsError::Unreadable)?;
+        let fs = Ext4::load(Box::new(window)).map_err(load_error)?;
         Ok(Ext4Volume { fs, superblock })
     }
 
@@ -92,6 +96,14 @@ impl Ext4Volume {
             EntryKind::Symlink
         } else if ft.is_regular_file() {
             EntryKind::File
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else if ft.is_socket() {
+            EntryKind::Socket
+        } else if ft.is_char_dev() {
+            EntryKind::CharDevice
+        } else if ft.is_block_dev() {
+            EntryKind::BlockDevice
         } else {
             EntryKind::Other
         };
@@ -112,11 +124,63 @@ impl Ext4Volume {
         })
     }
 
-    /// The bytes of the file at `path`, following symlinks inside the image.
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
+    /// Opens the regular file at `path`, following symlinks in the image.
+    fn open_file(&self, path: &str) -> Result<ext4_view::File, FsError> {
         self.fs
-            .read(absolute(path).as_str())
+            .open(absolute(path).as_str())
             .map_err(|e| FsError::ext4(path, e))
+    }
+
+    /// The bytes of the file at `path`, following symlinks inside the
+    /// image; `TooLarge` when its inode claims more than `limit` bytes
+    /// (checked before anything is allocated: `i_size` may be damage).
+    pub fn read_bounded(&self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
+        let mut file = self.open_file(path)?;
+        let size = file.metadata().len();
+        if size > limit {
+            return Err(FsError::TooLarge {
+                path: path.to_string(),
+                size,
+                limit,
+            });
+        }
+        // size <= limit, a small constant: it fits in usize.
+        let mut bytes = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < bytes.len() {
+            match file.read_bytes(&mut bytes[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => return Err(FsError::ext4(path, e)),
+            }
+        }
+        bytes.truncate(done);
+        Ok(bytes)
+    }
+
+    /// Copies the file at `path` to `out` a chunk at a time; holes are
+    /// written as the zeros they read as. Returns the bytes copied.
+    pub fn stream(&self, path: &str, out: &mut dyn Write) -> Result<u64, StreamError> {
+        const CHUNK: usize = 256 << 10;
+        let mut file = self.open_file(path).map_err(StreamError::Read)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut total = 0u64;
+        loop {
+            // read_bytes stops at block ends: fill the chunk first.
+            let mut filled = 0;
+            while filled < CHUNK {
+                match file.read_bytes(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => return Err(StreamError::Read(FsError::ext4(path, e))),
+                }
+            }
+            if filled == 0 {
+                return Ok(total);
+            }
+            out.write_all(&buf[..filled]).map_err(StreamError::Write)?;
+            total += filled as u64; // as: filled <= CHUNK
+        }
     }
 
     pub fn exists(&self, path: &str) -> bool {
@@ -173,6 +237,34 @@ pub(crate) fn format_unix(secs: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Maps an error of `Ext4::load`. ext4-view reads the journal only to
+/// replay it (needs_recovery), and then reports journal features it lacks
+/// as a number ("missing required journal features: 18"), in a type that
+/// is not public: its message is the only way to name them.
+fn load_error(e: Ext4Error) -> FsError {
+    if let Ext4Error::Incompatible(i) = &e {
+        let text = i.to_string();
+        for (prefix, verb) in [
+            ("missing required journal features: ", "lacks"),
+            ("unsupported journal features: ", "uses"),
+        ] {
+            if let Some(bits) = text
+                .strip_prefix(prefix)
+                .and_then(|n| n.trim().parse::<u32>().ok())
+            {
+                return FsError::Unreadable(format!(
+                    "its journal needs recovery (it was not cleanly unmounted), and the \
+                     reader replays only journals with journal_64bit and \
+                     journal_checksum_v3: this one {verb} {}; run `e2fsck -fy` on it, \
+                     or mount and unmount it, first",
+                    features::journal_feature_names(bits)
+                ));
+            }
+        }
+    }
+    FsError::ext4("/", e)
 }
 
 impl FsError {

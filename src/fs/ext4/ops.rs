@@ -200,6 +200,9 @@ impl Writer<'_> {
         create: bool,
         s: &mut Summary,
     ) -> Result<u32> {
+        // Every directory on the way is loaded (each record checked) and
+        // its `..` compared with where it was found.
+        self.check_parent(ROOT_INO, ROOT_INO)?;
         let mut stack: Vec<u32> = vec![ROOT_INO];
         let mut todo: Vec<Vec<u8>> = comps.iter().rev().map(|c| c.to_vec()).collect();
         let mut hops = 0;
@@ -238,6 +241,7 @@ impl Writer<'_> {
                 Some((ino, _)) => {
                     let inode = self.inode(ino)?;
                     if inode.is_dir() {
+                        self.check_parent(ino, cur)?;
                         stack.push(ino);
                     } else if inode.file_type() == S_IFLNK {
                         hops += 1;
@@ -416,6 +420,11 @@ impl Writer<'_> {
         if inode.file_type() == S_IFLNK && !inode.uses_extents() {
             return Ok(()); // a fast symlink: the target lives in the inode
         }
+        if inode.is_special() {
+            // FIFOs, sockets and device nodes own no data blocks; their
+            // i_block is not a block map (devices keep their numbers there).
+            return Ok(());
+        }
         let m = self.mapping(inode.ino)?;
         for e in &m.extents {
             self.free_blocks(e.pblk, e.len)?;
@@ -559,7 +568,7 @@ impl Writer<'_> {
         if self.inode(ino)?.is_dir() {
             return Err(WriteError::path(
                 path,
-                "is a directory (only files and symlinks are removed)",
+                "is a directory (only files, symlinks, FIFOs, sockets and device nodes are removed)",
             ));
         }
         self.unlink(dir, name, ino)?;

@@ -64,6 +64,8 @@ pub struct DirState {
     pub indexed: bool,
     /// Largest free record span per block (linear directories only).
     pub slack: Vec<usize>,
+    /// The inode its `..` entry names.
+    pub dotdot: u32,
 }
 
 pub struct Writer<'w> {
