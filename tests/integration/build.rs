@@ -400,17 +400,26 @@ fn an_interrupted_build_removes_its_partial_output_and_keeps_the_old_image() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
-    let status = child.wait().unwrap();
+    // Interrupt once the image is being written (step 2 of 5), not after a
+    // fixed delay: a loaded machine can take longer than any delay to get
+    // there, and a signal before the handler is installed proves nothing.
+    use std::io::{BufRead, Read};
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        err.push_str(&line);
+        if line.contains("[2/5]") {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+            break;
+        }
+    }
+    stderr.read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
     if status.success() {
         eprintln!("the build finished before the interrupt arrived; nothing to check");
         return;
