@@ -8,7 +8,7 @@ mod probe;
 
 use serde::Serialize;
 
-pub use probe::{FsInfo, FsType, probe};
+pub use probe::{FsInfo, FsType, probe, probe_typed};
 
 use crate::io::PartitionWindow;
 
@@ -33,6 +33,12 @@ pub enum FsError {
     },
     #[error("no filesystem we can read (neither a FAT boot sector nor an ext2/3/4 superblock)")]
     Unrecognised,
+    /// A partition whose table type says FAT holds no readable FAT: it is
+    /// damaged, not something else (and never a layout without it).
+    #[error(
+        "no filesystem we can read where the partition type {ptype} says FAT: the FAT is damaged ({why})"
+    )]
+    DamagedFat { ptype: String, why: String },
 }
 
 impl FsError {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::profile::hostname::Hostname;
 use crate::profile::ident::Shell;
+use crate::profile::load::Position;
 use crate::profile::inventory::{
     ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec, UserSpec,
 };
@@ -102,6 +103,7 @@ pub fn resolve(profile: &Profile, ctx: &Context<'_>) -> Result<Resolved, Report>
         .collect();
     let all_resolved = nodes.len() == profile.nodes.len();
     validate::cross_node(&nodes, &mut report);
+    validate::node_settings(&nodes, &mut report);
     let microcloud = profile
         .microcloud
         .as_ref()
@@ -156,6 +158,9 @@ impl NodeReport<'_> {
     }
     fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.report.warn(Some(&self.label), field, message);
+    }
+    fn error_at(&mut self, field: impl Into<String>, at: Position, message: impl Into<String>) {
+        self.report.error_at(Some(&self.label), field, at, message);
     }
 }
 
@@ -245,6 +250,9 @@ fn resolve_node(
             .copied()
             .unwrap_or(false),
         storage,
+        allow_no_login: pick(&spec.allow_no_login, &defaults.allow_no_login)
+            .copied()
+            .unwrap_or(false),
     })
 }
 
@@ -287,7 +295,23 @@ fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) ->
                 sha256: sha.to_ascii_lowercase(),
             }
         }
-        (_, None, Some(path)) => ImageSource::Path(ctx.path(path)),
+        (_, None, Some(path)) => {
+            let file = ctx.path(&path.value);
+            if !file.exists() {
+                let at = Position {
+                    line: path.referenced.line(),
+                    column: path.referenced.column(),
+                };
+                // Reported here; the node still resolves so that its
+                // other fields are checked too.
+                r.error_at(
+                    "image.path",
+                    at,
+                    format!("{} does not exist", file.display()),
+                );
+            }
+            ImageSource::Path(file)
+        }
         (catalog, None, None) => {
             if spec.sha256.is_some() {
                 r.error("image.sha256", "sha256 only goes with url");

@@ -48,6 +48,8 @@ pub struct ResolvedNode {
     pub files: Vec<ExtraFile>,
     pub ssh_password_auth: bool,
     pub storage: Storage,
+    /// `allow_no_login: true`: nobody being able to log in is intended.
+    pub allow_no_login: bool,
 }
 
 impl ResolvedNode {
