@@ -1,9 +1,12 @@
 //! `inspect`: everything we can tell about an image without booting it —
 //! table, partitions, filesystems, layout, OS, boot configuration,
-//! cloud-init and the NoCloud seed — as a serialisable report (the JSON
-//! shape is documented in docs/INSPECT.md) and a human rendering.
+//! cloud-init, the NTP client and the NoCloud seed — as a serialisable
+//! report (the JSON shape is documented in docs/INSPECT.md) and a human
+//! rendering. `base` reads the same facts for `build` and `check`.
 
+pub mod base;
 mod human;
+mod ntp;
 pub mod os;
 
 use anyhow::{Context, Result};
@@ -28,6 +31,9 @@ pub struct Report {
     pub os: Option<OsInfo>,
     pub boot_config: Vec<BootFile>,
     pub cloud_init: Option<CloudInit>,
+    /// The NTP client the root file system ships (`systemd-timesyncd`,
+    /// `chrony`, `ntp`); null without one or without a layout.
+    pub ntp_client: Option<crate::render::quirks::NtpClient>,
     pub seed: Option<Seed>,
     /// What `homelab-image build` put into the image (its manifest).
     pub injected: Option<Injected>,
@@ -152,6 +158,7 @@ pub fn inspect(image: &Image) -> Result<Report> {
         os: None,
         boot_config: Vec::new(),
         cloud_init: None,
+        ntp_client: None,
         seed: None,
         injected: None,
     };
@@ -164,6 +171,7 @@ pub fn inspect(image: &Image) -> Result<Report> {
     let in_root = |what: &str| format!("{shown}: partition {}: reading {what}", layout.root);
     report.os = os::read_os(&root).with_context(|| in_root("the OS release"))?;
     report.cloud_init = Some(os::read_cloud_init(&root).with_context(|| in_root("cloud-init"))?);
+    report.ntp_client = ntp::detect(&root).with_context(|| in_root("the NTP client"))?;
     report.injected =
         injected(&root).with_context(|| in_root(crate::build::plan::MANIFEST_PATH))?;
     report.boot_config.extend(

@@ -12,7 +12,8 @@ const TIMEZONES: &str = include_str!("names/timezones.txt");
 const XKB_LAYOUTS: &str = include_str!("names/xkb-layouts.txt");
 
 fn lines(list: &'static str) -> impl Iterator<Item = &'static str> {
-    list.lines().filter(|l| !l.is_empty() && !l.starts_with('#'))
+    list.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 fn timezones() -> impl Iterator<Item = &'static str> {

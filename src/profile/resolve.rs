@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use crate::profile::hostname::Hostname;
 use crate::profile::ident::Shell;
-use crate::profile::load::Position;
 use crate::profile::inventory::{
     ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec, UserSpec,
 };
+use crate::profile::load::Position;
 use crate::profile::net::InterfaceName;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::problem::{Problem, Report};
@@ -541,6 +541,7 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
         users.push(User {
             name: u.name.clone(),
             uid,
+            uid_given: u.uid.is_some(),
             gecos: u.gecos.clone(),
             groups: u.groups.clone(),
             // A literal known to satisfy Shell's rules.

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::profile::ident::SnapChannel;
-use crate::profile::known_names;
 use crate::profile::inventory::MicroCloudSpec;
+use crate::profile::known_names;
 use crate::profile::problem::Report;
 use crate::profile::resolve::{Context, SecretValue, read_secret_plain};
 use crate::profile::resolved::{Channels, Discovery, MicroCloud, Ovn, Passphrase, ResolvedNode};
