@@ -446,3 +446,32 @@ fn check_uplinks(spec: &MicroCloudSpec, nodes: &[ResolvedNode], report: &mut Rep
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_kernel_disk_name;
+
+    #[test]
+    fn kernel_disk_names_are_told_from_stable_ones() {
+        for name in [
+            "/dev/sda",
+            "/dev/sdb1",
+            "/dev/sdaa",
+            "/dev/vdc",
+            "/dev/hda2",
+            "/dev/xvdb",
+        ] {
+            assert!(is_kernel_disk_name(name), "{name}");
+        }
+        for name in [
+            "/dev/disk/by-id/usb-Samsung_T7-0:0",
+            "/dev/disk/by-path/platform-fd500000.pcie-pci-0000:01:00.0-usb-0:1:1.0-scsi-0:0:0:0",
+            "/dev/nvme0n1",
+            "/dev/mmcblk0",
+            "/dev/sd",
+            "/dev/md0",
+        ] {
+            assert!(!is_kernel_disk_name(name), "{name}");
+        }
+    }
+}

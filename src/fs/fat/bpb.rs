@@ -191,3 +191,36 @@ impl Bpb {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Bpb;
+
+    #[test]
+    fn why_not_fat_names_the_missing_signature_or_jump() {
+        let mut sector = [0u8; 512];
+        sector[0] = 0xEB;
+        sector[510] = 0x55;
+        sector[511] = 0xAA;
+        assert!(Bpb::looks_like_fat(&sector));
+        assert_eq!(Bpb::why_not_fat(&sector), None);
+        sector[511] = 0x00;
+        assert!(
+            Bpb::why_not_fat(&sector)
+                .unwrap()
+                .contains("bytes 510-511 are 55 00")
+        );
+        sector[511] = 0xAA;
+        sector[0] = 0x00;
+        assert!(
+            Bpb::why_not_fat(&sector)
+                .unwrap()
+                .contains("starts with 00")
+        );
+        assert!(
+            Bpb::why_not_fat(&sector[..100])
+                .unwrap()
+                .contains("100 bytes")
+        );
+    }
+}
