@@ -57,7 +57,9 @@ impl Image {
             .data_partitions()
             .map(|p| {
                 let window = PartitionWindow::new(Arc::clone(&file), p.range);
-                let info = crate::fs::probe(&window).map_err(|e| e.to_string());
+                let ptype = format!("{} ({})", p.ptype.sfdisk_id(), p.ptype.description());
+                let info = crate::fs::probe_typed(&window, p.ptype.is_fat(), &ptype)
+                    .map_err(|e| e.to_string());
                 (p.number, info)
             })
             .collect();
@@ -186,8 +188,15 @@ impl Image {
         Ok((n, fs))
     }
 
-    /// Which of our target layouts this image is.
+    /// Which of our target layouts this image is. A damaged filesystem
+    /// fails it: the image is not classified by what is left readable.
     pub fn layout(&self) -> Result<Layout, disk::layout::LayoutError> {
+        if let Some((number, Err(why))) = self.filesystems.iter().find(|(_, i)| i.is_err()) {
+            return Err(disk::layout::LayoutError::Damaged {
+                number: *number,
+                why: why.clone(),
+            });
+        }
         let pairs: Vec<(&Partition, Option<&FsInfo>)> = self
             .table
             .data_partitions()

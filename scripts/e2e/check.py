@@ -22,6 +22,8 @@ EXPECT.json (written by scripts/e2e-boot; absent keys skip their checks):
   cmdline_tokens     tokens that must be on the running kernel's command line
   snaps              {"NAME": "CHANNEL"}: installed by first boot at CHANNEL
   snaps_held         true: `snap refresh --hold` ran for all of them
+  snap_commands      commands that must exist in /snap/bin (made by the snap
+                     stand-in on install) and nowhere on a default PATH
   preseed            host path of the file `microcloud preseed` must have read
   firstboot_unit     true: homelab-firstboot.service ran and is active
   absent             paths that must not exist in the root
@@ -318,6 +320,17 @@ def check_snaps(img, exp):
                "calls: %r" % held)
 
 
+def check_snap_commands(img, exp):
+    # The stand-ins exist only where snapd puts snap commands, so a first
+    # boot that ran them looked in /snap/bin.
+    for name in exp["snap_commands"]:
+        record(img.exists("/snap/bin/" + name), "/snap/bin/%s made by snap install" % name)
+        elsewhere = [d for d in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin")
+                     if img.exists("%s/%s" % (d, name))]
+        record(not elsewhere, "%s only in /snap/bin, as snapd installs it" % name,
+               "also in %r" % elsewhere if elsewhere else "")
+
+
 def check_preseed(img, exp):
     with open(exp["preseed"]) as f:
         want = f.read()
@@ -381,7 +394,8 @@ def main():
         print("note  guest report copied to %s" % a.report)
     env = check_observer(img)
     for key, fn in [("hostname", check_hostname), ("user", check_user), ("network", check_network),
-                    ("cmdline_tokens", check_cmdline), ("snaps", check_snaps), ("preseed", check_preseed),
+                    ("cmdline_tokens", check_cmdline), ("snaps", check_snaps),
+                    ("snap_commands", check_snap_commands), ("preseed", check_preseed),
                     ("absent", check_absent), ("locked_accounts", check_locked),
                     ("raw_regions", check_raw_regions)]:
         if exp.get(key):

@@ -1,5 +1,7 @@
-//! `build`: resolve the profile, make the plan, print it (`--dry-run`) or
-//! carry it out, then write `known_hosts` and report.
+//! `build`: resolve the profile, get each node's base image (a dry run
+//! only looks at what is at hand) and check it against the profile, make
+//! the plan, print it (`--dry-run`) or carry it out, then write
+//! `known_hosts` and report.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, bail};
 
 use super::profile_cmds::{load_and_resolve, state_for};
-use crate::build::{self, plan};
+use crate::build::{self, base_check, plan};
 use crate::cli::{BuildArgs, GlobalArgs};
 use crate::profile::resolved::ImageSource;
 use crate::profile::tracked::refuse_tracked;
@@ -41,11 +43,58 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     refuse_tracked(&cluster.state_dir)?;
     // A dry run writes nothing: not even the state directory.
     let state = state_for(&cluster, !args.dry_run)?;
+    let progress = crate::source::progress::Progress::for_stderr(global.quiet);
+    // The profile meets each base image before anything is written: a
+    // build fetches what it needs; a dry run checks what is at hand.
+    let opts = (!args.dry_run)
+        .then(|| super::source_cmds::source_options(global, &args.fetch))
+        .transpose()?;
+    let cache_dir = super::source_cmds::cache_root(global).ok();
     let mut nodes = Vec::new();
+    let mut bases = Vec::new();
+    let mut refused = Vec::new();
     for node in &selected_nodes {
-        let files = crate::render::node(node, &cluster, &state)
+        let base = match &opts {
+            Some(opts) => Ok(base_image(node, opts, &progress)?),
+            None => match &cache_dir {
+                Some(dir) => base_check::available(node, dir),
+                None => Err("there is no cache directory ($HOME is not set)".to_owned()),
+            },
+        };
+        let (checked, notes) = match &base {
+            Ok(path) => match base_check::examine_at(node, path) {
+                Ok(c) => {
+                    let mut notes = vec![format!("image {}", c.image)];
+                    notes.extend(c.uids.iter().map(base_check::describe_uid));
+                    for w in &c.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    if !args.dry_run {
+                        for n in c.uid_notes() {
+                            eprintln!("note: node {}: {n}", node.hostname);
+                        }
+                    }
+                    (c, notes)
+                }
+                Err(e) => {
+                    refused.push(format!("{e:#}"));
+                    continue;
+                }
+            },
+            Err(why) => (
+                base_check::Checked::unexamined(node),
+                vec![format!("image not checked against the profile: {why}")],
+            ),
+        };
+        let files = crate::render::node_on(&checked.node, &cluster, &state, &checked.base)
             .with_context(|| format!("rendering node {}", node.hostname))?;
-        nodes.push(plan::node_plan(node, files, &args.out));
+        let mut p = plan::node_plan(&checked.node, files, &args.out);
+        p.notes = notes;
+        nodes.push(p);
+        bases.extend(base.ok());
+    }
+    if !refused.is_empty() {
+        bail!("{}", refused.join("\n"));
     }
     let the_plan = plan::BuildPlan {
         out_dir: args.out.clone(),
@@ -72,12 +121,6 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let opts = super::source_cmds::source_options(global, &args.fetch)?;
-    let progress = crate::source::progress::Progress::for_stderr(global.quiet);
-    let mut bases = Vec::new();
-    for node in &selected_nodes {
-        bases.push(base_image(node, &opts, &progress)?);
-    }
     let xz_threads = args.compress.map(|_| crate::source::default_threads());
     let results = build::run(&the_plan, &bases, jobs, xz_threads, &progress, &stop)?;
     let hosts = crate::render::known_hosts(&cluster, &state).context("rendering known_hosts")?;
@@ -118,7 +161,7 @@ fn base_image(
     progress: &crate::source::progress::Progress,
 ) -> Result<PathBuf> {
     if let ImageSource::Path(p) = &node.image.source
-        && !is_compressed(p)
+        && !base_check::is_compressed(p)
             .with_context(|| format!("node {}: reading {}", node.hostname, p.display()))?
     {
         return Ok(p.clone());
@@ -133,14 +176,4 @@ fn base_image(
         )
     })?;
     Ok(img.raw_path)
-}
-
-/// Whether the file starts with xz, gzip or zstd magic (the detection
-/// `pull` uses).
-fn is_compressed(p: &std::path::Path) -> std::io::Result<bool> {
-    use crate::source::decompress::Format;
-    use std::io::Read;
-    let mut head = [0u8; 6];
-    let n = std::fs::File::open(p)?.read(&mut head)?;
-    Ok(Format::detect(&head[..n]) != Format::Raw)
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::build::base_check::{self, Checked};
 use crate::cli::GlobalArgs;
 use crate::cli::profile_cmds::{InitArgs, RenderArgs};
 use crate::profile::Cluster;
@@ -49,21 +50,73 @@ pub fn state_for(cluster: &Cluster, write: bool) -> Result<State> {
     Ok(state)
 }
 
+/// A node checked against its base image when the image is at hand (a
+/// local file or already in the cache), with a line saying what it is;
+/// when it is not, the node as the profile says and a line saying why it
+/// was not checked. Warnings are printed and counted.
+fn examine_if_at_hand(
+    global: &GlobalArgs,
+    node: &crate::profile::ResolvedNode,
+    warnings: &mut usize,
+) -> Result<(Checked, String)> {
+    let at_hand = super::source_cmds::cache_root(global)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|dir| base_check::available(node, &dir));
+    match at_hand {
+        Ok(path) => {
+            let c = base_check::examine_at(node, &path)?;
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+                *warnings += 1;
+            }
+            let line = format!("node {}: image {}", node.hostname, c.image);
+            Ok((c, line))
+        }
+        Err(why) => Ok((
+            Checked::unexamined(node),
+            format!(
+                "node {}: image not checked against the profile: {why}",
+                node.hostname
+            ),
+        )),
+    }
+}
+
 pub fn check(global: &GlobalArgs) -> Result<()> {
     let resolved = load_and_resolve(&global.profile)?;
     refuse_tracked(&resolved.cluster.state_dir)?;
+    let mut warnings = resolved.warnings.len();
+    let mut lines = Vec::new();
+    let mut refused = Vec::new();
+    for node in &resolved.cluster.nodes {
+        match examine_if_at_hand(global, node, &mut warnings) {
+            Ok((c, line)) => {
+                lines.push(line);
+                lines.extend(
+                    c.uid_notes()
+                        .into_iter()
+                        .map(|n| format!("node {}: {n}", node.hostname)),
+                );
+            }
+            Err(e) => refused.push(format!("{e:#}")),
+        }
+    }
+    if !refused.is_empty() {
+        bail!("{}", refused.join("\n"));
+    }
     let n = resolved.cluster.nodes.len();
-    println!(
-        "{}: ok ({n} node{}, {} warning{})",
+    let mut out = std::io::stdout().lock();
+    for l in &lines {
+        writeln!(out, "{l}").context("writing to stdout")?;
+    }
+    writeln!(
+        out,
+        "{}: ok ({n} node{}, {warnings} warning{})",
         global.profile.display(),
         if n == 1 { "" } else { "s" },
-        resolved.warnings.len(),
-        if resolved.warnings.len() == 1 {
-            ""
-        } else {
-            "s"
-        },
-    );
+        if warnings == 1 { "" } else { "s" },
+    )
+    .context("writing to stdout")?;
     Ok(())
 }
 
@@ -79,10 +132,18 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         );
     };
     let state = state_for(&cluster, false)?;
-    let specs = crate::render::node(node, &cluster, &state)
+    let mut warnings = 0;
+    let (checked, line) = examine_if_at_hand(global, node, &mut warnings)?;
+    if checked.image.is_empty() {
+        eprintln!("note: {line}");
+    }
+    for n in checked.uid_notes() {
+        eprintln!("note: node {}: {n}", node.hostname);
+    }
+    let specs = crate::render::node_on(&checked.node, &cluster, &state, &checked.base)
         .with_context(|| format!("rendering node {}", args.node))?;
     let redacted = || {
-        redact(node, &cluster, &state, &specs)
+        redact(&checked.node, &cluster, &state, &checked.base, &specs)
             .with_context(|| format!("hiding the secrets of node {}", args.node))
     };
     match &args.out {

@@ -192,7 +192,7 @@ fn profile_specs(global: &GlobalArgs) -> Result<Vec<SourceSpec>> {
     Ok(specs)
 }
 
-fn cache_root(global: &GlobalArgs) -> Result<PathBuf> {
+pub(crate) fn cache_root(global: &GlobalArgs) -> Result<PathBuf> {
     match &global.cache_dir {
         Some(d) => Ok(d.clone()),
         None => Ok(Cache::default_root()?),

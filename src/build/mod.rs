@@ -6,6 +6,7 @@
 //! and `.sha256`; rename into place. Partial outputs are removed on any
 //! failure or interrupt.
 
+pub mod base_check;
 pub mod base_guard;
 pub mod bmap;
 pub mod compress;

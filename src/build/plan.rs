@@ -20,6 +20,9 @@ pub struct NodePlan {
     pub base: ImageSource,
     pub out: PathBuf,
     pub files: Vec<FileSpec>,
+    /// What checking the base image found (the image, each user's uid),
+    /// or why it was not checked.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +116,7 @@ pub fn node_plan(node: &ResolvedNode, files: Vec<FileSpec>, out_dir: &Path) -> N
         base: node.image.source.clone(),
         name,
         files,
+        notes: Vec::new(),
     }
 }
 
@@ -121,6 +125,7 @@ struct JsonNode<'a> {
     node: &'a str,
     base: String,
     out: String,
+    notes: &'a [String],
     files: Vec<FileRow>,
 }
 
@@ -133,6 +138,7 @@ pub fn to_json(plan: &BuildPlan) -> String {
             node: &n.name,
             base: describe_source(&n.base),
             out: n.out.display().to_string(),
+            notes: &n.notes,
             files: rows(&n.files),
         })
         .collect();
@@ -157,6 +163,9 @@ pub fn to_text(plan: &BuildPlan, cluster: &Cluster) -> String {
             describe_source(&n.base),
             n.out.display()
         ));
+        for note in &n.notes {
+            s.push_str(&format!("  note  {note}\n"));
+        }
         for r in rows(&n.files) {
             let size = r
                 .size

@@ -68,7 +68,7 @@ pub enum ColorChoice {
 pub enum Command {
     /// Write a commented starter profile (three nodes, detected defaults)
     Init(profile_cmds::InitArgs),
-    /// Validate the profile and report every problem
+    /// Validate the profile and the base images at hand
     Check,
     /// Show the files the build step would put into one node's image
     Render(profile_cmds::RenderArgs),

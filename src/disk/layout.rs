@@ -55,6 +55,8 @@ pub enum LayoutError {
     Unrecognised { found: String },
     #[error("a FAT partition labelled {label:?} but no ext4 partition after it to be the root")]
     BootWithoutRoot { label: String },
+    #[error("partition {number} is damaged, so the layout cannot be told: {why}")]
+    Damaged { number: u32, why: String },
 }
 
 /// Labels of FAT boot partitions we know, matched case-insensitively as

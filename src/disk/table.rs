@@ -70,6 +70,17 @@ impl PartitionType {
         }
     }
 
+    /// Types that promise a FAT file system: the MBR FAT types and the
+    /// EFI System partition. A partition of one of these types without a
+    /// readable FAT is damaged. (GPT "Microsoft basic data" may as well
+    /// hold NTFS or exFAT, so it promises nothing.)
+    pub fn is_fat(&self) -> bool {
+        match self {
+            PartitionType::Mbr(t) => matches!(t, 0x01 | 0x04 | 0x06 | 0x0b | 0x0c | 0x0e | 0xef),
+            PartitionType::Gpt(g) => g.to_string() == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+        }
+    }
+
     pub fn is_extended_container(&self) -> bool {
         matches!(self, PartitionType::Mbr(0x05 | 0x0f | 0x85))
     }

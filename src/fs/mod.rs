@@ -9,7 +9,7 @@ mod probe;
 
 use serde::Serialize;
 
-pub use probe::{FsInfo, FsType, probe};
+pub use probe::{FsInfo, FsType, probe, probe_typed};
 
 use crate::io::PartitionWindow;
 
@@ -43,6 +43,12 @@ pub enum FsError {
         crate::io::units::human_size(*limit)
     )]
     TooLarge { path: String, size: u64, limit: u64 },
+    /// A partition whose table type says FAT holds no readable FAT: it is
+    /// damaged, not something else (and never a layout without it).
+    #[error(
+        "no filesystem we can read where the partition type {ptype} says FAT: the FAT is damaged ({why})"
+    )]
+    DamagedFat { ptype: String, why: String },
 }
 
 impl FsError {

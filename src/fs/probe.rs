@@ -55,6 +55,31 @@ pub struct FsInfo {
     pub uuid: String,
 }
 
+/// Identifies the filesystem in a partition whose table type is
+/// `ptype`: like `probe`, but a partition typed FAT (`fat_typed`) that holds
+/// nothing we recognise is damaged, and says why, rather than empty.
+pub fn probe_typed(
+    window: &PartitionWindow,
+    fat_typed: bool,
+    ptype: &str,
+) -> Result<Option<FsInfo>, FsError> {
+    let found = probe(window)?;
+    if found.is_some() || !fat_typed {
+        return Ok(found);
+    }
+    let len = usize::try_from(window.len().0.min(512)).unwrap_or(512);
+    let mut sector = vec![0u8; len];
+    window
+        .read_exact_at(0, &mut sector)
+        .map_err(|e| FsError::io("/", e))?;
+    let why = Bpb::why_not_fat(&sector)
+        .unwrap_or_else(|| "its boot sector was not recognised".to_owned());
+    Err(FsError::DamagedFat {
+        ptype: ptype.to_owned(),
+        why,
+    })
+}
+
 /// Identifies the filesystem in `window`, if any.
 pub fn probe(window: &PartitionWindow) -> Result<Option<FsInfo>, FsError> {
     let len = window.len().0;

@@ -198,6 +198,13 @@ pub fn render_human(r: &Report, color: bool) -> String {
             let _ = writeln!(o, "{}{}", key(""), p.dim(&format!("  in {}", d.path)));
         }
     }
+    if r.cloud_init.is_some() {
+        let ntp = r.ntp_client.map_or_else(
+            || "none (the profile's NTP servers cannot be applied)".to_owned(),
+            |c| c.to_string(),
+        );
+        fact(&mut o, "NTP client", &ntp);
+    }
     if let Some(seed) = &r.seed {
         let files: Vec<String> = seed
             .files

@@ -1,12 +1,15 @@
 //! `inspect`: everything we can tell about an image without booting it —
 //! table, partitions, filesystems, layout, OS, boot configuration,
-//! cloud-init and the NoCloud seed — as a serialisable report (the JSON
-//! shape is documented in docs/INSPECT.md) and a human rendering. Once the
-//! partition table is read, nothing is all-or-nothing: a damaged
+//! cloud-init, the NTP client and the NoCloud seed — as a serialisable
+//! report (the JSON shape is documented in docs/INSPECT.md) and a human
+//! rendering. `base` reads the same facts for `build` and `check`. Once
+//! the partition table is read, nothing is all-or-nothing: a damaged
 //! filesystem or an unreadable file becomes a `Problem` in the report and
 //! everything else is still reported.
 
+pub mod base;
 mod human;
+mod ntp;
 pub mod os;
 
 use std::fmt::Display;
@@ -33,6 +36,9 @@ pub struct Report {
     pub os: Option<OsInfo>,
     pub boot_config: Vec<BootFile>,
     pub cloud_init: Option<CloudInit>,
+    /// The NTP client the root file system ships (`systemd-timesyncd`,
+    /// `chrony`, `ntp`); null without one or without a layout.
+    pub ntp_client: Option<crate::render::quirks::NtpClient>,
     pub seed: Option<Seed>,
     /// What `homelab-image build` put into the image (its manifest).
     pub injected: Option<Injected>,
@@ -198,6 +204,7 @@ pub fn inspect(image: &Image) -> Report {
         os: None,
         boot_config: Vec::new(),
         cloud_init: None,
+        ntp_client: None,
         seed: None,
         injected: None,
         problems,
@@ -215,6 +222,9 @@ pub fn inspect(image: &Image) -> Report {
             .read(root_n, OS_RELEASE, os::read_os(&root))
             .flatten();
         report.cloud_init = sections.read(root_n, "cloud-init", os::read_cloud_init(&root));
+        report.ntp_client = sections
+            .read(root_n, "the NTP client", ntp::detect(&root))
+            .flatten();
         report.injected = sections
             .read(root_n, crate::build::plan::MANIFEST_PATH, injected(&root))
             .flatten();

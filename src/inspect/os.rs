@@ -8,6 +8,8 @@ use crate::fs::{Filesystem, FsError};
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct OsInfo {
+    /// os-release `ID`: `ubuntu`, `debian`, …
+    pub id: Option<String>,
     pub name: Option<String>,
     pub version_id: Option<String>,
     pub version_codename: Option<String>,
@@ -75,6 +77,7 @@ pub fn read_os(root: &Filesystem) -> Result<Option<OsInfo>, FsError> {
         }
     });
     Ok(Some(OsInfo {
+        id: get(&pairs, "ID"),
         name: get(&pairs, "NAME"),
         version_id: get(&pairs, "VERSION_ID"),
         version_codename: get(&pairs, "VERSION_CODENAME"),

@@ -59,6 +59,9 @@ pub struct NodeSpec {
     pub ssh_password_auth: Option<bool>,
     /// Disks MicroCloud may use on this node.
     pub storage: Option<StorageSpec>,
+    /// Build the node even though no user can log in (no user has an SSH
+    /// key or a password) [default: false].
+    pub allow_no_login: Option<bool>,
 }
 
 /// The base image: its OS (which decides how the node is configured) and
@@ -71,7 +74,8 @@ pub struct ImageSpec {
     pub catalog: Option<String>,
     pub url: Option<String>,
     pub sha256: Option<String>,
-    pub path: Option<PathBuf>,
+    /// Spanned: a missing file is reported at its line and column.
+    pub path: Option<serde_saphyr::Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

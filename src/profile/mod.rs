@@ -10,6 +10,7 @@
 pub mod hostname;
 pub mod ident;
 pub mod inventory;
+pub mod known_names;
 pub mod load;
 pub mod named_file;
 pub mod net;

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::profile::load::Position;
+
 /// One error or warning about a field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -13,6 +15,8 @@ pub struct Problem {
     /// Dotted path in the profile, e.g. `network.gateway`.
     pub field: String,
     pub message: String,
+    /// Where in the profile, when the value's position is known.
+    pub at: Option<Position>,
 }
 
 impl Problem {
@@ -21,6 +25,7 @@ impl Problem {
             node: node.map(str::to_owned),
             field: field.into(),
             message: message.into(),
+            at: None,
         }
     }
 }
@@ -59,6 +64,20 @@ impl Report {
         self.errors.push(Problem::new(node, field, message));
     }
 
+    /// An error at a known position of the profile (shown as
+    /// `file:line:column:` before the node and field).
+    pub fn error_at(
+        &mut self,
+        node: Option<&str>,
+        field: impl Into<String>,
+        at: Position,
+        message: impl Into<String>,
+    ) {
+        let mut p = Problem::new(node, field, message);
+        p.at = Some(at);
+        self.errors.push(p);
+    }
+
     pub fn warn(
         &mut self,
         node: Option<&str>,
@@ -79,7 +98,10 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         for e in &self.errors {
-            writeln!(f, "{path}: {e}")?;
+            match e.at {
+                Some(at) => writeln!(f, "{path}:{}:{}: {e}", at.line, at.column)?,
+                None => writeln!(f, "{path}: {e}")?,
+            }
         }
         let n = self.errors.len();
         write!(f, "{path}: {n} error{}", if n == 1 { "" } else { "s" })

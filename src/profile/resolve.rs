@@ -14,6 +14,7 @@ use crate::profile::inventory::{
     ExtraFileSpec, ImageSpec, NetworkSpec, NodeSpec, Profile, SecretSpec, StorageSpec, UplinkSpec,
     UserSpec,
 };
+use crate::profile::load::Position;
 use crate::profile::named_file::{self, Kind};
 use crate::profile::net::InterfaceName;
 use crate::profile::platform::{Board, OsRelease};
@@ -103,6 +104,7 @@ pub fn resolve(profile: &Profile, ctx: &Context<'_>) -> Result<Resolved, Report>
         .collect();
     let all_resolved = nodes.len() == profile.nodes.len();
     validate::cross_node(&nodes, &mut report);
+    validate::node_settings(&nodes, &mut report);
     let microcloud = profile
         .microcloud
         .as_ref()
@@ -157,6 +159,9 @@ impl NodeReport<'_> {
     }
     fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.report.warn(Some(&self.label), field, message);
+    }
+    fn error_at(&mut self, field: impl Into<String>, at: Position, message: impl Into<String>) {
+        self.report.error_at(Some(&self.label), field, at, message);
     }
 }
 
@@ -250,6 +255,9 @@ fn resolve_node(
             .copied()
             .unwrap_or(false),
         storage,
+        allow_no_login: pick(&spec.allow_no_login, &defaults.allow_no_login)
+            .copied()
+            .unwrap_or(false),
     };
     let file_specs = pick(&spec.files, &defaults.files).map_or(&[][..], Vec::as_slice);
     check_file_paths(&node, file_specs, &mut r);
@@ -319,7 +327,23 @@ fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) ->
                 sha256: sha.to_ascii_lowercase(),
             }
         }
-        (_, None, Some(path)) => ImageSource::Path(ctx.path(path)),
+        (_, None, Some(path)) => {
+            let file = ctx.path(&path.value);
+            if !file.exists() {
+                let at = Position {
+                    line: path.referenced.line(),
+                    column: path.referenced.column(),
+                };
+                // Reported here; the node still resolves so that its
+                // other fields are checked too.
+                r.error_at(
+                    "image.path",
+                    at,
+                    format!("{} does not exist", file.display()),
+                );
+            }
+            ImageSource::Path(file)
+        }
         (catalog, None, None) => {
             if spec.sha256.is_some() {
                 r.error("image.sha256", "sha256 only goes with url");
@@ -557,6 +581,7 @@ fn resolve_users(specs: &[UserSpec], ctx: &Context<'_>, r: &mut NodeReport<'_>) 
         users.push(User {
             name: u.name.clone(),
             uid,
+            uid_given: u.uid.is_some(),
             gecos: u.gecos.as_ref().map(ToString::to_string),
             groups: u.groups.clone(),
             // A literal known to satisfy Shell's rules.

@@ -48,6 +48,8 @@ pub struct ResolvedNode {
     pub files: Vec<ExtraFile>,
     pub ssh_password_auth: bool,
     pub storage: Storage,
+    /// `allow_no_login: true`: nobody being able to log in is intended.
+    pub allow_no_login: bool,
 }
 
 impl ResolvedNode {
@@ -118,6 +120,9 @@ impl Uplink {
 pub struct User {
     pub name: UserName,
     pub uid: u32,
+    /// The profile sets `uid` (else `uid` is the default, and the build
+    /// takes the next free uid of the image instead).
+    pub uid_given: bool,
     pub gecos: Option<String>,
     pub groups: Vec<GroupName>,
     pub shell: Shell,

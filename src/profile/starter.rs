@@ -90,7 +90,11 @@ pub fn starter_profile(d: &Detected) -> String {
     };
     let user = d.user.as_ref().map_or("admin", |u| u.as_str());
     let keys = if d.ssh_keys.is_empty() {
-        "      ssh_keys: []               # no ~/.ssh/*.pub found: add yours here\n".to_owned()
+        // Without a key nobody could log in: the profile says so
+        // explicitly, so that it still checks, and says how to fix it.
+        "      ssh_keys: []               # no ~/.ssh/*.pub found: add yours here\n  \
+         allow_no_login: true           # and remove this line once a user has a key\n"
+            .to_owned()
     } else {
         let mut s = "      ssh_keys:                  # from ~/.ssh/*.pub\n".to_owned();
         for k in &d.ssh_keys {
@@ -131,9 +135,9 @@ defaults:
       groups: [adm, sudo]
       sudo: nopasswd             # none, password or nopasswd
 {keys}  # MicroCloud disks (whole disks, no partitions); uncomment to use:
-  # storage:
-  #   local: /dev/sda            # LXD's local storage pool
-  #   ceph: [/dev/sdb]           # MicroCeph (needs disks on 3 nodes)
+  # storage:                    # stable names (ls -l /dev/disk/by-id), not /dev/sdX
+  #   local: /dev/disk/by-id/usb-…     # LXD's local storage pool
+  #   ceph: [/dev/disk/by-id/usb-…]    # MicroCeph (needs disks on 3 nodes)
 
 nodes:
 {nodes}

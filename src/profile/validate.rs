@@ -2,12 +2,16 @@
 //! MACs, and MicroCloud's preseed rules. MicroCloud silently ignores keys
 //! it does not know and fails late on a node at first boot, so every rule
 //! it enforces (see shared/reference/targets.md §3.4) is checked here.
+//! Also the per-node settings that only fail on the node itself, at boot
+//! (`node_settings`): names the image would not know, a node nobody can
+//! log in to, disk names that change between boots.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::profile::ident::SnapChannel;
 use crate::profile::inventory::MicroCloudSpec;
+use crate::profile::known_names;
 use crate::profile::problem::Report;
 use crate::profile::resolve::{Context, SecretValue, read_secret_plain};
 use crate::profile::resolved::{Channels, Discovery, MicroCloud, Ovn, Passphrase, ResolvedNode};
@@ -77,6 +81,98 @@ pub fn cross_node(nodes: &[ResolvedNode], report: &mut Report) {
             );
         }
     }
+}
+
+/// Settings each node's image would accept and then get wrong at boot:
+/// time zones and keyboard layouts the image does not know (it falls back
+/// to UTC / us), a node nobody can log in to, and kernel disk names
+/// (`/dev/sdX`) for MicroCloud's disks.
+pub fn node_settings(nodes: &[ResolvedNode], report: &mut Report) {
+    for n in nodes {
+        let name = Some(n.hostname.as_str());
+        if let Some(tz) = &n.timezone
+            && !known_names::is_timezone(tz.as_str())
+        {
+            report.error(
+                name,
+                "timezone",
+                format!(
+                    "{tz} is not a time zone of the tz database{}",
+                    did_you_mean(known_names::suggest_timezone(tz.as_str()).map(str::to_owned))
+                ),
+            );
+        }
+        if let Some(k) = &n.keyboard {
+            // XKB takes several layouts separated by commas (`us,de`).
+            for layout in k.layout.as_str().split(',') {
+                if !known_names::is_xkb_layout(layout) {
+                    report.error(
+                        name,
+                        "keyboard.layout",
+                        format!(
+                            "{layout:?} is not an XKB keyboard layout{}",
+                            known_names::suggest_xkb_layout(layout).map_or_else(
+                                || " (like de or us)".to_owned(),
+                                |s| format!("; did you mean {s}?")
+                            )
+                        ),
+                    );
+                }
+            }
+        }
+        let can_log_in = n
+            .users
+            .iter()
+            .any(|u| !u.ssh_keys.is_empty() || u.password.is_some());
+        // A user whose key or password was refused already has an error.
+        let users_refused = report
+            .errors
+            .iter()
+            .any(|e| e.node.as_deref() == name && e.field.starts_with("users"));
+        if !can_log_in && !n.allow_no_login && !users_refused {
+            report.error(
+                name,
+                "users",
+                "nobody could log in to this node: no user has an SSH key or a \
+                 password; add one, or set `allow_no_login: true` if that is intended",
+            );
+        }
+        let disks = n.storage.local.iter().map(|d| ("storage.local", d));
+        let ceph = n.storage.ceph.iter().map(|d| ("storage.ceph", d));
+        for (field, disk) in disks.chain(ceph) {
+            if is_kernel_disk_name(disk.as_str()) {
+                report.warn(
+                    name,
+                    field,
+                    format!(
+                        "{disk} is a name the kernel gives in the order disks appear, \
+                         which can change between boots (and /dev/sda is the boot disk \
+                         of a Pi booted from USB): use a stable name such as \
+                         /dev/disk/by-id/…"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn did_you_mean(suggestion: Option<String>) -> String {
+    suggestion.map_or_else(String::new, |s| format!("; did you mean {s}?"))
+}
+
+/// `/dev/sda`, `/dev/sdb1`, `/dev/vdc`: names in order of discovery, as
+/// opposed to `/dev/disk/by-id/…` or `/dev/nvme0n1` (which follows the
+/// PCIe slot).
+fn is_kernel_disk_name(path: &str) -> bool {
+    let Some(name) = path.strip_prefix("/dev/") else {
+        return false;
+    };
+    ["sd", "hd", "vd", "xvd"].iter().any(|prefix| {
+        name.strip_prefix(prefix).is_some_and(|rest| {
+            let letters = rest.trim_end_matches(|c: char| c.is_ascii_digit());
+            !letters.is_empty() && letters.bytes().all(|b| b.is_ascii_lowercase())
+        })
+    })
 }
 
 fn channel(given: &Option<SnapChannel>, snap: &str) -> SnapChannel {
@@ -150,6 +246,9 @@ pub fn microcloud(
                 ),
             );
         }
+        if let Some(range) = o.ipv4_range {
+            ovn_range_overlaps(&range, o.ipv4_gateway.addr(), nodes, report);
+        }
         Ovn {
             ipv4_gateway: o.ipv4_gateway,
             ipv4_range: o.ipv4_range,
@@ -196,6 +295,49 @@ pub fn microcloud(
         passphrase,
         ovn,
     })
+}
+
+/// OVN hands out the addresses of `ipv4_range` to its routers and
+/// floating IPs: one that is already the gateway or a node's address would
+/// be answered twice on the uplink.
+fn ovn_range_overlaps(
+    range: &crate::profile::net::Ipv4Range,
+    ovn_gateway: Ipv4Addr,
+    nodes: &[ResolvedNode],
+    report: &mut Report,
+) {
+    let field = "microcloud.ovn.ipv4_range";
+    if range.contains(ovn_gateway) {
+        report.error(
+            None,
+            field,
+            format!("{range} contains the OVN gateway {ovn_gateway} (ovn.ipv4_gateway)"),
+        );
+    }
+    let mut gateways = BTreeMap::new();
+    for n in nodes {
+        let ip = n.network.address.addr();
+        if range.contains(ip) {
+            report.error(
+                None,
+                field,
+                format!("{range} contains node {}'s address {ip}", n.hostname),
+            );
+        }
+        if let Some(gw) = n.network.gateway
+            && gw != ovn_gateway
+            && range.contains(gw)
+        {
+            gateways.entry(gw).or_insert(n.hostname.as_str());
+        }
+    }
+    for (gw, node) in gateways {
+        report.error(
+            None,
+            field,
+            format!("{range} contains the gateway {gw} (network.gateway of node {node})"),
+        );
+    }
 }
 
 fn discovery(
@@ -302,5 +444,34 @@ fn check_uplinks(spec: &MicroCloudSpec, nodes: &[ResolvedNode], report: &mut Rep
             "microcloud.ovn",
             "an OVN uplink needs ovn.ipv4_gateway",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_kernel_disk_name;
+
+    #[test]
+    fn kernel_disk_names_are_told_from_stable_ones() {
+        for name in [
+            "/dev/sda",
+            "/dev/sdb1",
+            "/dev/sdaa",
+            "/dev/vdc",
+            "/dev/hda2",
+            "/dev/xvdb",
+        ] {
+            assert!(is_kernel_disk_name(name), "{name}");
+        }
+        for name in [
+            "/dev/disk/by-id/usb-Samsung_T7-0:0",
+            "/dev/disk/by-path/platform-fd500000.pcie-pci-0000:01:00.0-usb-0:1:1.0-scsi-0:0:0:0",
+            "/dev/nvme0n1",
+            "/dev/mmcblk0",
+            "/dev/sd",
+            "/dev/md0",
+        ] {
+            assert!(!is_kernel_disk_name(name), "{name}");
+        }
     }
 }

@@ -3,7 +3,10 @@
 //! `/etc/passwd`, `/etc/shadow`, `/etc/group` and `/etc/gshadow` text at
 //! build time. Existing lines are kept byte for byte; a user already
 //! present is updated in place; conflicts (a name with another uid, a uid
-//! held by another name) are refused rather than guessed.
+//! held by another name) are refused rather than guessed. `allocate_uids`
+//! gives users without a pinned `uid` the next free one of the image, as
+//! `useradd` would (for cloud-init images too, whose `useradd` at boot
+//! would otherwise fail on a taken uid).
 
 use thiserror::Error;
 
@@ -61,6 +64,8 @@ pub enum AccountError {
         field: &'static str,
         value: String,
     },
+    #[error("no free uid from {min} to {max} (UID_MIN/UID_MAX) for user {name}")]
+    NoFreeUid { name: String, min: u32, max: u32 },
 }
 
 /// The profile refuses these at load time; checked again here because a
@@ -87,6 +92,160 @@ fn check_fields(entries: &AccountEntries) -> Result<(), AccountError> {
         }
     }
     Ok(())
+}
+
+/// A profile user as `allocate_uids` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UidRequest {
+    pub name: String,
+    /// The profile's `uid`, when it pins one.
+    pub pinned: Option<u32>,
+}
+
+/// How a user's uid was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UidReason {
+    /// The profile pins it.
+    Pinned,
+    /// The image already has the user with this uid.
+    InImage,
+    /// The next free uid, as `useradd` picks it; `above` is the highest
+    /// regular uid already in use and its owner, if any.
+    NextFree { above: Option<(u32, String)> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UidChoice {
+    pub name: String,
+    pub uid: u32,
+    pub reason: UidReason,
+}
+
+/// `UID_MIN` and `UID_MAX` of a `login.defs` text, with shadow's defaults
+/// (1000 and 60000) for what it does not set.
+pub fn uid_range(login_defs: Option<&str>) -> (u32, u32) {
+    let get = |key: &str, default: u32| {
+        login_defs
+            .into_iter()
+            .flat_map(str::lines)
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(key)).then(|| f.next()?.parse::<u32>().ok())?
+            })
+            // Like shadow's getdef: a key set twice takes the later value.
+            .next_back()
+            .unwrap_or(default)
+    };
+    (get("UID_MIN", 1000), get("UID_MAX", 60000))
+}
+
+/// Decides every user's uid against the image's `passwd` and `group`:
+/// pinned uids are kept (and refused when another account holds them or
+/// another group holds the gid of the user's own group); a user the image
+/// already has keeps its uid; the others, in order, take the next uid
+/// above the highest one in use from `UID_MIN` (the image's and the
+/// profile's pinned ones, so a later pinned user is never taken), or the
+/// lowest free one when that would pass `UID_MAX`, as `useradd` does — a
+/// uid whose number is free as a gid too, so the user's group gets it.
+pub fn allocate_uids(
+    users: &[UidRequest],
+    passwd: &str,
+    group: &str,
+    login_defs: Option<&str>,
+) -> Result<Vec<UidChoice>, AccountError> {
+    let pw = Table::parse("/etc/passwd", passwd, 7)?;
+    let gr = Table::parse("/etc/group", group, 3)?;
+    let (min, max) = uid_range(login_defs);
+    // uid -> owner, of the image and of the profile's pinned users.
+    let mut used: std::collections::BTreeMap<u32, String> = pw
+        .lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((f.get(2)?.parse().ok()?, f[0].to_owned()))
+        })
+        .collect();
+    for u in users {
+        if let Some(uid) = u.pinned {
+            if let Some(i) = pw.find(&u.name) {
+                let found = pw.id_of(i);
+                if found != Some(uid) {
+                    return Err(AccountError::Mismatch {
+                        db: pw.db,
+                        name: u.name.clone(),
+                        field: "uid",
+                        found: found.map_or_else(|| "none".to_owned(), |x| x.to_string()),
+                        wanted: uid.to_string(),
+                    });
+                }
+            } else if let Some(other) = pw.owner_of_id(uid) {
+                return Err(AccountError::IdTaken {
+                    db: pw.db,
+                    name: u.name.clone(),
+                    id: uid,
+                    other: other.to_owned(),
+                });
+            }
+            if let Some(other) = gr.owner_of_id(uid).filter(|o| *o != u.name) {
+                return Err(AccountError::IdTaken {
+                    db: gr.db,
+                    name: u.name.clone(),
+                    id: uid,
+                    other: other.to_owned(),
+                });
+            }
+            used.insert(uid, u.name.clone());
+        }
+    }
+    let gid_free = |gid: u32, name: &str| gr.owner_of_id(gid).is_none_or(|o| o == name);
+    let mut out = Vec::new();
+    for u in users {
+        if let Some(uid) = u.pinned {
+            out.push(UidChoice {
+                name: u.name.clone(),
+                uid,
+                reason: UidReason::Pinned,
+            });
+            continue;
+        }
+        if let Some(uid) = pw.find(&u.name).and_then(|i| pw.id_of(i)) {
+            out.push(UidChoice {
+                name: u.name.clone(),
+                uid,
+                reason: UidReason::InImage,
+            });
+            continue;
+        }
+        if min > max {
+            // A login.defs with UID_MIN above UID_MAX leaves no range.
+            return Err(AccountError::NoFreeUid {
+                name: u.name.clone(),
+                min,
+                max,
+            });
+        }
+        let above = used
+            .range(min..=max)
+            .next_back()
+            .map(|(uid, owner)| (*uid, owner.clone()));
+        let free = |uid: &u32| !used.contains_key(uid) && gid_free(*uid, &u.name);
+        let start = above.as_ref().map_or(min, |(uid, _)| uid.saturating_add(1));
+        let uid = (start..=max)
+            .find(free)
+            .or_else(|| (min..=max).find(free))
+            .ok_or_else(|| AccountError::NoFreeUid {
+                name: u.name.clone(),
+                min,
+                max,
+            })?;
+        used.insert(uid, u.name.clone());
+        out.push(UidChoice {
+            name: u.name.clone(),
+            uid,
+            reason: UidReason::NextFree { above },
+        });
+    }
+    Ok(out)
 }
 
 /// The lowest id of the range `groupadd -r` uses; system groups we create
@@ -396,6 +555,122 @@ mod tests {
                 line: 2
             })
         );
+    }
+
+    fn req(name: &str, pinned: Option<u32>) -> UidRequest {
+        UidRequest {
+            name: name.into(),
+            pinned,
+        }
+    }
+
+    fn uids(choices: &[UidChoice]) -> Vec<u32> {
+        choices.iter().map(|c| c.uid).collect()
+    }
+
+    #[test]
+    fn unpinned_users_take_the_next_uid_after_the_images_own() {
+        let passwd = format!("{PASSWD}armbian:x:1000:1000::/home/armbian:/bin/bash\n");
+        let group = format!("{GROUP}armbian:x:1000:\n");
+        let got = allocate_uids(
+            &[req("alice", None), req("bob", None)],
+            &passwd,
+            &group,
+            None,
+        )
+        .unwrap();
+        assert_eq!(uids(&got), [1001, 1002]);
+        assert_eq!(
+            got[0].reason,
+            UidReason::NextFree {
+                above: Some((1000, "armbian".into()))
+            }
+        );
+        // Nothing regular in the image: 1000, 1001, as before.
+        let got =
+            allocate_uids(&[req("alice", None), req("bob", None)], PASSWD, GROUP, None).unwrap();
+        assert_eq!(uids(&got), [1000, 1001]);
+        assert_eq!(got[0].reason, UidReason::NextFree { above: None });
+    }
+
+    #[test]
+    fn login_defs_sets_the_range_and_system_and_nobody_ids_do_not_count() {
+        let defs = "# comment\nUID_MIN\t\t\t 2000\nUID_MAX 60000\n";
+        assert_eq!(uid_range(Some(defs)), (2000, 60000));
+        assert_eq!(uid_range(None), (1000, 60000));
+        // nobody (65534) and systemd-network (998) are outside the range.
+        let got = allocate_uids(&[req("alice", None)], PASSWD, GROUP, Some(defs)).unwrap();
+        assert_eq!(uids(&got), [2000]);
+        let bad = "UID_MIN 5000\nUID_MAX 10\n";
+        assert!(matches!(
+            allocate_uids(&[req("alice", None)], PASSWD, GROUP, Some(bad)),
+            Err(AccountError::NoFreeUid { .. })
+        ));
+    }
+
+    #[test]
+    fn pinned_uids_are_reserved_first_and_collisions_refused() {
+        // bob (unpinned) comes first but never takes alice's pinned 1000.
+        let got = allocate_uids(
+            &[req("bob", None), req("alice", Some(1000))],
+            PASSWD,
+            GROUP,
+            None,
+        )
+        .unwrap();
+        assert_eq!(uids(&got), [1001, 1000]);
+        assert_eq!(got[1].reason, UidReason::Pinned);
+        let passwd = format!("{PASSWD}armbian:x:1000:1000::/home/armbian:/bin/bash\n");
+        assert_eq!(
+            allocate_uids(&[req("alice", Some(1000))], &passwd, GROUP, None),
+            Err(AccountError::IdTaken {
+                db: "/etc/passwd",
+                name: "alice".into(),
+                id: 1000,
+                other: "armbian".into()
+            })
+        );
+        let group = format!("{GROUP}media:x:1000:\n");
+        assert!(matches!(
+            allocate_uids(&[req("alice", Some(1000))], PASSWD, &group, None),
+            Err(AccountError::IdTaken {
+                db: "/etc/group",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_uid_whose_gid_is_taken_is_skipped_and_existing_users_keep_theirs() {
+        let group = format!("{GROUP}media:x:1000:\n");
+        let got = allocate_uids(&[req("alice", None)], PASSWD, &group, None).unwrap();
+        assert_eq!(uids(&got), [1001]);
+        let passwd = format!("{PASSWD}alice:x:1234:1234::/home/alice:/bin/bash\n");
+        let got = allocate_uids(&[req("alice", None)], &passwd, GROUP, None).unwrap();
+        assert_eq!((got[0].uid, &got[0].reason), (1234, &UidReason::InImage));
+    }
+
+    #[test]
+    fn past_uid_max_the_lowest_free_uid_is_taken() {
+        let passwd = format!("{PASSWD}last:x:1002:1002::/:/bin/sh\n");
+        let defs = "UID_MIN 1000\nUID_MAX 1002\n";
+        let got = allocate_uids(
+            &[req("a", None), req("b", None)],
+            &passwd,
+            GROUP,
+            Some(defs),
+        )
+        .unwrap();
+        assert_eq!(uids(&got), [1000, 1001]);
+        assert!(matches!(
+            allocate_uids(
+                &[req("a", None), req("b", None), req("c", None)],
+                &passwd,
+                GROUP,
+                Some(defs)
+            ),
+            Err(AccountError::NoFreeUid { .. })
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::profile::inventory::SudoRule;
 use crate::profile::resolved::{ResolvedNode, User, UserPassword};
 use crate::profile::state::State;
 use crate::render::RenderError;
+use crate::render::quirks::{NtpFound, Quirks};
 use crate::render::yaml::base64;
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +70,10 @@ pub struct CloudKeyboard {
 #[derive(Debug, Clone, Serialize)]
 pub struct CloudNtp {
     pub enabled: bool,
+    /// The client the image has, so that cloud-init configures it rather
+    /// than installing its own preference at boot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ntp_client: Option<&'static str>,
     pub servers: Vec<String>,
 }
 
@@ -127,7 +132,32 @@ pub fn password_hash(
     }
 }
 
-pub fn user_data(node: &ResolvedNode, state: &State) -> Result<UserData, RenderError> {
+/// The `ntp` section: the profile's servers for the image's own client.
+/// Without a client in the image there is none, so that cloud-init does
+/// not install one at boot (the build warns; the first-boot unit's wait
+/// for a synchronised clock decides); an image not looked at gets no
+/// `ntp_client`, cloud-init's own choice.
+fn ntp(node: &ResolvedNode, quirks: &Quirks) -> Option<CloudNtp> {
+    if node.ntp.is_empty() {
+        return None;
+    }
+    let ntp_client = match quirks.ntp() {
+        NtpFound::Nothing => return None,
+        NtpFound::Unknown => None,
+        NtpFound::Client(c) => Some(c.name()),
+    };
+    Some(CloudNtp {
+        enabled: true,
+        ntp_client,
+        servers: node.ntp.iter().map(ToString::to_string).collect(),
+    })
+}
+
+pub fn user_data(
+    node: &ResolvedNode,
+    state: &State,
+    quirks: &Quirks,
+) -> Result<UserData, RenderError> {
     let users = node
         .users
         .iter()
@@ -183,10 +213,7 @@ pub fn user_data(node: &ResolvedNode, state: &State) -> Result<UserData, RenderE
             variant: k.variant.as_ref().map(ToString::to_string),
             options: k.options.as_ref().map(ToString::to_string),
         }),
-        ntp: (!node.ntp.is_empty()).then(|| CloudNtp {
-            enabled: true,
-            servers: node.ntp.iter().map(ToString::to_string).collect(),
-        }),
+        ntp: ntp(node, quirks),
         packages: node.packages.iter().map(ToString::to_string).collect(),
         write_files,
     })

@@ -10,7 +10,7 @@ use crate::render::accounts::{AccountEntries, AccountUser};
 use crate::render::cloud_init::{password_hash, sudo_rule};
 use crate::render::file_spec::{AccountDb, FileKind, FileSpec, Target};
 use crate::render::netplan;
-use crate::render::quirks::Quirks;
+use crate::render::quirks::{NtpClient, NtpFound, Quirks};
 use crate::render::yaml::to_yaml;
 
 pub fn files(
@@ -66,15 +66,7 @@ pub fn files(
         );
         out.push(FileSpec::root_file("/etc/default/keyboard", 0o644, text));
     }
-    if !node.ntp.is_empty() {
-        let servers: Vec<String> = node.ntp.iter().map(ToString::to_string).collect();
-        out.push(FileSpec::root_dir("/etc/systemd/timesyncd.conf.d", 0o755));
-        out.push(FileSpec::root_file(
-            "/etc/systemd/timesyncd.conf.d/10-homelab.conf",
-            0o644,
-            format!("[Time]\nNTP={}\n", servers.join(" ")),
-        ));
-    }
+    out.extend(ntp(node, quirks));
     for f in &node.files {
         let id_of = |name: Option<&str>| {
             node.users
@@ -90,6 +82,38 @@ pub fn files(
         );
     }
     Ok(out)
+}
+
+/// The profile's NTP servers in the configuration of the image's client:
+/// a timesyncd drop-in (also when the image was not looked at), a chrony
+/// sources file (Debian's chrony.conf reads `sources.d`); nothing for ntpd
+/// or an image without a client (the build warns about both).
+fn ntp(node: &ResolvedNode, quirks: &Quirks) -> Vec<FileSpec> {
+    if node.ntp.is_empty() {
+        return Vec::new();
+    }
+    let servers: Vec<String> = node.ntp.iter().map(ToString::to_string).collect();
+    match quirks.ntp() {
+        NtpFound::Unknown | NtpFound::Client(NtpClient::SystemdTimesyncd) => vec![
+            FileSpec::root_dir("/etc/systemd/timesyncd.conf.d", 0o755),
+            FileSpec::root_file(
+                "/etc/systemd/timesyncd.conf.d/10-homelab.conf",
+                0o644,
+                format!("[Time]\nNTP={}\n", servers.join(" ")),
+            ),
+        ],
+        NtpFound::Client(NtpClient::Chrony) => {
+            let lines: String = servers
+                .iter()
+                .map(|s| format!("server {s} iburst\n"))
+                .collect();
+            vec![
+                FileSpec::root_dir("/etc/chrony/sources.d", 0o755),
+                FileSpec::root_file("/etc/chrony/sources.d/homelab.sources", 0o644, lines),
+            ]
+        }
+        NtpFound::Client(NtpClient::Ntp) | NtpFound::Nothing => Vec::new(),
+    }
 }
 
 fn hosts(node: &ResolvedNode) -> String {

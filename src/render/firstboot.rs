@@ -4,6 +4,11 @@
 //! checks the hostname and runs `microcloud preseed`, retrying with
 //! backoff, recording `running`/`done`/`failed` in a status file; once done
 //! it never runs again. Timeline and status format: docs/FIRSTBOOT.md.
+//!
+//! Snap commands live in `/snap/bin`, which systemd's default `PATH` lacks
+//! (on Ubuntu snapd's environment generator adds it at boot; where snapd
+//! arrives during this unit, as on Armbian, nothing does): the unit and the
+//! script both put it on `PATH`.
 
 use crate::profile::resolved::{MicroCloud, ResolvedNode};
 use crate::render::quirks::Quirks;
@@ -17,6 +22,10 @@ pub const STATE_DIR: &str = "/var/lib/homelab-image";
 pub const PRESEED_PATH: &str = "/var/lib/homelab-image/microcloud-preseed.yaml";
 pub const DONE_PATH: &str = "/var/lib/homelab-image/firstboot.done";
 pub const STATUS_PATH: &str = "/var/lib/homelab-image/firstboot.status";
+
+/// systemd's default `PATH` for services plus snapd's `/snap/bin`.
+pub const UNIT_PATH_ENV: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin";
 
 /// The unit. `DefaultDependencies=no` (with the basic ordering restated)
 /// is deliberate: a unit wanted by multi-user.target is otherwise ordered
@@ -39,6 +48,7 @@ Before=shutdown.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+Environment=PATH={UNIT_PATH_ENV}
 ExecStart={SCRIPT_PATH}
 TimeoutStartSec=6h
 StandardOutput=journal
@@ -59,6 +69,15 @@ const SCRIPT: &str = r#"#!/bin/bash
 #   state=running|done|failed   node=<hostname>   attempt=<n>
 #   updated=<UTC time>          reason=<one line>
 set -euo pipefail
+
+# snapd installs the commands of snaps (microcloud, lxc, microceph,
+# microovn) in /snap/bin, which is on no PATH when snapd itself arrives
+# during this unit.
+case ":${PATH}:" in
+*:/snap/bin:*) ;;
+*) PATH="${PATH}:/snap/bin" ;;
+esac
+export PATH
 
 readonly NODE_NAME='@NODE@'
 readonly STATE_DIR='@STATE_DIR@'

@@ -43,13 +43,32 @@ pub enum RenderError {
     Password(#[from] crate::profile::password::PasswordError),
 }
 
-/// Everything the build step writes for `node`, in a stable order.
+/// What the build found in the node's base image that changes what is
+/// rendered for it (the default: nothing is known).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BaseInfo {
+    pub ntp: quirks::NtpFound,
+}
+
+/// Everything the build step writes for `node`, in a stable order, when
+/// its base image has not been looked at.
 pub fn node(
     node: &ResolvedNode,
     cluster: &Cluster,
     state: &State,
 ) -> Result<Vec<FileSpec>, RenderError> {
-    let quirks = Quirks::new(node.image.os, &node.board);
+    node_on(node, cluster, state, &BaseInfo::default())
+}
+
+/// Everything the build step writes for `node` on a base image of which
+/// `base` is known, in a stable order.
+pub fn node_on(
+    node: &ResolvedNode,
+    cluster: &Cluster,
+    state: &State,
+    base: &BaseInfo,
+) -> Result<Vec<FileSpec>, RenderError> {
+    let quirks = Quirks::new(node.image.os, &node.board).with_ntp(base.ntp);
     let host_key = state
         .host_key(node.hostname.as_str())
         .ok_or_else(|| RenderError::MissingState(format!("SSH host key for {}", node.hostname)))?;
@@ -86,7 +105,7 @@ pub fn node(
     let mut boot = Vec::new();
     let user_data = format!(
         "#cloud-config\n{}",
-        yaml::to_yaml("user-data", &cloud_init::user_data(node, state)?)?
+        yaml::to_yaml("user-data", &cloud_init::user_data(node, state, &quirks)?)?
     );
     boot.push(FileSpec::boot_file("user-data", user_data));
     let network = yaml::to_yaml("network-config", &netplan::document(node, &quirks))?;

@@ -1,6 +1,12 @@
 //! Every difference between the base images we support, as named
 //! predicates in one place (STYLE rule 13). Renderers ask these questions
-//! instead of comparing OS names themselves.
+//! instead of comparing OS names themselves. Most follow from the
+//! profile's `os` and `board`; what only the image itself can tell (its
+//! NTP client) is added with `with_ntp` once the build has looked.
+
+use std::fmt;
+
+use serde::Serialize;
 
 use crate::profile::platform::{Board, OsRelease};
 use crate::render::cmdline::CmdlineOp;
@@ -8,11 +14,52 @@ use crate::render::cmdline::CmdlineOp;
 /// Where Ubuntu 26.04's A/B boot layout keeps the live kernel command line.
 pub const AB_CMDLINE: &str = "current/cmdline.txt";
 
+/// An NTP client a base image can ship, by the name cloud-init's
+/// `ntp_client` uses for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NtpClient {
+    #[serde(rename = "systemd-timesyncd")]
+    SystemdTimesyncd,
+    #[serde(rename = "chrony")]
+    Chrony,
+    /// ntp or ntpsec (both are `ntpd`, which cloud-init's `ntp` means).
+    #[serde(rename = "ntp")]
+    Ntp,
+}
+
+impl NtpClient {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SystemdTimesyncd => "systemd-timesyncd",
+            Self::Chrony => "chrony",
+            Self::Ntp => "ntp",
+        }
+    }
+}
+
+impl fmt::Display for NtpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What is known about the base image's NTP client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NtpFound {
+    /// The image was not looked at (`render` without the image at hand).
+    #[default]
+    Unknown,
+    /// The image has no NTP client.
+    Nothing,
+    Client(NtpClient),
+}
+
 /// The quirks of one node's base image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quirks {
     os: OsRelease,
     board: Board,
+    ntp: NtpFound,
 }
 
 impl Quirks {
@@ -20,7 +67,19 @@ impl Quirks {
         Self {
             os,
             board: board.clone(),
+            ntp: NtpFound::Unknown,
         }
+    }
+
+    /// These quirks for an image whose NTP client is `ntp`.
+    pub fn with_ntp(mut self, ntp: NtpFound) -> Self {
+        self.ntp = ntp;
+        self
+    }
+
+    /// The image's NTP client, as far as it is known.
+    pub fn ntp(&self) -> NtpFound {
+        self.ntp
     }
 
     /// Ubuntu raspi images configure themselves with cloud-init from the

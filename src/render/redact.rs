@@ -14,7 +14,7 @@ use crate::profile::resolved::{Cluster, Passphrase, ResolvedNode};
 use crate::profile::state::State;
 use crate::render::file_spec::FileSpec;
 use crate::render::tree::{TreeError, shown_bytes};
-use crate::render::{RenderError, node};
+use crate::render::{BaseInfo, RenderError, node_on};
 
 /// What a person is shown for each spec of a rendering, in its order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,11 +87,18 @@ pub fn redact(
     node_: &ResolvedNode,
     cluster: &Cluster,
     state: &State,
+    base: &BaseInfo,
     real: &[FileSpec],
 ) -> Result<Redacted, RedactError> {
     let (mc, ms, tokens) = masked(cluster, state);
+    // `node_` may carry what the base image decided (uids): render it, with
+    // its secrets the masked cluster's tokens, on the same base.
     let stand_in = match mc.node(node_.hostname.as_str()) {
-        Some(n) => node(n, &mc, &ms)?,
+        Some(m) => {
+            let mut n = node_.clone();
+            n.wifi.clone_from(&m.wifi);
+            node_on(&n, &mc, &ms, base)?
+        }
         None => Vec::new(),
     };
     // The two renderings line up spec for spec unless a renderer changed
@@ -148,6 +155,7 @@ mod tests {
     use super::*;
     use crate::profile::resolve::{Context, resolve};
     use crate::profile::state::SeededEntropy;
+    use crate::render::node;
 
     const PROFILE: &str = "
 defaults:
@@ -186,7 +194,14 @@ microcloud:
     #[test]
     fn secrets_are_hidden_wherever_and_however_they_are_written() {
         let (cluster, state, specs) = rendered();
-        let r = redact(&cluster.nodes[0], &cluster, &state, &specs).unwrap();
+        let r = redact(
+            &cluster.nodes[0],
+            &cluster,
+            &state,
+            &BaseInfo::default(),
+            &specs,
+        )
+        .unwrap();
         let secrets = [
             state.host_keys["rock1"].private_openssh.clone(),
             state.passphrase.clone().unwrap(),

@@ -242,6 +242,22 @@ pub fn ensure_base(
     ensure_remote(&cache, &http, &remote, &spec.describe(), opts, progress)
 }
 
+/// The raw image of `spec` if the cache at `cache_dir` already holds it:
+/// no network, nothing written (not even the cache's directories). A
+/// catalog entry is its newest cached release.
+pub fn cached_base(spec: &SourceSpec, cache_dir: &Path) -> Option<CachedImage> {
+    if !cache_dir.join("index").is_dir() {
+        return None;
+    }
+    let cache = Cache::open(cache_dir).ok()?;
+    match spec {
+        SourceSpec::Catalog(entry) => cache.newest_from_catalog(entry.name),
+        SourceSpec::UrlSha256 { sha256, .. } => cache.lookup(&sha256.to_string()),
+        SourceSpec::Path { path, .. } => cache.lookup(&local_key(path).ok()?),
+        SourceSpec::UrlChecksums { .. } => None,
+    }
+}
+
 fn ensure_remote(
     cache: &Cache,
     http: &http::Http,

@@ -12,6 +12,7 @@ mod ext4_support;
 mod ext4_write;
 mod fat_write;
 mod http_server;
+mod image_check;
 mod inspect;
 mod ls_cat;
 mod profile_bad;

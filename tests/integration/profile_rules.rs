@@ -14,16 +14,18 @@ defaults:
     subnet: 192.168.1.0/24
     gateway: 192.168.1.1
     uplink: {nic: eth1}
+  users:
+    - {name: alice, ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 alice@laptop']}
 nodes:
   - hostname: pi1
     network: {address: 192.168.1.11/24, mac: 'dc:a6:32:00:00:01'}
-    storage: {ceph: [/dev/sdb]}
+    storage: {ceph: [/dev/disk/by-id/usb-ssd-1]}
   - hostname: pi2
     network: {address: 192.168.1.12/24, mac: 'dc:a6:32:00:00:02'}
-    storage: {ceph: [/dev/sdb]}
+    storage: {ceph: [/dev/disk/by-id/usb-ssd-2]}
   - hostname: pi3
     network: {address: 192.168.1.13/24, mac: 'dc:a6:32:00:00:03'}
-    storage: {ceph: [/dev/sdb]}
+    storage: {ceph: [/dev/disk/by-id/usb-ssd-3]}
 microcloud:
   initiator: pi1
   lookup_subnet: 192.168.1.0/24
@@ -147,6 +149,7 @@ nodes:
     image: {os: ubuntu-24.04}
     board: rpi5
     network: {address: 10.0.0.5/24}
+    allow_no_login: true
 microcloud: {initiator: solo, lookup_subnet: 10.0.0.0/24}
 ";
     assert_eq!(problems(one).0, Vec::<String>::new());
@@ -207,7 +210,9 @@ fn microcloud_ovn_range_inside_the_gateway_subnet() {
 
 #[test]
 fn microcloud_ceph_on_fewer_than_three_nodes_is_a_warning() {
-    let yaml = BASE.replacen("    storage: {ceph: [/dev/sdb]}\n", "", 2);
+    let yaml = BASE
+        .replace("    storage: {ceph: [/dev/disk/by-id/usb-ssd-1]}\n", "")
+        .replace("    storage: {ceph: [/dev/disk/by-id/usb-ssd-2]}\n", "");
     let (errors, warnings) = problems(&yaml);
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(warnings.len(), 1);
@@ -285,8 +290,11 @@ fn gateways_outside_the_subnet_or_on_a_node_are_refused() {
 
 #[test]
 fn plaintext_passwords_need_the_opt_in() {
-    let users = "  users:\n    - {name: alice, password: {value: hunter2}}\n";
-    let yaml = edited("  board: rpi4\n", &format!("  board: rpi4\n{users}"));
+    let with_key = BASE
+        .lines()
+        .find(|l| l.contains("{name: alice, ssh_keys:"))
+        .expect("BASE has alice");
+    let yaml = edited(with_key, "    - {name: alice, password: {value: hunter2}}");
     let (errors, _) = problems(&yaml);
     assert_eq!(errors.len(), 3, "one per node: {errors:#?}");
     assert!(
@@ -320,6 +328,7 @@ nodes:
     image: {os: ubuntu-24.04}
     board: rock-5b
     network: {address: 10.0.0.5/24}
+    allow_no_login: true
 ";
     assert_error(
         yaml,
@@ -350,6 +359,7 @@ nodes:
     image: {image}
     board: {board}
     network: {{address: 10.0.0.5/24}}
+    allow_no_login: true
 "
         )
     };

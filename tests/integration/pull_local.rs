@@ -123,7 +123,7 @@ fn pull_without_a_source_fetches_what_the_profile_needs() {
     std::fs::write(
         &profile,
         format!(
-            "nodes:\n  - hostname: n1\n    image: {{os: ubuntu-24.04, path: {img}}}\n    \
+            "defaults: {{allow_no_login: true}}\nnodes:\n  - hostname: n1\n    image: {{os: ubuntu-24.04, path: {img}}}\n    \
              board: rpi4\n    network: {{address: 10.0.0.5/24}}\n  - hostname: n2\n    \
              image: {{os: ubuntu-24.04, path: {img}}}\n    board: rpi4\n    \
              network: {{address: 10.0.0.6/24}}\n"

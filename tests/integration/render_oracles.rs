@@ -216,8 +216,9 @@ fn pyyaml_reads_back_exactly_the_intended_values() {
             let quirks = Quirks::new(node.image.os, &node.board);
             let net = serde_json::to_value(netplan::document(node, &quirks)).expect("json");
             if quirks.uses_cloud_init() {
-                let ud = serde_json::to_value(user_data(node, &r.state).expect("user-data"))
-                    .expect("json");
+                let ud =
+                    serde_json::to_value(user_data(node, &r.state, &quirks).expect("user-data"))
+                        .expect("json");
                 assert_eq!(
                     pyyaml(&root.join("boot/user-data")),
                     ud,

@@ -61,6 +61,30 @@ impl Bpb {
             && (sector[0] == 0xEB || sector[0] == 0xE9)
     }
 
+    /// Why `sector` is not a FAT boot sector, for a partition whose type
+    /// says it should be one; `None` when `looks_like_fat` accepts it.
+    pub fn why_not_fat(sector: &[u8]) -> Option<String> {
+        if sector.len() < 512 {
+            return Some(format!(
+                "the partition is {} bytes, shorter than a boot sector",
+                sector.len()
+            ));
+        }
+        if sector[510] != 0x55 || sector[511] != 0xAA {
+            return Some(format!(
+                "its boot sector has no signature: bytes 510-511 are {:02x} {:02x}, not 55 aa",
+                sector[510], sector[511]
+            ));
+        }
+        if sector[0] != 0xEB && sector[0] != 0xE9 {
+            return Some(format!(
+                "its boot sector starts with {:02x}, not the jump instruction eb or e9",
+                sector[0]
+            ));
+        }
+        None
+    }
+
     /// Parses and checks the first 512 bytes of a volume that is
     /// `volume_len` bytes long.
     pub fn parse(sector: &[u8], volume_len: u64) -> Result<Bpb, BpbError> {
@@ -165,5 +189,38 @@ impl Bpb {
             self.volume_id >> 16,
             self.volume_id & 0xFFFF
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bpb;
+
+    #[test]
+    fn why_not_fat_names_the_missing_signature_or_jump() {
+        let mut sector = [0u8; 512];
+        sector[0] = 0xEB;
+        sector[510] = 0x55;
+        sector[511] = 0xAA;
+        assert!(Bpb::looks_like_fat(&sector));
+        assert_eq!(Bpb::why_not_fat(&sector), None);
+        sector[511] = 0x00;
+        assert!(
+            Bpb::why_not_fat(&sector)
+                .unwrap()
+                .contains("bytes 510-511 are 55 00")
+        );
+        sector[511] = 0xAA;
+        sector[0] = 0x00;
+        assert!(
+            Bpb::why_not_fat(&sector)
+                .unwrap()
+                .contains("starts with 00")
+        );
+        assert!(
+            Bpb::why_not_fat(&sector[..100])
+                .unwrap()
+                .contains("100 bytes")
+        );
     }
 }
