@@ -47,6 +47,9 @@ impl BaseFacts {
     /// an error saying why.
     pub fn read(image: &Image) -> Result<BaseFacts> {
         let shown = image.path().display().to_string();
+        // A damaged filesystem would drop out of layout detection and then
+        // be blamed on the layout: say what broke, as `build::patch` does.
+        image.check_filesystems()?;
         let layout = image
             .layout()
             .with_context(|| format!("{shown}: not an image layout we build from"))?;
@@ -148,12 +151,6 @@ fn small_text(fs: &Filesystem, path: &str) -> Result<Option<String>> {
             Err(e) => return Err(e.into()),
         };
         match st.kind {
-            EntryKind::File if st.size > MAX_SMALL_FILE => {
-                bail!(
-                    "{at} is {} bytes, over the {MAX_SMALL_FILE} we read",
-                    st.size
-                )
-            }
             EntryKind::File => {
                 let bytes = fs.read_bounded(&at, MAX_SMALL_FILE)?;
                 return String::from_utf8(bytes)

@@ -211,8 +211,10 @@ fn an_armbian_profile_on_an_ubuntu_image_and_the_wrong_ubuntu_release_are_refuse
         &needles,
     );
     assert!(!out.exists());
-    // An Ubuntu release other than the one named.
+    // An Ubuntu release other than the one named (its state made first: a
+    // dry run without one warns that its secrets are made for the run).
     let p = profile(tmp.path(), "pi4-microcloud.yaml", "ubuntu-22.04", &base);
+    crate::profile_support::prepare_state(&p);
     assert_fails(
         &hi_p(&p, &["build", "--node", "pi1", "--dry-run", "--out", o]),
         1,
@@ -530,6 +532,9 @@ fn a_pinned_uid_that_the_image_already_uses_is_refused_clearly() {
         "      - name: alice\n        uid: 1000\n",
     );
     std::fs::write(&p, text).unwrap();
+    // The state made first: a dry run without one warns that its secrets
+    // are made for the run.
+    crate::profile_support::prepare_state(&p);
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();
     let needles = [
@@ -593,7 +598,11 @@ fn a_fat_partition_with_a_damaged_boot_sector_is_reported_damaged_not_missing() 
                 &["build", "--node", "pi1", "--out", o.to_str().unwrap()],
             ),
             1,
-            &["partition 1 is damaged", detail],
+            &[
+                "partition 1: no filesystem we can read",
+                "the FAT is damaged",
+                detail,
+            ],
         );
         // The ext4 root is still readable on its own.
         assert!(cat(&img, 2, "/etc/hostname").contains("ubuntu"));
