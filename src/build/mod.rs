@@ -9,6 +9,7 @@
 pub mod bmap;
 pub mod compress;
 pub mod emit;
+pub mod mapped;
 pub mod output;
 pub mod patch;
 pub mod plan;
@@ -141,6 +142,18 @@ fn build_node(
     );
     let (image, overlay) = Image::open_overlay(base)?;
     let expect = patch::apply(&image, &n.files, epoch)?;
+    // What the bmap maps, read through the overlay: the patched image.
+    let usage = mapped::used_blocks(&image);
+    for (number, how) in &usage.partitions {
+        match how {
+            mapped::PartitionUse::Unreadable { .. } => {
+                tracing::warn!("{}: partition {number}: {how}", n.name)
+            }
+            _ => {
+                tracing::info!("{}: partition {number}: {how}", n.name)
+            }
+        }
+    }
     drop(image);
     let pages = overlay.take_pages();
     tracing::info!(
@@ -163,7 +176,13 @@ fn build_node(
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     let task = progress.task(&format!("{} image", n.name), 0, None);
-    let fin = emit::emit(overlay.base(), len, &pages, &dst, known, &task, stop)
+    let src = emit::Source {
+        base: overlay.base(),
+        len,
+        pages: &pages,
+        mapped: &usage.runs,
+    };
+    let fin = emit::emit(&src, &dst, known, &task, stop)
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
     task.done();
     drop(dst);

@@ -4,6 +4,7 @@
 //! mtools, fsck.fat, cloud-init, netplan, systemd-analyze, PyYAML, crypt).
 
 mod bad_input;
+mod bmap_dirty;
 mod build;
 mod cli;
 mod cp_rm;
