@@ -23,7 +23,7 @@
 //! would be skipped by `bmaptool copy`, leaving a re-used card's old bytes
 //! in them. docs/BMAP.md says the same for users.
 
-mod fat;
+pub mod fat;
 
 use std::fmt;
 

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod bmap_dirty;
+mod bmap_usage;
 mod build;
 mod cli;
 mod cp_rm;
