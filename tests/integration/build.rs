@@ -80,7 +80,9 @@ fn judge(img: &Path, tmp: &Path) {
             .arg(img)
             .arg(&copy),
     );
-    run_ok(Command::new("cmp").arg(img).arg(&copy));
+    // bmaptool truncates a regular file, so this copy starts as zeros: the
+    // dirty-card case is bmap_dirty.rs. Free space is not in the bmap.
+    crate::bmap_dirty::assert_mapped_ranges_equal(img, &copy);
     let _ = std::fs::remove_file(&copy);
     let sums = std::fs::read_to_string(format!("{i}.sha256")).unwrap();
     run_ok(
