@@ -187,7 +187,7 @@ fn assert_survives_a_dirty_card(img: &Path, tmp: &Path) {
     let name = img.file_name().unwrap().to_string_lossy().to_string();
     let bmap = PathBuf::from(format!("{}.bmap", img.display()));
     let len = std::fs::metadata(img).unwrap().len();
-    let (ranges, size) = bmap_ranges(&bmap);
+    let (_, size) = bmap_ranges(&bmap);
     assert_eq!(size, len, "{name}: bmap ImageSize");
     let backing = tmp.join("card");
     dirty_file(&backing, len);
