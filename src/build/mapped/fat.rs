@@ -27,7 +27,16 @@ pub enum FatUsageError {
     },
     #[error("reading the boot sector: {0}")]
     Boot(#[source] io::Error),
+    #[error(
+        "the boot sector gives {0} clusters, more than FAT32 can address ({max})",
+        max = MAX_CLUSTERS
+    )]
+    TooManyClusters(u64),
 }
+
+/// Clusters a FAT32 can address (0x0FFFFFF5 entries less the 2 reserved):
+/// also what bounds the cluster set's memory (32 MiB).
+const MAX_CLUSTERS: u64 = 0x0FFF_FFF5 - 2;
 
 /// The byte spans `[start, end)` of the FAT volume in `dev` that it uses,
 /// in order, adjacent spans merged.
@@ -38,6 +47,9 @@ pub fn used_spans(dev: &PartitionWindow) -> Result<Vec<(u64, u64)>, FatUsageErro
     let bpb = Bpb::parse(&sector, dev.len().0)?;
     let bps = u64::from(bpb.bytes_per_sector);
     let clusters = bpb.cluster_count();
+    if clusters > MAX_CLUSTERS {
+        return Err(FatUsageError::TooManyClusters(clusters));
+    }
     let used = used_clusters(dev, &bpb)?;
     let cluster_bytes = u64::from(bpb.sectors_per_cluster) * bps;
     let data_start = bpb.first_data_sector() * bps;
@@ -67,10 +79,10 @@ struct ClusterSet(Vec<u64>);
 
 impl ClusterSet {
     fn new(n: u64) -> ClusterSet {
-        // n ≤ 2^28 on any FAT (the data region over a u32 sector count
-        // with clusters of at least one sector): the Vec fits.
+        // n ≤ MAX_CLUSTERS (checked by the caller): the Vec fits.
         ClusterSet(vec![0; n.div_ceil(64) as usize])
     }
+    // i < n, so i / 64 indexes the Vec made by `new`.
     fn set(&mut self, i: u64) {
         self.0[(i / 64) as usize] |= 1 << (i % 64);
     }
@@ -117,6 +129,7 @@ fn used_clusters(dev: &PartitionWindow, bpb: &Bpb) -> Result<ClusterSet, FatUsag
             let t = read(0, need)?;
             for c in 0..clusters.min(held.saturating_sub(2)) {
                 let e = c + 2;
+                // Inside the table just read (e < held), a small Vec.
                 let at = (e * 3 / 2) as usize;
                 let pair = u16::from_le_bytes([t[at], t[at + 1]]);
                 let v = if e % 2 == 0 { pair & 0x0FFF } else { pair >> 4 };
