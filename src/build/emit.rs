@@ -298,11 +298,17 @@ pub fn emit(
     })
 }
 
-/// The range being hashed: its index, and its SHA-256 so far, or the sum
-/// another node already took.
+/// The range being hashed, by index.
 struct Open {
     index: usize,
-    sum: Result<[u8; 32], Sha256>,
+    sum: RangeSum,
+}
+
+enum RangeSum {
+    /// The sum another node of the run already took (an untouched range).
+    Known([u8; 32]),
+    /// The SHA-256 of the bytes so far.
+    Hashing(Sha256),
 }
 
 /// The reading, patching, writing and range-hashing side of `emit`.
@@ -412,12 +418,16 @@ impl Writer<'_> {
         };
         self.open = Some(Open {
             index: i,
-            sum: known.ok_or_else(Sha256::new),
+            sum: known.map_or_else(|| RangeSum::Hashing(Sha256::new()), RangeSum::Known),
         });
     }
 
     fn hash_range(&mut self, bytes: &[u8]) {
-        if let Some(Open { sum: Err(h), .. }) = &mut self.open {
+        if let Some(Open {
+            sum: RangeSum::Hashing(h),
+            ..
+        }) = &mut self.open
+        {
             h.update(bytes);
         }
     }
@@ -430,8 +440,8 @@ impl Writer<'_> {
         };
         let r = self.ranges[open.index];
         let sha256 = match open.sum {
-            Ok(sum) => sum,
-            Err(h) => {
+            RangeSum::Known(sum) => sum,
+            RangeSum::Hashing(h) => {
                 let sum: [u8; 32] = h.finalize().into();
                 if !r.patched {
                     self.known.put((r.first, r.last), sum);
