@@ -11,7 +11,7 @@ ensure_tools() {
 	tools=(
 		sfdisk:fdisk sgdisk:gdisk
 		mkfs.vfat:dosfstools fsck.fat:dosfstools
-		mcopy:mtools mmd:mtools mdir:mtools
+		mcopy:mtools mmd:mtools mdir:mtools mshowfat:mtools losetup:mount cmp:diffutils
 		mke2fs:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs tune2fs:e2fsprogs dumpe2fs:e2fsprogs
 		blkid:util-linux setpriv:util-linux xz:xz-utils gzip:gzip shellcheck:shellcheck
 		cloud-init:cloud-init netplan:netplan.io systemd-analyze:systemd perl:perl

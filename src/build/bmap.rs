@@ -1,6 +1,15 @@
 //! bmaptool's format 2.0: the image size, its mapped block ranges and a
 //! SHA-256 of each, and the file's own checksum (taken with that field all
 //! zeros).
+//!
+//! Which blocks are mapped is `build::mapped`'s rule: every block the
+//! image's structures or filesystems use, zero or not — everything outside
+//! the data partitions, a FAT's reserved area, FATs, root directory and
+//! clusters with a non-zero entry, every block an ext4's bitmaps mark in
+//! use, any other or unreadable partition whole. Only free space is left
+//! out, because `bmaptool copy` leaves unmapped blocks of the card as they
+//! were (docs/BMAP.md). A range's SHA-256 covers the image's bytes there,
+//! holes in the file read as zeros.
 
 use sha2::{Digest, Sha256};
 

@@ -1,15 +1,24 @@
 //! Writing a node's image in one pass. The node's files were patched into
 //! an in-memory overlay of the base (`io::overlay`), so the finished bytes
-//! are known before anything is written: each mapped piece of the base is
+//! are known before anything is written: each data segment of the base is
 //! read once, the overlay's pages are laid on it, and the result is
-//! written to the output and hashed for the bmap's per-range SHA-256,
-//! while a second thread takes the image's SHA-256 (holes hashed as the
-//! zeros they read as) from the same buffers. Where the filesystem shares
-//! blocks (FICLONE) only the patched pages are written.
+//! written to the output (holes stay holes), while a second thread takes
+//! the image's SHA-256 (holes hashed as the zeros they read as) from the
+//! same buffers. Where the filesystem shares blocks (FICLONE) only the
+//! patched pages are written.
 //!
-//! Pieces are mapped runs cut on a 4 MiB grid. A piece the overlay does not
-//! touch holds the base's bytes, so its hash is computed once per base and
-//! shared by every node of the run (`PieceHashes`).
+//! What the file holds and what its bmap maps are two different sets: the
+//! file is the whole image, data and holes; the bmap's ranges are the
+//! blocks the image's structures and filesystems use (`build::mapped`),
+//! zero or not, and each range's SHA-256 is taken over the image's bytes
+//! there, holes as zeros. So the pass walks the union of both: data it
+//! copies, mapped holes it only hashes.
+//!
+//! Ranges are the mapped runs cut on a 4 MiB grid. A range the overlay does
+//! not touch holds the base's bytes, whatever the node, so its hash is
+//! computed once per base and shared by every node of the run
+//! (`PieceHashes`, keyed by the range's exact blocks: nodes whose maps
+//! differ there simply miss).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -22,6 +31,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use sha2::{Digest, Sha256};
 
 use super::bmap::{self, BLOCK, Range};
+use super::mapped::BlockRuns;
 use crate::io::overlay::{PAGE, Pages};
 use crate::io::segments::data_segments;
 use crate::profile::state::hex;
@@ -30,7 +40,7 @@ use crate::source::progress::Task;
 // An overlay page is one bmap block, so page indexes are block numbers.
 const _: () = assert!(PAGE == BLOCK);
 
-/// Blocks per grid cell: pieces never cross a 4 MiB boundary.
+/// Blocks per grid cell: ranges never cross a 4 MiB boundary.
 const PIECE_BLOCKS: u64 = 1024;
 /// Bytes per read/write/hash step: small enough that a buffer is likely
 /// still in the CPU's cache when the image hasher takes it. (Against 4 MiB
@@ -41,12 +51,15 @@ const POOL: usize = 8;
 /// Bytes written between two requests to start writeback.
 const KICK: u64 = 8 << 20;
 
+/// What a mapped hole hashes as.
+static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
+
 /// How the base's bytes reached the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyMethod {
     /// Shared blocks (FICLONE); only the patched pages were written.
     Reflink,
-    /// Every mapped byte written, holes left as holes.
+    /// Every data byte written, holes left as holes.
     Sparse { data_bytes: u64 },
 }
 
@@ -57,7 +70,19 @@ pub struct Emitted {
     pub method: CopyMethod,
 }
 
-/// SHA-256 of pieces of one base image that no overlay touched, by block
+/// What the output is made of.
+pub struct Source<'a> {
+    /// The read-only base image.
+    pub base: &'a File,
+    /// The image's length in bytes.
+    pub len: u64,
+    /// The overlay's pages, laid on the base.
+    pub pages: &'a Pages,
+    /// The blocks the bmap maps (`mapped::used_blocks` of the patched image).
+    pub mapped: &'a BlockRuns,
+}
+
+/// SHA-256 of ranges of one base image that no overlay touched, by block
 /// range: shared by the nodes of one run built from that base.
 #[derive(Debug, Default)]
 pub struct PieceHashes(Mutex<HashMap<(u64, u64), [u8; 32]>>);
@@ -79,19 +104,39 @@ impl PieceHashes {
     }
 }
 
-/// A mapped piece: blocks `first..=last`, and whether overlay pages lie in it.
+/// A bmap range to be: blocks `first..=last`, and whether overlay pages
+/// lie in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Piece {
+struct Span {
     first: u64,
     last: u64,
     patched: bool,
 }
 
-/// The output's mapped pieces: the base's data segments and the overlay's
-/// pages, in whole blocks, merged and cut on the grid.
-fn pieces(segments: &[(u64, u64)], pages: &Pages) -> Vec<Piece> {
+/// The bmap's ranges: the mapped runs cut on the grid.
+fn ranges(mapped: &BlockRuns, pages: &Pages) -> Vec<Span> {
+    let mut out = Vec::new();
+    for &(first, last) in mapped.runs() {
+        let mut cur = first;
+        while cur <= last {
+            let end = last.min((cur / PIECE_BLOCKS + 1) * PIECE_BLOCKS - 1);
+            out.push(Span {
+                first: cur,
+                last: end,
+                patched: pages.range(cur..=end).next().is_some(),
+            });
+            cur = end + 1;
+        }
+    }
+    out
+}
+
+/// The blocks with bytes to copy: the base's data segments and the
+/// overlay's pages, in whole blocks, merged.
+fn copied(segments: &[(u64, u64)], pages: &Pages) -> Vec<(u64, u64)> {
     let mut runs: Vec<(u64, u64)> = segments
         .iter()
+        .filter(|&&(_, n)| n > 0)
         .map(|&(start, n)| (start / BLOCK, (start + n).div_ceil(BLOCK) - 1))
         .chain(pages.keys().map(|&i| (i, i)))
         .collect();
@@ -103,18 +148,61 @@ fn pieces(segments: &[(u64, u64)], pages: &Pages) -> Vec<Piece> {
             _ => merged.push((first, last)),
         }
     }
-    let mut out = Vec::new();
-    for (first, last) in merged {
-        let mut cur = first;
-        while cur <= last {
-            let end = last.min((cur / PIECE_BLOCKS + 1) * PIECE_BLOCKS - 1);
-            out.push(Piece {
-                first: cur,
-                last: end,
-                patched: pages.range(cur..=end).next().is_some(),
-            });
-            cur = end + 1;
+    merged
+}
+
+/// A run of blocks the pass treats alike: `data` (copied from the base,
+/// pages laid on when `patched`), else a hole; inside bmap range `range`,
+/// else unmapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    first: u64,
+    last: u64,
+    data: bool,
+    patched: bool,
+    range: Option<usize>,
+}
+
+/// The pass's pieces, in order: the union of the copied runs and the
+/// ranges, cut wherever either starts or ends.
+fn pieces(copied: &[(u64, u64)], ranges: &[Span], pages: &Pages) -> Vec<Piece> {
+    let mut cuts: Vec<u64> = copied
+        .iter()
+        .flat_map(|&(a, b)| [a, b + 1])
+        .chain(ranges.iter().flat_map(|r| [r.first, r.last + 1]))
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let (mut c, mut r) = (0, 0);
+    let mut out: Vec<Piece> = Vec::new();
+    // Every run starts and ends on a cut, so each [a, b] between two cuts
+    // lies wholly inside or wholly outside each run: its start decides.
+    for w in cuts.windows(2) {
+        let (a, b) = (w[0], w[1] - 1);
+        while c < copied.len() && copied[c].1 < a {
+            c += 1;
         }
+        while r < ranges.len() && ranges[r].last < a {
+            r += 1;
+        }
+        let data = c < copied.len() && copied[c].0 <= a;
+        let range = (r < ranges.len() && ranges[r].first <= a).then_some(r);
+        if !data && range.is_none() {
+            continue;
+        }
+        match out.last_mut() {
+            Some(p) if p.last + 1 == a && p.data == data && p.range == range => p.last = b,
+            _ => out.push(Piece {
+                first: a,
+                last: b,
+                data,
+                patched: false,
+                range,
+            }),
+        }
+    }
+    for p in &mut out {
+        p.patched = pages.range(p.first..=p.last).next().is_some();
     }
     out
 }
@@ -128,19 +216,24 @@ fn stopped() -> io::Error {
     io::Error::other("the image hasher stopped")
 }
 
-/// Writes `base` (`len` bytes) with `pages` laid on it into the empty file
-/// `dst`, and returns the bmap and SHA-256 of the result. `task` is told
-/// the mapped bytes to go and those done.
+/// Writes `src` (the base with the pages laid on it) into the empty file
+/// `dst`, and returns the bmap of `src.mapped` and the SHA-256 of the
+/// result. `task` is told the bytes to go and those done.
 pub fn emit(
-    base: &File,
-    len: u64,
-    pages: &Pages,
+    src: &Source<'_>,
     dst: &File,
     known: &PieceHashes,
     task: &Task,
     stop: &AtomicBool,
 ) -> io::Result<Emitted> {
-    let pieces = pieces(&data_segments(base, len)?, pages);
+    let Source {
+        base,
+        len,
+        pages,
+        mapped,
+    } = *src;
+    let ranges = ranges(mapped, pages);
+    let pieces = pieces(&copied(&data_segments(base, len)?, pages), &ranges, pages);
     task.set_total(
         pieces
             .iter()
@@ -168,32 +261,54 @@ pub fn emit(
             pool,
             made: 0,
             done: 0,
+            data: 0,
             pos: 0,
             settled: 0,
             kicked: 0,
+            ranges: &ranges,
+            open: None,
+            sums: Vec::with_capacity(ranges.len()),
         };
-        let ranges = pieces
+        let run = pieces
             .iter()
-            .map(|&p| out.piece(p))
-            .collect::<io::Result<Vec<Range>>>()
-            .and_then(|ranges| out.finish().map(|()| ranges));
-        let emitted = out.done;
+            .try_for_each(|&p| out.piece(p))
+            .and_then(|()| out.finish());
+        let data = out.data;
+        let sums = std::mem::take(&mut out.sums);
         drop(out);
         let image = image.join().map_err(|_| stopped())?;
-        let ranges = ranges?;
+        run?;
+        if sums.len() != ranges.len() {
+            return Err(io::Error::other(format!(
+                "internal error: {} of {} bmap ranges hashed",
+                sums.len(),
+                ranges.len()
+            )));
+        }
         Ok(Emitted {
-            bmap: bmap::render(len, &ranges),
+            bmap: bmap::render(len, &sums),
             sha256: image,
-            mapped_blocks: ranges.iter().map(|r| r.last - r.first + 1).sum(),
+            mapped_blocks: mapped.blocks(),
             method: if reflink {
                 CopyMethod::Reflink
             } else {
-                CopyMethod::Sparse {
-                    data_bytes: emitted,
-                }
+                CopyMethod::Sparse { data_bytes: data }
             },
         })
     })
+}
+
+/// The range being hashed, by index.
+struct Open {
+    index: usize,
+    sum: RangeSum,
+}
+
+enum RangeSum {
+    /// The sum another node of the run already took (an untouched range).
+    Known([u8; 32]),
+    /// The SHA-256 of the bytes so far.
+    Hashing(Sha256),
 }
 
 /// The reading, patching, writing and range-hashing side of `emit`.
@@ -210,77 +325,135 @@ struct Writer<'a> {
     pool: Receiver<Vec<u8>>,
     /// Buffers made so far (at most POOL).
     made: usize,
-    /// Mapped bytes emitted (all written to `dst` unless reflinked).
+    /// Bytes of pieces done (for the progress bar).
     done: u64,
+    /// Data bytes emitted (all written to `dst` unless reflinked).
+    data: u64,
     /// Bytes fed to the image hasher.
     pos: u64,
     /// `[settled, kicked)`: writeback asked for one round ago.
     settled: u64,
     kicked: u64,
+    ranges: &'a [Span],
+    open: Option<Open>,
+    /// The finished ranges, in order.
+    sums: Vec<Range>,
 }
 
 impl Writer<'_> {
-    /// Emits one piece and returns its range for the bmap.
-    fn piece(&mut self, piece: Piece) -> io::Result<Range> {
+    /// Emits one piece, hashing it into its range.
+    fn piece(&mut self, piece: Piece) -> io::Result<()> {
         let p_start = piece.first * BLOCK;
         let p_end = ((piece.last + 1) * BLOCK).min(self.len);
         if self.pos < p_start {
             self.feed(Feed::Zeros(p_start - self.pos))?;
         }
-        let key = (piece.first, piece.last);
-        let known = if piece.patched {
-            None
-        } else {
-            self.known.get(key)
-        };
-        let mut range = Sha256::new();
+        if let Some(i) = piece.range {
+            self.open_range(i);
+        }
         let mut start = p_start;
         while start < p_end {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
             }
             let end = p_end.min(start + CHUNK);
-            let mut buf = self.buffer()?;
-            // At most CHUNK bytes. Reused buffers keep their length, so
-            // this zero-fills only when a size changes.
-            buf.resize((end - start) as usize, 0);
-            self.base.read_exact_at(&mut buf, start)?;
-            if piece.patched {
-                let dst = self.reflink.then_some(self.dst);
-                lay_pages(self.pages, &mut buf, start, end, dst)?;
+            if piece.data {
+                self.data_chunk(piece, start, end)?;
+            } else {
+                // Pieces are data or mapped: a mapped hole, zeros for the
+                // range and the image. end - start <= CHUNK, ZEROS's length.
+                self.hash_range(&ZEROS[..(end - start) as usize]);
+                self.feed(Feed::Zeros(end - start))?;
             }
-            if !self.reflink {
-                self.dst.write_all_at(&buf, start)?;
-                if end - self.kicked >= KICK {
-                    write_back(self.dst, self.settled, end);
-                    self.settled = self.kicked;
-                    self.kicked = end;
-                }
-            }
-            if known.is_none() {
-                range.update(&buf);
-            }
-            self.feed(Feed::Data(buf))?;
             self.done += end - start;
             self.task.set_position(self.done);
             start = end;
         }
         self.pos = p_end;
-        let sha256 = match known {
-            Some(sum) => sum,
-            None => {
-                let sum: [u8; 32] = range.finalize().into();
-                if !piece.patched {
-                    self.known.put(key, sum);
+        if let Some(i) = piece.range
+            && self.ranges[i].last == piece.last
+        {
+            self.close_range();
+        }
+        Ok(())
+    }
+
+    /// Reads `[start, end)` of `piece` from the base, lays the pages on
+    /// it, writes it out and hashes it.
+    fn data_chunk(&mut self, piece: Piece, start: u64, end: u64) -> io::Result<()> {
+        let mut buf = self.buffer()?;
+        // At most CHUNK bytes. Reused buffers keep their length, so this
+        // zero-fills only when a size changes.
+        buf.resize((end - start) as usize, 0);
+        self.base.read_exact_at(&mut buf, start)?;
+        if piece.patched {
+            let dst = self.reflink.then_some(self.dst);
+            lay_pages(self.pages, &mut buf, start, end, dst)?;
+        }
+        if !self.reflink {
+            self.dst.write_all_at(&buf, start)?;
+            if end - self.kicked >= KICK {
+                write_back(self.dst, self.settled, end);
+                self.settled = self.kicked;
+                self.kicked = end;
+            }
+        }
+        if piece.range.is_some() {
+            self.hash_range(&buf);
+        }
+        self.data += end - start;
+        self.feed(Feed::Data(buf))
+    }
+
+    /// Starts hashing range `i` unless it is the one open.
+    fn open_range(&mut self, i: usize) {
+        if self.open.as_ref().is_some_and(|o| o.index == i) {
+            return;
+        }
+        let r = self.ranges[i];
+        let known = if r.patched {
+            None
+        } else {
+            self.known.get((r.first, r.last))
+        };
+        self.open = Some(Open {
+            index: i,
+            sum: known.map_or_else(|| RangeSum::Hashing(Sha256::new()), RangeSum::Known),
+        });
+    }
+
+    fn hash_range(&mut self, bytes: &[u8]) {
+        if let Some(Open {
+            sum: RangeSum::Hashing(h),
+            ..
+        }) = &mut self.open
+        {
+            h.update(bytes);
+        }
+    }
+
+    /// Finishes the open range: its sum goes to the bmap, and to the
+    /// shared table when no page lies in it.
+    fn close_range(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let r = self.ranges[open.index];
+        let sha256 = match open.sum {
+            RangeSum::Known(sum) => sum,
+            RangeSum::Hashing(h) => {
+                let sum: [u8; 32] = h.finalize().into();
+                if !r.patched {
+                    self.known.put((r.first, r.last), sum);
                 }
                 sum
             }
         };
-        Ok(Range {
-            first: piece.first,
-            last: piece.last,
+        self.sums.push(Range {
+            first: r.first,
+            last: r.last,
             sha256,
-        })
+        });
     }
 
     /// Feeds the holes after the last piece.
@@ -385,24 +558,72 @@ mod tests {
     }
 
     #[test]
-    fn pieces_merge_pages_into_runs_and_cut_on_the_grid() {
+    fn pieces_cover_copied_and_mapped_blocks_and_ranges_cut_on_the_grid() {
         let mut pages: Pages = BTreeMap::new();
         pages.insert(10, page(1)); // touches the first segment's end
         pages.insert(5000, page(2)); // alone, in a hole
         let segs = [(0, 10 * BLOCK), (1000 * BLOCK, 100 * BLOCK)];
-        let got = pieces(&segs, &pages);
+        let copied = copied(&segs, &pages);
+        assert_eq!(copied, [(0, 10), (1000, 1099), (5000, 5000)]);
+        // Mapped: part of the first segment, a hole, across the grid line
+        // at 1024 into the second segment, and the lone page.
+        let mapped = BlockRuns::from_spans([
+            (4 * BLOCK, 20 * BLOCK),
+            (1020 * BLOCK, 1030 * BLOCK),
+            (5000 * BLOCK, 5001 * BLOCK),
+        ]);
+        let ranges = ranges(&mapped, &pages);
+        let r: Vec<_> = ranges
+            .iter()
+            .map(|r| (r.first, r.last, r.patched))
+            .collect();
+        assert_eq!(
+            r,
+            [
+                (4, 19, true),
+                (1020, 1023, false),
+                (1024, 1029, false),
+                (5000, 5000, true)
+            ]
+        );
+        let got: Vec<_> = pieces(&copied, &ranges, &pages)
+            .iter()
+            .map(|p| (p.first, p.last, p.data, p.patched, p.range))
+            .collect();
         let want = [
-            (0, 10, true),
-            (1000, 1023, false),
-            (1024, 1099, false),
-            (5000, 5000, true),
+            (0, 3, true, false, None),
+            (4, 10, true, true, Some(0)),
+            (11, 19, false, false, Some(0)),
+            (1000, 1019, true, false, None),
+            (1020, 1023, true, false, Some(1)),
+            (1024, 1029, true, false, Some(2)),
+            (1030, 1099, true, false, None),
+            (5000, 5000, true, true, Some(3)),
         ];
-        let got: Vec<_> = got.iter().map(|p| (p.first, p.last, p.patched)).collect();
         assert_eq!(got, want);
     }
 
+    /// (first, last, sha256 hex) of every range in a bmap.
+    fn bmap_ranges(bmap: &str) -> Vec<(u64, u64, String)> {
+        bmap.lines()
+            .filter(|l| l.contains("<Range"))
+            .map(|line| {
+                let sum = line[line.find('"').unwrap() + 1..][..64].to_string();
+                let span = line.split('>').nth(1).unwrap().split('<').next().unwrap();
+                let (a, b) = match span.trim().split_once('-') {
+                    Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
+                    None => {
+                        let a = span.trim().parse().unwrap();
+                        (a, a)
+                    }
+                };
+                (a, b, sum)
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_output_is_the_base_with_the_pages_on_it_and_keeps_its_holes() {
+    fn the_output_is_the_base_with_the_pages_on_it_and_the_bmap_maps_the_used_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let len = 40 * BLOCK * PIECE_BLOCKS + 1000; // a short last block
         let base_path = dir.path().join("base");
@@ -414,7 +635,8 @@ mod tests {
         let base = File::open(&base_path).unwrap();
         let mut pages: Pages = BTreeMap::new();
         pages.insert(1024, page(0xaa)); // inside the data
-        pages.insert(9000, page(0xbb)); // in a hole
+        pages.insert(9000, page(0xbb)); // in a hole, mapped
+        pages.insert(9500, page(0xcc)); // in a hole, not mapped
         let mut want = vec![0u8; len as usize];
         want[3 << 20..(3 << 20) + data.len()].copy_from_slice(&data);
         want[len as usize - 3..].copy_from_slice(b"end");
@@ -422,6 +644,14 @@ mod tests {
             let at = (i * PAGE) as usize;
             want[at..at + PAGE as usize].copy_from_slice(p);
         }
+        // Mapped: a hole before the data, half the data, a hole around
+        // page 9000, and the short last block; data past 6 MiB and page
+        // 9500 are free space.
+        let mapped = BlockRuns::from_spans([
+            (1 << 20, 6 << 20),
+            (8990 * BLOCK, 9010 * BLOCK),
+            (len - 1, len),
+        ]);
         let known = PieceHashes::default();
         let stop = AtomicBool::new(false);
         for round in 0..2 {
@@ -433,31 +663,31 @@ mod tests {
                 .open(&out)
                 .unwrap();
             let task = Progress::quiet().task("test", 0, None);
-            let e = emit(&base, len, &pages, &dst, &known, &task, &stop).unwrap();
+            let src = Source {
+                base: &base,
+                len,
+                pages: &pages,
+                mapped: &mapped,
+            };
+            let e = emit(&src, &dst, &known, &task, &stop).unwrap();
             assert_eq!(std::fs::read(&out).unwrap(), want);
             assert_eq!(e.sha256, hex(&Sha256::digest(&want)));
-            let mapped: u64 = data_segments(&dst, len).unwrap().iter().map(|s| s.1).sum();
-            assert!(mapped < 8 << 20, "holes were filled: {mapped} bytes mapped");
-            // Every range's checksum matches the bytes it names.
-            let mut blocks = 0;
-            for line in e.bmap.lines().filter(|l| l.contains("<Range")) {
-                let sum = &line[line.find('"').unwrap() + 1..][..64];
-                let span = line.split('>').nth(1).unwrap().split('<').next().unwrap();
-                let (a, b) = match span.trim().split_once('-') {
-                    Some((a, b)) => (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()),
-                    None => {
-                        let a = span.trim().parse::<u64>().unwrap();
-                        (a, a)
-                    }
-                };
+            let written: u64 = data_segments(&dst, len).unwrap().iter().map(|s| s.1).sum();
+            assert!(written < 8 << 20, "holes were filled: {written} bytes");
+            // The ranges are the mapped blocks, and each checksum matches
+            // the bytes it names, holes read as zeros.
+            let ranges = bmap_ranges(&e.bmap);
+            let spans = ranges.iter().map(|&(a, b, _)| (a * BLOCK, (b + 1) * BLOCK));
+            assert_eq!(BlockRuns::from_spans(spans), mapped);
+            for (a, b, sum) in &ranges {
                 let bytes = &want[(a * BLOCK) as usize..(((b + 1) * BLOCK).min(len)) as usize];
-                assert_eq!(sum, hex(&Sha256::digest(bytes)), "range {a}-{b}");
-                blocks += b - a + 1;
+                assert_eq!(*sum, hex(&Sha256::digest(bytes)), "range {a}-{b}");
             }
-            assert_eq!(blocks, e.mapped_blocks);
+            assert_eq!(e.mapped_blocks, mapped.blocks());
+            let blocks = mapped.blocks();
             assert!(e.bmap.contains(&format!("<MappedBlocksCount> {blocks} ")));
         }
-        // The second round took the untouched pieces' hashes from the first.
+        // The second round took the untouched ranges' hashes from the first.
         assert!(!known.lock().is_empty());
     }
 
@@ -473,10 +703,14 @@ mod tests {
         base.write_all_at(&[1u8; 1 << 20], 0).unwrap();
         let dst = File::create(dir.path().join("out")).unwrap();
         let stop = AtomicBool::new(true);
+        let src = Source {
+            base: &base,
+            len: 1 << 20,
+            pages: &BTreeMap::new(),
+            mapped: &BlockRuns::from_spans([(0, 1 << 20)]),
+        };
         let err = emit(
-            &base,
-            1 << 20,
-            &BTreeMap::new(),
+            &src,
             &dst,
             &PieceHashes::default(),
             &Progress::quiet().task("test", 0, None),

@@ -11,6 +11,7 @@ pub mod base_guard;
 pub mod bmap;
 pub mod compress;
 pub mod emit;
+pub mod mapped;
 pub mod output;
 pub mod patch;
 pub mod plan;
@@ -148,6 +149,18 @@ fn build_node(
     );
     let (image, overlay) = Image::open_overlay(base)?;
     let expect = patch::apply(&image, &n.files, epoch)?;
+    // What the bmap maps, read through the overlay: the patched image.
+    let usage = mapped::used_blocks(&image);
+    for (number, how) in &usage.partitions {
+        match how {
+            mapped::PartitionUse::Unreadable { .. } => {
+                tracing::warn!("{}: partition {number}: {how}", n.name)
+            }
+            _ => {
+                tracing::info!("{}: partition {number}: {how}", n.name)
+            }
+        }
+    }
     drop(image);
     let pages = overlay.take_pages();
     tracing::info!(
@@ -164,7 +177,13 @@ fn build_node(
     let len = overlay.len();
     let dst = partial.create(&n.out)?;
     let task = progress.task(&format!("{} image", n.name), 0, None);
-    let fin = emit::emit(overlay.base(), len, &pages, &dst, known, &task, stop)
+    let src = emit::Source {
+        base: overlay.base(),
+        len,
+        pages: &pages,
+        mapped: &usage.runs,
+    };
+    let fin = emit::emit(&src, &dst, known, &task, stop)
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
     task.done();
     drop(dst);

@@ -10,7 +10,7 @@ use crate::ext4_support::assert_fsck_clean;
 use crate::util::{assert_fails, bin, extract_partition, fixture, hi_ok, our_partition, run_ok};
 
 /// A copy of an example profile whose nodes all use `base` as image.
-fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
+pub(crate) fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("profiles")
         .join(example);
@@ -40,7 +40,7 @@ fn build(profile: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn build_ok(profile: &Path, args: &[&str]) -> String {
+pub(crate) fn build_ok(profile: &Path, args: &[&str]) -> String {
     let out = build(profile, args);
     assert!(
         out.status.success(),
@@ -80,7 +80,9 @@ fn judge(img: &Path, tmp: &Path) {
             .arg(img)
             .arg(&copy),
     );
-    run_ok(Command::new("cmp").arg(img).arg(&copy));
+    // bmaptool truncates a regular file, so this copy starts as zeros: the
+    // dirty-card case is bmap_dirty.rs. Free space is not in the bmap.
+    crate::bmap_dirty::assert_mapped_ranges_equal(img, &copy);
     let _ = std::fs::remove_file(&copy);
     let sums = std::fs::read_to_string(format!("{i}.sha256")).unwrap();
     run_ok(

@@ -4,6 +4,8 @@
 //! mtools, fsck.fat, cloud-init, netplan, systemd-analyze, PyYAML, crypt).
 
 mod bad_input;
+mod bmap_dirty;
+mod bmap_usage;
 mod build;
 mod cli;
 mod cp_rm;

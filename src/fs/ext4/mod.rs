@@ -18,6 +18,7 @@ mod htree;
 mod inode;
 mod ops;
 pub mod superblock;
+mod usage;
 mod writer;
 
 use std::io::Write;
@@ -27,6 +28,7 @@ use ext4_view::{Ext4, Ext4Error};
 pub use error::{Structure, WriteError};
 pub use ops::{Meta, Op, Summary, apply};
 pub use superblock::{ExtVersion, Superblock, SuperblockError};
+pub use usage::used_spans;
 pub use writer::Content;
 
 use super::{EntryKind, FsEntry, FsError, StreamError};

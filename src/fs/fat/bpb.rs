@@ -45,6 +45,15 @@ pub struct Bpb {
     pub sectors_per_cluster: u8,
     pub fat_type: FatType,
     pub total_sectors: u32,
+    /// BPB_RsvdSecCnt: sectors before the first FAT (boot sector, FSInfo,
+    /// backup boot sector).
+    pub reserved_sectors: u16,
+    /// BPB_NumFATs.
+    pub num_fats: u8,
+    /// Sectors per FAT (BPB_FATSz16, or BPB_FATSz32 when that is 0).
+    pub fat_sectors: u32,
+    /// BPB_RootEntCnt: 32-byte entries of the FAT12/16 root directory.
+    pub root_entries: u16,
     pub volume_id: u32,
     /// The label copy in the boot sector (the root directory may hold another).
     pub boot_label: String,
@@ -177,9 +186,29 @@ impl Bpb {
             sectors_per_cluster,
             fat_type,
             total_sectors,
+            reserved_sectors: reserved,
+            num_fats: fats,
+            fat_sectors: fat_size,
+            root_entries,
             volume_id,
             boot_label: padded_str(&sector[label_off..label_off + 11]),
         })
+    }
+
+    /// First sector of the data region (cluster 2): after the reserved
+    /// sectors, the FATs and the FAT12/16 root directory. `parse` checked
+    /// that it lies inside the volume.
+    pub fn first_data_sector(&self) -> u64 {
+        let bps = u64::from(self.bytes_per_sector);
+        u64::from(self.reserved_sectors)
+            + u64::from(self.num_fats) * u64::from(self.fat_sectors)
+            + (u64::from(self.root_entries) * 32).div_ceil(bps)
+    }
+
+    /// Clusters in the data region (numbered 2 to `cluster_count() + 1`).
+    pub fn cluster_count(&self) -> u64 {
+        (u64::from(self.total_sectors) - self.first_data_sector())
+            / u64::from(self.sectors_per_cluster)
     }
 
     /// The volume serial as blkid and Linux print it: `ABCD-1234`.
