@@ -129,10 +129,16 @@ fn ls(args: &LsArgs) -> Result<()> {
 fn cat(args: &CatArgs) -> Result<()> {
     let image = Image::open(&args.image)?;
     let (n, fs) = image.filesystem(&args.partition)?;
-    let bytes = fs
-        .read(&args.path)
-        .with_context(|| format!("{}: partition {n}", args.image.display()))?;
-    write_stdout(&mut std::io::stdout().lock(), &bytes)
+    let mut out = std::io::stdout().lock();
+    match fs.read_to(&args.path, &mut out) {
+        // A closed pipe (`| head`) is not an error.
+        Err(crate::fs::FsError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(crate::fs::FsError::Output(e)) => Err(e).context("writing to stdout"),
+        other => other
+            .map(drop)
+            .with_context(|| format!("{}: partition {n}", args.image.display())),
+    }?;
+    write_stdout(&mut out, b"")
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

@@ -17,6 +17,8 @@ pub enum FsError {
     #[error(transparent)]
     FatBootSector(#[from] fat::BpbError),
     #[error(transparent)]
+    FatChain(#[from] fat::ChainError),
+    #[error(transparent)]
     Ext4Superblock(#[from] ext4::SuperblockError),
     #[error("{0}: no such file or directory")]
     NotFound(String),
@@ -31,6 +33,14 @@ pub enum FsError {
         path: String,
         source: std::io::Error,
     },
+    /// Writing what was read out of the filesystem failed (for `cat`, a
+    /// closed pipe is not an error).
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
+    /// Reading what was to be written into the filesystem failed (the
+    /// caller names the source).
+    #[error("reading the input: {0}")]
+    Input(std::io::Error),
     #[error("no filesystem we can read (neither a FAT boot sector nor an ext2/3/4 superblock)")]
     Unrecognised,
 }
@@ -126,6 +136,20 @@ impl Filesystem {
         match self {
             Filesystem::Fat(v) => v.read(path),
             Filesystem::Ext4(v) => v.read(path),
+        }
+    }
+
+    /// Streams the file at `path` into `out` (FAT a chunk at a time);
+    /// returns the bytes copied. Errors writing to `out` are
+    /// `FsError::Output`.
+    pub fn read_to(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, FsError> {
+        match self {
+            Filesystem::Fat(v) => v.read_to(path, out),
+            Filesystem::Ext4(v) => {
+                let bytes = v.read(path)?;
+                out.write_all(&bytes).map_err(FsError::Output)?;
+                Ok(bytes.len() as u64) // as: usize fits u64
+            }
         }
     }
 
