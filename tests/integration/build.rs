@@ -10,7 +10,7 @@ use crate::ext4_support::assert_fsck_clean;
 use crate::util::{assert_fails, bin, extract_partition, fixture, hi_ok, our_partition, run_ok};
 
 /// A copy of an example profile whose nodes all use `base` as image.
-fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
+pub(crate) fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("profiles")
         .join(example);

@@ -9,6 +9,7 @@ mod cli;
 mod cp_rm;
 mod ext4_support;
 mod ext4_write;
+mod fat_hostile;
 mod fat_write;
 mod http_server;
 mod inspect;

@@ -237,8 +237,8 @@ impl Bpb {
                     return bad(
                         "BPB_RootClus",
                         root_cluster.into(),
-                        "the root directory must start at a data cluster (2 or above, \
-                         inside the volume)",
+                        "the root directory must start at a data cluster of the volume, \
+                         numbered 2 or above",
                     );
                 }
                 fs_info_sector = le_u16(sector, 48);

@@ -563,14 +563,23 @@ fn dot_name(raw: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// The 8.3 name as `NAME.EXT` (used when no long name precedes it).
+/// The 8.3 name as `NAME.EXT` (used when no long name precedes it), in
+/// lower case where the entry's case flags say so (as Linux and fatfs
+/// show it).
 fn short_name(raw: &[u8]) -> String {
     let mut base: Vec<u8> = raw[..8].to_vec();
     if base[0] == 0x05 {
         base[0] = 0xE5; // 0x05 stands for a leading 0xE5 byte
     }
+    let mut ext = raw[8..11].to_vec();
+    if raw[12] & 0x08 != 0 {
+        base.make_ascii_lowercase();
+    }
+    if raw[12] & 0x10 != 0 {
+        ext.make_ascii_lowercase();
+    }
     let text = |b: &[u8]| String::from_utf8_lossy(b).trim_end_matches(' ').to_string();
-    let (b, e) = (text(&base), text(&raw[8..11]));
+    let (b, e) = (text(&base), text(&ext));
     if e.is_empty() { b } else { format!("{b}.{e}") }
 }
 
