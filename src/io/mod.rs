@@ -2,6 +2,7 @@
 //! windows. Nothing above this module computes an absolute file offset.
 
 pub mod bytes;
+pub mod lock;
 pub mod overlay;
 pub mod segments;
 pub mod storage;
