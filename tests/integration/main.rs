@@ -7,6 +7,7 @@ mod bad_input;
 mod build;
 mod cli;
 mod cp_rm;
+mod cp_rm_atomic;
 mod ext4_support;
 mod ext4_write;
 mod fat_hostile;
