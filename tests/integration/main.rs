@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod build;
+mod build_safety;
 mod cli;
 mod cp_rm;
 mod cp_rm_atomic;
