@@ -34,11 +34,7 @@ pub struct Image {
 impl Image {
     /// Opens `path` read-only and reads its partition table.
     pub fn open(path: &Path) -> Result<Image> {
-        Image::open_with(path, false)
-    }
-
-    fn open_with(path: &Path, write: bool) -> Result<Image> {
-        let (file, len) = open_file(path, write)?;
+        let (file, len) = open_file(path, false)?;
         Image::over(path, Arc::new(file), len)
     }
 
@@ -136,11 +132,6 @@ impl Image {
             }
         }
         Ok(())
-    }
-
-    /// Flushes writes made through partition windows to the disk.
-    pub fn sync(&self) -> std::io::Result<()> {
-        self.file.sync_all()
     }
 
     pub fn window(&self, part: &Partition) -> PartitionWindow {
@@ -247,11 +238,6 @@ pub struct Edit {
 }
 
 impl Edit {
-    /// Whether the edit changed anything yet.
-    pub fn is_unchanged(&self) -> bool {
-        self.overlay.page_count() == 0
-    }
-
     /// Writes the changed pages into the image file and flushes it;
     /// returns how many 4 KiB pages were written. Call it only once the
     /// edit has been checked.

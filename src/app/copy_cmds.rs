@@ -171,12 +171,12 @@ fn check_copied(image: &Image, n: u32, items: &[Item], args: &CpArgs) -> Result<
                         st.kind, st.size
                     )));
                 }
-                if let (Some(mode), Some(want)) = (st.mode, args.mode) {
-                    if mode & 0o7777 != want {
-                        return Err(bad(format!("has mode {:o}, not {want:o}", mode & 0o7777)));
-                    }
+                if let (Some(mode), Some(want)) = (st.mode, args.mode)
+                    && mode & 0o7777 != want
+                {
+                    return Err(bad(format!("has mode {:o}, not {want:o}", mode & 0o7777)));
                 }
-                same_content(&fs, &it.dest, source).map_err(|why| bad(why))?;
+                same_content(&fs, &it.dest, source).map_err(bad)?;
             }
         }
     }

@@ -104,11 +104,6 @@ impl Overlay {
         Ok(pages.len())
     }
 
-    /// How many pages have been written.
-    pub fn page_count(&self) -> usize {
-        self.lock().len()
-    }
-
     /// The pages written so far, leaving the overlay empty.
     pub fn take_pages(&self) -> Pages {
         std::mem::take(&mut *self.lock())

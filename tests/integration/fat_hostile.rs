@@ -326,7 +326,8 @@ fn a_file_chain_longer_than_its_size_or_leaving_the_volume_or_shared_is_refused(
     assert!(clusters > 1, "the fixture's config.txt shrank");
     let last = *fat.chain(first).last().unwrap();
     let (readme, _, _) = fat.entry(fat.root, b"README     ");
-    let cases: Vec<(&str, Box<dyn Fn(&Fat32)>, String)> = vec![
+    type Damage = Box<dyn Fn(&Fat32)>;
+    let cases: Vec<(&str, Damage, String)> = vec![
         (
             "longer",
             Box::new(move |f: &Fat32| f.set_size(config, 100)),

@@ -335,3 +335,87 @@ impl Bpb {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The boot sector of a fresh fatfs-made volume of `fat_type`.
+    fn sector(fat_type: fatfs::FatType, mib: u64) -> (Vec<u8>, u64) {
+        let len = mib << 20;
+        let mut disk = std::io::Cursor::new(vec![0u8; len as usize]);
+        fatfs::format_volume(
+            &mut disk,
+            fatfs::FormatVolumeOptions::new()
+                .fat_type(fat_type)
+                .bytes_per_cluster(512),
+        )
+        .unwrap();
+        (disk.into_inner()[..512].to_vec(), len)
+    }
+
+    fn refused(s: &[u8], len: u64) -> String {
+        Bpb::parse(s, len).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn geometry_of_a_fat32_volume() {
+        let (s, len) = sector(fatfs::FatType::Fat32, 40);
+        let b = Bpb::parse(&s, len).unwrap();
+        assert_eq!(b.fat_type, FatType::Fat32);
+        assert_eq!(b.root_cluster, 2);
+        assert!(b.is_data_cluster(2) && b.is_data_cluster(b.cluster_count + 1));
+        assert!(!b.is_data_cluster(1) && !b.is_data_cluster(b.cluster_count + 2));
+        assert_eq!(b.cluster_offset(2), u64::from(b.first_data_sector) * 512);
+    }
+
+    #[test]
+    fn fat32_fields_fatfs_would_misread_are_refused_by_name() {
+        let (s, len) = sector(fatfs::FatType::Fat32, 40);
+        let with = |off: usize, bytes: &[u8]| {
+            let mut t = s.clone();
+            t[off..off + bytes.len()].copy_from_slice(bytes);
+            t
+        };
+        let b = Bpb::parse(&s, len).unwrap();
+        for (patched, want) in [
+            (with(44, &0u32.to_le_bytes()), "BPB_RootClus is 0"),
+            (with(44, &1u32.to_le_bytes()), "BPB_RootClus is 1"),
+            (
+                with(44, &(b.cluster_count + 2).to_le_bytes()),
+                "BPB_RootClus is",
+            ),
+            (with(36, &1u32.to_le_bytes()), "the FAT is too small"),
+            (with(22, &7u16.to_le_bytes()), "BPB_FATSz16 is 7"),
+            (with(19, &7u16.to_le_bytes()), "BPB_TotSec16 is 7"),
+            (with(42, &1u16.to_le_bytes()), "BPB_FSVer is 1"),
+            (with(48, &0u16.to_le_bytes()), "BPB_FSInfo is 0"),
+            (with(50, &b.reserved_sectors.to_le_bytes()), "BPB_BkBootSec"),
+            (with(40, &0x83u16.to_le_bytes()), "BPB_ExtFlags is 131"),
+        ] {
+            let e = refused(&patched, len);
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        // Mirroring off with FAT #2 active: read from the second FAT.
+        let two = Bpb::parse(&with(40, &0x81u16.to_le_bytes()), len).unwrap();
+        assert_eq!(
+            two.fat_offset(),
+            b.fat_offset() + u64::from(b.fat_size) * 512
+        );
+    }
+
+    #[test]
+    fn fat12_and_16_need_a_root_directory_and_no_fat32_marker() {
+        for (t, mib) in [(fatfs::FatType::Fat12, 1), (fatfs::FatType::Fat16, 8)] {
+            let (s, len) = sector(t, mib);
+            Bpb::parse(&s, len).unwrap();
+            let mut no_root = s.clone();
+            no_root[17..19].copy_from_slice(&0u16.to_le_bytes());
+            assert!(refused(&no_root, len).contains("BPB_RootEntCnt is 0"));
+            let mut marker = s.clone();
+            marker[22..24].copy_from_slice(&0u16.to_le_bytes());
+            marker[36..40].copy_from_slice(&8u32.to_le_bytes());
+            assert!(refused(&marker, len).contains("0 marks FAT32"), "{t:?}");
+        }
+    }
+}

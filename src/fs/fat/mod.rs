@@ -58,7 +58,8 @@ static FIXED_TIME: FixedTime = FixedTime;
 pub const MAX_FILE_SIZE: u64 = u32::MAX as u64; // as: widening
 
 pub struct FatVolume {
-    fs: fatfs::FileSystem<PartitionWindow>,
+    /// Boxed: fatfs's state is large, and `Filesystem` holds either kind.
+    fs: Box<fatfs::FileSystem<PartitionWindow>>,
     bpb: Bpb,
     /// The same bytes fatfs works on, for the check after an edit.
     window: PartitionWindow,
@@ -95,7 +96,11 @@ impl FatVolume {
             .time_provider(&FIXED_TIME);
         let fs =
             fatfs::FileSystem::new(window.clone(), options).map_err(|e| FsError::io("/", e))?;
-        Ok(FatVolume { fs, bpb, window })
+        Ok(FatVolume {
+            fs: Box::new(fs),
+            bpb,
+            window,
+        })
     }
 
     pub fn bpb(&self) -> &Bpb {
@@ -307,7 +312,7 @@ impl FatVolume {
 
     /// Flushes the FSInfo sector and clears the dirty flag.
     pub fn unmount(self) -> Result<(), FsError> {
-        self.fs.unmount().map_err(|e| FsError::io("/", e))
+        (*self.fs).unmount().map_err(|e| FsError::io("/", e))
     }
 
     /// Unmounts, then checks the boot sector and every chain again: what
