@@ -37,6 +37,6 @@ impl ReadAt for [u8] {
     }
 }
 
-pub use storage::Storage;
+pub use storage::{MemStorage, Storage};
 pub use units::{ByteLen, ByteOffset, ByteRange, Lba, SectorCount, SectorSize, UnitError};
 pub use window::PartitionWindow;
