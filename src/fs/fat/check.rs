@@ -106,11 +106,13 @@ pub enum ChainError {
         value: u32,
         expected: u32,
     },
-    #[error("{path}: reading {what}: {source}")]
+    /// (`cause`, not `source`: the message carries it, and a source
+    /// would print it twice under `{:#}`.)
+    #[error("{path}: reading {what}: {cause}")]
     Io {
         path: String,
         what: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -241,11 +243,22 @@ struct Checker<'a> {
     bpb: &'a Bpb,
     table: Table<'a>,
     visited: Visited,
+    dead: Vec<(u64, u64)>,
+}
+
+/// What a full check found that an edit must deal with first.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Spans (offset, length in the volume) of directory slots after an
+    /// end mark that hold stale bytes. They are free, but fatfs writes a
+    /// new entry into the end mark's slot, after which those bytes would
+    /// read as entries: an edit zeroes them first.
+    pub dead: Vec<(u64, u64)>,
 }
 
 /// Checks the volume in `window`, whose boot sector `bpb` was parsed
 /// from; `scope` says how much of the tree to walk.
-pub fn check(window: &PartitionWindow, bpb: &Bpb, scope: Scope) -> Result<(), ChainError> {
+pub fn check(window: &PartitionWindow, bpb: &Bpb, scope: Scope) -> Result<Checked, ChainError> {
     if bpb.fat_type == FatType::Fat32 {
         check_fs_info(window, bpb)?;
     }
@@ -262,6 +275,7 @@ pub fn check(window: &PartitionWindow, bpb: &Bpb, scope: Scope) -> Result<(), Ch
         bpb,
         table: Table::new(window, bpb),
         visited,
+        dead: Vec::new(),
     };
     let root = match bpb.fat_type {
         FatType::Fat32 => Dir {
@@ -278,13 +292,13 @@ pub fn check(window: &PartitionWindow, bpb: &Bpb, scope: Scope) -> Result<(), Ch
         },
     };
     if scope == Scope::RootDir {
-        return Ok(());
+        return Ok(Checked::default());
     }
     let mut todo = vec![root];
     while let Some(dir) = todo.pop() {
         ck.entries(&dir, &mut todo)?;
     }
-    Ok(())
+    Ok(Checked { dead: ck.dead })
 }
 
 /// The FSInfo sector's three signatures, which fatfs refuses to mount
@@ -294,10 +308,10 @@ fn check_fs_info(window: &PartitionWindow, bpb: &Bpb) -> Result<(), ChainError> 
     let at = u64::from(bpb.fs_info_sector) * u64::from(bpb.bytes_per_sector);
     window
         .read_exact_at(at, &mut s)
-        .map_err(|source| ChainError::Io {
+        .map_err(|cause| ChainError::Io {
             path: "/".into(),
             what: format!("the FSInfo sector {}", bpb.fs_info_sector),
-            source,
+            cause,
         })?;
     for (field, off, expected) in [
         ("FSI_LeadSig", 0, 0x4161_5252),
@@ -356,10 +370,10 @@ impl Checker<'_> {
             if keep {
                 list.push(c);
             }
-            let link = self.table.link(c).map_err(|source| ChainError::Io {
+            let link = self.table.link(c).map_err(|cause| ChainError::Io {
                 path: path.into(),
                 what: format!("the FAT entry of cluster {c}"),
-                source,
+                cause,
             })?;
             match link {
                 Link::End => return Ok((list, len)),
@@ -407,11 +421,12 @@ impl Checker<'_> {
     }
 
     /// Checks every entry of `dir`, a cluster (or the fixed root) at a
-    /// time; subdirectories go onto `todo`.
+    /// time; subdirectories go onto `todo`. Slots after the end mark that
+    /// are not zero are noted in `dead`.
     fn entries(&mut self, dir: &Dir, todo: &mut Vec<Dir>) -> Result<(), ChainError> {
         let io = |what: String| {
             let path = dir.path.clone();
-            move |source| ChainError::Io { path, what, source }
+            move |cause| ChainError::Io { path, what, cause }
         };
         let mut lfn = LongName::default();
         if dir.first == 0 {
@@ -421,20 +436,39 @@ impl Checker<'_> {
             self.window
                 .read_exact_at(start, &mut buf)
                 .map_err(io("the root directory".into()))?;
-            self.scan(dir, &buf, &mut lfn, todo)?;
+            if let Scan::End(at) = self.scan(dir, &buf, &mut lfn, todo)? {
+                self.note_dead(start, &buf, at + 32);
+            }
             return Ok(());
         }
         // A cluster is at most 128 sectors of 4 KiB.
         let mut buf = vec![0; self.bpb.cluster_size() as usize];
+        let mut ended = false;
         for &c in &dir.clusters {
+            let start = self.bpb.cluster_offset(c);
             self.window
-                .read_exact_at(self.bpb.cluster_offset(c), &mut buf)
+                .read_exact_at(start, &mut buf)
                 .map_err(io(format!("cluster {c}")))?;
-            if self.scan(dir, &buf, &mut lfn, todo)? == Scan::End {
-                break;
+            if ended {
+                self.note_dead(start, &buf, 0);
+            } else if let Scan::End(at) = self.scan(dir, &buf, &mut lfn, todo)? {
+                self.note_dead(start, &buf, at + 32);
+                ended = true;
             }
         }
         Ok(())
+    }
+
+    /// Notes `buf[from..]` (read at `start`) as dead when it is not all
+    /// zero: free slots by the spec, but fatfs writes a new entry into the
+    /// end mark's slot and so would bring what follows it to life.
+    fn note_dead(&mut self, start: u64, buf: &[u8], from: usize) {
+        if let Some(rest) = buf.get(from..)
+            && rest.iter().any(|&b| b != 0)
+        {
+            // from <= buf.len(), a usize.
+            self.dead.push((start + from as u64, rest.len() as u64));
+        }
     }
 
     /// Checks the entries in `bytes`, part of `dir`.
@@ -445,9 +479,11 @@ impl Checker<'_> {
         lfn: &mut LongName,
         todo: &mut Vec<Dir>,
     ) -> Result<Scan, ChainError> {
-        for raw in bytes.chunks_exact(32) {
+        for (i, raw) in bytes.chunks_exact(32).enumerate() {
+            let at = i * 32;
             match raw[0] {
-                0x00 => return Ok(Scan::End), // no entries follow (fatfs stops here too)
+                // No entries follow (fatfs stops here too).
+                0x00 => return Ok(Scan::End(at)),
                 0xE5 => {
                     lfn.clear();
                     continue;
@@ -547,11 +583,12 @@ impl Checker<'_> {
     }
 }
 
-/// Whether a directory's entries go on after the bytes just scanned.
+/// Whether a directory's entries go on after the bytes just scanned, or
+/// end at the end mark at this offset in them.
 #[derive(Debug, PartialEq, Eq)]
 enum Scan {
     More,
-    End,
+    End(usize),
 }
 
 /// `"."` or `".."` for the two special entries of a subdirectory.

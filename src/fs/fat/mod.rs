@@ -63,6 +63,9 @@ pub struct FatVolume {
     bpb: Bpb,
     /// The same bytes fatfs works on, for the check after an edit.
     window: PartitionWindow,
+    /// Stale directory slots to zero before the first edit (see
+    /// `check::Checked::dead`).
+    dead: std::cell::RefCell<Vec<(u64, u64)>>,
 }
 
 /// Parses the boot sector of the volume in `window`.
@@ -90,7 +93,7 @@ impl FatVolume {
 
     fn open_checked(window: PartitionWindow, scope: Scope) -> Result<FatVolume, FsError> {
         let bpb = read_bpb(&window)?;
-        check::check(&window, &bpb, scope)?;
+        let checked = check::check(&window, &bpb, scope)?;
         let options = fatfs::FsOptions::new()
             .update_accessed_date(false)
             .time_provider(&FIXED_TIME);
@@ -100,6 +103,7 @@ impl FatVolume {
             fs: Box::new(fs),
             bpb,
             window,
+            dead: std::cell::RefCell::new(checked.dead),
         })
     }
 
@@ -255,6 +259,7 @@ impl FatVolume {
         if path.ends_with('/') {
             return Err(FsError::NotADirectory(path.to_string()));
         }
+        self.clear_dead()?;
         let mut file = dir.create_file(name).map_err(|e| FsError::io(path, e))?;
         file.truncate().map_err(|e| FsError::io(path, e))?;
         let mut buf = vec![0u8; 64 << 10];
@@ -280,6 +285,21 @@ impl FatVolume {
                 .map_err(|e| FsError::io(path, e))?;
         }
         file.flush().map_err(|e| FsError::io(path, e))?;
+        Ok(())
+    }
+
+    /// Zeroes the stale slots after directories' end marks, once, before
+    /// the first edit: free space by the spec, so no file changes, but
+    /// fatfs would otherwise turn them into entries when it writes into
+    /// an end mark's slot.
+    fn clear_dead(&self) -> Result<(), FsError> {
+        for (at, len) in self.dead.take() {
+            // A span is the rest of one cluster: at most 512 KiB.
+            let zeros = vec![0u8; len as usize];
+            self.window
+                .write_all_at(at, &zeros)
+                .map_err(|e| FsError::io("/", e))?;
+        }
         Ok(())
     }
 
@@ -329,4 +349,50 @@ impl FatVolume {
 /// `"a/b/c"` → `("a/b", "c")`; `"c"` → `("", "c")` (a normalized path).
 fn split_parent(rel: &str) -> (&str, &str) {
     rel.rsplit_once('/').unwrap_or(("", rel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{ByteLen, ByteOffset, ByteRange, MemStorage};
+    use std::sync::Arc;
+
+    /// An empty FAT16 volume in memory.
+    fn fat16() -> PartitionWindow {
+        let len = 8u64 << 20;
+        let mut disk = std::io::Cursor::new(vec![0u8; len as usize]);
+        fatfs::format_volume(
+            &mut disk,
+            fatfs::FormatVolumeOptions::new().fat_type(fatfs::FatType::Fat16),
+        )
+        .unwrap();
+        let mem = Arc::new(MemStorage::new(disk.into_inner()));
+        PartitionWindow::new(mem, ByteRange::new(ByteOffset(0), ByteLen(len)).unwrap())
+    }
+
+    #[test]
+    fn stale_slots_after_the_end_mark_do_not_come_to_life_when_a_file_is_added() {
+        // Found by the fat_rw fuzz target: the root's first slot is the end
+        // mark and stale entries follow it. fatfs writes the new file's
+        // entries into the first slots; the stale entry after them used to
+        // become a file whose chain starts at a free cluster.
+        let w = fat16();
+        let bpb = read_bpb(&w).unwrap();
+        let (root, len) = bpb.root_dir_region();
+        let mut stale = [0u8; 32];
+        stale[..11].copy_from_slice(b"STALE   TXT");
+        stale[11] = 0x20;
+        stale[26..28].copy_from_slice(&100u16.to_le_bytes());
+        stale[28..32].copy_from_slice(&5000u32.to_le_bytes());
+        for slot in 1..len / 32 {
+            w.write_all_at(root + slot * 32, &stale).unwrap();
+        }
+        let vol = FatVolume::open(w.clone()).unwrap();
+        assert!(vol.list("/").unwrap().is_empty());
+        vol.write_file("/a-new-file.txt", b"new\n").unwrap();
+        vol.unmount_checked().unwrap();
+        let vol = FatVolume::open(w).unwrap();
+        let names: Vec<String> = vol.list("/").unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["a-new-file.txt"]);
+    }
 }
