@@ -2,6 +2,12 @@
 //! partition holds, and access to those filesystems by partition number or
 //! label. This is the app-level entry point the commands share; errors here
 //! carry the image path and partition so a user sees one clear line.
+//!
+//! Edits are transactions: `open_edit` locks the file against other
+//! writers and opens it under a copy-on-write overlay; the caller edits
+//! and checks through the overlay, then `Edit::commit` writes the changed
+//! pages into the file. Dropping an `Edit` without committing writes
+//! nothing.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -11,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::disk::{self, Layout, Partition, PartitionTable};
 use crate::fs::{Filesystem, FsInfo};
+use crate::io::lock;
 use crate::io::overlay::Overlay;
 use crate::io::{PartitionWindow, Storage};
 
@@ -27,27 +34,40 @@ pub struct Image {
 impl Image {
     /// Opens `path` read-only and reads its partition table.
     pub fn open(path: &Path) -> Result<Image> {
-        Image::open_with(path, false)
-    }
-
-    /// Opens `path` for editing.
-    pub fn open_rw(path: &Path) -> Result<Image> {
-        Image::open_with(path, true)
-    }
-
-    fn open_with(path: &Path, write: bool) -> Result<Image> {
-        let (file, len) = open_file(path, write)?;
+        let (file, len) = open_file(path, false)?;
         Image::over(path, Arc::new(file), len)
     }
 
     /// Opens `path` read-only under an in-memory overlay: the image can be
     /// edited through its windows while the file stays as it is. The
-    /// overlay is returned to collect the written pages.
+    /// overlay is returned to collect the written pages. The file is
+    /// locked shared, so no `cp` or `rm` changes it while the overlay
+    /// reads it.
     pub fn open_overlay(path: &Path) -> Result<(Image, Arc<Overlay>)> {
         let (file, len) = open_file(path, false)?;
+        lock::lock(&file, path, lock::Mode::Shared)?;
         let overlay = Arc::new(Overlay::new(file, len));
         let image = Image::over(path, overlay.clone(), len)?;
         Ok((image, overlay))
+    }
+
+    /// Opens `path` for one edit: locked exclusively (another writer is
+    /// refused, named), read through an overlay that keeps every write in
+    /// memory until `Edit::commit`.
+    pub fn open_edit(path: &Path) -> Result<(Image, Edit)> {
+        let (file, len) = open_file(path, true)?;
+        lock::lock(&file, path, lock::Mode::Exclusive)?;
+        let base = file
+            .try_clone()
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        let overlay = Arc::new(Overlay::new(base, len));
+        let image = Image::over(path, overlay.clone(), len)?;
+        let edit = Edit {
+            path: path.to_path_buf(),
+            file,
+            overlay,
+        };
+        Ok((image, edit))
     }
 
     /// Reads the table and probes the partitions of `len` bytes of `file`.
@@ -114,11 +134,6 @@ impl Image {
             }
         }
         Ok(())
-    }
-
-    /// Flushes writes made through partition windows to the disk.
-    pub fn sync(&self) -> std::io::Result<()> {
-        self.file.sync_all()
     }
 
     pub fn window(&self, part: &Partition) -> PartitionWindow {
@@ -220,6 +235,25 @@ impl Image {
             1 => format!("partition {}", parts[0]),
             _ => format!("partitions {}", parts.join(", ")),
         }
+    }
+}
+
+/// An edit in progress on an image file, holding its exclusive lock.
+pub struct Edit {
+    path: PathBuf,
+    /// Open for writing; the lock lives as long as this handle.
+    file: File,
+    overlay: Arc<Overlay>,
+}
+
+impl Edit {
+    /// Writes the changed pages into the image file and flushes it;
+    /// returns how many 4 KiB pages were written. Call it only once the
+    /// edit has been checked.
+    pub fn commit(self) -> Result<usize> {
+        self.overlay
+            .commit(&self.file)
+            .with_context(|| format!("{}: committing the edit", self.path.display()))
     }
 }
 

@@ -114,7 +114,11 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         return Ok(());
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // Every signal that ends a terminal session or asks the process to
+    // quit: the build stops at its next check and removes its partial
+    // files, rather than dying with them in place.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing the interrupt handler")?;
     }
@@ -122,6 +126,11 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let xz_threads = args.compress.map(|_| crate::source::default_threads());
+    // One build per output directory at a time: held until known_hosts
+    // is written.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating the output directory {}", args.out.display()))?;
+    let _out_lock = crate::io::lock::lock_dir(&args.out)?;
     let results = build::run(&the_plan, &bases, jobs, xz_threads, &progress, &stop)?;
     let hosts = crate::render::known_hosts(&cluster, &state).context("rendering known_hosts")?;
     let kh = args.out.join("known_hosts");

@@ -60,8 +60,8 @@ pub struct NodeResult {
 }
 
 /// Builds every node of `plan` from its raw base image (`bases`, in node
-/// order), at most `jobs` at a time. `stop` is set by SIGINT/SIGTERM; work
-/// checks it between steps and chunks.
+/// order), at most `jobs` at a time. `stop` is set by SIGINT, SIGTERM,
+/// SIGHUP or SIGQUIT; work checks it between steps and chunks.
 pub fn run(
     plan: &BuildPlan,
     bases: &[PathBuf],
@@ -173,6 +173,7 @@ fn build_node(
 
     step(&n.name, 2, "writing the image and its checksums");
     let mut partial = Partial::new();
+    output::remove_stale_partials(&n.out);
     let tmp = output::partial_name(&n.out);
     let len = overlay.len();
     let dst = partial.create(&n.out)?;

@@ -6,6 +6,9 @@
 //! Every file is created 0600: an image carries the node's SSH host key
 //! and its MicroCloud passphrase, and its `.bmap` and `.sha256` hash those
 //! blocks, so none of them is for other users of the machine.
+//!
+//! Partial names carry the process id, so two processes never share one
+//! (a build also locks its output directory: see `io::lock`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -21,13 +24,43 @@ pub struct Partial {
     committed: bool,
 }
 
-/// `dir/.name.partial` for the final `dir/name`.
+/// `dir/.name.PID.partial` for the final `dir/name`.
 pub fn partial_name(fin: &Path) -> PathBuf {
     let name = fin
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    fin.with_file_name(format!(".{name}.partial"))
+    fin.with_file_name(format!(".{name}.{}.partial", std::process::id()))
+}
+
+/// Removes partial files of `fin` that a killed build left behind
+/// (`.name.PID.partial`, and `.name.partial` from older versions). Only
+/// for a caller holding the output directory's lock: then no other
+/// process is writing them.
+pub fn remove_stale_partials(fin: &Path) {
+    let (Some(dir), Some(name)) = (fin.parent(), fin.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        let stale = n.strip_prefix(&prefix).is_some_and(|rest| {
+            rest == "partial"
+                || rest
+                    .strip_suffix(".partial")
+                    .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 impl Partial {

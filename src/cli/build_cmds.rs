@@ -13,8 +13,10 @@ pub enum Compression {
 #[command(after_help = "\
 Writes OUT/NODE.img, NODE.img.bmap (for bmaptool copy), NODE.img.sha256 and
 OUT/known_hosts. Files are written under hidden .partial names and renamed
-into place at the end; on any error or Ctrl-C they are removed and an
-existing good image is left as it was. Every output is created 0600: an
+into place at the end; on any error, Ctrl-C, SIGTERM, SIGHUP or SIGQUIT they
+are removed and an existing good image is left as it was. One build at a
+time per OUT directory (a second is refused, naming the first); the base
+image is locked against cp/rm meanwhile. Every output is created 0600: an
 image carries its node's SSH host key. Files the build creates are dated
 2020-01-01 (or $SOURCE_DATE_EPOCH), so the same profile, base image and
 state directory give byte-identical images. The state directory is created

@@ -57,12 +57,15 @@ pub struct CatArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Semantics follow cp -r: SOURCE copied to a DEST that does not exist becomes
-DEST; into an existing directory it keeps its name. Directories are made as
-needed, files are created or replaced (an existing file keeps its inode),
+DEST; into an existing directory it keeps its name; SOURCE/. copies what is
+inside SOURCE; a DEST ending in / must be a directory. Directories are made
+as needed, files are created or replaced (an existing file keeps its inode),
 symlinks inside trees are copied as symlinks. Modes and modification times
-come from the sources; owners default to root. Nothing is written unless
-the whole copy fits and succeeds. On FAT, directories must already exist
-and --owner/--mode do not apply.")]
+come from the sources; owners default to root. The copy is made in memory,
+read back and checked, and only then written to the image: a refusal or
+error leaves it unchanged. One writer per image: a second cp or rm is
+refused, naming the first. On FAT, directories must already exist and
+--owner/--mode do not apply.")]
 pub struct CpArgs {
     /// Disk image (raw .img), changed in place
     #[arg(value_name = "IMAGE")]
@@ -91,6 +94,11 @@ pub struct CpArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Directories, and paths ending in /, are refused. The removal is made in
+memory, checked, and only then written to the image: if any path fails,
+nothing is removed. One writer per image: a second cp or rm is refused,
+naming the first.")]
 pub struct RmArgs {
     /// Disk image (raw .img), changed in place
     #[arg(value_name = "IMAGE")]

@@ -34,7 +34,10 @@ pub enum DestState {
 }
 
 /// The items that `cp [-r] SOURCES... DEST` creates, parents before
-/// children, directory entries in name order.
+/// children, directory entries in name order. As with GNU cp: a source
+/// ending in `/.` copies the directory's contents (into DEST if it is a
+/// directory, else as DEST); a DEST ending in `/` must be a directory, or
+/// be created as one from a directory source.
 pub fn plan(
     sources: &[PathBuf],
     dest: &str,
@@ -46,6 +49,10 @@ pub fn plan(
     }
     if sources.len() > 1 && dest_state != DestState::Directory {
         bail!("{dest}: copying several sources needs an existing directory as the destination");
+    }
+    let dest_is_dir_path = dest.len() > 1 && dest.ends_with('/');
+    if dest_is_dir_path && dest_state == DestState::Other {
+        bail!("{dest}: not a directory");
     }
     let mut out = Vec::new();
     for src in sources {
@@ -61,7 +68,11 @@ pub fn plan(
                 src.display()
             );
         }
-        let target = if dest_state == DestState::Directory {
+        if dest_is_dir_path && dest_state == DestState::Missing && !meta.is_dir() {
+            bail!("{dest}: not a directory (and {} is not one)", src.display());
+        }
+        let contents = names_its_contents(src);
+        let target = if dest_state == DestState::Directory && !contents {
             let name = src
                 .file_name()
                 .with_context(|| format!("{}: has no file name to copy under", src.display()))?;
@@ -69,12 +80,29 @@ pub fn plan(
         } else {
             dest.trim_end_matches('/').to_string()
         };
-        if target.is_empty() {
+        if target.is_empty() && !(contents && dest_state == DestState::Directory) {
             bail!("{dest}: cannot replace the root directory");
         }
+        let first = out.len();
         walk(src, &target, &mut out)?;
+        if contents && dest_state == DestState::Directory {
+            // DEST itself stays as it is: only what is inside SRC is copied.
+            out.remove(first);
+        }
     }
     Ok(out)
+}
+
+/// Whether `src` ends in a `.` component (`dir/.`, `dir/./`, `.`): Path
+/// drops it when parsing, so the raw bytes are looked at.
+fn names_its_contents(src: &Path) -> bool {
+    let raw = src.as_os_str().as_encoded_bytes();
+    let mut end = raw.len();
+    while end > 1 && raw[end - 1] == b'/' {
+        end -= 1;
+    }
+    let raw = &raw[..end];
+    raw == b"." || raw.ends_with(b"/.")
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -204,5 +232,53 @@ mod tests {
         assert!(e.to_string().contains("existing directory"), "{e}");
         let e = plan(&[t.path().join("nope")], "/x", DestState::Missing, false).unwrap_err();
         assert!(e.to_string().contains("nope: cannot read it"), "{e}");
+    }
+
+    #[test]
+    fn a_source_ending_in_dot_copies_the_contents() {
+        let t = tree();
+        let src = PathBuf::from(format!("{}/conf/.", t.path().display()));
+        let into = plan(
+            std::slice::from_ref(&src),
+            "/etc",
+            DestState::Directory,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            dests(&into),
+            ["/etc/a", "/etc/link", "/etc/sub", "/etc/sub/b"],
+            "the contents go into the existing directory, which is left alone"
+        );
+        let as_new = plan(&[src], "/etc/new", DestState::Missing, true).unwrap();
+        assert_eq!(as_new[0].dest, "/etc/new");
+        assert_eq!(as_new.len(), 5);
+        let root = PathBuf::from(format!("{}/conf/./", t.path().display()));
+        let into_root = plan(&[root], "/", DestState::Directory, true).unwrap();
+        assert_eq!(into_root[0].dest, "/a");
+    }
+
+    #[test]
+    fn a_destination_ending_in_slash_must_be_a_directory() {
+        let t = tree();
+        let file = [t.path().join("conf/a")];
+        let e = plan(&file, "/etc/hostname/", DestState::Other, false).unwrap_err();
+        assert!(
+            e.to_string().contains("/etc/hostname/: not a directory"),
+            "{e}"
+        );
+        let e = plan(&file, "/new/", DestState::Missing, false).unwrap_err();
+        assert!(e.to_string().contains("/new/: not a directory"), "{e}");
+        let dir = [t.path().join("conf")];
+        let made = plan(&dir, "/new/", DestState::Missing, true).unwrap();
+        assert_eq!(made[0].dest, "/new");
+        let e = plan(
+            &[PathBuf::from(format!("{}/conf/a/", t.path().display()))],
+            "/x",
+            DestState::Missing,
+            false,
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("Not a directory"), "{e:#}");
     }
 }

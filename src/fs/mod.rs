@@ -18,6 +18,8 @@ pub enum FsError {
     #[error(transparent)]
     FatBootSector(#[from] fat::BpbError),
     #[error(transparent)]
+    FatChain(#[from] fat::ChainError),
+    #[error(transparent)]
     Ext4Superblock(#[from] ext4::SuperblockError),
     #[error("{0}: no such file or directory")]
     NotFound(String),
@@ -31,6 +33,14 @@ pub enum FsError {
     /// (a field named `source` would make it one), so `{:#}` prints it once.
     #[error("{path}: {error}")]
     Io { path: String, error: std::io::Error },
+    /// Writing what was read out of the filesystem failed (for `cat`, a
+    /// closed pipe is not an error).
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
+    /// Reading what was to be written into the filesystem failed (the
+    /// caller names the source).
+    #[error("reading the input: {0}")]
+    Input(std::io::Error),
     #[error("no filesystem we can read (neither a FAT boot sector nor an ext2/3/4 superblock)")]
     Unrecognised,
     /// A filesystem whose features or state the reader cannot handle.
@@ -160,11 +170,11 @@ impl Filesystem {
     /// Returns the bytes copied.
     pub fn stream(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, StreamError> {
         match self {
-            Filesystem::Fat(v) => {
-                let bytes = v.read(path).map_err(StreamError::Read)?;
-                out.write_all(&bytes).map_err(StreamError::Write)?;
-                Ok(bytes.len() as u64) // as: usize fits in u64
-            }
+            // FAT streams a cluster run at a time, over a checked chain.
+            Filesystem::Fat(v) => v.read_to(path, out).map_err(|e| match e {
+                FsError::Output(e) => StreamError::Write(e),
+                e => StreamError::Read(e),
+            }),
             Filesystem::Ext4(v) => v.stream(path, out),
         }
     }

@@ -90,8 +90,9 @@ pub fn probe(window: &PartitionWindow) -> Result<Option<FsInfo>, FsError> {
             .map_err(|e| FsError::io("/", e))?;
         if Bpb::looks_like_fat(&sector) {
             let bpb = Bpb::parse(&sector, len)?;
-            // The label may live in the root directory, which needs fatfs.
-            let label = FatVolume::open(window.clone())?.label();
+            // The label may live in the root directory, which needs fatfs
+            // (and a check of the root directory's chain, nothing more).
+            let label = FatVolume::probe_label(window.clone())?;
             return Ok(Some(FsInfo {
                 fs_type: FsType::Fat(bpb.fat_type),
                 version: Some(bpb.fat_type),

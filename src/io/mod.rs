@@ -2,6 +2,7 @@
 //! windows. Nothing above this module computes an absolute file offset.
 
 pub mod bytes;
+pub mod lock;
 pub mod overlay;
 pub mod segments;
 pub mod storage;
@@ -36,6 +37,6 @@ impl ReadAt for [u8] {
     }
 }
 
-pub use storage::Storage;
+pub use storage::{MemStorage, Storage};
 pub use units::{ByteLen, ByteOffset, ByteRange, Lba, SectorCount, SectorSize, UnitError};
 pub use window::PartitionWindow;

@@ -2,7 +2,19 @@
 //! write made so far laid on top; writes land in whole 4 KiB pages held in
 //! memory and never reach the base. A build patches a node's files into an
 //! overlay of the shared base, then streams base + pages into the output
-//! once, hashing as it goes (see `build::emit`).
+//! once, hashing as it goes (see `build::emit`). `cp` and `rm` edit an
+//! image the same way and, once the edit has been checked, `commit` the
+//! pages into the image file itself.
+//!
+//! What a commit guarantees: an edit that fails or is refused before the
+//! commit leaves the file byte-identical (nothing was written). The
+//! commit first reserves the blocks every page needs (`fallocate`, so a
+//! sparse image on a full disk fails before the first byte is written),
+//! then writes the pages in offset order; if a write still fails, the
+//! pages already written are put back from a copy of their old bytes, and
+//! then the file is flushed. What it cannot guarantee: a crash or power
+//! loss in the middle of writing the pages leaves some written and some
+//! not, the same window any in-place write of several blocks has.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -47,6 +59,49 @@ impl Overlay {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Writes every page into `dst` — the file under the overlay, opened
+    /// for writing — and flushes it; the overlay is left empty. Returns
+    /// the number of pages written. See the module comment for what is
+    /// guaranteed when this fails.
+    pub fn commit(&self, dst: &File) -> Result<usize, CommitError> {
+        let pages = self.take_pages();
+        let span = |idx: u64| {
+            let start = idx * PAGE;
+            // Pages hold bytes of the image only: start < len.
+            (start, PAGE.min(self.len - start))
+        };
+        reserve(dst, pages.keys().map(|&i| span(i)))?;
+        // The old bytes, to put back if a write fails half-way.
+        let mut old = Vec::with_capacity(pages.len());
+        for &idx in pages.keys() {
+            let (start, n) = span(idx);
+            let mut buf = vec![0u8; n as usize]; // as: n <= PAGE
+            Storage::read_exact_at(dst, &mut buf, start).map_err(|e| CommitError::Read {
+                offset: start,
+                cause: e,
+            })?;
+            old.push(buf);
+        }
+        for (i, (&idx, page)) in pages.iter().enumerate() {
+            let (start, n) = span(idx);
+            if let Err(e) = Storage::write_all_at(dst, &page[..n as usize], start) {
+                let undone = pages
+                    .keys()
+                    .zip(&old)
+                    .take(i + 1)
+                    .all(|(&j, bytes)| Storage::write_all_at(dst, bytes, span(j).0).is_ok())
+                    && dst.sync_all().is_ok();
+                return Err(CommitError::Write {
+                    offset: start,
+                    cause: e,
+                    undone,
+                });
+            }
+        }
+        dst.sync_all().map_err(CommitError::Sync)?;
+        Ok(pages.len())
     }
 
     /// The pages written so far, leaving the overlay empty.
@@ -135,6 +190,52 @@ impl Storage for Overlay {
     fn sync_all(&self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Why a commit failed, and whether the file was left as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("reserving space for the changed blocks: {0}; nothing was written")]
+    Reserve(io::Error),
+    #[error("reading the old bytes at offset {offset}: {cause}; nothing was written")]
+    Read { offset: u64, cause: io::Error },
+    #[error(
+        "writing at offset {offset}: {cause}; {}",
+        if *undone { "the blocks already written were put back" }
+        else { "the blocks already written could not all be put back: the image may be damaged" }
+    )]
+    Write {
+        offset: u64,
+        cause: io::Error,
+        undone: bool,
+    },
+    #[error("flushing the written blocks to disk: {0}")]
+    Sync(io::Error),
+}
+
+/// Allocates the blocks of every span (holes of a sparse file included),
+/// so running out of space shows before anything is written. Files and
+/// filesystems that cannot preallocate (block devices, some network
+/// filesystems) are written without it.
+fn reserve(dst: &File, spans: impl Iterator<Item = (u64, u64)>) -> Result<(), CommitError> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    use rustix::io::Errno;
+    // Adjacent pages are reserved as one run.
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for (start, n) in spans {
+        match runs.last_mut() {
+            Some((s, len)) if *s + *len == start => *len += n,
+            _ => runs.push((start, n)),
+        }
+    }
+    for (start, len) in runs {
+        match fallocate(dst, FallocateFlags::KEEP_SIZE, start, len) {
+            Ok(()) => {}
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::NODEV | Errno::INVAL) => return Ok(()),
+            Err(e) => return Err(CommitError::Reserve(e.into())),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

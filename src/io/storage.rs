@@ -72,6 +72,57 @@ impl Storage for File {
     }
 }
 
+/// An image held in memory (tests and fuzzing): reads and writes stay
+/// inside its length, like a file that cannot grow.
+#[derive(Debug)]
+pub struct MemStorage(std::sync::Mutex<Vec<u8>>);
+
+impl MemStorage {
+    pub fn new(bytes: Vec<u8>) -> MemStorage {
+        MemStorage(std::sync::Mutex::new(bytes))
+    }
+
+    /// A copy of the bytes as they are now.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // A panic mid-copy leaves bytes that a fuzz run or test discards.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The span of `n` bytes at `offset` that lies inside `len`.
+    fn span(len: usize, offset: u64, n: usize) -> std::ops::Range<usize> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(len);
+        start..start.saturating_add(n).min(len)
+    }
+}
+
+impl Storage for MemStorage {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let data = self.lock();
+        let r = MemStorage::span(data.len(), offset, buf.len());
+        let n = r.len();
+        buf[..n].copy_from_slice(&data[r]);
+        Ok(n)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let mut data = self.lock();
+        let r = MemStorage::span(data.len(), offset, buf.len());
+        let n = r.len();
+        data[r].copy_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl super::ReadAt for dyn Storage {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         Storage::read_exact_at(self, buf, offset)

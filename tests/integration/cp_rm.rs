@@ -258,3 +258,103 @@ fn rm_on_fat_removes_files_checks_every_path_first_and_fsck_fat_agrees() {
     }
     assert!(listing.contains("cmdline.txt"), "{listing}");
 }
+
+#[test]
+fn cp_r_of_src_dot_copies_the_contents_like_gnu_cp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let i = img.to_str().unwrap();
+    let src = local_tree(tmp.path());
+    let contents = format!("{}/.", src.display());
+    // Into an existing directory: its contents land there, no DEST/conf.
+    let etc_before = debugfs(&ext4_of(&img, 2, tmp.path()), "stat /etc");
+    hi_ok(&["cp", "-r", i, "writable", &contents, "/etc"]);
+    // Into a missing one: DEST becomes the copy.
+    hi_ok(&["cp", "-r", i, "writable", &contents, "/opt-conf"]);
+    let fs = ext4_of(&img, 2, tmp.path());
+    assert_fsck_clean(&fs, "after cp -r SRC/.");
+    assert_eq!(debugfs(&fs, "cat /etc/a.conf"), "alpha\n");
+    assert_eq!(debugfs(&fs, "cat /etc/sub/b.conf").len(), 70_000);
+    let conf = Command::new("debugfs")
+        .args(["-R", "stat /etc/conf"])
+        .arg(&fs)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&conf.stderr).contains("File not found"),
+        "a /etc/conf directory was made"
+    );
+    let mode = |st: &str| {
+        st.lines()
+            .find(|l| l.contains("Mode:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        mode(&debugfs(&fs, "stat /etc")),
+        mode(&etc_before),
+        "the existing directory's mode changed"
+    );
+    assert_eq!(debugfs(&fs, "cat /opt-conf/a.conf"), "alpha\n");
+    // FAT: files of a directory's contents into an existing directory.
+    let flat = tmp.path().join("flat");
+    std::fs::create_dir(&flat).unwrap();
+    std::fs::write(flat.join("x.dtbo"), "x").unwrap();
+    hi_ok(&[
+        "cp",
+        "-r",
+        i,
+        "1",
+        &format!("{}/./", flat.display()),
+        "/overlays",
+    ]);
+    assert_eq!(hi_ok(&["cat", i, "1", "/overlays/x.dtbo"]), "x");
+    assert_fails(
+        &hi(&["ls", i, "1", "/overlays/flat"]),
+        1,
+        &["/overlays/flat"],
+    );
+}
+
+#[test]
+fn a_trailing_slash_on_a_file_is_not_a_directory_for_cp_and_rm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let i = img.to_str().unwrap();
+    let sum = || run_ok(Command::new("sha256sum").arg(&img)).stdout;
+    let before = sum();
+    let f = tmp.path().join("f.txt");
+    std::fs::write(&f, "f\n").unwrap();
+    let f = f.to_str().unwrap();
+    for (part, file) in [("writable", "/etc/hostname"), ("system-boot", "/user-data")] {
+        let slashed = format!("{file}/");
+        assert_fails(
+            &hi(&["rm", i, part, &slashed]),
+            1,
+            &[&format!("{slashed}: not a directory")],
+        );
+        assert_fails(
+            &hi(&["rm", "-f", i, part, &slashed]),
+            1,
+            &[&format!("{slashed}: not a directory")],
+        );
+        assert_fails(
+            &hi(&["cp", i, part, f, &slashed]),
+            1,
+            &[&format!("{slashed}: not a directory")],
+        );
+        assert_fails(
+            &hi(&["cp", i, part, f, "/no-such-dir/"]),
+            1,
+            &["/no-such-dir/: not a directory"],
+        );
+        assert_fails(
+            &hi(&["cp", i, part, &format!("{f}/"), "/x"]),
+            1,
+            &["f.txt/: cannot read it", "Not a directory"],
+        );
+        // A missing path with a slash is no error under -f, as for rm(1).
+        hi_ok(&["rm", "-f", i, part, "/no-such-file/"]);
+    }
+    assert_eq!(sum(), before, "a refused cp or rm changed the image");
+}

@@ -23,7 +23,7 @@ fn content(name: &str, len: usize) -> Vec<u8> {
 }
 
 fn edit(image: &Path) {
-    let img = Image::open_rw(image).unwrap();
+    let (img, edit) = Image::open_edit(image).unwrap();
     let (_, fs) = img.filesystem("system-boot").unwrap();
     let Filesystem::Fat(fat) = fs else {
         panic!("system-boot is not FAT")
@@ -41,6 +41,8 @@ fn edit(image: &Path) {
         Err(FsError::IsADirectory(_))
     ));
     fat.unmount().unwrap();
+    drop(img);
+    edit.commit().unwrap();
 }
 
 #[test]

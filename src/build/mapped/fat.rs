@@ -46,13 +46,13 @@ pub fn used_spans(dev: &PartitionWindow) -> Result<Vec<(u64, u64)>, FatUsageErro
         .map_err(FatUsageError::Boot)?;
     let bpb = Bpb::parse(&sector, dev.len().0)?;
     let bps = u64::from(bpb.bytes_per_sector);
-    let clusters = bpb.cluster_count();
+    let clusters = u64::from(bpb.cluster_count);
     if clusters > MAX_CLUSTERS {
         return Err(FatUsageError::TooManyClusters(clusters));
     }
     let used = used_clusters(dev, &bpb)?;
     let cluster_bytes = u64::from(bpb.sectors_per_cluster) * bps;
-    let data_start = bpb.first_data_sector() * bps;
+    let data_start = u64::from(bpb.first_data_sector) * bps;
     let mut spans = vec![(0, data_start)];
     let mut c = 0;
     while c < clusters {
@@ -95,9 +95,9 @@ impl ClusterSet {
 /// small to hold count as used: nothing says they are free.
 fn used_clusters(dev: &PartitionWindow, bpb: &Bpb) -> Result<ClusterSet, FatUsageError> {
     let bps = u64::from(bpb.bytes_per_sector);
-    let clusters = bpb.cluster_count();
+    let clusters = u64::from(bpb.cluster_count);
     let mut used = ClusterSet::new(clusters);
-    let fat_bytes = u64::from(bpb.fat_sectors) * bps;
+    let fat_bytes = u64::from(bpb.fat_size) * bps;
     // Entries 0 and 1 are reserved; cluster c's entry is entry c.
     let entries = clusters + 2;
     let (held, need) = match bpb.fat_type {
@@ -110,9 +110,9 @@ fn used_clusters(dev: &PartitionWindow, bpb: &Bpb) -> Result<ClusterSet, FatUsag
         used.set(c);
     }
     let need = need.min(fat_bytes);
-    for copy in 0..bpb.num_fats {
+    for copy in 0..bpb.fats {
         let fat_start =
-            (u64::from(bpb.reserved_sectors) + u64::from(copy) * u64::from(bpb.fat_sectors)) * bps;
+            (u64::from(bpb.reserved_sectors) + u64::from(copy) * u64::from(bpb.fat_size)) * bps;
         let read = |offset: u64, len: u64| -> Result<Vec<u8>, FatUsageError> {
             // len ≤ STEP, or a FAT12 table of at most 6 KiB.
             let mut buf = vec![0u8; len as usize];
