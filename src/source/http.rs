@@ -274,6 +274,9 @@ pub struct Pace {
     window: Duration,
     started: Instant,
     bytes: u64,
+    /// A window that ended short: an error if more bytes follow (the body
+    /// may instead end with the read that found it short).
+    short: Option<String>,
 }
 
 impl Pace {
@@ -286,19 +289,23 @@ impl Pace {
             window,
             started: Instant::now(),
             bytes: 0,
+            short: None,
         }
     }
 
     /// Counts `n` more bytes; an error once a whole window brought fewer
-    /// than `MIN_BYTES`.
+    /// than `MIN_BYTES` and the body did not end there.
     pub fn add(&mut self, n: usize) -> Result<(), String> {
+        if let Some(why) = self.short.take() {
+            return Err(why);
+        }
         self.bytes = self.bytes.saturating_add(super::len64(n));
         let elapsed = self.started.elapsed();
         if elapsed < self.window {
             return Ok(());
         }
         if self.bytes < Self::MIN_BYTES {
-            return Err(format!(
+            self.short = Some(format!(
                 "too slow: {} bytes in {:.1} s, less than {} bytes per read timeout \
                  (--read-timeout)",
                 self.bytes,
@@ -407,6 +414,24 @@ mod tests {
         assert_eq!(http.backoff(1), Duration::from_millis(500));
         assert_eq!(http.backoff(3), Duration::from_secs(2));
         assert_eq!(http.backoff(40), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_short_window_is_an_error_only_if_more_bytes_follow() {
+        let mut pace = Pace::new(Duration::ZERO);
+        // The window (zero long) is over at once with 10 bytes: the body
+        // may end here, so no error yet …
+        assert_eq!(pace.add(10), Ok(()));
+        // … but it did not.
+        assert!(
+            pace.add(10)
+                .unwrap_err()
+                .starts_with("too slow: 10 bytes in ")
+        );
+        let mut fast = Pace::new(Duration::ZERO);
+        for _ in 0..3 {
+            assert_eq!(fast.add(1 << 20), Ok(()));
+        }
     }
 
     #[test]
