@@ -58,7 +58,10 @@ pub fn use_color(choice: ColorChoice, stream: &impl std::io::IsTerminal) -> bool
 
 /// Prints an error and its causes on one line: `error: reading x.img: …`.
 pub fn report_error(err: &anyhow::Error) {
-    let _ = writeln!(std::io::stderr(), "error: {err:#}");
+    // A last guard for URL passwords in messages (the source module masks
+    // the URLs it prints; this catches any quoted elsewhere).
+    let text = crate::source::redact::text(&format!("{err:#}"));
+    let _ = writeln!(std::io::stderr(), "error: {text}");
 }
 
 pub fn run(cli: Cli) -> Result<()> {

@@ -12,8 +12,8 @@ use crate::cli::GlobalArgs;
 use crate::cli::source_cmds::{CacheArgs, CacheCommand, FetchArgs, PullArgs};
 use crate::io::units::human_size;
 use crate::source::{
-    self, CATALOG, Cache, HttpOptions, Keyring, Progress, SourceOptions, SourceSpec, catalog,
-    http::parse_url,
+    self, CATALOG, Cache, Entry, HttpOptions, Keyring, Progress, SourceOptions, SourceSpec,
+    Verdict, catalog, fingerprint::Quick, http::parse_url, redact,
 };
 
 use super::write_stdout;
@@ -66,11 +66,14 @@ pub fn cache(global: &GlobalArgs, args: &CacheArgs) -> Result<()> {
     let root = cache_root(global)?;
     let cache =
         Cache::open(&root).with_context(|| format!("opening the cache {}", root.display()))?;
-    match args.command {
+    match &args.command {
         CacheCommand::List => cache_list(&cache),
+        CacheCommand::Verify { sha256, remove } => {
+            cache_verify(&cache, sha256.as_deref(), *remove, global.quiet)
+        }
         CacheCommand::Prune { all } => {
             let report = cache
-                .prune(all)
+                .prune(*all)
                 .with_context(|| format!("pruning the cache {}", root.display()))?;
             let line = format!(
                 "removed {} file{}, freed {} ({})\n",
@@ -87,8 +90,8 @@ pub fn cache(global: &GlobalArgs, args: &CacheArgs) -> Result<()> {
 fn cache_list(cache: &Cache) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let mut text = format!("cache {}\n", cache.root().display());
-    let images = cache.images();
-    if images.is_empty() {
+    let entries = cache.entries();
+    if entries.is_empty() {
         text.push_str("no images\n");
     } else {
         text.push_str(&format!(
@@ -96,20 +99,44 @@ fn cache_list(cache: &Cache) -> Result<()> {
             "SHA256", "SIZE", "ON DISK", "ADDED", "SOURCE"
         ));
     }
-    for img in &images {
-        let on_disk = std::fs::metadata(&img.raw_path).map_or(0, |m| m.blocks() * 512);
-        let added = crate::fs::ext4::format_unix(i64::try_from(img.meta.created).unwrap_or(0));
-        let from = if img.meta.source.ends_with(&img.meta.file_name) {
-            img.meta.source.clone()
-        } else {
-            format!("{} ({})", img.meta.source, img.meta.file_name)
+    let mut damaged = 0;
+    for entry in &entries {
+        let on_disk = std::fs::metadata(&entry.raw_path).map_or(0, |m| m.blocks() * 512);
+        let (size, added, from) = match &entry.meta {
+            Ok(meta) => {
+                let added = crate::fs::ext4::format_unix(i64::try_from(meta.created).unwrap_or(0));
+                let source = redact::text(&meta.source);
+                let from = if source.ends_with(&meta.file_name) {
+                    source
+                } else {
+                    format!("{source} ({})", meta.file_name)
+                };
+                (
+                    human_size(meta.size),
+                    added.get(..10).unwrap_or(&added).to_owned(),
+                    from,
+                )
+            }
+            Err(_) => ("?".to_owned(), "?".to_owned(), "?".to_owned()),
+        };
+        let from = match &entry.health {
+            Quick::Intact => from,
+            Quick::Unsure(why) => format!("{from} — unverified: {why}"),
+            Quick::Damaged(why) => {
+                damaged += 1;
+                format!("DAMAGED: {why}")
+            }
         };
         text.push_str(&format!(
-            "{:<12}  {:>9}  {:>9}  {:<10}  {from}\n",
-            img.meta.sha256.short(),
-            human_size(img.meta.size),
+            "{:<12}  {size:>9}  {:>9}  {added:<10}  {from}\n",
+            entry.sha256.short(),
             human_size(on_disk),
-            added.get(..10).unwrap_or(&added),
+        ));
+    }
+    if damaged > 0 {
+        text.push_str(&format!(
+            "{damaged} damaged: `homelab-image cache verify --remove` deletes {}\n",
+            if damaged == 1 { "it" } else { "them" }
         ));
     }
     for (path, len) in cache.partial_downloads() {
@@ -120,6 +147,71 @@ fn cache_list(cache: &Cache) -> Result<()> {
         ));
     }
     write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+/// `cache verify`: re-hashes the chosen entries; one line per entry on
+/// stdout, an error naming the damaged ones.
+fn cache_verify(cache: &Cache, prefix: Option<&str>, remove: bool, quiet: bool) -> Result<()> {
+    let mut entries = cache.entries();
+    if let Some(p) = prefix {
+        let p = p.to_ascii_lowercase();
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("{p:?} is not the start of a SHA-256 (hexadecimal digits)");
+        }
+        entries.retain(|e| e.sha256.to_string().starts_with(&p));
+        match entries.len() {
+            0 => {
+                bail!("no cached image's SHA-256 starts with {p} (see `homelab-image cache list`)")
+            }
+            1 => {}
+            n => bail!("{n} cached images' SHA-256 start with {p}: give more digits"),
+        }
+    }
+    let progress = Progress::for_stderr(quiet);
+    let mut bad: Vec<(&Entry, String)> = Vec::new();
+    let mut out = std::io::stdout().lock();
+    for entry in &entries {
+        let line = match cache.verify(entry, &progress) {
+            Verdict::Good => format!("ok       {}\n", entry.raw_path.display()),
+            Verdict::Bad(why) => {
+                let line = format!("DAMAGED  {}: {why}\n", entry.raw_path.display());
+                bad.push((entry, why));
+                line
+            }
+        };
+        write_stdout(&mut out, line.as_bytes())?;
+    }
+    if entries.is_empty() {
+        write_stdout(&mut out, b"no images\n")?;
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = bad
+        .iter()
+        .map(|(e, why)| format!("{} ({why})", e.raw_path.display()))
+        .collect();
+    let (n, s, them) = if bad.len() == 1 {
+        (1, "", "it")
+    } else {
+        (bad.len(), "s", "them")
+    };
+    if remove {
+        for (entry, _) in &bad {
+            cache
+                .remove(entry)
+                .with_context(|| format!("removing {}", entry.raw_path.display()))?;
+        }
+        bail!(
+            "{n} damaged cached image{s}, removed (the next pull or build makes {them} \
+             again): {}",
+            names.join("; ")
+        );
+    }
+    bail!(
+        "{n} damaged cached image{s}: {}; `homelab-image cache verify --remove` deletes {them}",
+        names.join("; ")
+    )
 }
 
 /// What the user named: a URL, a catalog entry, or a file.

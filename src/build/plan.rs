@@ -37,7 +37,7 @@ pub fn describe_source(s: &ImageSource) -> String {
     match s {
         ImageSource::Catalog(Some(name)) => format!("catalog:{name}"),
         ImageSource::Catalog(None) => "catalog (default for the board)".into(),
-        ImageSource::Url { url, .. } => url.clone(),
+        ImageSource::Url { url, .. } => crate::source::redact::text(url),
         ImageSource::Path(p) => p.display().to_string(),
     }
 }

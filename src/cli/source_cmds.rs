@@ -49,7 +49,9 @@ pub struct FetchArgs {
     #[arg(long)]
     pub insecure_skip_signature: bool,
 
-    /// Further attempts after a failed connection or transfer
+    /// Further attempts per download after a failure of any kind (no
+    /// connection, a transfer cut short or too slow, a range answered
+    /// wrongly): at most N+1 requests per file; the next run resumes
     #[arg(long, value_name = "N", default_value_t = 5, env = "HOMELAB_RETRIES")]
     pub retries: u32,
 
@@ -67,7 +69,8 @@ pub struct FetchArgs {
     #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_secs)]
     pub connect_timeout: Duration,
 
-    /// Give up on a server silent for this long (headers or any read)
+    /// Give up on a server silent for this long (headers or any read), or
+    /// sending less than 16 KiB in this long
     #[arg(
         long,
         value_name = "SECS",
@@ -90,8 +93,20 @@ pub struct CacheArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// List cached images and partial downloads
+    /// List cached images (damaged ones marked) and partial downloads
     List,
+    /// Re-hash cached images in full and compare them with the hash they
+    /// were cached under; exits 1 if any is damaged (every use already
+    /// checks an image's size and a sampled fingerprint)
+    Verify {
+        /// Only the image whose SHA-256 starts with HEX (as `cache list`
+        /// shows it) [default: every image]
+        #[arg(value_name = "HEX")]
+        sha256: Option<String>,
+        /// Delete damaged images (the next pull or build makes them again)
+        #[arg(long)]
+        remove: bool,
+    },
     /// Delete partial downloads, compressed files already decompressed,
     /// and images superseded by a newer release of the same catalog entry
     Prune {

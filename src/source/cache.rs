@@ -12,9 +12,16 @@
 //! Entries appear only by rename once complete, the index last, so a
 //! half-written entry is never found. An entry's lock serialises the runs
 //! that want it: the second waits, then finds the first's result.
+//!
+//! The cache does not trust itself: every use checks the image against the
+//! size and fingerprint recorded when it was cached (see `fingerprint`),
+//! and `cache verify` re-hashes whole images. An entry that fails is
+//! reported and made again (or listed as damaged). The directories are
+//! 0700 and the metadata 0600: it names where images came from.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,7 +30,9 @@ use thiserror::Error;
 
 use super::decompress::Format;
 use super::digest::Sha256;
+use super::fingerprint::{self, Fingerprint, Quick};
 use super::progress::Progress;
+use super::redact;
 
 #[derive(Debug, Error)]
 pub enum CacheError {
@@ -70,6 +79,10 @@ pub struct ImageMeta {
     pub signature: Option<String>,
     /// Seconds since the epoch.
     pub created: u64,
+    /// What each use checks cheaply; absent in entries cached by versions
+    /// before it existed (those are re-hashed once, then given one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,6 +95,43 @@ struct IndexEntry {
 pub struct CachedImage {
     pub raw_path: PathBuf,
     pub meta: ImageMeta,
+}
+
+/// An image file or metadata file in `images/`, whatever its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The hash the files are named by.
+    pub sha256: Sha256,
+    pub raw_path: PathBuf,
+    /// The metadata, or why it cannot be read.
+    pub meta: Result<ImageMeta, String>,
+    /// The cheap check's verdict (damaged when the metadata is).
+    pub health: Quick,
+}
+
+impl Entry {
+    /// The entry as a usable image, unless damaged.
+    pub fn image(&self) -> Option<CachedImage> {
+        match (&self.meta, &self.health) {
+            (Ok(meta), Quick::Intact | Quick::Unsure(_)) => Some(CachedImage {
+                raw_path: self.raw_path.clone(),
+                meta: meta.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn meta_path(&self) -> PathBuf {
+        self.raw_path.with_extension("json")
+    }
+}
+
+/// The outcome of `Cache::verify` for one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Good,
+    /// Why the entry is bad.
+    Bad(String),
 }
 
 pub struct Cache {
@@ -106,13 +156,38 @@ impl Cache {
         Ok(base.join("homelab-image"))
     }
 
-    /// Opens (creating if needed) the cache at `root`.
+    /// Opens (creating if needed) the cache at `root`. What it creates is
+    /// private (0700); directories and metadata of a cache made by an
+    /// older version are made private too.
     pub fn open(root: &Path) -> Result<Self, CacheError> {
+        let tag = root.join("CACHEDIR.TAG");
+        let ours = tag.exists();
+        if !root.exists() {
+            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(at("creating", parent))?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(root) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(at("creating", root)(e)),
+            }
+        } else if ours {
+            private(root, 0o700)?;
+        }
         for d in DIRS {
             let p = root.join(d);
-            fs::create_dir_all(&p).map_err(at("creating", &p))?;
+            match fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => private(&p, 0o700)?,
+                Err(e) => return Err(at("creating", &p)(e)),
+            }
         }
-        let tag = root.join("CACHEDIR.TAG");
+        let cache = Self {
+            root: root.to_owned(),
+        };
+        if ours {
+            cache.tighten_old_metadata();
+        }
         if !tag.exists() {
             // Backup tools skip directories carrying this tag
             // (https://bford.info/cachedir/).
@@ -122,9 +197,44 @@ impl Cache {
                  # homelab-image's download cache; `homelab-image cache prune` empties it.\n",
             );
         }
-        Ok(Self {
-            root: root.to_owned(),
-        })
+        Ok(cache)
+    }
+
+    /// Metadata written by versions that stored it world-readable and with
+    /// URL passwords: made 0600 and, where it holds a password, rewritten
+    /// with it masked. Best effort: an entry that cannot be fixed is still
+    /// checked (and listed as damaged if unreadable) on use.
+    fn tighten_old_metadata(&self) {
+        use std::os::unix::fs::MetadataExt;
+        for dir in ["images", "index"] {
+            let dir = self.root.join(dir);
+            for name in read_dir_names(&dir) {
+                if !name.ends_with(".json") {
+                    continue;
+                }
+                let path = dir.join(&name);
+                let Ok(m) = fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if !m.is_file() || m.mode() & 0o077 == 0 {
+                    continue;
+                }
+                let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+                let Some(mut meta) = fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<ImageMeta>(&b).ok())
+                else {
+                    continue;
+                };
+                let source = redact::text(&meta.source);
+                let url = meta.url.as_deref().map(redact::text);
+                if source != meta.source || url != meta.url {
+                    meta.source = source;
+                    meta.url = url;
+                    let _ = write_meta(&path, &meta);
+                }
+            }
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -139,6 +249,7 @@ impl Cache {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(at("opening", &path))?;
         match file.try_lock() {
@@ -201,19 +312,182 @@ impl Cache {
         Ok((file, path))
     }
 
-    /// The finished image an index key points to, if it is complete.
-    pub fn lookup(&self, key: &str) -> Option<CachedImage> {
+    /// The image hash index key `key` points to.
+    fn indexed(&self, key: &str) -> Option<Sha256> {
         let idx = self.root.join("index").join(format!("{key}.json"));
         let entry: IndexEntry = serde_json::from_slice(&fs::read(idx).ok()?).ok()?;
-        self.image(&entry.sha256)
+        Some(entry.sha256)
     }
 
-    fn image(&self, sha: &Sha256) -> Option<CachedImage> {
+    /// The finished image an index key points to, if it is complete and
+    /// intact. An image that changed since it was cached is reported
+    /// (a warning) and not returned, so the caller makes it again.
+    pub fn lookup(&self, key: &str, progress: &Progress) -> Option<CachedImage> {
+        self.usable(&self.indexed(key)?, progress)
+    }
+
+    /// The image index key `key` points to if the cheap check finds it
+    /// intact; no warning, no re-hash (for a look before taking the lock).
+    pub fn peek(&self, key: &str) -> Option<CachedImage> {
+        let entry = self.entry(&self.indexed(key)?);
+        (entry.health == Quick::Intact)
+            .then(|| entry.image())
+            .flatten()
+    }
+
+    /// Whether index key `key` leads to an image that is there and not
+    /// known to be damaged (by the cheap check).
+    fn has(&self, key: &str) -> bool {
+        self.indexed(key)
+            .is_some_and(|sha| self.entry(&sha).image().is_some())
+    }
+
+    /// Image `sha` if it passes the check on use: the cheap one, then a
+    /// full re-hash when the cheap one cannot tell.
+    fn usable(&self, sha: &Sha256, progress: &Progress) -> Option<CachedImage> {
+        let entry = self.entry(sha);
+        if !entry.raw_path.exists() && !entry.meta_path().exists() {
+            return None;
+        }
+        let why = match (&entry.meta, &entry.health) {
+            (Ok(meta), Quick::Intact) => {
+                return Some(CachedImage {
+                    raw_path: entry.raw_path,
+                    meta: meta.clone(),
+                });
+            }
+            (Ok(_), Quick::Unsure(why)) => {
+                progress.note(format!(
+                    "re-checking the cached image {} ({why})",
+                    entry.raw_path.display()
+                ));
+                match self.verify(&entry, progress) {
+                    Verdict::Good => return entry.image(),
+                    Verdict::Bad(why) => why,
+                }
+            }
+            (_, Quick::Damaged(why)) | (Err(why), _) => why.clone(),
+        };
+        tracing::warn!(
+            "the cached image {} is damaged ({why}); making it again",
+            entry.raw_path.display()
+        );
+        None
+    }
+
+    /// The state of image `sha`'s files, by the cheap check.
+    pub fn entry(&self, sha: &Sha256) -> Entry {
         let raw_path = self.root.join("images").join(format!("{sha}.img"));
-        let meta_path = self.root.join("images").join(format!("{sha}.json"));
-        let meta: ImageMeta = serde_json::from_slice(&fs::read(meta_path).ok()?).ok()?;
-        let len = fs::metadata(&raw_path).ok()?.len();
-        (meta.sha256 == *sha && len == meta.size).then_some(CachedImage { raw_path, meta })
+        let meta_path = raw_path.with_extension("json");
+        let meta = read_meta(&meta_path).and_then(|m| {
+            if m.sha256 == *sha {
+                Ok(m)
+            } else {
+                Err(format!(
+                    "its metadata {} describes another image ({})",
+                    meta_path.display(),
+                    m.sha256
+                ))
+            }
+        });
+        let health = match &meta {
+            Err(why) => Quick::Damaged(why.clone()),
+            Ok(m) => match &m.fingerprint {
+                Some(fp) => fp.check(&raw_path, m.size),
+                None => fingerprint::check_unfingerprinted(&raw_path, m.size),
+            },
+        };
+        Entry {
+            sha256: *sha,
+            raw_path,
+            meta,
+            health,
+        }
+    }
+
+    /// Every entry in `images/`, damaged ones included: newest first, then
+    /// the damaged.
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut shas: Vec<Sha256> = read_dir_names(&self.root.join("images"))
+            .into_iter()
+            .filter_map(|n| {
+                n.strip_suffix(".img")
+                    .or_else(|| n.strip_suffix(".json"))?
+                    .parse::<Sha256>()
+                    .ok()
+            })
+            .collect();
+        shas.sort();
+        shas.dedup();
+        let mut out: Vec<Entry> = shas.iter().map(|sha| self.entry(sha)).collect();
+        let created = |e: &Entry| e.meta.as_ref().map_or(0, |m| m.created);
+        let source = |e: &Entry| e.meta.as_ref().map_or(String::new(), |m| m.source.clone());
+        out.sort_by(|a, b| {
+            let damaged = |e: &Entry| matches!(e.health, Quick::Damaged(_));
+            damaged(a)
+                .cmp(&damaged(b))
+                .then(created(b).cmp(&created(a)))
+                .then(source(a).cmp(&source(b)))
+        });
+        out
+    }
+
+    /// Re-hashes entry `entry`'s whole image and compares it with its
+    /// name; a good image gets a fresh fingerprint (when its time stamp
+    /// moved, or it had none).
+    pub fn verify(&self, entry: &Entry, progress: &Progress) -> Verdict {
+        let meta = match (&entry.meta, &entry.health) {
+            (Err(why), _) => return Verdict::Bad(why.clone()),
+            (Ok(_), Quick::Damaged(why)) => return Verdict::Bad(why.clone()),
+            (Ok(m), _) => m,
+        };
+        match fingerprint::full_hash(&entry.raw_path, meta.size, progress) {
+            Ok(got) if got == entry.sha256 => {}
+            Ok(got) => {
+                return Verdict::Bad(format!(
+                    "its content hashes to sha256 {got}, not the {} it was cached as",
+                    entry.sha256
+                ));
+            }
+            Err(e) => return Verdict::Bad(format!("cannot read it: {e}")),
+        }
+        if entry.health != Quick::Intact {
+            // Fingerprinted after the hash: a write in between would leave
+            // a fingerprint of changed content, so check the time stamp
+            // did not move while we read.
+            let before = fs::metadata(&entry.raw_path)
+                .ok()
+                .map(|m| m.modified().ok());
+            if let Ok(fp) = Fingerprint::take(&entry.raw_path, meta.size) {
+                let after = fs::metadata(&entry.raw_path)
+                    .ok()
+                    .map(|m| m.modified().ok());
+                if before == after {
+                    let mut meta = meta.clone();
+                    meta.fingerprint = Some(fp);
+                    let _ = write_meta(&entry.meta_path(), &meta);
+                }
+            }
+        }
+        Verdict::Good
+    }
+
+    /// Deletes entry `entry`'s image and metadata and the index entries
+    /// that lead to it.
+    pub fn remove(&self, entry: &Entry) -> Result<PruneReport, CacheError> {
+        let mut report = PruneReport::default();
+        report.remove(&entry.raw_path)?;
+        report.remove(&entry.meta_path())?;
+        let index = self.root.join("index");
+        for name in read_dir_names(&index) {
+            let Some(key) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if self.indexed(key) == Some(entry.sha256) {
+                report.remove(&index.join(&name))?;
+            }
+        }
+        Ok(report)
     }
 
     /// Renames a finished image into place, then writes its metadata and
@@ -221,14 +495,16 @@ impl Cache {
     pub fn publish_image(
         &self,
         tmp: &Path,
-        meta: ImageMeta,
+        mut meta: ImageMeta,
         keys: &[String],
     ) -> Result<CachedImage, CacheError> {
         let images = self.root.join("images");
         let raw_path = images.join(format!("{}.img", meta.sha256));
+        // Taken before the rename, which keeps the time stamp.
+        meta.fingerprint =
+            Some(Fingerprint::take(tmp, meta.size).map_err(at("fingerprinting", tmp))?);
         fs::rename(tmp, &raw_path).map_err(at("renaming into place", &raw_path))?;
-        let json = serde_json::to_vec_pretty(&meta).unwrap_or_default();
-        write_atomic(&images.join(format!("{}.json", meta.sha256)), &json)?;
+        write_meta(&images.join(format!("{}.json", meta.sha256)), &meta)?;
         let entry = serde_json::to_vec(&IndexEntry {
             sha256: meta.sha256,
         })
@@ -241,27 +517,17 @@ impl Cache {
         Ok(CachedImage { raw_path, meta })
     }
 
-    /// Every complete image, newest first.
+    /// Every image not known to be damaged, newest first.
     pub fn images(&self) -> Vec<CachedImage> {
-        let mut out: Vec<CachedImage> = read_dir_names(&self.root.join("images"))
-            .into_iter()
-            .filter_map(|n| n.strip_suffix(".img")?.parse::<Sha256>().ok())
-            .filter_map(|sha| self.image(&sha))
-            .collect();
-        out.sort_by(|a, b| {
-            b.meta
-                .created
-                .cmp(&a.meta.created)
-                .then(a.meta.source.cmp(&b.meta.source))
-        });
-        out
+        self.entries().iter().filter_map(Entry::image).collect()
     }
 
-    /// The newest complete image made from catalog entry `name`.
-    pub fn newest_from_catalog(&self, name: &str) -> Option<CachedImage> {
+    /// The newest usable image made from catalog entry `name`.
+    pub fn newest_from_catalog(&self, name: &str, progress: &Progress) -> Option<CachedImage> {
         self.images()
             .into_iter()
-            .find(|i| i.meta.catalog.as_deref() == Some(name))
+            .filter(|i| i.meta.catalog.as_deref() == Some(name))
+            .find_map(|i| self.usable(&i.meta.sha256, progress))
     }
 
     /// Partial downloads: (path, bytes so far).
@@ -306,13 +572,22 @@ impl Cache {
             report.remove(&img.raw_path)?;
             report.remove(&img.raw_path.with_extension("json"))?;
         }
+        if all {
+            // Damaged entries too (`images` leaves them out).
+            for e in self.entries() {
+                if e.image().is_none() {
+                    report.remove(&e.raw_path)?;
+                    report.remove(&e.meta_path())?;
+                }
+            }
+        }
         // Index entries whose image is gone.
         let index = self.root.join("index");
         for name in read_dir_names(&index) {
             let Some(key) = name.strip_suffix(".json") else {
                 continue;
             };
-            if self.lookup(key).is_none() {
+            if !self.has(key) {
                 report.remove(&index.join(&name))?;
             }
         }
@@ -323,7 +598,7 @@ impl Cache {
             if self.is_busy(&sha) {
                 continue;
             }
-            if all || self.lookup(&sha).is_some() {
+            if all || self.has(&sha) {
                 report.remove(&blobs.join(&name))?;
             }
         }
@@ -384,12 +659,49 @@ fn read_dir_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Reads an image's metadata; why not, in words.
+fn read_meta(path: &Path) -> Result<ImageMeta, String> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(format!("its metadata {} is missing", path.display()));
+        }
+        Err(e) => return Err(format!("cannot read its metadata {}: {e}", path.display())),
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("its metadata {} is not valid: {e}", path.display()))
+}
+
+fn write_meta(path: &Path, meta: &ImageMeta) -> Result<(), CacheError> {
+    // Serialising plain data to a Vec cannot fail.
+    let json = serde_json::to_vec_pretty(meta).unwrap_or_default();
+    write_atomic(path, &json)
+}
+
+/// Writes `path` by rename from a temporary file of this process (two runs
+/// refreshing the same entry do not write into one file), mode 0600.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp).map_err(at("creating", &tmp))?;
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(at("creating", &tmp))?;
     f.write_all(bytes).map_err(at("writing", &tmp))?;
     f.sync_all().map_err(at("syncing", &tmp))?;
     fs::rename(&tmp, path).map_err(at("renaming into place", path))
+}
+
+/// Makes directory `path` (one of ours) no more open than `mode`.
+fn private(path: &Path, mode: u32) -> Result<(), CacheError> {
+    let m = fs::metadata(path).map_err(at("reading", path))?;
+    if m.permissions().mode() & 0o777 & !mode != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(at("making private", path))?;
+    }
+    Ok(())
 }
 
 /// Makes renames in `dir` durable; best effort (not every filesystem

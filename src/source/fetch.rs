@@ -1,9 +1,18 @@
 //! Resumable downloads into a `.part` file: hashes while it writes, resumes
 //! with `Range: bytes=N-` after an interruption (a 206 whose Content-Range
-//! starts at N, else it starts over), retries transient failures with
-//! backoff, and reports progress. Checking the hash against the publisher's
-//! is the caller's job: this only says what arrived.
+//! starts at N and gives the size we know, else it starts over), retries
+//! failures with backoff, and reports progress. Checking the hash against
+//! the publisher's is the caller's job: this only says what arrived.
+//!
+//! The retry budget is per download and counts every failed attempt,
+//! whatever went wrong and whether or not it brought bytes: at most
+//! `retries + 1` requests. A server that cuts every reply short, answers a
+//! range request from the wrong byte or with another size, ignores ranges,
+//! or drips bytes slower than the floor in [`Pace`] therefore ends the run
+//! with an error that counts each kind of failure; the `.part` file stays,
+//! and the next run resumes it.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -13,24 +22,31 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE};
 use thiserror::Error;
 
 use super::digest::{Hasher, Sha256};
-use super::http::{Http, HttpError, Url, io_chain};
+use super::http::{Http, HttpError, Pace, Url, io_chain};
 use super::progress::{Progress, Task};
+use super::redact;
 
 #[derive(Debug, Error)]
 pub enum FetchError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(
-        "GET {url}: gave up after {attempts} failed attempt{}; the last: {detail}",
-        if *attempts == 1 { "" } else { "s" }
+        "GET {url}: gave up after {} failed attempt{} ({tally}); the last: {detail}",
+        tally.total(),
+        if tally.total() == 1 { "" } else { "s" }
     )]
     GaveUp {
-        url: Url,
-        attempts: u32,
+        /// With its password masked.
+        url: String,
+        tally: Tally,
         detail: String,
     },
     #[error("GET {url}: {detail}")]
-    Protocol { url: Url, detail: String },
+    Protocol {
+        /// With its password masked.
+        url: String,
+        detail: String,
+    },
     #[error("{action} {}", path.display())]
     Io {
         action: &'static str,
@@ -40,6 +56,90 @@ pub enum FetchError {
     },
 }
 
+/// Why one attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No usable response: the connection failed or timed out, or the
+    /// server answered 5xx, 408 or 429.
+    NoResponse,
+    /// The body ended (or broke) before the whole file arrived.
+    CutShort,
+    /// The body came slower than the floor (see [`Pace`]).
+    TooSlow,
+    /// A 206 that starts elsewhere than the byte asked for.
+    WrongStart,
+    /// A 206 that gives another size than the file had.
+    WrongTotal,
+    /// A 206 without a usable Content-Range, or a 416 for a range inside
+    /// the file.
+    BadRange,
+}
+
+impl Failure {
+    const ALL: [Failure; 6] = [
+        Self::NoResponse,
+        Self::CutShort,
+        Self::TooSlow,
+        Self::WrongStart,
+        Self::WrongTotal,
+        Self::BadRange,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::NoResponse => "without a response",
+            Self::CutShort => "cut short",
+            Self::TooSlow => "too slow",
+            Self::WrongStart => "a range from the wrong start",
+            Self::WrongTotal => "a range with the wrong total size",
+            Self::BadRange => "an unusable range answer",
+        }
+    }
+}
+
+/// Failed attempts by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    counts: [u32; Failure::ALL.len()],
+}
+
+impl Tally {
+    pub fn add(&mut self, f: Failure) {
+        if let Some(i) = Failure::ALL.iter().position(|k| *k == f) {
+            self.counts[i] = self.counts[i].saturating_add(1);
+        }
+    }
+
+    pub fn total(&self) -> u32 {
+        self.counts.iter().fold(0u32, |a, c| a.saturating_add(*c))
+    }
+
+    pub fn count(&self, f: Failure) -> u32 {
+        Failure::ALL
+            .iter()
+            .position(|k| *k == f)
+            .map_or(0, |i| self.counts[i])
+    }
+}
+
+/// `2 cut short, 1 a range from the wrong start`.
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (kind, n) in Failure::ALL.iter().zip(self.counts) {
+            if n == 0 {
+                continue;
+            }
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{n} {}", kind.label())?;
+        }
+        Ok(())
+    }
+}
+
 /// What arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Downloaded {
@@ -47,8 +147,36 @@ pub struct Downloaded {
     pub size: u64,
     /// Bytes already in the `.part` file from an earlier run.
     pub resumed_from: u64,
-    /// Times the server ignored a range request and sent everything again.
+    /// Times the download started over (a server that ignored a range
+    /// request, or whose answer did not fit what we had).
     pub restarts: u32,
+}
+
+/// The `.part` file, its hash so far, and where the next byte goes.
+struct Part<'a> {
+    path: &'a Path,
+    file: File,
+    hasher: Hasher,
+    offset: u64,
+}
+
+impl Part<'_> {
+    /// Drops what arrived: the next request asks for the whole file.
+    fn start_over(&mut self) -> Result<(), FetchError> {
+        let path = self.path;
+        let err = |action| {
+            move |source| FetchError::Io {
+                action,
+                path: path.to_owned(),
+                source,
+            }
+        };
+        self.file.set_len(0).map_err(err("truncating"))?;
+        self.file.seek(SeekFrom::Start(0)).map_err(err("writing"))?;
+        self.hasher = Hasher::default();
+        self.offset = 0;
+        Ok(())
+    }
 }
 
 /// Downloads `url` into `part`, continuing what an earlier run left there.
@@ -59,6 +187,7 @@ pub fn download(
     label: &str,
     progress: &Progress,
 ) -> Result<Downloaded, FetchError> {
+    let shown = redact::url(url);
     let io_err = |action| {
         move |source| FetchError::Io {
             action,
@@ -74,40 +203,50 @@ pub fn download(
         .open(part)
         .map_err(io_err("opening"))?;
     let resumed_from = file.metadata().map_err(io_err("reading"))?.len();
-    let mut hasher = hash_prefix(&mut file, resumed_from).map_err(io_err("reading"))?;
-    let mut offset = resumed_from;
+    let hasher = hash_prefix(&mut file, resumed_from).map_err(io_err("reading"))?;
+    let mut p = Part {
+        path: part,
+        file,
+        hasher,
+        offset: resumed_from,
+    };
     if resumed_from > 0 {
         progress.note(format!(
             "resuming {label} at {}",
             crate::io::units::human_size(resumed_from)
         ));
     }
-    let mut failures = 0u32;
+    let mut tally = Tally::default();
     let mut restarts = 0u32;
+    // The file's size as the server first gave it: a later answer with
+    // another size means another file, whose bytes must not be spliced on.
+    let mut known_total: Option<u64> = None;
     let mut task: Option<Task> = None;
     let mut last_error = String::new();
+    let mut buf = vec![0u8; 256 << 10];
     loop {
+        let failures = tally.total();
         if failures > 0 {
             if failures > http.opts.retries {
                 if let Some(t) = &task {
                     t.abandon();
                 }
                 return Err(FetchError::GaveUp {
-                    url: url.clone(),
-                    attempts: failures,
+                    url: shown,
+                    tally,
                     detail: last_error,
                 });
             }
             tracing::info!(
-                "{url}: {last_error}; retry {failures} of {}",
+                "{shown}: {last_error}; retry {failures} of {}",
                 http.opts.retries
             );
             std::thread::sleep(http.backoff(failures));
         }
-        let mut resp = match http.get_from(url, offset) {
+        let mut resp = match http.get_from(url, p.offset) {
             Ok(r) => r,
             Err(e) if e.is_transient() => {
-                failures += 1;
+                tally.add(Failure::NoResponse);
                 last_error = e.detail();
                 continue;
             }
@@ -118,17 +257,14 @@ pub fn download(
                 return Err(e.into());
             }
         };
-        let total = match interpret(&resp, offset) {
+        let total = match interpret(&resp, p.offset, known_total) {
             Answer::Rest { total } => total,
             Answer::Everything { total } => {
-                if offset > 0 {
+                if p.offset > 0 {
                     progress.note(format!(
-                        "{url}: the server ignored the range request; starting over"
+                        "{shown}: the server ignored the range request; starting over"
                     ));
-                    file.set_len(0).map_err(io_err("truncating"))?;
-                    file.seek(SeekFrom::Start(0)).map_err(io_err("writing"))?;
-                    hasher = Hasher::default();
-                    offset = 0;
+                    p.start_over()?;
                     restarts += 1;
                     if let Some(t) = &task {
                         t.restart_at(0);
@@ -137,76 +273,79 @@ pub fn download(
                 total
             }
             Answer::AlreadyComplete => break,
-            Answer::Mismatch(detail) => {
+            Answer::Mismatch(kind, detail) => {
                 // The server's idea of the file differs from ours: start
                 // over rather than splice two versions together.
-                tracing::info!("{url}: {detail}; starting over");
-                file.set_len(0).map_err(io_err("truncating"))?;
-                file.seek(SeekFrom::Start(0)).map_err(io_err("writing"))?;
-                hasher = Hasher::default();
-                offset = 0;
+                tracing::info!("{shown}: {detail}; starting over");
+                p.start_over()?;
+                if let Some(t) = &task {
+                    t.restart_at(0);
+                }
                 restarts += 1;
-                failures += 1;
+                tally.add(kind);
                 last_error = detail;
                 continue;
             }
         };
-        let t = task.get_or_insert_with(|| progress.task("downloading", offset, total));
-        file.seek(SeekFrom::Start(offset))
+        if total.is_some() {
+            known_total = total;
+        }
+        let t = task.get_or_insert_with(|| progress.task("downloading", p.offset, total));
+        p.file
+            .seek(SeekFrom::Start(p.offset))
             .map_err(io_err("writing"))?;
-        let mut buf = vec![0u8; 256 << 10];
-        let mut progressed = false;
+        let mut pace = Pace::new(http.opts.read_timeout);
         let outcome = loop {
             match resp.read(&mut buf) {
                 Ok(0) => break Ok(()),
                 Ok(n) => {
-                    file.write_all(&buf[..n]).map_err(io_err("writing"))?;
-                    hasher.update(&buf[..n]);
-                    offset += super::len64(n);
-                    progressed = true;
-                    t.set_position(offset);
+                    p.file.write_all(&buf[..n]).map_err(io_err("writing"))?;
+                    p.hasher.update(&buf[..n]);
+                    p.offset += super::len64(n);
+                    t.set_position(p.offset);
+                    if let Err(slow) = pace.add(n) {
+                        break Err((Failure::TooSlow, slow));
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(io_chain(&e)),
+                Err(e) => break Err((Failure::CutShort, io_chain(&e))),
             }
         };
-        if progressed {
-            failures = 0;
-        }
+        let offset = p.offset;
         match (outcome, total) {
             (Ok(()), Some(total)) if offset < total => {
-                failures += 1;
+                tally.add(Failure::CutShort);
                 last_error = format!("the connection closed at byte {offset} of {total}");
             }
             (Ok(()), Some(total)) if offset > total => {
                 t.abandon();
                 return Err(FetchError::Protocol {
-                    url: url.clone(),
+                    url: shown,
                     detail: format!("received {offset} bytes, more than the {total} announced"),
                 });
             }
             (Ok(()), _) => break,
-            (Err(detail), Some(total)) => {
-                failures += 1;
+            (Err((kind, detail)), Some(total)) => {
+                tally.add(kind);
                 last_error = format!("the transfer stopped at byte {offset} of {total}: {detail}");
             }
-            (Err(detail), None) => {
-                failures += 1;
+            (Err((kind, detail)), None) => {
+                tally.add(kind);
                 last_error = format!("the transfer stopped at byte {offset}: {detail}");
             }
         }
     }
-    file.sync_all().map_err(io_err("syncing"))?;
+    p.file.sync_all().map_err(io_err("syncing"))?;
     if let Some(t) = &task {
         t.finish(format!(
             "downloaded {} ({})",
             label,
-            crate::io::units::human_size(offset)
+            crate::io::units::human_size(p.offset)
         ));
     }
     Ok(Downloaded {
-        sha256: hasher.finish(),
-        size: offset,
+        sha256: p.hasher.finish(),
+        size: p.offset,
         resumed_from,
         restarts,
     })
@@ -214,19 +353,18 @@ pub fn download(
 
 enum Answer {
     /// 206 from our offset; `total` is the whole file's size.
-    Rest {
-        total: Option<u64>,
-    },
+    Rest { total: Option<u64> },
     /// 200: the whole file, whatever we asked.
-    Everything {
-        total: Option<u64>,
-    },
+    Everything { total: Option<u64> },
     /// 416 with the file's size equal to what we have.
     AlreadyComplete,
-    Mismatch(String),
+    /// An answer that does not continue what we have.
+    Mismatch(Failure, String),
 }
 
-fn interpret(resp: &reqwest::blocking::Response, offset: u64) -> Answer {
+/// What a response means for a download at `offset` of a file whose size
+/// was `known_total` in an earlier answer.
+fn interpret(resp: &reqwest::blocking::Response, offset: u64, known_total: Option<u64>) -> Answer {
     let header = |name| {
         resp.headers()
             .get(name)
@@ -239,21 +377,38 @@ fn interpret(resp: &reqwest::blocking::Response, offset: u64) -> Answer {
                 .as_deref()
                 .and_then(parse_content_range)
             {
-                Some(ContentRange::Bytes { start, total, .. }) if start == offset => {
-                    Answer::Rest { total }
-                }
-                Some(ContentRange::Bytes { start, .. }) => Answer::Mismatch(format!(
-                    "asked for bytes from {offset}, the server sent from {start}"
-                )),
-                _ => Answer::Mismatch("a partial response without a usable Content-Range".into()),
+                Some(ContentRange::Bytes { start, .. }) if start != offset => Answer::Mismatch(
+                    Failure::WrongStart,
+                    format!("asked for bytes from {offset}, the server sent from {start}"),
+                ),
+                Some(ContentRange::Bytes { total, .. }) => match (known_total, total) {
+                    (Some(before), Some(now)) if before != now => Answer::Mismatch(
+                        Failure::WrongTotal,
+                        format!(
+                            "the server gave the file's size as {before} before and as {now} now"
+                        ),
+                    ),
+                    _ => Answer::Rest { total },
+                },
+                _ => Answer::Mismatch(
+                    Failure::BadRange,
+                    "a partial response without a usable Content-Range".into(),
+                ),
             }
         }
         StatusCode::RANGE_NOT_SATISFIABLE => match header(CONTENT_RANGE)
             .as_deref()
             .and_then(parse_content_range)
         {
-            Some(ContentRange::Unsatisfied { total }) if total == offset => Answer::AlreadyComplete,
-            _ => Answer::Mismatch(format!("the server cannot serve bytes from {offset}")),
+            Some(ContentRange::Unsatisfied { total })
+                if total == offset && known_total.is_none_or(|k| k == total) =>
+            {
+                Answer::AlreadyComplete
+            }
+            _ => Answer::Mismatch(
+                Failure::BadRange,
+                format!("the server cannot serve bytes from {offset}"),
+            ),
         },
         _ => Answer::Everything {
             total: header(CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),

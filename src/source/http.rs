@@ -1,31 +1,53 @@
 //! The HTTP client (reqwest, blocking, rustls with the ring provider and the
-//! system's trust store): timeouts, retries with exponential backoff, the
+//! system's trust store): timeouts, a floor on the transfer rate, retries
+//! with exponential backoff, redirects (http and https only), the
 //! `--mirror` rewrite, and small downloads (checksum and signature files).
-//! Large resumable downloads are `fetch`'s.
+//! Large resumable downloads are `fetch`'s. URLs in messages have their
+//! passwords masked (`redact`).
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
-use reqwest::header::{HeaderMap, RANGE};
+use reqwest::header::{HeaderMap, LOCATION, RANGE};
 use thiserror::Error;
 
 pub use reqwest::Url;
 
+use super::redact;
+
 #[derive(Debug, Error)]
 pub enum HttpError {
-    #[error("GET {url}: HTTP {status}")]
+    #[error("GET {}: HTTP {status}", redact::url(url))]
     Status { url: Url, status: StatusCode },
-    #[error("GET {url}: {detail}")]
-    Transport { url: Url, detail: String },
     #[error(
-        "GET {url}: the response is larger than {limit} bytes (not a checksum or signature file?)"
+        "GET {url}: the server redirects to {to}, whose scheme ({scheme}) is refused: only \
+         http and https redirects are followed"
+    )]
+    RedirectScheme {
+        /// Both URLs with their passwords masked; `to` as the server gave
+        /// it (resolved against `url` when relative).
+        url: String,
+        to: String,
+        scheme: String,
+    },
+    #[error("GET {}: {detail}", redact::url(url))]
+    Transport {
+        url: Url,
+        detail: String,
+        /// Worth another try (not a request reqwest refused to make, nor
+        /// a redirect loop).
+        retry: bool,
+    },
+    #[error(
+        "GET {}: the response is larger than {limit} bytes (not a checksum or signature file?)",
+        redact::url(url)
     )]
     TooLarge { url: Url, limit: u64 },
     #[error("setting up the HTTP client: {0}")]
     Client(String),
-    #[error("{url:?} is not an http(s) URL")]
+    #[error("{:?} is not an http(s) URL", redact::text(url))]
     BadUrl { url: String },
 }
 
@@ -43,7 +65,9 @@ impl HttpError {
     /// does not verify), 5xx, 408 and 429.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Transport { detail, .. } => !detail.contains("invalid peer certificate"),
+            Self::Transport { detail, retry, .. } => {
+                *retry && !detail.contains("invalid peer certificate")
+            }
             Self::Status { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::REQUEST_TIMEOUT
@@ -97,6 +121,7 @@ impl Http {
             // For the blocking client this bounds each wait (head, each body
             // read), not the whole transfer.
             .timeout(opts.read_timeout)
+            .redirect(redirect_policy())
             .build()
             .map_err(|e| HttpError::Client(chain(&e)))?;
         Ok(Self { client, opts })
@@ -129,13 +154,30 @@ impl Http {
             .map_err(|e| transport(url, &e))?;
         let status = resp.status();
         if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE {
-            Ok(resp)
-        } else {
-            Err(HttpError::Status {
-                url: url.clone(),
-                status,
-            })
+            return Ok(resp);
         }
+        // reqwest follows redirects to http(s) URLs itself and hands back
+        // the ones it will not follow (another scheme) as they came.
+        if status.is_redirection()
+            && let Some(to) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok())
+        {
+            let target = resp.url().join(to);
+            let scheme = match &target {
+                Ok(t) => t.scheme().to_owned(),
+                Err(_) => to.split_once(':').map_or("", |(s, _)| s).to_owned(),
+            };
+            if !matches!(scheme.as_str(), "http" | "https") {
+                return Err(HttpError::RedirectScheme {
+                    url: redact::url(url),
+                    to: target.map_or_else(|_| redact::text(to), |t| redact::url(&t)),
+                    scheme,
+                });
+            }
+        }
+        Err(HttpError::Status {
+            url: url.clone(),
+            status,
+        })
     }
 
     /// A small file, whole, with retries. Returns the URL it finally came
@@ -165,12 +207,31 @@ impl Http {
         }
         let final_url = resp.url().clone();
         let mut body = Vec::new();
-        resp.take(limit + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| HttpError::Transport {
-                url: url.clone(),
-                detail: io_chain(&e),
-            })?;
+        let mut reader = resp.take(limit + 1);
+        let mut pace = Pace::new(self.opts.read_timeout);
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(HttpError::Transport {
+                        url: url.clone(),
+                        detail: io_chain(&e),
+                        retry: true,
+                    });
+                }
+            };
+            body.extend_from_slice(&buf[..n]);
+            if let Err(detail) = pace.add(n) {
+                return Err(HttpError::Transport {
+                    url: url.clone(),
+                    detail,
+                    retry: true,
+                });
+            }
+        }
         if super::len64(body.len()) > limit {
             return Err(HttpError::TooLarge {
                 url: url.clone(),
@@ -188,6 +249,73 @@ impl Http {
             Some(m) => apply_mirror(&parsed, m),
             None => parsed,
         })
+    }
+}
+
+/// Follows up to 10 redirects between http(s) URLs; one to another scheme
+/// (`file:`, `ftp:`, …) stops there, and `get_from` refuses it by name.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if !matches!(attempt.url().scheme(), "http" | "https") {
+            attempt.stop()
+        } else if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// The slowest transfer we wait for: every `window` (the read timeout)
+/// must bring at least `MIN_BYTES`, or the rest of the body. The read
+/// timeout alone bounds each wait, so a server that sends a byte just
+/// before it expires would otherwise hold a download forever.
+pub struct Pace {
+    window: Duration,
+    started: Instant,
+    bytes: u64,
+    /// A window that ended short: an error if more bytes follow (the body
+    /// may instead end with the read that found it short).
+    short: Option<String>,
+}
+
+impl Pace {
+    /// Bytes each read-timeout window must bring (16 KiB a minute at the
+    /// default timeout: far below any working link).
+    pub const MIN_BYTES: u64 = 16 << 10;
+
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            started: Instant::now(),
+            bytes: 0,
+            short: None,
+        }
+    }
+
+    /// Counts `n` more bytes; an error once a whole window brought fewer
+    /// than `MIN_BYTES` and the body did not end there.
+    pub fn add(&mut self, n: usize) -> Result<(), String> {
+        if let Some(why) = self.short.take() {
+            return Err(why);
+        }
+        self.bytes = self.bytes.saturating_add(super::len64(n));
+        let elapsed = self.started.elapsed();
+        if elapsed < self.window {
+            return Ok(());
+        }
+        if self.bytes < Self::MIN_BYTES {
+            self.short = Some(format!(
+                "too slow: {} bytes in {:.1} s, less than {} bytes per read timeout \
+                 (--read-timeout)",
+                self.bytes,
+                elapsed.as_secs_f64(),
+                Self::MIN_BYTES
+            ));
+        }
+        self.started = Instant::now();
+        self.bytes = 0;
+        Ok(())
     }
 }
 
@@ -213,6 +341,7 @@ fn transport(url: &Url, e: &reqwest::Error) -> HttpError {
     HttpError::Transport {
         url: url.clone(),
         detail: chain(e),
+        retry: !(e.is_builder() || e.is_redirect()),
     }
 }
 
@@ -237,7 +366,8 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     {
         parts.insert(0, "timed out".to_owned());
     }
-    parts.join(": ")
+    // Some causes quote the URL, credentials and all.
+    redact::text(&parts.join(": "))
 }
 
 /// An I/O error from a response body, with the reqwest causes inside it.
@@ -245,9 +375,13 @@ pub fn io_chain(e: &std::io::Error) -> String {
     match e.get_ref() {
         Some(inner) => {
             let s = chain(inner);
-            if s.is_empty() { e.to_string() } else { s }
+            if s.is_empty() {
+                redact::text(&e.to_string())
+            } else {
+                s
+            }
         }
-        None => e.to_string(),
+        None => redact::text(&e.to_string()),
     }
 }
 
@@ -280,6 +414,24 @@ mod tests {
         assert_eq!(http.backoff(1), Duration::from_millis(500));
         assert_eq!(http.backoff(3), Duration::from_secs(2));
         assert_eq!(http.backoff(40), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_short_window_is_an_error_only_if_more_bytes_follow() {
+        let mut pace = Pace::new(Duration::ZERO);
+        // The window (zero long) is over at once with 10 bytes: the body
+        // may end here, so no error yet …
+        assert_eq!(pace.add(10), Ok(()));
+        // … but it did not.
+        assert!(
+            pace.add(10)
+                .unwrap_err()
+                .starts_with("too slow: 10 bytes in ")
+        );
+        let mut fast = Pace::new(Duration::ZERO);
+        for _ in 0..3 {
+            assert_eq!(fast.add(1 << 20), Ok(()));
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::checksums;
 use super::digest::Sha256;
 use super::http::{Http, Url};
 use super::progress::Progress;
+use super::redact;
 use super::verify::{GoodSignature, Keyring};
 
 /// Checksum and signature files are small; anything bigger is not one.
@@ -69,7 +70,7 @@ impl Trust<'_> {
             .keyring(publisher)
             .verify(sig, || Ok(sums))
             .map_err(|source| SourceError::Signature {
-                url: sig_url.to_string(),
+                url: redact::url(sig_url),
                 source,
             })?;
         Ok(SignatureState::Verified(good))
@@ -87,7 +88,11 @@ pub fn catalog(
         Locator::UbuntuRelease { dir, series } => {
             let dir = http.mirrored(dir)?;
             let sums_url = join(&dir, "SHA256SUMS")?;
-            progress.note(format!("{}: reading {sums_url}", entry.name));
+            progress.note(format!(
+                "{}: reading {}",
+                entry.name,
+                redact::url(&sums_url)
+            ));
             let (_, sums) = http.get_small(&sums_url, SMALL)?;
             let signature = if trust.skip_signature {
                 SignatureState::Skipped
@@ -103,7 +108,7 @@ pub fn catalog(
                 .max_by_key(|(point, _)| *point)
                 .map(|(_, l)| l)
                 .ok_or_else(|| SourceError::NotListed {
-                    url: sums_url.to_string(),
+                    url: redact::url(&sums_url),
                     what: format!(
                         "ubuntu-{series}[.N]-preinstalled-server-arm64+raspi.img.xz image"
                     ),
@@ -118,14 +123,14 @@ pub fn catalog(
         }
         Locator::ArmbianLatest { link } => {
             let sha_url = http.mirrored(&format!("{link}.sha"))?;
-            progress.note(format!("{}: reading {sha_url}", entry.name));
+            progress.note(format!("{}: reading {}", entry.name, redact::url(&sha_url)));
             // The redirector answers with the newest build's own `.sha`;
             // the image sits beside it.
             let (final_url, body) = http.get_small(&sha_url, SMALL)?;
             let lines = parse_sums(&final_url, &body)?;
             let [line] = lines.as_slice() else {
                 return Err(SourceError::NotListed {
-                    url: final_url.to_string(),
+                    url: redact::url(&final_url),
                     what: "single image checksum".to_owned(),
                 });
             };
@@ -172,7 +177,7 @@ pub fn url_with_checksums(
     progress: &Progress,
 ) -> Result<Remote, SourceError> {
     let name = file_name(url)?;
-    progress.note(format!("reading {sums_url}"));
+    progress.note(format!("reading {}", redact::url(sums_url)));
     let (_, sums) = http.get_small(sums_url, SMALL)?;
     let state = if trust.skip_signature {
         SignatureState::Skipped
@@ -185,7 +190,7 @@ pub fn url_with_checksums(
     };
     let lines = parse_sums(sums_url, &sums)?;
     let line = checksums::find(&lines, &name).ok_or_else(|| SourceError::NotListed {
-        url: sums_url.to_string(),
+        url: redact::url(sums_url),
         what: format!("(single) checksum for {name}"),
     })?;
     Ok(Remote {
@@ -204,13 +209,13 @@ fn find_signature(sums_url: &Url, http: &Http) -> Result<(Url, Vec<u8>), SourceE
         match http.get_small(&u, SMALL) {
             Ok((_, body)) => return Ok((u, body)),
             Err(super::http::HttpError::Status { status, .. }) if status.as_u16() == 404 => {
-                tried.push(u.to_string());
+                tried.push(redact::url(&u));
             }
             Err(e) => return Err(e.into()),
         }
     }
     Err(SourceError::NoSignatureFile {
-        checksums: sums_url.to_string(),
+        checksums: redact::url(sums_url),
         tried: tried.join(" and "),
     })
 }
@@ -218,7 +223,7 @@ fn find_signature(sums_url: &Url, http: &Http) -> Result<(Url, Vec<u8>), SourceE
 fn parse_sums(url: &Url, body: &[u8]) -> Result<Vec<checksums::ChecksumLine>, SourceError> {
     let text = String::from_utf8_lossy(body);
     checksums::parse(&text).map_err(|reason| SourceError::Checksums {
-        url: url.to_string(),
+        url: redact::url(url),
         reason,
     })
 }
@@ -256,7 +261,7 @@ pub fn file_name(url: &Url) -> Result<String, SourceError> {
         .and_then(|mut s| s.next_back())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| SourceError::BadFileName {
-            name: url.to_string(),
+            name: redact::url(url),
         })?;
     Ok(percent_decode(seg))
 }

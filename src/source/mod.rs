@@ -16,9 +16,11 @@ pub mod checksums;
 pub mod decompress;
 pub mod digest;
 pub mod fetch;
+pub mod fingerprint;
 pub mod http;
 pub mod locate;
 pub mod progress;
+pub mod redact;
 pub mod sparse;
 pub mod verify;
 pub mod xz_index;
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use cache::{Cache, CacheError, CachedImage, ImageMeta};
+pub use cache::{Cache, CacheError, CachedImage, Entry, ImageMeta, Verdict};
 pub use catalog::{CATALOG, CatalogEntry};
 pub use decompress::Format;
 pub use digest::Sha256;
@@ -90,11 +92,12 @@ impl SourceSpec {
         })
     }
 
-    /// How the source is named in messages and the cache metadata.
+    /// How the source is named in messages and the cache metadata (a
+    /// URL's password masked).
     pub fn describe(&self) -> String {
         match self {
             Self::Catalog(e) => e.name.to_owned(),
-            Self::UrlSha256 { url, .. } | Self::UrlChecksums { url, .. } => url.to_string(),
+            Self::UrlSha256 { url, .. } | Self::UrlChecksums { url, .. } => redact::url(url),
             Self::Path { path, .. } => path.display().to_string(),
         }
     }
@@ -216,7 +219,7 @@ pub fn ensure_base(
         SourceSpec::Catalog(entry) => match locate::catalog(entry, &http, &trust, progress) {
             Ok(r) => r,
             Err(e) if matches!(&e, SourceError::Http(h) if h.is_transient()) => {
-                let Some(cached) = cache.newest_from_catalog(entry.name) else {
+                let Some(cached) = cache.newest_from_catalog(entry.name, progress) else {
                     return Err(e);
                 };
                 tracing::warn!(
@@ -267,12 +270,12 @@ fn ensure_remote(
     progress: &Progress,
 ) -> Result<CachedImage, SourceError> {
     let key = remote.sha256.to_string();
-    if let Some(hit) = cache.lookup(&key) {
+    if let Some(hit) = cache.peek(&key) {
         return Ok(hit);
     }
     let _lock = cache.lock(&key, progress)?;
     // Another run may have finished it while we waited.
-    if let Some(hit) = cache.lookup(&key) {
+    if let Some(hit) = cache.lookup(&key, progress) {
         return Ok(hit);
     }
     let (blob, image_signer) = match cache.find_blob(&remote.sha256) {
@@ -292,7 +295,7 @@ fn ensure_remote(
         source: source.to_owned(),
         catalog: remote.catalog.map(str::to_owned),
         file_name: remote.file_name.clone(),
-        url: Some(remote.url.to_string()),
+        url: Some(redact::url(&remote.url)),
         signature,
     };
     decompress_into_cache(cache, &blob, &key, meta, None, opts, progress)
@@ -308,12 +311,12 @@ fn download_verified(
     progress: &Progress,
 ) -> Result<(PathBuf, Option<String>), SourceError> {
     let part = cache.part_path(&remote.sha256);
-    progress.note(format!("downloading {}", remote.url));
+    progress.note(format!("downloading {}", redact::url(&remote.url)));
     let got = fetch::download(http, &remote.url, &part, &remote.file_name, progress)?;
     if got.sha256 != remote.sha256 {
         let deleted = std::fs::remove_file(&part).is_ok();
         return Err(SourceError::Mismatch {
-            what: remote.url.to_string(),
+            what: redact::url(&remote.url),
             expected: remote.sha256,
             got: got.sha256,
             deleted,
@@ -324,7 +327,7 @@ fn download_verified(
     match &remote.signature {
         SignatureState::OverImage { url, keyring } => {
             let (_, sig) = http.get_small(url, 1 << 20)?;
-            progress.note(format!("checking the signature {url}"));
+            progress.note(format!("checking the signature {}", redact::url(url)));
             match keyring.verify(&sig, || File::open(&part)) {
                 Ok(good) => {
                     progress.note(format!("good signature by {good}"));
@@ -333,7 +336,7 @@ fn download_verified(
                 Err(source) => {
                     let deleted = std::fs::remove_file(&part).is_ok();
                     return Err(SourceError::ImageSignature {
-                        url: url.to_string(),
+                        url: redact::url(url),
                         source,
                         deleted,
                     });
@@ -346,7 +349,7 @@ fn download_verified(
         SignatureState::Skipped => {
             tracing::warn!(
                 "not checking the signature of {} (--insecure-skip-signature)",
-                remote.url
+                redact::url(&remote.url)
             );
         }
         SignatureState::NotApplicable => {}
@@ -387,11 +390,11 @@ fn ensure_local(
 ) -> Result<CachedImage, SourceError> {
     let key = local_key(path)?;
     let matches = |hit: &CachedImage| sha256.is_none_or(|s| s == hit.meta.compressed_sha256);
-    if let Some(hit) = cache.lookup(&key).filter(matches) {
+    if let Some(hit) = cache.peek(&key).filter(matches) {
         return Ok(hit);
     }
     let _lock = cache.lock(&key, progress)?;
-    if let Some(hit) = cache.lookup(&key).filter(matches) {
+    if let Some(hit) = cache.lookup(&key, progress).filter(matches) {
         return Ok(hit);
     }
     let meta = MetaSeed {
@@ -530,6 +533,7 @@ fn decompress_into_cache(
         url: seed.url,
         signature: seed.signature,
         created: cache::now(),
+        fingerprint: None,
     };
     let mut keys = vec![key.to_owned()];
     if key != compressed.to_string() {

@@ -24,6 +24,15 @@ pub struct Route {
     pub chunk_delay: Option<Duration>,
     /// Accept the request and never answer (read-timeout tests).
     pub stall: bool,
+    /// Close every reply after this many body bytes.
+    pub reply_limit: Option<u64>,
+    /// Answer `Range: bytes=N-` from N minus this (saying so in
+    /// Content-Range): a range from the wrong start.
+    pub range_skew: u64,
+    /// Add this to the total size in Content-Range.
+    pub total_skew: u64,
+    /// Body chunk size [default: 64 KiB] (with `chunk_delay`: a drip).
+    pub chunk_size: Option<u64>,
 }
 
 /// One request as the server saw it.
@@ -144,7 +153,8 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
                 .filter(|_| !r.ignore_range)
                 .and_then(|v| v.strip_prefix("bytes="))
                 .and_then(|v| v.strip_suffix('-'))
-                .and_then(|v| v.parse::<u64>().ok());
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|s| s.saturating_sub(r.range_skew));
             let head = match start {
                 Some(s) if s >= len => {
                     update(&|h| h.status = 416);
@@ -158,9 +168,10 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
                 Some(s) => {
                     update(&|h| h.status = 206);
                     format!(
-                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{}/{len}\r\n\
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{}/{}\r\n\
                          Content-Length: {}\r\nConnection: close\r\n\r\n",
                         len - 1,
+                        len + r.total_skew,
                         len - s
                     )
                 }
@@ -174,10 +185,12 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
                 Some(c) if r.cuts > 0 && c > from => c.min(len),
                 _ => len,
             };
+            let to = r.reply_limit.map_or(to, |l| to.min(from + l));
+            let chunk = r.chunk_size.unwrap_or(65536);
             if stream.write_all(head.as_bytes()).is_ok() {
                 let mut at = from;
                 while at < to {
-                    let end = (at + 65536).min(to);
+                    let end = (at + chunk).min(to);
                     let n = end - at;
                     update(&|h| h.body_bytes += n);
                     if stream

@@ -26,6 +26,8 @@ mod profile_hostile;
 mod profile_rules;
 mod profile_support;
 mod pull;
+mod pull_cache;
+mod pull_hostile;
 mod pull_local;
 mod pull_support;
 mod render_golden;

@@ -304,7 +304,7 @@ fn a_failed_run_leaves_a_part_file_the_next_run_resumes() {
         &[
             "GET http://",
             "/img.xz",
-            "gave up after 1 failed attempt;",
+            "gave up after 1 failed attempt (1 cut short);",
             "stopped at byte",
         ],
     );
