@@ -253,10 +253,12 @@ pub fn cached_base(spec: &SourceSpec, cache_dir: &Path) -> Option<CachedImage> {
         return None;
     }
     let cache = Cache::open(cache_dir).ok()?;
+    // A look, not a build: a re-hash of a changed entry runs without bars.
+    let quiet = Progress::quiet();
     match spec {
-        SourceSpec::Catalog(entry) => cache.newest_from_catalog(entry.name),
-        SourceSpec::UrlSha256 { sha256, .. } => cache.lookup(&sha256.to_string()),
-        SourceSpec::Path { path, .. } => cache.lookup(&local_key(path).ok()?),
+        SourceSpec::Catalog(entry) => cache.newest_from_catalog(entry.name, &quiet),
+        SourceSpec::UrlSha256 { sha256, .. } => cache.lookup(&sha256.to_string(), &quiet),
+        SourceSpec::Path { path, .. } => cache.lookup(&local_key(path).ok()?, &quiet),
         SourceSpec::UrlChecksums { .. } => None,
     }
 }
