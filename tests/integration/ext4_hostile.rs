@@ -671,7 +671,8 @@ fn a_base_that_shrinks_during_the_build_is_named_as_the_cause() {
         .spawn()
         .unwrap();
     // Wait until the image is being written, then cut the base back.
-    let partial = out.join(".pi1.img.partial");
+    // The partial image is `.pi1.img.PID.partial`.
+    let partial = out.join(format!(".pi1.img.{}.partial", child.id()));
     let t0 = std::time::Instant::now();
     while !partial.exists() {
         assert!(
