@@ -32,6 +32,9 @@ ensure_tools() {
 	# /usr/bin/python3 by path: a pyenv python3 earlier in PATH lacks yaml.
 	[[ -x /usr/bin/python3 ]] || want python3
 	/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || want python3-yaml
+	# GNU time measures a command's peak memory (the streaming tests); the
+	# shell keyword `time` would satisfy `command -v`, so test the file.
+	[[ -x /usr/bin/time ]] || want time
 
 	if ((${#packages[@]} > 0)); then
 		echo "installing: ${packages[*]}"
@@ -50,8 +53,9 @@ ensure_tools() {
 		done
 		/usr/bin/python3 -c 'import yaml' 2>/dev/null ||
 			die "/usr/bin/python3 cannot import yaml after installing python3-yaml"
+		[[ -x /usr/bin/time ]] || die "/usr/bin/time is still missing after installing time"
 	else
-		echo "all present: ${tools[*]%%:*} python3-yaml"
+		echo "all present: ${tools[*]%%:*} python3-yaml time"
 	fi
 
 }
