@@ -364,3 +364,38 @@ fn a_file_chain_longer_than_its_size_or_leaving_the_volume_or_shared_is_refused(
         assert_fails(&out, 1, &["partition 1", &needle]);
     }
 }
+
+/// Peak memory (KiB) of our binary running `args`, stdout discarded.
+fn peak_kib(args: &[&str]) -> u64 {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_homelab-image"))
+        .args(args)
+        .stdout(Stdio::null())
+        .output()
+        .expect("running /usr/bin/time (Debian package time)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.lines().last().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn cat_of_a_large_fat_file_streams_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = copy_fixture("ubuntu-raspi.img", tmp.path());
+    let i = img.to_str().unwrap();
+    let big = tmp.path().join("big.bin");
+    std::fs::write(&big, crate::util::garbage(30 << 20, 11)).unwrap();
+    crate::util::hi_ok(&["cp", i, "1", big.to_str().unwrap(), "/big.bin"]);
+    let listing = peak_kib(&["ls", i, "1", "/"]);
+    let cat = peak_kib(&["cat", i, "1", "/big.bin"]);
+    // Holding the file would add its 30 MiB to what listing needs.
+    assert!(
+        cat < listing + 8 * 1024,
+        "cat of a 30 MiB file peaked at {cat} KiB, ls at {listing} KiB"
+    );
+}
