@@ -431,7 +431,7 @@ impl Checker<'_> {
         let mut lfn = LongName::default();
         if dir.first == 0 {
             let (start, len) = self.bpb.root_dir_region();
-            // root_entries * 32 <= 2 MiB.
+            // root_entries * 32, rounded up to a sector: about 2 MiB at most.
             let mut buf = vec![0; len as usize];
             self.window
                 .read_exact_at(start, &mut buf)
@@ -490,14 +490,17 @@ impl Checker<'_> {
                 }
                 _ => {}
             }
+            // Classified as fatfs does: the four low attribute bits all set
+            // make a long-name part whatever the others say; any entry
+            // with the volume bit is skipped (fatfs never follows one).
             let attr = raw[11];
-            if attr & 0x3F == 0x0F {
+            if attr & 0x0F == 0x0F {
                 lfn.push(raw);
                 continue;
             }
             let long = lfn.take(raw);
-            if attr & 0x18 == 0x08 {
-                continue; // the volume label
+            if attr & 0x08 != 0 {
+                continue;
             }
             let first_hi = if self.bpb.fat_type == FatType::Fat32 {
                 u32::from(le_u16(raw, 20))

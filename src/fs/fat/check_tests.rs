@@ -301,3 +301,46 @@ fn long_names_and_case_flags_name_files_as_fatfs_does() {
     short[12] = 0x18;
     assert_eq!(short_name(&short), "ab.txt");
 }
+
+#[test]
+fn the_whole_root_sector_is_checked_as_fatfs_reads_it() {
+    // Found by the fat_rw fuzz target: a FAT12/16 root of 4 entries takes
+    // a whole sector, and fatfs lists all 16 slots of it; an entry in slot
+    // 6 used to escape the check and send fatfs outside the partition.
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    let len = 1u64 << 20;
+    tmp.as_file().set_len(len).unwrap();
+    fatfs::format_volume(
+        &mut tmp.reopen().unwrap(),
+        fatfs::FormatVolumeOptions::new()
+            .fat_type(fatfs::FatType::Fat12)
+            .max_root_dir_entries(4),
+    )
+    .unwrap();
+    let file: Arc<dyn Storage> = Arc::new(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(tmp.path())
+            .unwrap(),
+    );
+    let w = PartitionWindow::new(file, ByteRange::new(ByteOffset(0), ByteLen(len)).unwrap());
+    let mut sector = [0u8; 512];
+    w.read_exact_at(0, &mut sector).unwrap();
+    let bpb = Bpb::parse(&sector, len).unwrap();
+    assert_eq!(bpb.root_entries, 4);
+    let (root, _) = bpb.root_dir_region();
+    let mut deleted = [0u8; 32];
+    deleted[0] = 0xE5;
+    for slot in 0..6 {
+        w.write_all_at(root + slot * 32, &deleted).unwrap();
+    }
+    let mut dir = [0u8; 32];
+    dir[..11].copy_from_slice(b"ESCAPED    ");
+    dir[11] = 0x10;
+    dir[26..28].copy_from_slice(&5000u16.to_le_bytes());
+    w.write_all_at(root + 6 * 32, &dir).unwrap();
+    let e = check(&w, &bpb, Scope::Everything).unwrap_err().to_string();
+    assert!(e.contains("/ESCAPED: starts at cluster 5000"), "{e}");
+    assert_eq!(bpb.root_dir_region().1, 512, "the root is one whole sector");
+}
