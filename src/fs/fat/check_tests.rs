@@ -311,7 +311,7 @@ fn the_whole_root_sector_is_checked_as_fatfs_reads_it() {
     let len = 1u64 << 20;
     tmp.as_file().set_len(len).unwrap();
     fatfs::format_volume(
-        &mut tmp.reopen().unwrap(),
+        tmp.reopen().unwrap(),
         fatfs::FormatVolumeOptions::new()
             .fat_type(fatfs::FatType::Fat12)
             .max_root_dir_entries(4),
