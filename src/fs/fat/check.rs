@@ -87,6 +87,16 @@ pub enum ChainError {
         clusters: u32,
         need: u64,
     },
+    #[error(
+        "{dir}: an entry is named {name:?}, which no path can name (empty, `.`, `..` or with a \
+         `/`); the volume is damaged"
+    )]
+    BadName { dir: String, name: String },
+    #[error(
+        "{dir}: more than one entry is named {name:?} (names differ in more than case, long \
+         and short ones alike); the volume is damaged"
+    )]
+    Duplicate { dir: String, name: String },
     #[error("{path}: a directory entry with no first cluster; the volume is damaged")]
     DirWithoutCluster { path: String },
     #[error(
@@ -428,7 +438,7 @@ impl Checker<'_> {
             let path = dir.path.clone();
             move |cause| ChainError::Io { path, what, cause }
         };
-        let mut lfn = LongName::default();
+        let mut st = DirScan::default();
         if dir.first == 0 {
             let (start, len) = self.bpb.root_dir_region();
             // root_entries * 32, rounded up to a sector: about 2 MiB at most.
@@ -436,7 +446,7 @@ impl Checker<'_> {
             self.window
                 .read_exact_at(start, &mut buf)
                 .map_err(io("the root directory".into()))?;
-            if let Scan::End(at) = self.scan(dir, &buf, &mut lfn, todo)? {
+            if let Scan::End(at) = self.scan(dir, &buf, &mut st, todo)? {
                 self.note_dead(start, &buf, at + 32);
             }
             return Ok(());
@@ -451,7 +461,7 @@ impl Checker<'_> {
                 .map_err(io(format!("cluster {c}")))?;
             if ended {
                 self.note_dead(start, &buf, 0);
-            } else if let Scan::End(at) = self.scan(dir, &buf, &mut lfn, todo)? {
+            } else if let Scan::End(at) = self.scan(dir, &buf, &mut st, todo)? {
                 self.note_dead(start, &buf, at + 32);
                 ended = true;
             }
@@ -476,9 +486,10 @@ impl Checker<'_> {
         &mut self,
         dir: &Dir,
         bytes: &[u8],
-        lfn: &mut LongName,
+        st: &mut DirScan,
         todo: &mut Vec<Dir>,
     ) -> Result<Scan, ChainError> {
+        let lfn = &mut st.lfn;
         for (i, raw) in bytes.chunks_exact(32).enumerate() {
             let at = i * 32;
             match raw[0] {
@@ -512,7 +523,29 @@ impl Checker<'_> {
                 self.check_dot(dir, dot, first)?;
                 continue;
             }
-            let name = long.unwrap_or_else(|| short_name(raw));
+            let short = short_name(raw);
+            let name = long.unwrap_or_else(|| short.clone());
+            // fatfs finds an entry by its long or its short name, ignoring
+            // case: each must lead to one entry only, and be a name a path
+            // can hold.
+            let mut aliases = vec![name.to_uppercase()];
+            if !short.eq_ignore_ascii_case(&name) {
+                aliases.push(short.to_uppercase());
+            }
+            for alias in aliases {
+                if alias.contains('/') || alias == "." || alias == ".." || alias.is_empty() {
+                    return Err(ChainError::BadName {
+                        dir: dir.path.clone(),
+                        name,
+                    });
+                }
+                if !st.names.insert(alias) {
+                    return Err(ChainError::Duplicate {
+                        dir: dir.path.clone(),
+                        name,
+                    });
+                }
+            }
             let path = if dir.path == "/" {
                 format!("/{name}")
             } else {
@@ -584,6 +617,15 @@ impl Checker<'_> {
         }
         Ok(())
     }
+}
+
+/// What the scan of one directory carries from cluster to cluster.
+#[derive(Default)]
+struct DirScan {
+    lfn: LongName,
+    /// Every name and short name seen, upper-cased (fatfs matches names
+    /// ignoring case).
+    names: HashSet<String>,
 }
 
 /// Whether a directory's entries go on after the bytes just scanned, or

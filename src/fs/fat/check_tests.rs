@@ -344,3 +344,31 @@ fn the_whole_root_sector_is_checked_as_fatfs_reads_it() {
     assert!(e.contains("/ESCAPED: starts at cluster 5000"), "{e}");
     assert_eq!(bpb.root_dir_region().1, 512, "the root is one whole sector");
 }
+
+#[test]
+fn names_that_lead_to_two_entries_or_none_are_refused() {
+    let (_t, w, bpb) = volume(fatfs::FatType::Fat16, 8);
+    let (root, len) = bpb.root_dir_region();
+    let mut buf = vec![0u8; len as usize];
+    w.read_exact_at(root, &mut buf).unwrap();
+    let one = buf
+        .chunks_exact(32)
+        .position(|e| &e[..11] == b"ONE        ")
+        .unwrap() as u64;
+    let free = buf.chunks_exact(32).position(|e| e[0] == 0).unwrap() as u64;
+    let mut entry = [0u8; 32];
+    w.read_exact_at(root + one * 32, &mut entry).unwrap();
+    // A second entry named ONE (its name differs only in case).
+    let mut twin = entry;
+    twin[12] = 0x08; // shown as "one"
+    twin[26..28].copy_from_slice(&0u16.to_le_bytes());
+    twin[28..32].copy_from_slice(&0u32.to_le_bytes());
+    w.write_all_at(root + free * 32, &twin).unwrap();
+    let e = check(&w, &bpb, Scope::Everything).unwrap_err().to_string();
+    assert!(e.contains("/: more than one entry is named \"one\""), "{e}");
+    // A name no path can hold.
+    twin[..11].copy_from_slice(b"A/B        ");
+    w.write_all_at(root + free * 32, &twin).unwrap();
+    let e = check(&w, &bpb, Scope::Everything).unwrap_err().to_string();
+    assert!(e.contains("an entry is named \"a/b\""), "{e}");
+}
