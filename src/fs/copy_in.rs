@@ -90,6 +90,15 @@ pub fn plan(
             out.remove(first);
         }
     }
+    // As GNU cp does, refuse to write one path twice in a run (the second
+    // copy would silently replace the first).
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = out.iter().find(|it| !seen.insert(it.dest.as_str())) {
+        bail!(
+            "{}: more than one source would be copied to this path",
+            twice.dest
+        );
+    }
     Ok(out)
 }
 
@@ -256,6 +265,19 @@ mod tests {
         let root = PathBuf::from(format!("{}/conf/./", t.path().display()));
         let into_root = plan(&[root], "/", DestState::Directory, true).unwrap();
         assert_eq!(into_root[0].dest, "/a");
+    }
+
+    #[test]
+    fn two_sources_for_one_destination_are_refused() {
+        let t = tree();
+        std::fs::create_dir(t.path().join("other")).unwrap();
+        std::fs::write(t.path().join("other/a"), "other a").unwrap();
+        let both = [t.path().join("conf/a"), t.path().join("other/a")];
+        let e = plan(&both, "/etc", DestState::Directory, false).unwrap_err();
+        assert!(
+            e.to_string().contains("/etc/a: more than one source"),
+            "{e}"
+        );
     }
 
     #[test]

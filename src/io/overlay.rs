@@ -67,32 +67,43 @@ impl Overlay {
     /// guaranteed when this fails.
     pub fn commit(&self, dst: &File) -> Result<usize, CommitError> {
         let pages = self.take_pages();
-        let span = |idx: u64| {
-            let start = idx * PAGE;
-            // Pages hold bytes of the image only: start < len.
-            (start, PAGE.min(self.len - start))
-        };
-        reserve(dst, pages.keys().map(|&i| span(i)))?;
-        // The old bytes, to put back if a write fails half-way.
+        reserve(dst, pages.keys().map(|&i| self.span(i)))?;
+        self.write_pages(&pages, dst)?;
+        Ok(pages.len())
+    }
+
+    /// The bytes of the image in page `idx`: (offset, length).
+    fn span(&self, idx: u64) -> (u64, u64) {
+        let start = idx * PAGE;
+        // Pages hold bytes of the image only: start < len.
+        (start, PAGE.min(self.len - start))
+    }
+
+    /// Writes `pages` into `dst` in offset order and flushes it; when a
+    /// write fails, puts back the old bytes of every page written so far.
+    fn write_pages(&self, pages: &Pages, dst: &dyn Storage) -> Result<(), CommitError> {
         let mut old = Vec::with_capacity(pages.len());
         for &idx in pages.keys() {
-            let (start, n) = span(idx);
+            let (start, n) = self.span(idx);
             let mut buf = vec![0u8; n as usize]; // as: n <= PAGE
-            Storage::read_exact_at(dst, &mut buf, start).map_err(|e| CommitError::Read {
-                offset: start,
-                cause: e,
-            })?;
+            dst.read_exact_at(&mut buf, start)
+                .map_err(|e| CommitError::Read {
+                    offset: start,
+                    cause: e,
+                })?;
             old.push(buf);
         }
         for (i, (&idx, page)) in pages.iter().enumerate() {
-            let (start, n) = span(idx);
-            if let Err(e) = Storage::write_all_at(dst, &page[..n as usize], start) {
-                let undone = pages
+            let (start, n) = self.span(idx);
+            if let Err(e) = dst.write_all_at(&page[..n as usize], start) {
+                // Every page up to this one, even if one of them fails.
+                let restored = pages
                     .keys()
                     .zip(&old)
                     .take(i + 1)
-                    .all(|(&j, bytes)| Storage::write_all_at(dst, bytes, span(j).0).is_ok())
-                    && dst.sync_all().is_ok();
+                    .map(|(&j, bytes)| dst.write_all_at(bytes, self.span(j).0).is_ok())
+                    .fold(true, |all, ok| all & ok);
+                let undone = restored && dst.sync_all().is_ok();
                 return Err(CommitError::Write {
                     offset: start,
                     cause: e,
@@ -100,8 +111,7 @@ impl Overlay {
                 });
             }
         }
-        dst.sync_all().map_err(CommitError::Sync)?;
-        Ok(pages.len())
+        dst.sync_all().map_err(CommitError::Sync)
     }
 
     /// The pages written so far, leaving the overlay empty.
@@ -271,6 +281,80 @@ mod tests {
         let pages = o.take_pages();
         assert_eq!(pages.keys().copied().collect::<Vec<_>>(), vec![0, 1, 3]);
         assert!(pages[&3][100..].iter().all(|&b| b == 0));
+    }
+
+    /// Storage that fails its `fail_at`-th write (counting from 0).
+    #[derive(Debug)]
+    struct Flaky {
+        inner: crate::io::MemStorage,
+        writes: std::sync::atomic::AtomicUsize,
+        fail_at: usize,
+    }
+
+    impl Storage for Flaky {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            self.inner.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+            let n = self
+                .writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n == self.fail_at {
+                return Err(io::Error::other("injected"));
+            }
+            self.inner.write_at(buf, offset)
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_commit_writes_every_page_and_leaves_the_overlay_empty() {
+        let base: Vec<u8> = (0..3 * PAGE + 100).map(|i| (i % 251) as u8).collect();
+        let (tmp, o) = overlay(&base);
+        o.write_all_at(b"one", 10).unwrap();
+        o.write_all_at(b"tail", 3 * PAGE + 90).unwrap();
+        let rw = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(tmp.path())
+            .unwrap();
+        assert_eq!(o.commit(&rw).unwrap(), 2);
+        let mut want = base.clone();
+        want[10..13].copy_from_slice(b"one");
+        want[3 * PAGE as usize + 90..3 * PAGE as usize + 94].copy_from_slice(b"tail");
+        assert_eq!(
+            std::fs::read(tmp.path()).unwrap(),
+            want,
+            "length kept, pages laid on"
+        );
+        assert!(o.take_pages().is_empty());
+    }
+
+    #[test]
+    fn a_write_failing_mid_commit_puts_back_the_pages_already_written() {
+        let base: Vec<u8> = (0..4 * PAGE).map(|i| (i % 13) as u8).collect();
+        let (_tmp, o) = overlay(&base);
+        for p in 0..4 {
+            o.write_all_at(&[0xEE; 8], p * PAGE + 1).unwrap();
+        }
+        let pages = o.take_pages();
+        let dst = Flaky {
+            inner: crate::io::MemStorage::new(base.clone()),
+            writes: Default::default(),
+            fail_at: 2,
+        };
+        let err = o.write_pages(&pages, &dst).unwrap_err();
+        assert!(
+            matches!(err, CommitError::Write { undone: true, offset, .. } if offset == 2 * PAGE),
+            "{err}"
+        );
+        assert_eq!(
+            dst.inner.bytes(),
+            base,
+            "the pages written before the failure stayed"
+        );
     }
 
     #[test]

@@ -329,12 +329,15 @@ impl Bpb {
         sector * u64::from(self.bytes_per_sector)
     }
 
-    /// Byte offset and length of the fixed FAT12/16 root directory.
+    /// Byte offset and length of the fixed FAT12/16 root directory: its
+    /// entries rounded up to whole sectors, as fatfs reads it (and as the
+    /// data area starts after it).
     pub fn root_dir_region(&self) -> (u64, u64) {
         let bps = u64::from(self.bytes_per_sector);
         let start =
             u64::from(self.reserved_sectors) + u64::from(self.fats) * u64::from(self.fat_size);
-        (start * bps, u64::from(self.root_entries) * 32)
+        let len = (u64::from(self.root_entries) * 32).div_ceil(bps) * bps;
+        (start * bps, len)
     }
 
     /// Byte offset of data cluster `cluster` (2 ..= cluster_count + 1).
