@@ -43,7 +43,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     refuse_tracked(&cluster.state_dir)?;
     // A dry run writes nothing: not even the state directory.
     let state = state_for(&cluster, !args.dry_run)?;
-    let progress = crate::source::progress::Progress::for_stderr(global.quiet);
+    let progress = crate::progress::Progress::for_stderr(global.quiet);
     // The profile meets each base image before anything is written: a
     // build fetches what it needs; a dry run checks what is at hand.
     let opts = (!args.dry_run)
@@ -99,7 +99,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let the_plan = plan::BuildPlan {
         out_dir: args.out.clone(),
         nodes,
-        epoch: build::epoch(),
+        epoch: crate::time::epoch(),
     };
     let mut stdout = std::io::stdout().lock();
     if args.dry_run {
@@ -167,7 +167,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 fn base_image(
     node: &crate::profile::ResolvedNode,
     opts: &crate::source::SourceOptions,
-    progress: &crate::source::progress::Progress,
+    progress: &crate::progress::Progress,
 ) -> Result<PathBuf> {
     if let ImageSource::Path(p) = &node.image.source
         && !base_check::is_compressed(p)
@@ -175,8 +175,7 @@ fn base_image(
     {
         return Ok(p.clone());
     }
-    let spec = crate::source::SourceSpec::for_node(&node.image, &node.board)
-        .map_err(|why| anyhow::anyhow!("node {}: image: {why}", node.hostname))?;
+    let spec = crate::source::SourceSpec::for_node(&node.image);
     let img = crate::source::ensure_base(&spec, opts, progress).with_context(|| {
         format!(
             "node {}: getting its base image {}",

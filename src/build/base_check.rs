@@ -253,7 +253,7 @@ pub fn available(node: &ResolvedNode, cache_dir: &Path) -> Result<PathBuf, Strin
     {
         return Ok(p.clone());
     }
-    let spec = SourceSpec::for_node(&node.image, &node.board)?;
+    let spec = SourceSpec::for_node(&node.image);
     match crate::source::cached_base(&spec, cache_dir) {
         Some(img) => Ok(img.raw_path),
         None => Err(match &spec {

@@ -25,24 +25,10 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::image::Image;
-use crate::source::progress::Progress;
+use crate::progress::Progress;
 use emit::{CopyMethod, PieceHashes};
 use output::Partial;
 use plan::{BuildPlan, NodePlan};
-
-/// 2020-01-01T00:00:00Z: the time stamped on files a build creates unless
-/// `SOURCE_DATE_EPOCH` says otherwise (the FAT side uses the same date), so
-/// the same inputs give the same bytes.
-pub const DEFAULT_EPOCH: i64 = 1_577_836_800;
-
-pub fn epoch() -> i64 {
-    source_date_epoch().unwrap_or(DEFAULT_EPOCH)
-}
-
-/// `SOURCE_DATE_EPOCH` (the reproducible-builds convention), if set.
-pub fn source_date_epoch() -> Option<i64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok()?.parse().ok()
-}
 
 /// What one node's build produced.
 #[derive(Debug, Clone, Serialize)]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::digest::hex;
 use crate::profile::resolved::{Cluster, ImageSource, ResolvedNode};
-use crate::profile::state::hex;
 use crate::render::{FileKind, FileSpec, Target};
 
 /// Where the build records what it injected (read back by `inspect`).
@@ -35,9 +35,9 @@ pub struct BuildPlan {
 
 pub fn describe_source(s: &ImageSource) -> String {
     match s {
-        ImageSource::Catalog(Some(name)) => format!("catalog:{name}"),
-        ImageSource::Catalog(None) => "catalog (default for the board)".into(),
-        ImageSource::Url { url, .. } => crate::source::redact::text(url),
+        ImageSource::Catalog { entry, named: true } => format!("catalog:{}", entry.name),
+        ImageSource::Catalog { named: false, .. } => "catalog (default for the board)".into(),
+        ImageSource::Url { url, .. } => crate::source::redact::url(url),
         ImageSource::Path(p) => p.display().to_string(),
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::profile::path_io::{PathIoError, at};
+use crate::io::path_error::{PathIoError, at};
 use crate::render::file_spec::{FileKind, FileSpec};
 
 #[derive(Debug, Error)]
@@ -71,7 +71,7 @@ pub fn manifest_line(spec: &FileSpec) -> Result<String, TreeError> {
         let _ = write!(
             line,
             " sha256={}",
-            crate::profile::state::hex(&Sha256::digest(&bytes))
+            crate::digest::hex(&Sha256::digest(&bytes))
         );
     }
     Ok(line)
