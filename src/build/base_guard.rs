@@ -30,11 +30,11 @@ fn outputs(plan: &BuildPlan) -> Vec<PathBuf> {
 }
 
 /// Refuses, before anything is written, a plan in which a node's base
-/// (`bases`, in node order) is, or is a hard link to, a file the build
+/// (its `base_path`) is, or is a hard link to, a file the build
 /// writes: the same device and inode. A base that is a symlink is judged
 /// by the file it points at; an output that is a symlink by the link
 /// itself (the rename replaces the link, not its target).
-pub fn refuse_base_as_output(plan: &BuildPlan, bases: &[PathBuf]) -> Result<()> {
+pub fn refuse_base_as_output(plan: &BuildPlan) -> Result<()> {
     let outputs: Vec<(PathBuf, (u64, u64))> = outputs(plan)
         .into_iter()
         .filter_map(|p| {
@@ -42,7 +42,10 @@ pub fn refuse_base_as_output(plan: &BuildPlan, bases: &[PathBuf]) -> Result<()> 
             Some((p, (m.dev(), m.ino())))
         })
         .collect();
-    for (node, base) in plan.nodes.iter().zip(bases) {
+    for node in &plan.nodes {
+        let Some(base) = &node.base_path else {
+            continue;
+        };
         // A base that cannot be read fails later, with its own error.
         let Ok(m) = std::fs::metadata(base) else {
             continue;

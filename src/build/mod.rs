@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod mapped;
 pub mod output;
 pub mod patch;
+pub mod pipeline;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
@@ -46,18 +47,24 @@ pub struct NodeResult {
     pub seconds: f64,
 }
 
-/// Builds every node of `plan` from its raw base image (`bases`, in node
-/// order), at most `jobs` at a time. `stop` is set by SIGINT, SIGTERM,
+/// Builds every node of `plan` from its raw base image (each node's
+/// `base_path`), at most `jobs` at a time. `stop` is set by SIGINT, SIGTERM,
 /// SIGHUP or SIGQUIT; work checks it between steps and chunks.
 pub fn run(
     plan: &BuildPlan,
-    bases: &[PathBuf],
     jobs: usize,
     xz_threads: Option<u32>,
     progress: &Progress,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<NodeResult>> {
-    base_guard::refuse_base_as_output(plan, bases)?;
+    let mut bases = Vec::new();
+    for n in &plan.nodes {
+        match &n.base_path {
+            Some(b) => bases.push(b),
+            None => bail!("node {}: its base image was not fetched", n.name),
+        }
+    }
+    base_guard::refuse_base_as_output(plan)?;
     std::fs::create_dir_all(&plan.out_dir)
         .with_context(|| format!("creating the output directory {}", plan.out_dir.display()))?;
     let jobs = jobs.max(1);

@@ -14,6 +14,9 @@ use crate::render::FileSpec;
 pub struct NodePlan {
     pub name: String,
     pub base: ImageSource,
+    /// The raw base image on disk, once it was fetched or found (`None` in
+    /// a dry run whose base is not at hand).
+    pub base_path: Option<PathBuf>,
     pub out: PathBuf,
     pub files: Vec<FileSpec>,
     /// What checking the base image found (the image, each user's uid),
@@ -46,6 +49,7 @@ pub fn node_plan(node: &ResolvedNode, files: Vec<FileSpec>, out_dir: &Path) -> N
     NodePlan {
         out: out_dir.join(format!("{name}.img")),
         base: node.image.source.clone(),
+        base_path: None,
         name,
         files,
         notes: Vec::new(),

@@ -183,6 +183,10 @@ fn an_ubuntu_profile_on_an_armbian_image_is_refused_before_anything_is_written()
         assert!(stderr(&checked).contains(n), "{n}: {}", stderr(&checked));
     }
     assert!(!out.exists(), "the refused build created {o}");
+    // Not even the state directory: the base is checked before secrets
+    // are made.
+    let state = tmp.path().join(".homelab-state");
+    assert!(!state.exists(), "the refused build created {}", state.display());
     assert_eq!(sha256(&base), before, "the base image changed");
 }
 
