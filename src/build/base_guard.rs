@@ -95,3 +95,47 @@ pub fn explain_changed_base(err: anyhow::Error, base: &Path, before: Option<u64>
         _ => err,
     }
 }
+
+/// The size and modification time of an open base, to tell afterwards
+/// whether something wrote it while the build read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    len: u64,
+    mtime: (i64, i64),
+}
+
+pub fn snapshot(f: &std::fs::File) -> Option<Snapshot> {
+    let m = f.metadata().ok()?;
+    Some(Snapshot {
+        len: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+    })
+}
+
+/// Refuses a node image read from a base that changed while it was read
+/// (`before`: when it was opened). A base cut short before its data was
+/// scanned would otherwise read as holes and give a wrong image with no
+/// error at all.
+pub fn refuse_changed(f: &std::fs::File, base: &Path, before: Option<Snapshot>) -> Result<()> {
+    let (Some(was), Some(now)) = (before, snapshot(f)) else {
+        return Ok(());
+    };
+    if was.len != now.len {
+        bail!(
+            "the base image {} changed size while it was being read ({} bytes when the \
+             build started, {} now); is something else writing it? Build again once \
+             it is complete",
+            base.display(),
+            was.len,
+            now.len
+        );
+    }
+    if was.mtime != now.mtime {
+        bail!(
+            "the base image {} was modified while it was being read; is something else \
+             writing it? Build again once it is complete",
+            base.display()
+        );
+    }
+    Ok(())
+}

@@ -142,6 +142,7 @@ fn build_node(
         "writing the node's files (in memory, over the base)",
     );
     let (image, overlay) = Image::open_overlay(base)?;
+    let opened = base_guard::snapshot(overlay.base());
     let expect = patch::apply(&image, &n.files, epoch)?;
     // What the bmap maps, read through the overlay: the patched image.
     let usage = mapped::used_blocks(&image);
@@ -182,6 +183,7 @@ fn build_node(
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
     task.done();
     drop(dst);
+    base_guard::refuse_changed(overlay.base(), base, opened)?;
     check_stop(stop)?;
 
     step(&n.name, 3, "re-reading the written files");

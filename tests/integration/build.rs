@@ -11,23 +11,7 @@ use crate::util::{assert_fails, bin, extract_partition, fixture, hi_ok, our_part
 
 /// A copy of an example profile whose nodes all use `base` as image.
 pub(crate) fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("profiles")
-        .join(example);
-    let text = std::fs::read_to_string(src).unwrap();
-    let os_line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("os: "))
-        .unwrap();
-    let indent = &os_line[..os_line.len() - os_line.trim_start().len()];
-    let text = text.replacen(
-        os_line,
-        &format!("{os_line}\n{indent}path: {}", base.display()),
-        1,
-    );
-    let p = dir.join("homelab.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
+    crate::util::example_profile(dir, example, None, base)
 }
 
 fn build(profile: &Path, args: &[&str]) -> std::process::Output {
@@ -374,22 +358,7 @@ fn an_interrupted_build_removes_its_partial_output_and_keeps_the_old_image() {
     // A base with a lot of data so the copy takes a while: the fixture with
     // 1.5 GiB of incompressible bytes appended past its partitions.
     let base = tmp.path().join("big-base.img");
-    run_ok(
-        Command::new("cp")
-            .arg(fixture("ubuntu-raspi.img"))
-            .arg(&base),
-    );
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&base)
-            .unwrap();
-        let chunk = crate::ext4_support::bytes(64 << 20, 5);
-        for _ in 0..24 {
-            f.write_all(&chunk).unwrap();
-        }
-    }
+    crate::ext4_support::big_base(&base, 5);
     let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();

@@ -19,21 +19,7 @@ use crate::util::{
 /// A copy of an example profile in `dir` with every node's base image set
 /// to `os` and `base`.
 fn profile(dir: &Path, example: &str, os: &str, base: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("profiles")
-        .join(example);
-    let text = std::fs::read_to_string(src).unwrap();
-    let os_line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("os: "))
-        .unwrap();
-    let indent = &os_line[..os_line.len() - os_line.trim_start().len()];
-    let text = text.replacen(
-        os_line,
-        &format!("{indent}os: {os}\n{indent}path: {}", base.display()),
-        1,
-    );
-    write_profile(dir, &text)
+    crate::util::example_profile(dir, example, Some(os), base)
 }
 
 fn write_profile(dir: &Path, text: &str) -> PathBuf {
@@ -186,7 +172,11 @@ fn an_ubuntu_profile_on_an_armbian_image_is_refused_before_anything_is_written()
     // Not even the state directory: the base is checked before secrets
     // are made.
     let state = tmp.path().join(".homelab-state");
-    assert!(!state.exists(), "the refused build created {}", state.display());
+    assert!(
+        !state.exists(),
+        "the refused build created {}",
+        state.display()
+    );
     assert_eq!(sha256(&base), before, "the base image changed");
 }
 
