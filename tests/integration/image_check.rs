@@ -791,3 +791,45 @@ fn an_armbian_image_with_chrony_gets_the_ntp_servers_in_chrony_sources() {
     );
     assert!(!tree.join("root/etc/systemd/timesyncd.conf.d").exists());
 }
+
+#[test]
+fn a_fifo_named_as_image_path_is_refused_not_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("base.img");
+    crate::util::run_ok(std::process::Command::new("mkfifo").arg(&fifo));
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", "ubuntu-24.04", &fifo);
+    let out = tmp.path().join("out");
+    for dry in [false, true] {
+        let mut cmd = crate::util::bin();
+        cmd.arg("--profile")
+            .arg(&p)
+            .args(["build", "--node", "pi1", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let t0 = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed().as_secs() > 30 {
+                child.kill().unwrap();
+                panic!("build (dry run: {dry}) hung on the FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let r = child.wait_with_output().unwrap();
+        let err = stderr(&r);
+        let fifo_named = "a FIFO (named pipe), not a regular file";
+        if dry {
+            // The plan says why the image was not checked.
+            let plan = String::from_utf8_lossy(&r.stdout);
+            assert!(plan.contains(fifo_named), "{plan}{err}");
+        } else {
+            assert!(err.contains(fifo_named), "{err}");
+            assert_eq!(r.status.code(), Some(1), "{err}");
+        }
+    }
+    assert!(!out.exists());
+}
