@@ -11,6 +11,7 @@ pub mod build;
 pub mod cli;
 pub mod disk;
 pub mod firmware;
+pub mod flash;
 pub mod fs;
 pub mod image;
 pub mod inspect;
