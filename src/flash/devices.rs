@@ -337,7 +337,11 @@ fn disk(
     };
     let sys_path = node.dir.to_string_lossy();
     let transport = Transport::detect(&node.name, &sys_path);
-    let vendor = device.as_deref().and_then(|d| sysfs::attr(d, "vendor"));
+    // virtio and PCI devices give a numeric id (`0x1af4`) here, not a name.
+    let vendor = device
+        .as_deref()
+        .and_then(|d| sysfs::attr(d, "vendor"))
+        .filter(|v| !v.starts_with("0x"));
     let model = device
         .as_deref()
         .and_then(|d| sysfs::attr(d, "model").or_else(|| sysfs::attr(d, "name")));

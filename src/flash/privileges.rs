@@ -17,6 +17,13 @@ pub enum PrivilegeError {
         path.display()
     )]
     Denied { path: PathBuf, group: String },
+    /// The node belongs to group root (systems without a `disk` group, or
+    /// containers): joining root's group is not advice to give.
+    #[error(
+        "{}: no permission to write it; it is writable by root only: run with sudo",
+        path.display()
+    )]
+    RootOnly { path: PathBuf },
     #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
@@ -27,9 +34,14 @@ pub enum PrivilegeError {
 /// The error for a device we may not write: names the device's group
 /// (`disk`) when `/etc/group` says what it is called.
 pub fn denied(path: &Path) -> PrivilegeError {
-    let group = std::fs::metadata(path)
-        .ok()
-        .map(|m| group_name(m.gid()).unwrap_or_else(|| format!("with id {}", m.gid())))
+    let gid = std::fs::metadata(path).ok().map(|m| m.gid());
+    if gid == Some(0) {
+        return PrivilegeError::RootOnly {
+            path: path.to_path_buf(),
+        };
+    }
+    let group = gid
+        .map(|g| group_name(g).unwrap_or_else(|| g.to_string()))
         .unwrap_or_else(|| "disk".to_owned());
     PrivilegeError::Denied {
         path: path.to_path_buf(),

@@ -250,11 +250,11 @@ pub fn workstation(root: &Path) -> FakeSys {
     s.add_disk(&FakeDisk {
         name: "sda",
         dev: (8, 160),
-        bytes: 2000 * GIB,
+        bytes: 2 << 40,
         device_path: "pci0000:00/0000:00:17.0/ata3/host2/target2:0:0/2:0:0:0",
         vendor: Some("ATA"),
         model: Some("WDC WD20EZRZ"),
-        partitions: &[("sda1", (8, 161), 2000 * GIB)],
+        partitions: &[("sda1", (8, 161), 2 << 40)],
         ..FakeDisk::default()
     });
     s.add_disk(&FakeDisk {
