@@ -283,10 +283,10 @@ fn serial(root: &Path, block_dir: &Path, device: Option<&Path>) -> Option<String
     let mut dir = device.parent();
     for _ in 0..8 {
         let d = dir.filter(|d| d.starts_with(&top))?;
-        if d.join("idVendor").is_file() {
-            if let Some(s) = sysfs::attr(d, "serial") {
-                return Some(s);
-            }
+        if d.join("idVendor").is_file()
+            && let Some(s) = sysfs::attr(d, "serial")
+        {
+            return Some(s);
         }
         dir = d.parent();
     }
@@ -385,10 +385,10 @@ fn disk(
     }
 
     let on_disk = |dev: Option<DevNum>, source: &str| -> Option<String> {
-        if let Some(d) = dev {
-            if let Some(s) = stack.iter().find(|s| s.1 == d) {
-                return Some(s.0.clone());
-            }
+        if let Some(d) = dev
+            && let Some(s) = stack.iter().find(|s| s.1 == d)
+        {
+            return Some(s.0.clone());
         }
         let name = source_name(source, nodes)?;
         stack.iter().any(|s| s.0 == name).then_some(name)

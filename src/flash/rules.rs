@@ -314,14 +314,14 @@ pub fn check(disk: &Disk, ctx: &Context, ov: &Overrides) -> Result<Verdict, Refu
             transport: disk.transport,
         });
     }
-    if let Some(image_size) = ctx.image_size {
-        if disk.size < image_size {
-            return Err(Refusal::TooSmall {
-                device: device(),
-                size: disk.size,
-                image_size,
-            });
-        }
+    if let Some(image_size) = ctx.image_size
+        && disk.size < image_size
+    {
+        return Err(Refusal::TooSmall {
+            device: device(),
+            size: disk.size,
+            image_size,
+        });
     }
     if disk.size > CONFIRM_ABOVE && !ov.yes {
         return Ok(Verdict::NeedsConfirmation {

@@ -105,8 +105,8 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<String, SysError> {
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
     file.take(cap + 1).read_to_end(&mut bytes).map_err(io)?;
+    // as: a Vec's length (usize, at most 64 bits here) always fits u64.
     if bytes.len() as u64 > cap {
-        // as: a Vec's length always fits u64
         return Err(SysError::TooLong {
             path: path.to_path_buf(),
             cap,
