@@ -517,3 +517,48 @@ fn check_tells_a_user_without_write_permission_how_to_get_it() {
     }
     assert_eq!(std::fs::read(&file).unwrap(), before, "a byte was written");
 }
+
+#[test]
+fn exclusive_open_refuses_a_path_that_now_names_another_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.img"), tmp.path().join("b.img"));
+    patterned_disk_file(&a);
+    patterned_disk_file(&b);
+    let Some(la) = Loop::attach(&a) else {
+        return;
+    };
+    let Some(lb) = Loop::attach(&b) else {
+        return;
+    };
+    let before_b = std::fs::read(&b).unwrap();
+    use homelab_image::flash::{devices, exclusive, rules};
+    let root = Path::new("/");
+    let disks = devices::scan(root).unwrap();
+    // Checked as A, but the path now leads to B (a swapped card, a moved
+    // by-id link): what was opened is refused.
+    let checked = devices::find(&disks, root, &la.dev).unwrap().clone();
+    let err = exclusive::open_exclusive(
+        &lb.dev,
+        &checked,
+        root,
+        &rules::Context::new(),
+        &rules::Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, exclusive::OpenError::Changed { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}: changed since it was checked",
+            lb.dev.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&b).unwrap(),
+        before_b,
+        "a byte was written to B"
+    );
+}
