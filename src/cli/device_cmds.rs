@@ -25,7 +25,7 @@ pub struct DevicesArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Judge one disk: would `flash` accept it?
+    /// Judge one disk: may a node image be written to it?
     #[arg(long, value_name = "DEVICE")]
     pub check: Option<PathBuf>,
 

@@ -562,3 +562,49 @@ fn exclusive_open_refuses_a_path_that_now_names_another_disk() {
         "a byte was written to B"
     );
 }
+
+/// `swapoff` on drop.
+struct Swapon(PathBuf);
+
+impl Drop for Swapon {
+    fn drop(&mut self) {
+        let _ = Command::new("swapoff").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn active_swap_on_a_real_loop_partition_is_refused_by_rule_and_by_the_kernel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("card.img");
+    patterned_disk_file(&file);
+    let Some(lp) = Loop::attach(&file) else {
+        return;
+    };
+    let mkswap = Command::new("mkswap").arg(lp.part1()).output().unwrap();
+    assert!(
+        mkswap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mkswap.stderr)
+    );
+    let on = Command::new("swapon").arg(lp.part1()).output().unwrap();
+    if !on.status.success() {
+        eprintln!(
+            "SKIPPED: swapon refused here: {}",
+            String::from_utf8_lossy(&on.stderr).trim()
+        );
+        return;
+    }
+    let _swap = Swapon(lp.part1());
+    assert_refused(
+        &real_check(&lp.dev, tmp.path()),
+        &[
+            &format!("{}: refused (rule swap)", lp.dev.display()),
+            &format!(
+                "{} is in use as swap; swapoff it first",
+                lp.part1().display()
+            ),
+        ],
+    );
+    let err = open_exclusive(&lp.dev).unwrap_err();
+    assert_eq!(err.rule(), Some("busy"), "{err}");
+}
