@@ -91,7 +91,7 @@ fn an_internal_sata_disk_needs_allow_internal() {
         allow_internal: true,
         yes: false,
     };
-    // 2000 GiB: accepted past the rule, then the size wants confirmation.
+    // 2 TiB: accepted past the rule, then the size wants confirmation.
     assert!(matches!(
         check(&d, &Context::new(), &ov),
         Ok(Verdict::NeedsConfirmation { .. })

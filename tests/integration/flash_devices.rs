@@ -150,7 +150,7 @@ fn devices_allow_internal_turns_the_sata_disk_into_a_candidate() {
         tmp.path(),
         &["--json", "--allow-internal"],
     ));
-    // 2000 GiB: past the internal rule, the size asks for confirmation.
+    // 2 TiB: past the internal rule, the size asks for confirmation.
     assert_eq!(by_path(&list, "/dev/sda")["status"], "confirm");
     assert_eq!(by_path(&list, "/dev/nvme0n1")["rule"], "system-disk");
 }

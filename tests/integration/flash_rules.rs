@@ -608,3 +608,117 @@ fn active_swap_on_a_real_loop_partition_is_refused_by_rule_and_by_the_kernel() {
     let err = open_exclusive(&lp.dev).unwrap_err();
     assert_eq!(err.rule(), Some("busy"), "{err}");
 }
+
+/// `lsblk` (util-linux, reading sysfs on its own) as the oracle for what
+/// we read from the real system: our loop device with a mounted partition,
+/// and the disk holding `/`.
+#[test]
+fn devices_json_on_the_real_system_agrees_with_lsblk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("card.img");
+    patterned_disk_file(&file);
+    let Some(mut lp) = Loop::attach(&file) else {
+        return;
+    };
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(lp.part1())
+        .output()
+        .unwrap();
+    assert!(mkfs.status.success());
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    if Command::new("mount")
+        .arg(lp.part1())
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success()
+    {
+        lp.mounted = Some(mnt.clone());
+    } else {
+        eprintln!("note: cannot mount ext4 here; comparing without a mount");
+    }
+
+    let ours = bin()
+        .args(["devices", "--json", "--all"])
+        .env_remove("HOMELAB_SYSROOT")
+        .env("HOMELAB_CACHE_DIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(ours.status.success(), "{}", stderr(&ours));
+    let ours: serde_json::Value = serde_json::from_slice(&ours.stdout).unwrap();
+    let lsblk = Command::new("lsblk")
+        .args([
+            "-J",
+            "-b",
+            "-o",
+            "NAME,PATH,TYPE,SIZE,RO,RM,MAJ:MIN,MOUNTPOINTS",
+        ])
+        .output()
+        .expect("lsblk (util-linux)");
+    assert!(lsblk.status.success());
+    let lsblk: serde_json::Value = serde_json::from_slice(&lsblk.stdout).unwrap();
+    let theirs = lsblk["blockdevices"].as_array().unwrap();
+
+    let find = |list: &[serde_json::Value], key: &str, path: &str| -> serde_json::Value {
+        list.iter()
+            .find(|d| d[key] == path)
+            .unwrap_or_else(|| panic!("{path} not in {list:#?}"))
+            .clone()
+    };
+    let mount_points = |d: &serde_json::Value| -> Vec<String> {
+        let mut all: Vec<String> = std::iter::once(d)
+            .chain(d["children"].as_array().into_iter().flatten())
+            .flat_map(|x| x["mountpoints"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m.as_str().map(str::to_owned))
+            .collect();
+        all.sort();
+        all
+    };
+    let root_disk = theirs
+        .iter()
+        .find(|d| mount_points(d).iter().any(|m| m == "/"))
+        .map(|d| d["path"].as_str().unwrap().to_owned());
+    let dev = lp.dev.to_str().unwrap().to_owned();
+    for path in std::iter::once(dev.clone()).chain(root_disk) {
+        let t = find(theirs, "path", &path);
+        let o = find(ours.as_array().unwrap(), "path", &path);
+        assert_eq!(o["size"], t["size"], "{path} size");
+        assert_eq!(o["dev"], t["maj:min"], "{path} dev");
+        assert_eq!(o["read_only"], t["ro"], "{path} ro");
+        assert_eq!(o["removable"], t["rm"], "{path} rm");
+        let parts = |v: &serde_json::Value, p: &str, d: &str| -> Vec<(String, String, u64)> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c.get("type").is_none_or(|t| t == "part"))
+                .map(|c| {
+                    (
+                        c[p].as_str().unwrap().to_owned(),
+                        c[d].as_str().unwrap().to_owned(),
+                        c["size"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            parts(&o["partitions"], "path", "dev"),
+            parts(&t["children"], "path", "maj:min"),
+            "{path} partitions"
+        );
+        let mut our_mounts: Vec<String> = o["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["mount_point"].as_str().unwrap().to_owned())
+            .collect();
+        our_mounts.sort();
+        assert_eq!(our_mounts, mount_points(&t), "{path} mount points");
+    }
+    let ours_loop = find(ours.as_array().unwrap(), "path", &dev);
+    assert_eq!(ours_loop["transport"], "loop");
+    if lp.mounted.is_some() {
+        assert_eq!(ours_loop["rule"], "mounted");
+    }
+}
