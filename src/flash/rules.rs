@@ -332,6 +332,21 @@ pub fn check(disk: &Disk, ctx: &Context, ov: &Overrides) -> Result<Verdict, Refu
     Ok(Verdict::Accepted)
 }
 
+/// The disks a picker may offer: those listed by default (never a loop
+/// device: those only when named) that the rules accept, each with its
+/// verdict (a large disk still needs confirmation).
+pub fn candidates<'a>(
+    disks: &'a [Disk],
+    ctx: &Context,
+    ov: &Overrides,
+) -> Vec<(&'a Disk, Verdict)> {
+    disks
+        .iter()
+        .filter(|d| d.listed_by_default())
+        .filter_map(|d| check(d, ctx, ov).ok().map(|v| (d, v)))
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "rules_tests.rs"]
 mod tests;

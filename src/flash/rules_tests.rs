@@ -206,3 +206,27 @@ fn a_disk_smaller_than_the_image_is_refused() {
          no flag overrides this rule"
     );
 }
+
+#[test]
+fn a_picker_is_offered_the_usb_ssd_the_sd_card_and_the_big_disk_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    workstation(tmp.path());
+    let disks = scan(tmp.path()).unwrap();
+    let offered: Vec<_> = candidates(&disks, &Context::new(), &Overrides::default())
+        .into_iter()
+        .map(|(d, v)| {
+            (
+                d.path.to_string_lossy().into_owned(),
+                v == Verdict::Accepted,
+            )
+        })
+        .collect();
+    assert_eq!(
+        offered,
+        [
+            ("/dev/mmcblk0".to_owned(), true),
+            ("/dev/sdb".to_owned(), true),
+            ("/dev/sdf".to_owned(), false),
+        ]
+    );
+}

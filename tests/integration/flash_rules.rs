@@ -473,7 +473,7 @@ fn exclusive_open_of_a_loop_device_succeeds_then_refuses_a_second_holder_and_a_m
 }
 
 #[test]
-fn check_tells_a_user_without_write_permission_how_to_get_it() {
+fn check_tells_a_user_without_write_permission_how_to_get_it_and_listing_needs_none() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("card.img");
     patterned_disk_file(&file);
@@ -515,6 +515,24 @@ fn check_tells_a_user_without_write_permission_how_to_get_it() {
             ],
         );
     }
+    // Listing needs no privilege at all.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_homelab-image"))
+        .args(["devices", "--json", "--all"])
+        .env_remove("HOMELAB_SYSROOT")
+        .env("HOMELAB_CACHE_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["path"] == lp.dev.to_str().unwrap()),
+        "{list:#}"
+    );
     assert_eq!(std::fs::read(&file).unwrap(), before, "a byte was written");
 }
 
