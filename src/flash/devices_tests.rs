@@ -195,3 +195,53 @@ fn a_holder_cycle_does_not_loop() {
     assert_eq!(d.holders.len(), 1);
     assert_eq!(d.holders[0].kind, HolderKind::Md);
 }
+
+#[test]
+fn transport_follows_the_bus_in_real_sysfs_paths() {
+    let cases = [
+        (
+            "sda",
+            "/sys/devices/platform/scb/fd500000.pcie/pci0000:00/0000:00:00.0/0000:01:00.0/usb2/2-2/2-2:1.0/host0/target0:0:0/0:0:0:0/block/sda",
+            Transport::Usb,
+        ),
+        (
+            "mmcblk0",
+            "/sys/devices/platform/emmc2bus/fe340000.mmc/mmc_host/mmc0/mmc0:aaaa/block/mmcblk0",
+            Transport::Mmc,
+        ),
+        (
+            "sda",
+            "/sys/devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda",
+            Transport::Sata,
+        ),
+        (
+            "nvme0n1",
+            "/sys/devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1",
+            Transport::Nvme,
+        ),
+        (
+            "sda",
+            "/sys/devices/pci0000:00/0000:00:05.0/virtio2/host0/target0:0:0/0:0:0:0/block/sda",
+            Transport::Scsi,
+        ),
+        (
+            "vda",
+            "/sys/devices/pci0000:00/0000:00:02.0/virtio1/block/vda",
+            Transport::Virtio,
+        ),
+        ("loop3", "/sys/devices/virtual/block/loop3", Transport::Loop),
+        (
+            "dm-0",
+            "/sys/devices/virtual/block/dm-0",
+            Transport::Virtual,
+        ),
+        (
+            "xvda",
+            "/sys/devices/vbd-51712/block/xvda",
+            Transport::Unknown,
+        ),
+    ];
+    for (name, path, want) in cases {
+        assert_eq!(Transport::detect(name, path), want, "{path}");
+    }
+}
