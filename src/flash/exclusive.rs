@@ -51,8 +51,10 @@ pub enum OpenError {
         found: DevNum,
         found_size: u64,
     },
-    #[error("re-reading the devices after opening: {0}")]
-    Scan(#[from] SysError),
+    // The cause is in the message, not a `source`: `{:#}` would print it
+    // twice.
+    #[error("re-reading the devices after opening: {cause}")]
+    Scan { cause: SysError },
     #[error(transparent)]
     Lookup(#[from] LookupError),
     #[error(transparent)]
@@ -83,7 +85,7 @@ pub fn open_exclusive(
         });
     }
     let found = DevNum::from_raw(stat.st_rdev);
-    let disks = devices::scan(root)?;
+    let disks = devices::scan(root).map_err(|cause| OpenError::Scan { cause })?;
     let disk = devices::disk_by_dev(&disks, path, found)?;
     if found != expected.dev || disk.size != expected.size {
         return Err(OpenError::Changed {
