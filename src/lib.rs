@@ -12,6 +12,7 @@ pub mod cli;
 pub mod digest;
 pub mod disk;
 pub mod firmware;
+pub mod flash;
 pub mod fs;
 pub mod image;
 pub mod inspect;
