@@ -305,8 +305,16 @@ fn mount_loop(img: &Path, mnt: &Path, fs: &str, opts: &str) -> Result<PathBuf, S
     Ok(mnt.to_path_buf())
 }
 
+/// Unmounts `mnt`; when something still holds it, detaches it (`-l`) so
+/// that no mount and no loop device outlives the test.
 fn umount(mnt: &Path) {
-    let _ = Command::new("umount").arg(mnt).status();
+    let ok = Command::new("umount")
+        .arg(mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("umount").arg("-l").arg(mnt).status();
+    }
 }
 
 #[test]
@@ -332,6 +340,8 @@ fn a_full_or_read_only_output_disk_fails_cleanly() {
             )
             .unwrap();
             filler.sync_all().unwrap();
+            // Closed now: an open file would keep the mount busy.
+            drop(filler);
             let out = mnt.join("out");
             let r = build(&p, &["--node", "pi1", "--out", out.to_str().unwrap()]);
             let left: Vec<_> = std::fs::read_dir(&out)
