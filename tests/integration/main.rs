@@ -16,6 +16,7 @@ mod ext4_support;
 mod ext4_write;
 mod fat_hostile;
 mod fat_write;
+mod flash_write;
 mod http_server;
 mod image_check;
 mod inspect;
