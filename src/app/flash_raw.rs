@@ -82,7 +82,10 @@ pub fn flash_raw(args: &FlashRawArgs) -> Result<()> {
     match Image::open(&args.image).and_then(|i| verify::manifest_expectations(&i)) {
         Ok(Some(expect)) => {
             let n = verify::files(&target, &expect)?;
-            say(format!("checked {n} injected files on {}", args.target.display()))?;
+            say(format!(
+                "checked {n} injected files on {}",
+                args.target.display()
+            ))?;
         }
         Ok(None) => say(format!("{shown}: no build manifest; files not compared"))?,
         Err(e) => say(format!("{shown}: files not compared: {e:#}"))?,

@@ -225,7 +225,12 @@ pub fn for_image(image: &Path, len: u64, bmap: Option<&Path>) -> anyhow::Result<
             let usage = mapped::used_blocks(&img);
             Ok((Bmap::from_runs(len, &usage.runs), MapOrigin::Filesystems))
         }
-        Err(e) => Ok((Bmap::whole(len), MapOrigin::Whole { why: format!("{e:#}") })),
+        Err(e) => Ok((
+            Bmap::whole(len),
+            MapOrigin::Whole {
+                why: format!("{e:#}"),
+            },
+        )),
     }
 }
 
@@ -288,14 +293,21 @@ fn scan<'a>(text: &'a str, file: &str) -> Result<Fields, BmapError> {
         let rest = &text[pos..];
         let Some(lt) = rest.find('<') else {
             if !rest.trim().is_empty() {
-                let what = if seen_root { "after the end of" } else { "outside" };
+                let what = if seen_root {
+                    "after the end of"
+                } else {
+                    "outside"
+                };
                 return Err(err(pos, format!("text {what} <bmap>")));
             }
             break;
         };
         let between = &rest[..lt];
         if between.contains('&') {
-            return Err(err(pos, "XML entities (&...;) are not part of a bmap".into()));
+            return Err(err(
+                pos,
+                "XML entities (&...;) are not part of a bmap".into(),
+            ));
         }
         match stack.last_mut() {
             Some(top) => top.text.push_str(between),
@@ -321,7 +333,10 @@ fn scan<'a>(text: &'a str, file: &str) -> Result<Fields, BmapError> {
             continue;
         }
         if tag.starts_with("<!") {
-            return Err(err(at, "a DOCTYPE or CDATA section is not part of a bmap".into()));
+            return Err(err(
+                at,
+                "a DOCTYPE or CDATA section is not part of a bmap".into(),
+            ));
         }
         let end = tag
             .find('>')
@@ -360,7 +375,10 @@ fn scan<'a>(text: &'a str, file: &str) -> Result<Fields, BmapError> {
         let attrs = attributes(&inner[name_end..]).map_err(|why| err(at, why))?;
         if stack.is_empty() {
             if seen_root || name != "bmap" {
-                return Err(err(at, format!("<{name}> where the one <bmap> element belongs")));
+                return Err(err(
+                    at,
+                    format!("<{name}> where the one <bmap> element belongs"),
+                ));
             }
             seen_root = true;
         }
@@ -510,7 +528,12 @@ fn check(bytes: &[u8], file: &str, f: Fields) -> Result<Bmap, BmapError> {
     let (major, minor) = version
         .split_once('.')
         .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
-        .ok_or_else(|| at(vline, format!("bmap version {version:?} is not MAJOR.MINOR")))?;
+        .ok_or_else(|| {
+            at(
+                vline,
+                format!("bmap version {version:?} is not MAJOR.MINOR"),
+            )
+        })?;
     // Format 1.4 is 2.0 released under the wrong number (bmaptool's note).
     let sha256_era = major == 2 || (major == 1 && minor >= 4);
     if major > 2 || major == 0 {
@@ -565,8 +588,8 @@ fn check(bytes: &[u8], file: &str, f: Fields) -> Result<Bmap, BmapError> {
             .file_checksum
             .as_ref()
             .ok_or_else(|| missing("BmapFileChecksum"))?;
-        let want =
-            unhex(sum).ok_or_else(|| at(*sline, format!("checksum {sum:?} is not 64 hex digits")))?;
+        let want = unhex(sum)
+            .ok_or_else(|| at(*sline, format!("checksum {sum:?} is not 64 hex digits")))?;
         let got = file_checksum(bytes, sum);
         if got != want {
             return Err(at(
@@ -589,7 +612,9 @@ fn check(bytes: &[u8], file: &str, f: Fields) -> Result<Bmap, BmapError> {
     for (span, chksum, sha1, line) in &f.ranges {
         let bad = |why: String| at(*line, format!("range {span:?}: {why}"));
         if sha1.is_some() {
-            return Err(bad("a SHA-1 checksum (format 1.3), which is not checked here".into()));
+            return Err(bad(
+                "a SHA-1 checksum (format 1.3), which is not checked here".into(),
+            ));
         }
         let num = |s: &str| {
             s.trim()
@@ -607,7 +632,10 @@ fn check(bytes: &[u8], file: &str, f: Fields) -> Result<Bmap, BmapError> {
             return Err(bad("ends before it starts".into()));
         }
         if last >= blocks {
-            return Err(bad(format!("past the image's last block ({})", blocks.saturating_sub(1))));
+            return Err(bad(format!(
+                "past the image's last block ({})",
+                blocks.saturating_sub(1)
+            )));
         }
         if let Some(prev) = ranges.last()
             && first <= prev.last
@@ -618,9 +646,9 @@ fn check(bytes: &[u8], file: &str, f: Fields) -> Result<Bmap, BmapError> {
             )));
         }
         let sha256 = match chksum {
-            Some(c) if sha256_era => Some(
-                unhex(c).ok_or_else(|| bad(format!("checksum {c:?} is not 64 hex digits")))?,
-            ),
+            Some(c) if sha256_era => {
+                Some(unhex(c).ok_or_else(|| bad(format!("checksum {c:?} is not 64 hex digits")))?)
+            }
             Some(_) => return Err(bad("a checksum in a format without checksums".into())),
             None => None,
         };
@@ -668,7 +696,6 @@ pub fn unhex(s: &str) -> Option<[u8; 32]> {
     }
     Some(out)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -754,10 +781,14 @@ mod tests {
 
     #[test]
     fn overlapping_or_unsorted_ranges_are_refused_naming_the_range() {
-        let text = sign(&unsigned_ours().replace("> 5 </Range>", "> 2-5 </Range>").replace(
-            "<MappedBlocksCount> 7 </MappedBlocksCount>",
-            "<MappedBlocksCount> 10 </MappedBlocksCount>",
-        ));
+        let text = sign(
+            &unsigned_ours()
+                .replace("> 5 </Range>", "> 2-5 </Range>")
+                .replace(
+                    "<MappedBlocksCount> 7 </MappedBlocksCount>",
+                    "<MappedBlocksCount> 10 </MappedBlocksCount>",
+                ),
+        );
         let e = refused(&text);
         assert!(e.to_string().contains("range \"2-5\""), "{e}");
         assert!(e.to_string().contains("overlaps"), "{e}");
@@ -767,7 +798,11 @@ mod tests {
     #[test]
     fn checksums_other_than_sha256_are_refused() {
         let md5 = sign(&unsigned_ours().replace("> sha256 <", "> md5 <"));
-        assert!(refused(&md5).to_string().contains("\"md5\" is not supported"));
+        assert!(
+            refused(&md5)
+                .to_string()
+                .contains("\"md5\" is not supported")
+        );
         let sha1 = "<bmap version=\"1.3\"><ImageSize>4096</ImageSize>\
                     <BlockSize>4096</BlockSize><BlocksCount>1</BlocksCount>\
                     <MappedBlocksCount>1</MappedBlocksCount><BlockMap>\
@@ -781,10 +816,8 @@ mod tests {
         let e = refused(&blocks);
         assert!(e.to_string().contains("11 blocks do not make"), "{e}");
         assert_eq!(e.line, Some(6));
-        let mapped = sign(&unsigned_ours().replace(
-            "<MappedBlocksCount> 7 <",
-            "<MappedBlocksCount> 8 <",
-        ));
+        let mapped =
+            sign(&unsigned_ours().replace("<MappedBlocksCount> 7 <", "<MappedBlocksCount> 8 <"));
         assert!(
             refused(&mapped)
                 .to_string()
@@ -794,11 +827,16 @@ mod tests {
 
     #[test]
     fn a_range_past_the_image_is_refused() {
-        let text = sign(&unsigned_ours().replace("> 7-9 </Range>", "> 7-10 </Range>").replace(
-            "<MappedBlocksCount> 7 <",
-            "<MappedBlocksCount> 8 <",
-        ));
-        assert!(refused(&text).to_string().contains("past the image's last block (9)"));
+        let text = sign(
+            &unsigned_ours()
+                .replace("> 7-9 </Range>", "> 7-10 </Range>")
+                .replace("<MappedBlocksCount> 7 <", "<MappedBlocksCount> 8 <"),
+        );
+        assert!(
+            refused(&text)
+                .to_string()
+                .contains("past the image's last block (9)")
+        );
     }
 
     #[test]

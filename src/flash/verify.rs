@@ -227,23 +227,30 @@ pub fn manifest_expectations(image: &Image) -> Result<Option<Vec<Expectation>>> 
         .with_context(|| format!("{shown}: {MANIFEST_PATH} is not a build manifest"))?;
     let mut out = Vec::with_capacity(manifest.files.len() + 1);
     let meta_of = |fs: &crate::fs::Filesystem, path: &str| -> Result<Option<(u16, u32, u32)>> {
-        let st = fs
-            .stat(path)
-            .with_context(|| format!("{shown}: {path}"))?;
+        let st = fs.stat(path).with_context(|| format!("{shown}: {path}"))?;
         Ok(match st.mode {
-            // Permission bits only: the mask makes the narrowing exact.
-            Some(mode) => Some(((mode & 0o7777) as u16, st.uid.unwrap_or(0), st.gid.unwrap_or(0))),
+            Some(mode) => Some((mode & 0o7777, st.uid.unwrap_or(0), st.gid.unwrap_or(0))),
             None => None,
         })
     };
-    let rows = manifest.files.iter().map(|r| (r.target.as_str(), r.path.as_str(), r.kind.as_str(), r.sha256.as_deref()));
+    let rows = manifest.files.iter().map(|r| {
+        (
+            r.target.as_str(),
+            r.path.as_str(),
+            r.kind.as_str(),
+            r.sha256.as_deref(),
+        )
+    });
     for (target, path, kind, sha) in rows.chain([("root", MANIFEST_PATH, "file", None)]) {
         let (t, fs) = match target {
             "root" => (FsTarget::Root, &root),
             "boot" => (
                 FsTarget::Boot,
-                boot.as_ref()
-                    .ok_or_else(|| anyhow!("{shown}: the manifest names {path} on a boot partition the image lacks"))?,
+                boot.as_ref().ok_or_else(|| {
+                    anyhow!(
+                        "{shown}: the manifest names {path} on a boot partition the image lacks"
+                    )
+                })?,
             ),
             other => bail!("{shown}: {MANIFEST_PATH}: {path}: unknown target {other:?}"),
         };

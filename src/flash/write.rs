@@ -172,8 +172,8 @@ impl Target {
     fn aligned(&self, buf: &[u8], offset: u64) -> bool {
         let n = buf.len() as u64; // as: a usize fits in u64
         self.direct
-            && offset % self.sector == 0
-            && n % self.sector == 0
+            && offset.is_multiple_of(self.sector)
+            && n.is_multiple_of(self.sector)
             && buf.as_ptr().align_offset(ALIGN) == 0
     }
 
@@ -420,10 +420,9 @@ fn write_all(
 
     let (tx, rx) = sync_channel::<Chunk>(QUEUE);
     let (back_tx, back_rx) = sync_channel::<Buf>(QUEUE + 2);
-    let mut hold: Vec<Chunk> = Vec::new();
     let (written, read) = std::thread::scope(|s| {
         let reader = s.spawn(|| read_ranges(src, map, tx, back_rx, stop));
-        let written = write_chunks(target, src.len, rx, back_tx, &mut hold, total, progress, stop);
+        let written = write_chunks(target, src.len, rx, back_tx, total, progress, stop);
         let read = reader
             .join()
             .unwrap_or_else(|_| Err(anyhow!("the thread reading the image panicked")));
@@ -431,7 +430,7 @@ fn write_all(
     });
     // A failed write ends the reader too (its queue is gone): the write's
     // error is the one to report.
-    let mut done = written?;
+    let (mut done, mut hold) = written?;
     let sums = read?.ok_or_else(|| anyhow!("{shown}: the writer stopped early"))?;
     target.sync()?;
     // Tail first, the partition table last.
@@ -456,17 +455,18 @@ fn check_stop(stop: &AtomicBool) -> Result<()> {
 }
 
 /// The writer's side: writes each chunk not held back, returns its buffer,
-/// keeps copies of the held-back ones. Returns the bytes written.
+/// keeps copies of the held-back ones. Returns the bytes written and the
+/// chunks held back.
 fn write_chunks(
     target: &Target,
     image_len: u64,
     rx: Receiver<Chunk>,
     back: SyncSender<Buf>,
-    hold: &mut Vec<Chunk>,
     total: u64,
     progress: &dyn Fn(u64, u64),
     stop: &AtomicBool,
-) -> Result<u64> {
+) -> Result<(u64, Vec<Chunk>)> {
+    let mut hold = Vec::new();
     let mut done = 0u64;
     let mut unsynced = 0u64;
     for chunk in rx {
@@ -495,7 +495,7 @@ fn write_chunks(
         progress(done, total);
         let _ = back.try_send(chunk.buf);
     }
-    Ok(done)
+    Ok((done, hold))
 }
 
 /// A copy of `chunk`, kept to be written at the end.
@@ -562,4 +562,143 @@ fn read_ranges(
         sums.push(sum);
     }
     Ok(Some(sums))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flash::bmap_read::MapRange;
+    use crate::io::MemStorage;
+
+    const LEN: u64 = 12 << 20;
+
+    /// An image of `LEN` bytes, each byte its offset's low bits plus one
+    /// (never 0xA5 at a block start, never zero throughout).
+    fn image() -> MemStorage {
+        MemStorage::new((0..LEN).map(|i| (i % 251) as u8 + 1).collect())
+    }
+
+    fn map(ranges: &[(u64, u64)]) -> Bmap {
+        Bmap {
+            image_size: LEN,
+            block_size: 4096,
+            ranges: ranges
+                .iter()
+                .map(|&(first, last)| MapRange {
+                    first,
+                    last,
+                    sha256: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn dirty_target(dir: &Path) -> (PathBuf, Target) {
+        let path = dir.join("card");
+        std::fs::write(&path, vec![0xA5u8; LEN as usize]).unwrap();
+        let t = Target::open(&path).unwrap();
+        (path, t)
+    }
+
+    #[test]
+    fn only_mapped_ranges_are_written_and_the_rest_keeps_its_old_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut target) = dirty_target(dir.path());
+        let img = image();
+        let src = Source {
+            name: "img".into(),
+            bytes: &img,
+            len: LEN,
+        };
+        // The head, a run crossing a 4 MiB chunk boundary, the tail.
+        let m = map(&[(0, 3), (1000, 1100), (3070, 3071)]);
+        let seen = std::sync::Mutex::new(Vec::new());
+        let w = flash(
+            &src,
+            &m,
+            &mut target,
+            &|done, total| seen.lock().unwrap().push((done, total)),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(w.mapped_bytes, (4 + 101 + 2) * 4096);
+        assert_eq!(w.sums.len(), 3);
+        assert_eq!(w.reread, Reread::NotADisk);
+        let got = std::fs::read(&path).unwrap();
+        let want = img.bytes();
+        for r in &m.ranges {
+            let (a, b) = m.span(r);
+            assert!(got[a as usize..b as usize] == want[a as usize..b as usize]);
+        }
+        // The old partition table's MiB was zeroed first; past it, unmapped
+        // blocks keep the card's old bytes.
+        assert!(got[4 * 4096..HEAD as usize].iter().all(|&b| b == 0));
+        assert!(got[HEAD as usize..1000 * 4096].iter().all(|&b| b == 0xA5));
+        assert!(got[1101 * 4096..3070 * 4096].iter().all(|&b| b == 0xA5));
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.last(), Some(&(w.mapped_bytes, w.mapped_bytes)));
+        // Progress never goes back.
+        assert!(seen.windows(2).all(|p| p[0].0 <= p[1].0));
+    }
+
+    /// A source that fails at one offset, as a dying USB reader would.
+    #[derive(Debug)]
+    struct FailsAt(MemStorage, u64);
+
+    impl Storage for FailsAt {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            if offset >= self.1 {
+                return Err(std::io::Error::other("unreadable sector"));
+            }
+            self.0.read_at(buf, offset)
+        }
+        fn write_at(&self, _: &[u8], _: u64) -> std::io::Result<usize> {
+            unreachable!()
+        }
+        fn sync_all(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_read_wipes_the_head_and_the_tail_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut target) = dirty_target(dir.path());
+        let img = FailsAt(image(), 8 << 20);
+        let src = Source {
+            name: "img".into(),
+            bytes: &img,
+            len: LEN,
+        };
+        let m = map(&[(0, 3071)]);
+        let e = flash(&src, &m, &mut target, &|_, _| {}, &AtomicBool::new(false)).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(text.contains("partition table was wiped"), "{text}");
+        assert!(text.contains("img: reading"), "{text}");
+        assert!(text.contains("at byte 8388608"), "{text}");
+        let got = std::fs::read(&path).unwrap();
+        assert!(got[..HEAD as usize].iter().all(|&b| b == 0));
+        assert!(got[(LEN - TAIL) as usize..].iter().all(|&b| b == 0));
+        // What was written before the failure is still there.
+        assert_eq!(got[(4 << 20) + 5], image().bytes()[(4 << 20) + 5]);
+    }
+
+    #[test]
+    fn a_range_that_differs_from_its_checksum_fails_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut target) = dirty_target(dir.path());
+        let img = image();
+        let src = Source {
+            name: "img".into(),
+            bytes: &img,
+            len: LEN,
+        };
+        let mut m = map(&[(0, 3), (1000, 1001)]);
+        m.ranges[1].sha256 = Some([0; 32]);
+        let e = flash(&src, &m, &mut target, &|_, _| {}, &AtomicBool::new(false)).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(text.contains("blocks 1000-1001 do not match"), "{text}");
+        let got = std::fs::read(&path).unwrap();
+        assert!(got[..HEAD as usize].iter().all(|&b| b == 0));
+    }
 }

@@ -299,7 +299,13 @@ pub(crate) fn assert_written_card_is_clean(img: &Path, tmp: &Path, write: &dyn F
 
 /// Builds `node` of `example` from fixture `base` (with `os` replaced when
 /// given) and returns the image.
-pub(crate) fn built(tmp: &Path, base: &str, example: &str, node: &str, os: Option<&str>) -> PathBuf {
+pub(crate) fn built(
+    tmp: &Path,
+    base: &str,
+    example: &str,
+    node: &str,
+    os: Option<&str>,
+) -> PathBuf {
     let p = profile(tmp, example, &fixture(base));
     if let Some(os) = os {
         let text = std::fs::read_to_string(&p).unwrap();

@@ -71,7 +71,10 @@ mod crate_env {
 fn assert_device_reads_as_the_node(dev: &Path, node: &str) {
     let out = run_ok(Command::new("sfdisk").arg("--verify").arg(dev));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("No errors detected"), "sfdisk --verify: {text}");
+    assert!(
+        text.contains("No errors detected"),
+        "sfdisk --verify: {text}"
+    );
     let out = hi(&["inspect", dev.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -107,7 +110,13 @@ fn assert_no_partition_table(dev: &Path) {
 fn flash_raw_writes_a_node_onto_a_dirty_disk_that_checks_clean() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(tmp.path(), "ubuntu-raspi.img", "pi4-microcloud.yaml", "pi1", None);
+    let img = built(
+        tmp.path(),
+        "ubuntu-raspi.img",
+        "pi4-microcloud.yaml",
+        "pi1",
+        None,
+    );
     assert_written_card_is_clean(&img, tmp.path(), &|dev: &Path| {
         let said = flash_ok(&img, dev, &[]);
         assert!(said.contains("read back"), "{said}");
@@ -120,7 +129,13 @@ fn flash_raw_writes_a_node_onto_a_dirty_disk_that_checks_clean() {
 fn flash_raw_of_a_gpt_node_checks_clean() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(tmp.path(), "armbian-single-gpt.img", "armbian-rock5b.yaml", "rock1", None);
+    let img = built(
+        tmp.path(),
+        "armbian-single-gpt.img",
+        "armbian-rock5b.yaml",
+        "rock1",
+        None,
+    );
     assert_written_card_is_clean(&img, tmp.path(), &|dev: &Path| {
         let said = flash_ok(&img, dev, &[]);
         assert!(said.contains("injected files"), "{said}");
@@ -132,7 +147,13 @@ fn flash_raw_of_a_gpt_node_checks_clean() {
 fn flash_raw_without_a_bmap_writes_what_the_filesystems_use() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(tmp.path(), "ubuntu-raspi.img", "pi4-microcloud.yaml", "pi1", None);
+    let img = built(
+        tmp.path(),
+        "ubuntu-raspi.img",
+        "pi4-microcloud.yaml",
+        "pi1",
+        None,
+    );
     let bmap = PathBuf::from(format!("{}.bmap", img.display()));
     let aside = tmp.path().join("judge.bmap");
     assert_written_card_is_clean(&img, tmp.path(), &|dev: &Path| {
@@ -149,7 +170,13 @@ fn flash_raw_without_a_bmap_writes_what_the_filesystems_use() {
 fn a_bmap_made_by_bmaptool_drives_the_write_and_its_checksums_are_checked() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(tmp.path(), "ubuntu-raspi.img", "pi4-microcloud.yaml", "pi1", None);
+    let img = built(
+        tmp.path(),
+        "ubuntu-raspi.img",
+        "pi4-microcloud.yaml",
+        "pi1",
+        None,
+    );
     let theirs = tmp.path().join("theirs.bmap");
     run_ok(
         Command::new("bmaptool")
@@ -190,7 +217,10 @@ fn a_bmap_made_by_bmaptool_drives_the_write_and_its_checksums_are_checked() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("do not match the block map's checksum"), "{err}");
+    assert!(
+        err.contains("do not match the block map's checksum"),
+        "{err}"
+    );
     assert!(err.contains("partition table was wiped"), "{err}");
     assert_no_partition_table(&card.dev);
 }
@@ -199,19 +229,33 @@ fn a_bmap_made_by_bmaptool_drives_the_write_and_its_checksums_are_checked() {
 fn a_disk_smaller_than_the_image_is_refused_and_left_untouched() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(tmp.path(), "ubuntu-raspi.img", "pi4-microcloud.yaml", "pi1", None);
+    let img = built(
+        tmp.path(),
+        "ubuntu-raspi.img",
+        "pi4-microcloud.yaml",
+        "pi1",
+        None,
+    );
     let len = std::fs::metadata(&img).unwrap().len();
     let backing = tmp.path().join("small");
     dirty_file(&backing, len - 4 * MIB);
     let card = Loop::attach(&backing);
-    let out = bin().arg("flash-raw").arg(&img).arg(&card.dev).output().unwrap();
+    let out = bin()
+        .arg("flash-raw")
+        .arg(&img)
+        .arg(&card.dev)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("less than the image"), "{err}");
     assert!(err.contains("nothing was written"), "{err}");
     drop(card);
     let bytes = std::fs::read(&backing).unwrap();
-    assert!(bytes.iter().all(|&b| b == DIRTY), "the refused disk was written");
+    assert!(
+        bytes.iter().all(|&b| b == DIRTY),
+        "the refused disk was written"
+    );
 }
 
 /// A tmpfs mounted at a directory of the test's; unmounted on drop.
@@ -242,7 +286,13 @@ impl Drop for Tmpfs {
 fn a_disk_failing_mid_write_is_left_without_a_partition_table() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(tmp.path(), "ubuntu-raspi.img", "pi4-microcloud.yaml", "pi1", None);
+    let img = built(
+        tmp.path(),
+        "ubuntu-raspi.img",
+        "pi4-microcloud.yaml",
+        "pi1",
+        None,
+    );
     let len = std::fs::metadata(&img).unwrap().len();
     // A card that takes writes in its first 4 MiB and its last 2 MiB and
     // fails everywhere else: a sparse file on a tmpfs filled to the brim.
@@ -258,7 +308,8 @@ fn a_disk_failing_mid_write_is_left_without_a_partition_table() {
     f.set_len(len).unwrap();
     let dirty = vec![DIRTY; (4 * MIB) as usize];
     f.write_all_at(&dirty, 0).unwrap();
-    f.write_all_at(&dirty[..(2 * MIB) as usize], len - 2 * MIB).unwrap();
+    f.write_all_at(&dirty[..(2 * MIB) as usize], len - 2 * MIB)
+        .unwrap();
     drop(f);
     // Fill the rest: dd stops at ENOSPC, which is the point.
     let _ = Command::new("dd")
@@ -267,7 +318,12 @@ fn a_disk_failing_mid_write_is_left_without_a_partition_table() {
         .stderr(Stdio::null())
         .status();
     let card = Loop::attach(&backing);
-    let out = bin().arg("flash-raw").arg(&img).arg(&card.dev).output().unwrap();
+    let out = bin()
+        .arg("flash-raw")
+        .arg(&img)
+        .arg(&card.dev)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("partition table was wiped"), "{err}");
@@ -298,7 +354,13 @@ fn assert_zero_at(dev: &Path, offset: u64) {
 fn ctrl_c_mid_write_wipes_the_table_and_the_gpt_backup() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(tmp.path(), "armbian-single-gpt.img", "armbian-rock5b.yaml", "rock1", None);
+    let img = built(
+        tmp.path(),
+        "armbian-single-gpt.img",
+        "armbian-rock5b.yaml",
+        "rock1",
+        None,
+    );
     let len = std::fs::metadata(&img).unwrap().len();
     let backing = tmp.path().join("card");
     dirty_file(&backing, len);
@@ -344,7 +406,13 @@ fn ctrl_c_mid_write_wipes_the_table_and_the_gpt_backup() {
 fn a_block_that_reads_back_wrong_is_reported_with_its_offset() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(tmp.path(), "ubuntu-raspi.img", "pi4-microcloud.yaml", "pi1", None);
+    let img = built(
+        tmp.path(),
+        "ubuntu-raspi.img",
+        "pi4-microcloud.yaml",
+        "pi1",
+        None,
+    );
     let bmap = PathBuf::from(format!("{}.bmap", img.display()));
     let (ranges, len) = bmap_ranges(&bmap);
     // A mapped block past the first MiB, 100 bytes into it.
