@@ -440,3 +440,57 @@ fn a_block_that_reads_back_wrong_is_reported_with_its_offset() {
     );
     assert!(err.contains("fake capacity"), "{err}");
 }
+
+/// "Build straight to the card": the base under an overlay holding the
+/// node's patched pages is the writer's source, with no `.img` written
+/// first; the read-back and the file check use the build's own list.
+#[test]
+fn an_overlay_of_base_and_patched_pages_flashes_straight_to_the_disk() {
+    use homelab_image::build::{mapped, patch};
+    use homelab_image::flash::{bmap_read::Bmap, verify, write};
+    use homelab_image::image::Image;
+    use homelab_image::render::FileSpec;
+    use std::sync::atomic::AtomicBool;
+
+    need_loop_devices!();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = crate::util::fixture("ubuntu-raspi.img");
+    let (image, overlay) = Image::open_overlay(&base).unwrap();
+    let files = [
+        FileSpec::root_file("/etc/hostname", 0o644, "straight\n"),
+        FileSpec::boot_file("/user-data", "#cloud-config\nhostname: straight\n"),
+    ];
+    let expect = patch::apply(&image, &files, 1_577_836_800).unwrap();
+    let map = Bmap::from_runs(overlay.len(), &mapped::used_blocks(&image).runs);
+    drop(image);
+    let backing = tmp.path().join("card");
+    dirty_file(&backing, overlay.len());
+    let card = Loop::attach(&backing);
+    let mut target = write::Target::open(&card.dev).unwrap();
+    let src = write::Source {
+        name: "node straight".into(),
+        bytes: &*overlay,
+        len: overlay.len(),
+    };
+    let stop = AtomicBool::new(false);
+    let w = write::flash(&src, &map, &mut target, &|_, _| {}, &stop).unwrap();
+    verify::readback(&src, &map, &w.sums, &target, &|_, _| {}, &stop).unwrap();
+    assert_eq!(verify::files(&target, &expect).unwrap(), 2);
+    drop(target);
+    // The base file is untouched; the disk holds the patched files.
+    let out = run_ok(bin().args([
+        "cat",
+        card.dev.to_str().unwrap(),
+        "writable",
+        "/etc/hostname",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "straight\n");
+    let out = run_ok(bin().args(["cat", base.to_str().unwrap(), "writable", "/etc/hostname"]));
+    assert_ne!(String::from_utf8_lossy(&out.stdout), "straight\n");
+    let out = run_ok(Command::new("sfdisk").arg("--verify").arg(&card.dev));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No errors detected"));
+    let part = crate::util::our_partition(&card.dev, 2);
+    let root = tmp.path().join("root.ext4");
+    crate::util::extract_partition(&card.dev, part.0, part.1, &root);
+    crate::ext4_support::assert_fsck_clean(&root, "straight-to-disk root");
+}
