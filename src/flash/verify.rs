@@ -17,6 +17,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -81,33 +82,94 @@ pub fn readback(
     test_corruption(target)?;
     drop_cache(target)?;
     let total = map.mapped_bytes();
-    let mut done = 0;
-    let mut buf = Buf::new(CHUNK as usize); // as: 4 MiB fits in usize
-    for (r, want) in map.ranges.iter().zip(sums) {
+    // A reader thread reads the disk while this one hashes: the two costs
+    // overlap instead of adding up.
+    let (tx, rx) = sync_channel::<Read>(2);
+    let (back_tx, back_rx) = sync_channel::<Buf>(4);
+    let (hashed, read) = std::thread::scope(|s| {
+        let reader = s.spawn(|| read_back(map, target, tx, back_rx, stop));
+        let hashed = hash_back(rx, back_tx, sums, total, progress);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the thread reading the disk back panicked")));
+        (hashed, read)
+    });
+    // A mismatch ends the reader early (its queue is gone): it comes first.
+    if let Some(i) = hashed {
+        return Err(first_difference(src, map, &map.ranges[i], target)?.into());
+    }
+    read
+}
+
+/// What the read-back thread hands over: a chunk, or the end of range `i`.
+enum Read {
+    Chunk(Buf),
+    End(usize),
+}
+
+/// Reads every range of `map` from `target` in `CHUNK`s.
+fn read_back(
+    map: &Bmap,
+    target: &Target,
+    tx: SyncSender<Read>,
+    back: Receiver<Buf>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let shown = target.path().display();
+    for (i, r) in map.ranges.iter().enumerate() {
         let (start, end) = map.span(r);
-        let mut hasher = Sha256::new();
         let mut pos = start;
         while pos < end {
             if stop.load(Ordering::Relaxed) {
                 bail!("{shown}: verification interrupted");
             }
             let next = end.min((pos / CHUNK + 1) * CHUNK);
+            let mut buf = back.try_recv().unwrap_or_else(|_| Buf::new(CHUNK as usize)); // as: 4 MiB fits
             // next - pos <= CHUNK, which fits in usize.
             let bytes = buf.fill((next - pos) as usize);
             target
                 .read_at(bytes, pos)
                 .with_context(|| format!("{shown}: reading back byte {pos}"))?;
-            hasher.update(&*bytes);
-            done += next - pos;
-            progress(done, total);
+            if tx.send(Read::Chunk(buf)).is_err() {
+                return Ok(());
+            }
             pos = next;
         }
-        let got: [u8; 32] = hasher.finalize().into();
-        if &got != want {
-            return Err(first_difference(src, map, r, target)?.into());
+        if tx.send(Read::End(i)).is_err() {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// Hashes what `read_back` sends, range by range, against `sums`; returns
+/// the first range that differs.
+fn hash_back(
+    rx: Receiver<Read>,
+    back: SyncSender<Buf>,
+    sums: &[[u8; 32]],
+    total: u64,
+    progress: &dyn Fn(u64, u64),
+) -> Option<usize> {
+    let mut hasher = Sha256::new();
+    let mut done = 0;
+    for msg in rx {
+        match msg {
+            Read::Chunk(buf) => {
+                hasher.update(buf.bytes());
+                done += buf.bytes().len() as u64; // as: usize fits in u64
+                progress(done, total);
+                let _ = back.try_send(buf);
+            }
+            Read::End(i) => {
+                let got: [u8; 32] = std::mem::take(&mut hasher).finalize().into();
+                if sums.get(i) != Some(&got) {
+                    return Some(i);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Compares range `r` of the target with the source, chunk by chunk.
