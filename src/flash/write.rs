@@ -80,7 +80,13 @@ impl Target {
     /// file created when missing.
     pub fn open(path: &Path) -> Result<Target> {
         let shown = path.display();
-        let block = std::fs::metadata(path)
+        let meta = std::fs::metadata(path);
+        // A mistyped disk name must not become a file in /dev (a tmpfs in
+        // RAM) holding the whole image.
+        if meta.is_err() && path.starts_with("/dev") {
+            bail!("{shown}: no such disk");
+        }
+        let block = meta
             .map(|m| m.file_type().is_block_device())
             .unwrap_or(false);
         let mut flags = OFlags::RDWR | OFlags::CLOEXEC;
@@ -658,6 +664,16 @@ mod tests {
         fn sync_all(&self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_missing_disk_under_dev_is_not_created_as_a_file() {
+        let e = Target::open(Path::new("/dev/homelab-image-no-such-disk")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/dev/homelab-image-no-such-disk: no such disk"
+        );
+        assert!(!Path::new("/dev/homelab-image-no-such-disk").exists());
     }
 
     #[test]
