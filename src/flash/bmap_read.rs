@@ -858,6 +858,30 @@ mod tests {
         assert!(refused("").to_string().contains("no <bmap> element"));
     }
 
+    proptest::proptest! {
+        /// Damage anywhere gives an error or a map, never a panic, and a
+        /// map that is returned keeps the invariants the writer relies on.
+        #[test]
+        fn damaged_bmaps_never_panic(
+            edits in proptest::collection::vec((0usize..2000, proptest::num::u8::ANY), 1..6),
+        ) {
+            let mut bytes = sign(&unsigned_ours()).into_bytes();
+            for (at, b) in edits {
+                let i = at % bytes.len();
+                bytes[i] = b;
+            }
+            if let Ok(map) = parse(&bytes, "x.bmap") {
+                let blocks = map.image_size.div_ceil(map.block_size);
+                for w in map.ranges.windows(2) {
+                    proptest::prop_assert!(w[0].last < w[1].first);
+                }
+                for r in &map.ranges {
+                    proptest::prop_assert!(r.first <= r.last && r.last < blocks);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_bmap_past_the_size_cap_is_refused_without_reading_it_all() {
         let dir = tempfile::tempdir().unwrap();
