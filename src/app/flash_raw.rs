@@ -38,6 +38,12 @@ pub fn flash_raw(args: &FlashRawArgs) -> Result<()> {
     let (map, origin) = bmap_read::for_image(&args.image, len, args.bmap.as_deref())?;
     tracing::info!("{shown}: map: {origin}");
     let mut target = write::Target::open(&args.target)?;
+    if target.is_same_file(&file) {
+        anyhow::bail!(
+            "{}: is the image itself; nothing was written",
+            args.target.display()
+        );
+    }
     let src = verify::image_source(&args.image, &file, len);
     let pause_at: Option<u64> = std::env::var(PAUSE_ENV).ok().and_then(|s| s.parse().ok());
     let paused = AtomicBool::new(false);

@@ -142,6 +142,16 @@ impl Target {
         &self.path
     }
 
+    /// Whether `other` is the target itself (the image named as its own
+    /// target would be zeroed before it is read).
+    pub fn is_same_file(&self, other: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), other.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+
     /// Size in bytes (a file's current length).
     pub fn len(&self) -> u64 {
         self.len

@@ -498,3 +498,53 @@ fn an_overlay_of_base_and_patched_pages_flashes_straight_to_the_disk() {
     crate::util::extract_partition(&card.dev, part.0, part.1, &root);
     crate::ext4_support::assert_fsck_clean(&root, "straight-to-disk root");
 }
+
+#[test]
+fn the_image_as_its_own_target_is_refused_and_left_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = crate::util::copy_fixture("armbian-single-mbr.img", tmp.path());
+    let before = std::fs::read(&img).unwrap();
+    let out = bin().arg("flash-raw").arg(&img).arg(&img).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is the image itself"), "{err}");
+    assert!(std::fs::read(&img).unwrap() == before, "the image changed");
+}
+
+#[test]
+fn a_regular_file_target_gets_the_mapped_ranges_and_keeps_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = built(
+        tmp.path(),
+        "ubuntu-raspi.img",
+        "pi4-microcloud.yaml",
+        "pi1",
+        None,
+    );
+    let (ranges, len) = bmap_ranges(&PathBuf::from(format!("{}.bmap", img.display())));
+    let card = tmp.path().join("card.img");
+    dirty_file(&card, len);
+    let said = flash_ok(&img, &card, &[]);
+    assert!(said.contains("injected files"), "{said}");
+    let (a, b) = (std::fs::read(&img).unwrap(), std::fs::read(&card).unwrap());
+    let mut mapped = vec![false; len.div_ceil(4096) as usize];
+    for &(first, last) in &ranges {
+        let (s, e) = (
+            (first * 4096) as usize,
+            (((last + 1) * 4096).min(len)) as usize,
+        );
+        assert!(a[s..e] == b[s..e], "blocks {first}-{last} differ");
+        mapped[first as usize..=last as usize]
+            .iter_mut()
+            .for_each(|m| *m = true);
+    }
+    // Past the first MiB (zeroed first), unmapped blocks keep the old bytes.
+    let free = (256..mapped.len())
+        .find(|&i| !mapped[i])
+        .expect("an unmapped block");
+    assert!(
+        b[free * 4096..free * 4096 + 4096]
+            .iter()
+            .all(|&x| x == DIRTY)
+    );
+}
