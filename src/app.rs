@@ -12,6 +12,7 @@ use crate::image::Image;
 mod build_cmds;
 mod copy_cmds;
 mod device_cmds;
+mod flash_cmds;
 mod flash_raw;
 mod profile_cmds;
 pub mod source_cmds;
@@ -82,6 +83,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Pull(args) => source_cmds::pull(&cli.global, &args),
         Command::Cache(args) => source_cmds::cache(&cli.global, &args),
         Command::Devices(args) => device_cmds::devices(&cli.global, &args),
+        Command::Flash(args) => flash_cmds::flash(&cli.global, &args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(

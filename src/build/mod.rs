@@ -123,6 +123,46 @@ fn step(node: &str, n: u32, what: &str) {
     tracing::info!("{node}: [{n}/5] {what}");
 }
 
+/// A node's files patched into an in-memory overlay of its base: what
+/// the image will hold, before a byte of it is written.
+pub struct Patched {
+    /// The base under the node's patched pages.
+    pub overlay: Arc<crate::io::overlay::Overlay>,
+    /// What the image's structures and filesystems use (its bmap).
+    pub usage: mapped::Usage,
+    /// What re-reading the written files must find.
+    pub expect: Vec<patch::Expectation>,
+}
+
+/// Patches `files` into an overlay of `base` (which is only read) and
+/// maps the result.
+pub fn patch_node(
+    name: &str,
+    base: &Path,
+    files: &[crate::render::FileSpec],
+    epoch: i64,
+) -> Result<Patched> {
+    let (image, overlay) = Image::open_overlay(base)?;
+    let expect = patch::apply(&image, files, epoch)?;
+    // What the bmap maps, read through the overlay: the patched image.
+    let usage = mapped::used_blocks(&image);
+    for (number, how) in &usage.partitions {
+        match how {
+            mapped::PartitionUse::Unreadable { .. } => {
+                tracing::warn!("{name}: partition {number}: {how}")
+            }
+            _ => {
+                tracing::info!("{name}: partition {number}: {how}")
+            }
+        }
+    }
+    Ok(Patched {
+        overlay,
+        usage,
+        expect,
+    })
+}
+
 fn build_node(
     n: &NodePlan,
     base: &Path,
@@ -141,22 +181,12 @@ fn build_node(
         1,
         "writing the node's files (in memory, over the base)",
     );
-    let (image, overlay) = Image::open_overlay(base)?;
+    let Patched {
+        overlay,
+        usage,
+        expect,
+    } = patch_node(&n.name, base, &n.files, epoch)?;
     let opened = base_guard::snapshot(overlay.base());
-    let expect = patch::apply(&image, &n.files, epoch)?;
-    // What the bmap maps, read through the overlay: the patched image.
-    let usage = mapped::used_blocks(&image);
-    for (number, how) in &usage.partitions {
-        match how {
-            mapped::PartitionUse::Unreadable { .. } => {
-                tracing::warn!("{}: partition {number}: {how}", n.name)
-            }
-            _ => {
-                tracing::info!("{}: partition {number}: {how}", n.name)
-            }
-        }
-    }
-    drop(image);
     let pages = overlay.take_pages();
     tracing::info!(
         "{}: {} blocks of the base changed ({})",

@@ -11,7 +11,9 @@ mod image_cmds;
 mod build_cmds;
 pub use build_cmds::{BuildArgs, Compression};
 mod device_cmds;
+mod flash_cmds;
 pub use device_cmds::DevicesArgs;
+pub use flash_cmds::FlashArgs;
 pub use image_cmds::{CatArgs, CpArgs, InspectArgs, LsArgs, Owner, RmArgs};
 pub mod profile_cmds;
 pub mod source_cmds;
@@ -95,6 +97,9 @@ pub enum Command {
     Cache(source_cmds::CacheArgs),
     /// List the disks a node image may be flashed to, or judge one
     Devices(DevicesArgs),
+    /// Write node images to SD cards and USB disks: mapped blocks only,
+    /// verified, several disks at once
+    Flash(FlashArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

@@ -1,0 +1,657 @@
+//! `flash`: write node images (or any raw image) to disks — the safety
+//! rules first (`flash::rules`, through an exclusive open that checks them
+//! again), then the bmap-guided write (`flash::write`), the read-back and
+//! the file check (`flash::verify`). Several disks are written in
+//! parallel, one progress bar each. A node without a built image is built
+//! straight onto its disk: its base under the build's overlay of patched
+//! pages is the source, so no multi-GiB `.img` is written first.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::json;
+
+use crate::build::patch::Expectation;
+use crate::cli::{FlashArgs, GlobalArgs};
+use crate::flash::bmap_read::{self, Bmap};
+use crate::flash::devices::{self, Disk};
+use crate::flash::rules::{self, Context, Overrides, Role, Verdict};
+use crate::flash::write::{self, Source, Target};
+use crate::flash::{exclusive, privileges, sysfs, verify};
+use crate::io::Storage;
+use crate::io::units::human_size;
+use crate::progress::Progress;
+
+/// What one disk receives.
+enum What {
+    /// A raw image file (a built node's, or any), with its map.
+    Image { path: PathBuf, node: Option<String> },
+    /// A node with no built image: built straight onto the disk.
+    Node(String),
+}
+
+struct Job {
+    what: What,
+    device: Option<PathBuf>,
+}
+
+impl Job {
+    fn label(&self) -> String {
+        match &self.what {
+            What::Image {
+                node: Some(n), ..
+            }
+            | What::Node(n) => n.clone(),
+            What::Image { path, .. } => path
+                .file_name()
+                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into()),
+        }
+    }
+}
+
+/// A job whose disk was checked, confirmed and opened exclusively.
+struct Ready {
+    label: String,
+    source: Prepared,
+    target: Target,
+    disk: Disk,
+}
+
+/// The bytes to write and what to check afterwards.
+enum Prepared {
+    File {
+        path: PathBuf,
+        file: std::fs::File,
+        len: u64,
+        map: Bmap,
+        origin: String,
+    },
+    Built {
+        node: String,
+        overlay: Arc<crate::io::overlay::Overlay>,
+        map: Bmap,
+        expect: Vec<Expectation>,
+    },
+}
+
+impl Prepared {
+    fn source(&self) -> Source<'_> {
+        match self {
+            Prepared::File { path, file, len, .. } => verify::image_source(path, file, *len),
+            Prepared::Built { node, overlay, .. } => Source {
+                name: format!("node {node}"),
+                bytes: &**overlay as &dyn Storage,
+                len: overlay.len(),
+            },
+        }
+    }
+
+    fn map(&self) -> &Bmap {
+        match self {
+            Prepared::File { map, .. } | Prepared::Built { map, .. } => map,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Prepared::File { len, .. } => *len,
+            Prepared::Built { overlay, .. } => overlay.len(),
+        }
+    }
+}
+
+pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
+    let jobs = jobs(global, args)?;
+    let root = sysfs::system_root();
+    let ov = Overrides {
+        allow_internal: args.allow_internal,
+        yes: args.yes,
+    };
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !args.yes && !interactive {
+        bail!(
+            "flash asks before it writes a disk, and there is no terminal to ask on: \
+             name the DEVICE and pass --yes"
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing the interrupt handler")?;
+    }
+    let progress = if args.json {
+        Progress::quiet()
+    } else {
+        Progress::for_stderr(global.quiet)
+    };
+    let events = Events::new(args.json);
+
+    // Every disk is chosen, judged and confirmed before anything is built
+    // or written; two jobs may not share a disk.
+    let mut chosen: Vec<(Job, Disk)> = Vec::new();
+    for mut job in jobs {
+        let disks = devices::scan(&root).context("reading the devices from sysfs")?;
+        let ctx = context_for(global, args, &job)?;
+        let device = match job.device.clone() {
+            Some(d) => {
+                // Privileges before any question: a prompt the write then
+                // fails is a wasted minute.
+                if root == Path::new("/") {
+                    privileges::ensure_can_write(&d)?;
+                }
+                d
+            }
+            None if args.yes => bail!(
+                "{}: --yes needs the DEVICE to write: name it (`homelab-image devices` lists \
+                 the candidates)",
+                job.label()
+            ),
+            None => pick(&disks, &ctx, &ov, &job.label(), &root)?,
+        };
+        let disk = devices::find(&disks, &root, &device)?.clone();
+        if chosen.iter().any(|(_, d)| d.dev == disk.dev) {
+            bail!(
+                "{} is named for two nodes; each node needs its own disk",
+                disk.path.display()
+            );
+        }
+        match rules::check(&disk, &ctx, &ov)? {
+            Verdict::Accepted => {}
+            v @ Verdict::NeedsConfirmation { .. } => {
+                eprintln!("{v}");
+                if !interactive {
+                    bail!("{v}");
+                }
+            }
+        }
+        if !args.yes {
+            confirm(&disk, &job.label())?;
+        }
+        job.device = Some(device);
+        chosen.push((job, disk));
+    }
+
+    // Sources: built images are opened (with their maps); nodes without
+    // one are built into memory over their base.
+    let mut ready = Vec::new();
+    let built_nodes = build_in_memory(global, args, &chosen, &progress)?;
+    let mut built_nodes = built_nodes.into_iter();
+    for (job, disk) in chosen {
+        let device = job.device.clone().unwrap_or_else(|| disk.path.clone());
+        let source = match &job.what {
+            What::Image { path, .. } => open_image(path)?,
+            What::Node(_) => built_nodes
+                .next()
+                .ok_or_else(|| anyhow!("{}: its build is missing", job.label()))?,
+        };
+        let ctx = context_for(global, args, &job)?;
+        let target = if root == Path::new("/") {
+            let ex = exclusive::open_exclusive(&device, &disk, &root, &ctx, &ov)?;
+            Target::from_file(ex.file, &device)?
+        } else {
+            // A fake system tree (tests) has no device to open: the rules
+            // above were the point.
+            bail!(
+                "{}: {} is a device of the test tree {}; nothing was written",
+                job.label(),
+                device.display(),
+                root.display()
+            );
+        };
+        if target.len() < source.len() {
+            bail!(
+                "{}: refused (rule too-small): the disk holds {}, less than the image ({}); \
+                 nothing was written",
+                device.display(),
+                human_size(target.len()),
+                human_size(source.len())
+            );
+        }
+        ready.push(Ready {
+            label: job.label(),
+            source,
+            target,
+            disk,
+        });
+    }
+
+    let errors: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ready
+            .iter_mut()
+            .map(|r| {
+                let (progress, stop, events) = (&progress, &stop, &events);
+                scope.spawn(move || {
+                    one(r, args, progress, stop, events).map_err(|e| format!("{}: {e:#}", r.label))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a flash thread panicked".to_owned()))
+                    .err()
+            })
+            .collect()
+    });
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
+/// The jobs the command line names.
+fn jobs(global: &GlobalArgs, args: &FlashArgs) -> Result<Vec<Job>> {
+    let node_job = |name: &str, device: Option<PathBuf>| {
+        let img = args.out.join(format!("{name}.img"));
+        let what = if img.exists() {
+            What::Image {
+                path: img,
+                node: Some(name.to_owned()),
+            }
+        } else {
+            What::Node(name.to_owned())
+        };
+        Job { what, device }
+    };
+    if args.all {
+        if !args.paths.is_empty() {
+            bail!("--all takes its disks from --to, not from arguments");
+        }
+        let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
+        let mut jobs = Vec::new();
+        for pair in &args.to {
+            let (node, dev) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--to {pair:?}: expected NODE=DEVICE"))?;
+            if resolved.cluster.node(node).is_none() {
+                bail!(
+                    "--to {pair}: node {node} is not in {}",
+                    global.profile.display()
+                );
+            }
+            if jobs.iter().any(|j: &Job| j.label() == node) {
+                bail!("--to names node {node} twice");
+            }
+            jobs.push(node_job(node, Some(PathBuf::from(dev))));
+        }
+        let missing: Vec<&str> = resolved
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| n.hostname.as_str())
+            .filter(|n| !jobs.iter().any(|j| j.label() == *n))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "--all: no disk named for {} in --to (NODE=DEVICE for every node of {})",
+                missing.join(", "),
+                global.profile.display()
+            );
+        }
+        return Ok(jobs);
+    }
+    if let Some(node) = &args.node {
+        if args.paths.len() > 1 {
+            bail!("--node takes one DEVICE; to write an image file use `flash IMAGE DEVICE`");
+        }
+        let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
+        if resolved.cluster.node(node).is_none() {
+            bail!("node {node} is not in {}", global.profile.display());
+        }
+        return Ok(vec![node_job(node, args.paths.first().cloned())]);
+    }
+    match args.paths.as_slice() {
+        [image, rest @ ..] => Ok(vec![Job {
+            what: What::Image {
+                path: image.clone(),
+                node: None,
+            },
+            device: rest.first().cloned(),
+        }]),
+        [] => bail!("name what to write: `flash --node NAME`, `flash IMAGE DEVICE` or `flash --all --to …`"),
+    }
+}
+
+/// The paths no target may hold: the image, the output directory, the
+/// cache.
+fn context_for(global: &GlobalArgs, args: &FlashArgs, job: &Job) -> Result<Context> {
+    let mut ctx = Context::new();
+    if let What::Image { path, .. } = &job.what {
+        ctx = ctx
+            .with_image(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+    }
+    ctx = ctx.protect(Role::Output, &args.out);
+    if let Ok(dir) = super::source_cmds::cache_root(global) {
+        ctx = ctx.protect(Role::Cache, &dir);
+    }
+    Ok(ctx)
+}
+
+/// Asks which candidate disk to write.
+fn pick(disks: &[Disk], ctx: &Context, ov: &Overrides, label: &str, root: &Path) -> Result<PathBuf> {
+    let candidates = rules::candidates(disks, ctx, ov);
+    if candidates.is_empty() {
+        bail!(
+            "no disk to write {label} to: no USB, SD/MMC or removable disk passes the safety \
+             rules (`homelab-image devices` says why each is refused)"
+        );
+    }
+    if root == Path::new("/")
+        && !candidates
+            .iter()
+            .any(|(d, _)| privileges::ensure_can_write(&d.path).is_ok())
+    {
+        privileges::ensure_can_write(&candidates[0].0.path)?;
+    }
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "Which disk should {label} be written to?")?;
+    for (i, (d, _)) in candidates.iter().enumerate() {
+        writeln!(
+            err,
+            "  {}) {}  {}  {}  {}",
+            i + 1,
+            d.path.display(),
+            human_size(d.size),
+            d.transport,
+            d.description().unwrap_or_default()
+        )?;
+    }
+    write!(err, "number (or Enter to stop): ")?;
+    err.flush()?;
+    let answer = read_line()?;
+    let n: usize = answer
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("stopped: nothing was written"))?;
+    let (d, _) = candidates
+        .get(n.wrapping_sub(1))
+        .ok_or_else(|| anyhow!("{n} is not on the list; nothing was written"))?;
+    Ok(d.path.clone())
+}
+
+/// A typed confirmation: the disk's name.
+fn confirm(disk: &Disk, label: &str) -> Result<()> {
+    let mut err = std::io::stderr().lock();
+    let name = disk
+        .path
+        .file_name()
+        .map_or_else(|| disk.path.display().to_string(), |n| n.to_string_lossy().into());
+    writeln!(
+        err,
+        "{label} will replace everything on {} ({}, {}, {}).",
+        disk.path.display(),
+        human_size(disk.size),
+        disk.transport,
+        disk.description().unwrap_or_else(|| "unknown model".into())
+    )?;
+    write!(err, "Type {name} to go on: ")?;
+    err.flush()?;
+    if read_line()?.trim() != name {
+        bail!("not confirmed; nothing was written");
+    }
+    Ok(())
+}
+
+fn read_line() -> Result<String> {
+    let mut line = String::new();
+    // A terminal line is short; 4 KiB bounds a pasted novel.
+    std::io::stdin()
+        .lock()
+        .take(4096)
+        .read_line(&mut line)
+        .context("reading the answer")?;
+    Ok(line)
+}
+
+fn open_image(path: &Path) -> Result<Prepared> {
+    let shown = path.display();
+    let file = crate::profile::named_file::open_regular(path)?;
+    let len = file
+        .metadata()
+        .with_context(|| format!("{shown}: reading its size"))?
+        .len();
+    let (map, origin) = bmap_read::for_image(path, len, None)?;
+    Ok(Prepared::File {
+        path: path.to_owned(),
+        file,
+        len,
+        map,
+        origin: origin.to_string(),
+    })
+}
+
+/// Builds every node job without an image into memory: the build
+/// pipeline (base fetched and checked, state saved, files rendered), then
+/// each node's files patched into an overlay of its base.
+fn build_in_memory(
+    global: &GlobalArgs,
+    args: &FlashArgs,
+    chosen: &[(Job, Disk)],
+    progress: &Progress,
+) -> Result<Vec<Prepared>> {
+    let names: Vec<String> = chosen
+        .iter()
+        .filter_map(|(j, _)| match &j.what {
+            What::Node(n) => Some(n.clone()),
+            What::Image { .. } => None,
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
+    let opts = super::source_cmds::source_options(global, &args.fetch)?;
+    let request = crate::build::pipeline::Request {
+        cluster: &resolved.cluster,
+        nodes: &names,
+        out_dir: &args.out,
+        bases: crate::build::pipeline::Bases::Fetch(&opts),
+        save_state: true,
+    };
+    let prepared = crate::build::pipeline::prepare(&request, progress, &mut |n| match n {
+        crate::build::pipeline::Notice::Warning(w) => eprintln!("warning: {w}"),
+        crate::build::pipeline::Notice::Note(n) => eprintln!("note: {n}"),
+    })?;
+    let mut out = Vec::new();
+    for n in &prepared.plan.nodes {
+        eprintln!(
+            "{}: no {} yet: building it straight onto the disk",
+            n.name,
+            n.out.display()
+        );
+        let base = n
+            .base_path
+            .as_deref()
+            .ok_or_else(|| anyhow!("node {}: its base image was not fetched", n.name))?;
+        let patched = crate::build::patch_node(&n.name, base, &n.files, prepared.plan.epoch)?;
+        let map = Bmap::from_runs(patched.overlay.len(), &patched.usage.runs);
+        out.push(Prepared::Built {
+            node: n.name.clone(),
+            overlay: patched.overlay,
+            map,
+            expect: patched.expect,
+        });
+    }
+    // known_hosts for the nodes built here, as `build` writes it.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let hosts = crate::render::known_hosts(&resolved.cluster, &prepared.state)
+        .context("rendering known_hosts")?;
+    let mut partial = crate::build::output::Partial::new();
+    partial.write(&args.out.join("known_hosts"), hosts.as_bytes())?;
+    partial.commit()?;
+    Ok(out)
+}
+
+/// Writes, verifies and ejects one disk.
+fn one(
+    r: &mut Ready,
+    args: &FlashArgs,
+    progress: &Progress,
+    stop: &AtomicBool,
+    events: &Events,
+) -> Result<()> {
+    let device = r.target.path().display().to_string();
+    let src = r.source.source();
+    let map = r.source.map();
+    let total = map.mapped_bytes();
+    events.emit(json!({"event": "start", "node": r.label, "device": device,
+        "bytes": total}));
+    let task = progress.task(&format!("{} → {device}", r.label), 0, Some(total));
+    let t0 = Instant::now();
+    let report = |done: u64, total: u64| {
+        task.set_position(done);
+        events.progress(&r.label, "write", done, total);
+    };
+    let written = write::flash(&src, map, &mut r.target, &report, stop)?;
+    task.done();
+    if let write::Reread::Failed(why) = &written.reread {
+        eprintln!(
+            "warning: {device}: the kernel did not re-read the partition table ({why}); \
+             unplug and replug the disk before using it"
+        );
+    }
+    events.emit(json!({"event": "written", "node": r.label, "device": device,
+        "bytes": written.mapped_bytes, "seconds": written.seconds}));
+    if !args.json {
+        eprintln!(
+            "{}: wrote {} to {device} in {:.1} s",
+            r.label,
+            human_size(written.mapped_bytes),
+            written.seconds
+        );
+    }
+    if !args.no_verify {
+        let task = progress.task(&format!("{} verify", r.label), 0, Some(total));
+        let report = |done: u64, total: u64| {
+            task.set_position(done);
+            events.progress(&r.label, "verify", done, total);
+        };
+        verify::readback(&src, map, &written.sums, &r.target, &report, stop)?;
+        task.done();
+        let files = match &r.source {
+            Prepared::Built { expect, .. } => Some(verify::files(&r.target, expect)?),
+            Prepared::File { path, .. } => {
+                match crate::image::Image::open(path).and_then(|i| verify::manifest_expectations(&i))
+                {
+                    Ok(Some(expect)) => Some(verify::files(&r.target, &expect)?),
+                    Ok(None) => None,
+                    Err(e) => bail!("{}: reading its build manifest: {e:#}", path.display()),
+                }
+            }
+        };
+        events.emit(json!({"event": "verified", "node": r.label, "device": device,
+            "bytes": total, "files": files}));
+        if !args.json {
+            let files = files.map_or_else(
+                || "no build manifest, so no files compared".to_owned(),
+                |n| format!("{n} injected files identical"),
+            );
+            eprintln!(
+                "{}: read back {} from {device}: identical; {files}",
+                r.label,
+                human_size(total)
+            );
+        }
+    }
+    if args.eject {
+        let how = eject(&r.disk);
+        events.emit(json!({"event": "ejected", "node": r.label, "device": device,
+            "how": how}));
+        if !args.json {
+            eprintln!("{}: {device}: {how}", r.label);
+        }
+    }
+    let origin = match &r.source {
+        Prepared::File { origin, .. } => origin.clone(),
+        Prepared::Built { .. } => "built straight to the disk".to_owned(),
+    };
+    events.emit(json!({"event": "done", "node": r.label, "device": device,
+        "seconds": t0.elapsed().as_secs_f64(), "map": origin}));
+    if !args.json {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "{}  {device}  ok  ({}, {:.1} s)",
+            r.label,
+            origin,
+            t0.elapsed().as_secs_f64()
+        )
+        .context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// Makes the disk safe to unplug: written and flushed already; a USB or
+/// SCSI disk is then removed from the system (sysfs `device/delete`, what
+/// `udisksctl power-off` starts with). Says what was done.
+fn eject(disk: &Disk) -> String {
+    use crate::flash::devices::Transport;
+    let root = sysfs::system_root();
+    let delete = root
+        .join("sys/block")
+        .join(&disk.name)
+        .join("device/delete");
+    match disk.transport {
+        Transport::Usb | Transport::Scsi | Transport::Sata if delete.exists() => {
+            match std::fs::write(&delete, "1\n") {
+                Ok(()) => "ejected: it can be unplugged".to_owned(),
+                Err(e) => format!("not ejected ({e}); it is flushed and can be unplugged"),
+            }
+        }
+        _ => "flushed; nothing to eject for this kind of disk: it can be removed".to_owned(),
+    }
+}
+
+/// JSON lines on stdout for scripts (`--json`), progress at most every
+/// 64 MiB per disk.
+struct Events {
+    on: bool,
+    out: Mutex<()>,
+    last: Mutex<std::collections::HashMap<(String, &'static str), u64>>,
+}
+
+impl Events {
+    fn new(on: bool) -> Self {
+        Events {
+            on,
+            out: Mutex::new(()),
+            last: Mutex::new(Default::default()),
+        }
+    }
+
+    fn emit(&self, v: serde_json::Value) {
+        if !self.on {
+            return;
+        }
+        let _guard = self.out.lock();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+    }
+
+    fn progress(&self, node: &str, phase: &'static str, done: u64, total: u64) {
+        if !self.on {
+            return;
+        }
+        let key = (node.to_owned(), phase);
+        {
+            let Ok(mut last) = self.last.lock() else {
+                return;
+            };
+            let prev = last.get(&key).copied();
+            if prev.is_some_and(|p| done < total && done - p.min(done) < (64 << 20)) {
+                return;
+            }
+            last.insert(key, done);
+        }
+        self.emit(json!({"event": "progress", "node": node, "phase": phase,
+            "done": done, "total": total}));
+    }
+}
