@@ -131,7 +131,15 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the output directory {}", args.out.display()))?;
     let _out_lock = crate::io::lock::lock_dir(&args.out)?;
-    let results = build::run(&the_plan, &bases, jobs, xz_threads, &progress, &stop)?;
+    let results = build::run(
+        &the_plan,
+        &bases,
+        jobs,
+        xz_threads,
+        args.sha256,
+        &progress,
+        &stop,
+    )?;
     let hosts = crate::render::known_hosts(&cluster, &state).context("rendering known_hosts")?;
     let kh = args.out.join("known_hosts");
     let mut partial = build::output::Partial::new();
@@ -145,14 +153,15 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .context("writing to stdout")?;
     } else {
         for r in &results {
+            let sum = r
+                .sha256
+                .as_ref()
+                .map(|s| format!("  sha256 {}", &s[..16.min(s.len())]))
+                .unwrap_or_default();
             writeln!(
                 stdout,
-                "{}  {}  sha256 {}  ({}, {:.1} s)",
-                r.node,
-                r.image,
-                &r.sha256[..16],
-                r.copy,
-                r.seconds
+                "{}  {}{sum}  ({}, {:.1} s)",
+                r.node, r.image, r.copy, r.seconds
             )
             .context("writing to stdout")?;
         }

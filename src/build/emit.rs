@@ -2,10 +2,12 @@
 //! an in-memory overlay of the base (`io::overlay`), so the finished bytes
 //! are known before anything is written: each data segment of the base is
 //! read once, the overlay's pages are laid on it, and the result is
-//! written to the output (holes stay holes), while a second thread takes
-//! the image's SHA-256 (holes hashed as the zeros they read as) from the
-//! same buffers. Where the filesystem shares blocks (FICLONE) only the
-//! patched pages are written.
+//! written to the output (holes stay holes). When asked (`build --sha256`),
+//! a second thread takes the image's SHA-256 (holes hashed as the zeros
+//! they read as) from the same buffers: a pass over every byte of the
+//! image, zeros included, which nothing can shorten, so it is not done by
+//! default. Where the filesystem shares blocks (FICLONE) only the patched
+//! pages are written.
 //!
 //! What the file holds and what its bmap maps are two different sets: the
 //! file is the whole image, data and holes; the bmap's ranges are the
@@ -16,15 +18,13 @@
 //!
 //! Ranges are the mapped runs cut on a 4 MiB grid. A range the overlay does
 //! not touch holds the base's bytes, whatever the node, so its hash is
-//! computed once per base and shared by every node of the run
-//! (`PieceHashes`, keyed by the range's exact blocks: nodes whose maps
-//! differ there simply miss).
+//! computed once per base and shared by every node of the run, and kept
+//! on disk for a cached base (`range_sums`, keyed by the range's exact
+//! blocks: nodes whose maps differ there simply miss).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use super::bmap::{self, BLOCK, Range};
 use super::mapped::BlockRuns;
+use super::range_sums::PieceHashes;
 use crate::io::overlay::{PAGE, Pages};
 use crate::io::segments::data_segments;
 use crate::profile::state::hex;
@@ -41,7 +42,7 @@ use crate::source::progress::Task;
 const _: () = assert!(PAGE == BLOCK);
 
 /// Blocks per grid cell: ranges never cross a 4 MiB boundary.
-const PIECE_BLOCKS: u64 = 1024;
+pub const PIECE_BLOCKS: u64 = 1024;
 /// Bytes per read/write/hash step: small enough that a buffer is likely
 /// still in the CPU's cache when the image hasher takes it. (Against 4 MiB
 /// steps no difference showed within this VM's noise.)
@@ -65,7 +66,8 @@ pub enum CopyMethod {
 
 pub struct Emitted {
     pub bmap: String,
-    pub sha256: String,
+    /// The image's SHA-256, when it was asked for.
+    pub sha256: Option<String>,
     pub mapped_blocks: u64,
     pub method: CopyMethod,
 }
@@ -80,28 +82,8 @@ pub struct Source<'a> {
     pub pages: &'a Pages,
     /// The blocks the bmap maps (`mapped::used_blocks` of the patched image).
     pub mapped: &'a BlockRuns,
-}
-
-/// SHA-256 of ranges of one base image that no overlay touched, by block
-/// range: shared by the nodes of one run built from that base.
-#[derive(Debug, Default)]
-pub struct PieceHashes(Mutex<HashMap<(u64, u64), [u8; 32]>>);
-
-impl PieceHashes {
-    fn get(&self, key: (u64, u64)) -> Option<[u8; 32]> {
-        self.lock().get(&key).copied()
-    }
-
-    fn put(&self, key: (u64, u64), sum: [u8; 32]) {
-        self.lock().insert(key, sum);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), [u8; 32]>> {
-        // Entries are inserted whole; a poisoned map is still consistent.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+    /// Whether to take the SHA-256 of the whole image.
+    pub image_sha256: bool,
 }
 
 /// A bmap range to be: blocks `first..=last`, and whether overlay pages
@@ -217,8 +199,8 @@ fn stopped() -> io::Error {
 }
 
 /// Writes `src` (the base with the pages laid on it) into the empty file
-/// `dst`, and returns the bmap of `src.mapped` and the SHA-256 of the
-/// result. `task` is told the bytes to go and those done.
+/// `dst`, and returns the bmap of `src.mapped` and, when asked, the
+/// SHA-256 of the result. `task` is told the bytes to go and those done.
 pub fn emit(
     src: &Source<'_>,
     dst: &File,
@@ -231,6 +213,7 @@ pub fn emit(
         len,
         pages,
         mapped,
+        image_sha256,
     } = *src;
     let ranges = ranges(mapped, pages);
     let pieces = pieces(&copied(&data_segments(base, len)?, pages), &ranges, pages);
@@ -247,7 +230,7 @@ pub fn emit(
     let (to_image, image_rx) = sync_channel::<Feed>(POOL);
     let (back, pool) = sync_channel::<Vec<u8>>(POOL);
     std::thread::scope(|s| {
-        let image = s.spawn(move || hash_image(image_rx, back));
+        let image = image_sha256.then(|| s.spawn(move || hash_image(image_rx, back)));
         let mut out = Writer {
             base,
             len,
@@ -257,8 +240,9 @@ pub fn emit(
             known,
             task,
             stop,
-            to_image,
+            to_image: image_sha256.then_some(to_image),
             pool,
+            spare: None,
             made: 0,
             done: 0,
             data: 0,
@@ -276,7 +260,7 @@ pub fn emit(
         let data = out.data;
         let sums = std::mem::take(&mut out.sums);
         drop(out);
-        let image = image.join().map_err(|_| stopped())?;
+        let image = image.map(|h| h.join().map_err(|_| stopped())).transpose()?;
         run?;
         if sums.len() != ranges.len() {
             return Err(io::Error::other(format!(
@@ -321,8 +305,11 @@ struct Writer<'a> {
     known: &'a PieceHashes,
     task: &'a Task,
     stop: &'a AtomicBool,
-    to_image: SyncSender<Feed>,
+    /// To the image hasher, when there is one.
+    to_image: Option<SyncSender<Feed>>,
     pool: Receiver<Vec<u8>>,
+    /// The one buffer, when there is no image hasher to pass it to.
+    spare: Option<Vec<u8>>,
     /// Buffers made so far (at most POOL).
     made: usize,
     /// Bytes of pieces done (for the progress bar).
@@ -468,6 +455,9 @@ impl Writer<'_> {
     /// A free buffer: a returned one, a new one while fewer than POOL
     /// exist, else the next one the hasher gives back.
     fn buffer(&mut self) -> io::Result<Vec<u8>> {
+        if self.to_image.is_none() {
+            return Ok(self.spare.take().unwrap_or_default());
+        }
         if let Ok(b) = self.pool.try_recv() {
             return Ok(b);
         }
@@ -478,8 +468,16 @@ impl Writer<'_> {
         self.pool.recv().map_err(|_| stopped())
     }
 
-    fn feed(&self, f: Feed) -> io::Result<()> {
-        self.to_image.send(f).map_err(|_| stopped())
+    fn feed(&mut self, f: Feed) -> io::Result<()> {
+        match &self.to_image {
+            Some(to) => to.send(f).map_err(|_| stopped()),
+            None => {
+                if let Feed::Data(buf) = f {
+                    self.spare = Some(buf);
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -668,10 +666,14 @@ mod tests {
                 len,
                 pages: &pages,
                 mapped: &mapped,
+                // Asked for once: the pass without the image hasher must
+                // give the same bytes and bmap.
+                image_sha256: round == 0,
             };
             let e = emit(&src, &dst, &known, &task, &stop).unwrap();
             assert_eq!(std::fs::read(&out).unwrap(), want);
-            assert_eq!(e.sha256, hex(&Sha256::digest(&want)));
+            let sum = (round == 0).then(|| hex(&Sha256::digest(&want)));
+            assert_eq!(e.sha256, sum);
             let written: u64 = data_segments(&dst, len).unwrap().iter().map(|s| s.1).sum();
             assert!(written < 8 << 20, "holes were filled: {written} bytes");
             // The ranges are the mapped blocks, and each checksum matches
@@ -688,7 +690,7 @@ mod tests {
             assert!(e.bmap.contains(&format!("<MappedBlocksCount> {blocks} ")));
         }
         // The second round took the untouched ranges' hashes from the first.
-        assert!(!known.lock().is_empty());
+        assert!(!known.is_empty());
     }
 
     #[test]
@@ -708,6 +710,7 @@ mod tests {
             len: 1 << 20,
             pages: &BTreeMap::new(),
             mapped: &BlockRuns::from_spans([(0, 1 << 20)]),
+            image_sha256: true,
         };
         let err = emit(
             &src,
