@@ -69,6 +69,9 @@ pub struct Emitted {
     /// The image's SHA-256, when it was asked for.
     pub sha256: Option<String>,
     pub mapped_blocks: u64,
+    /// Bmap ranges, and how many of their sums were known (not hashed).
+    pub ranges: usize,
+    pub known_ranges: usize,
     pub method: CopyMethod,
 }
 
@@ -243,6 +246,7 @@ pub fn emit(
             to_image: image_sha256.then_some(to_image),
             pool,
             spare: None,
+            known_ranges: 0,
             made: 0,
             done: 0,
             data: 0,
@@ -258,6 +262,7 @@ pub fn emit(
             .try_for_each(|&p| out.piece(p))
             .and_then(|()| out.finish());
         let data = out.data;
+        let known_ranges = out.known_ranges;
         let sums = std::mem::take(&mut out.sums);
         drop(out);
         let image = image.map(|h| h.join().map_err(|_| stopped())).transpose()?;
@@ -273,6 +278,8 @@ pub fn emit(
             bmap: bmap::render(len, &sums),
             sha256: image,
             mapped_blocks: mapped.blocks(),
+            ranges: ranges.len(),
+            known_ranges,
             method: if reflink {
                 CopyMethod::Reflink
             } else {
@@ -310,6 +317,8 @@ struct Writer<'a> {
     pool: Receiver<Vec<u8>>,
     /// The one buffer, when there is no image hasher to pass it to.
     spare: Option<Vec<u8>>,
+    /// Ranges whose sum was known.
+    known_ranges: usize,
     /// Buffers made so far (at most POOL).
     made: usize,
     /// Bytes of pieces done (for the progress bar).
@@ -427,7 +436,10 @@ impl Writer<'_> {
         };
         let r = self.ranges[open.index];
         let sha256 = match open.sum {
-            RangeSum::Known(sum) => sum,
+            RangeSum::Known(sum) => {
+                self.known_ranges += 1;
+                sum
+            }
             RangeSum::Hashing(h) => {
                 let sum: [u8; 32] = h.finalize().into();
                 if !r.patched {

@@ -229,6 +229,13 @@ fn build_node(
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
     task.done();
     drop(dst);
+    tracing::info!(
+        "{}: {} bmap ranges, {} hashed, {} sums known from the base",
+        n.name,
+        fin.ranges,
+        fin.ranges - fin.known_ranges,
+        fin.known_ranges
+    );
     check_stop(stop)?;
 
     step(&n.name, 3, "re-reading the written files");
