@@ -16,6 +16,12 @@
 //! there, holes as zeros. So the pass walks the union of both: data it
 //! copies, mapped holes it only hashes.
 //!
+//! Bytes no one needs to see — an untouched chunk whose range sum is
+//! known, or that no range maps, with no image hasher — are copied by the
+//! kernel (`copy_file_range`: one copy in the page cache instead of a read
+//! into our buffer and a write out of it), falling back to read and write
+//! where the kernel or filesystem cannot.
+//!
 //! Ranges are the mapped runs cut on a 4 MiB grid. A range the overlay does
 //! not touch holds the base's bytes, whatever the node, so its hash is
 //! computed once per base and shared by every node of the run, and kept
@@ -246,6 +252,7 @@ pub fn emit(
             to_image: image_sha256.then_some(to_image),
             pool,
             spare: None,
+            in_kernel: true,
             known_ranges: 0,
             made: 0,
             done: 0,
@@ -319,6 +326,8 @@ struct Writer<'a> {
     spare: Option<Vec<u8>>,
     /// Ranges whose sum was known.
     known_ranges: usize,
+    /// Whether `copy_file_range` is still worth trying.
+    in_kernel: bool,
     /// Buffers made so far (at most POOL).
     made: usize,
     /// Bytes of pieces done (for the progress bar).
@@ -377,6 +386,19 @@ impl Writer<'_> {
     /// Reads `[start, end)` of `piece` from the base, lays the pages on
     /// it, writes it out and hashes it.
     fn data_chunk(&mut self, piece: Piece, start: u64, end: u64) -> io::Result<()> {
+        let unseen = !self.reflink
+            && !piece.patched
+            && self.to_image.is_none()
+            && (piece.range.is_none() || self.range_known());
+        if unseen && self.in_kernel {
+            if copy_in_kernel(self.base, self.dst, start, end)? {
+                self.wrote(end);
+                self.data += end - start;
+                return Ok(());
+            }
+            // Not supported here: read and write from now on.
+            self.in_kernel = false;
+        }
         let mut buf = self.buffer()?;
         // At most CHUNK bytes. Reused buffers keep their length, so this
         // zero-fills only when a size changes.
@@ -388,17 +410,33 @@ impl Writer<'_> {
         }
         if !self.reflink {
             self.dst.write_all_at(&buf, start)?;
-            if end - self.kicked >= KICK {
-                write_back(self.dst, self.settled, end);
-                self.settled = self.kicked;
-                self.kicked = end;
-            }
+            self.wrote(end);
         }
         if piece.range.is_some() {
             self.hash_range(&buf);
         }
         self.data += end - start;
         self.feed(Feed::Data(buf))
+    }
+
+    /// Asks for writeback every KICK bytes, a round behind.
+    fn wrote(&mut self, end: u64) {
+        if end - self.kicked >= KICK {
+            write_back(self.dst, self.settled, end);
+            self.settled = self.kicked;
+            self.kicked = end;
+        }
+    }
+
+    /// Whether the open range's sum is known (its bytes need no hashing).
+    fn range_known(&self) -> bool {
+        matches!(
+            self.open,
+            Some(Open {
+                sum: RangeSum::Known(_),
+                ..
+            })
+        )
     }
 
     /// Starts hashing range `i` unless it is the one open.
@@ -509,6 +547,34 @@ fn write_back(dst: &File, from: u64, to: u64) {
         std::num::NonZeroU64::new(to - from),
         rustix::fs::Advice::DontNeed,
     );
+}
+
+/// Copies `[start, end)` of `base` to the same offsets of `dst` inside the
+/// kernel. `Ok(false)` when this kernel or filesystem pair cannot (nothing
+/// was copied then: the first call fails before any byte moves, and a
+/// later short count is retried), so the caller reads and writes instead.
+fn copy_in_kernel(base: &File, dst: &File, start: u64, end: u64) -> io::Result<bool> {
+    use rustix::io::Errno;
+    let (mut from, mut to) = (start, start);
+    while from < end {
+        // At most CHUNK bytes: fits in usize.
+        let want = (end - from) as usize;
+        match rustix::fs::copy_file_range(base, Some(&mut from), dst, Some(&mut to), want) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the base ends at byte {from}, inside its data"),
+                ));
+            }
+            Ok(_) => {}
+            Err(Errno::INTR) => {}
+            Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) if from == start => {
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// Lays the overlay's pages that fall in `[start, end)` on `buf` (which
