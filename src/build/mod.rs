@@ -14,6 +14,7 @@ pub mod emit;
 pub mod mapped;
 pub mod output;
 pub mod patch;
+mod pieces;
 pub mod plan;
 pub mod range_sums;
 
