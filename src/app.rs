@@ -11,6 +11,7 @@ use crate::image::Image;
 
 mod build_cmds;
 mod copy_cmds;
+mod device_cmds;
 mod profile_cmds;
 pub mod source_cmds;
 
@@ -79,6 +80,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Images => source_cmds::images(),
         Command::Pull(args) => source_cmds::pull(&cli.global, &args),
         Command::Cache(args) => source_cmds::cache(&cli.global, &args),
+        Command::Devices(args) => device_cmds::devices(&cli.global, &args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(

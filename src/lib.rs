@@ -9,12 +9,16 @@
 pub mod app;
 pub mod build;
 pub mod cli;
+pub mod digest;
 pub mod disk;
 pub mod firmware;
+pub mod flash;
 pub mod fs;
 pub mod image;
 pub mod inspect;
 pub mod io;
 pub mod profile;
+pub mod progress;
 pub mod render;
 pub mod source;
+pub mod time;

@@ -13,11 +13,11 @@ ensure_tools() {
 		mkfs.vfat:dosfstools fsck.fat:dosfstools
 		mcopy:mtools mmd:mtools mdir:mtools mshowfat:mtools losetup:mount cmp:diffutils
 		mke2fs:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs tune2fs:e2fsprogs dumpe2fs:e2fsprogs
-		blkid:util-linux setpriv:util-linux flock:util-linux fallocate:util-linux xz:xz-utils gzip:gzip shellcheck:shellcheck
+		blkid:util-linux setpriv:util-linux partx:util-linux flock:util-linux fallocate:util-linux xz:xz-utils gzip:gzip shellcheck:shellcheck
 		cloud-init:cloud-init netplan:netplan.io systemd-analyze:systemd perl:perl
 		bmaptool:bmap-tools bc:bc mkfs.xfs:xfsprogs
 		zstd:zstd gpg:gnupg gpgconf:gnupg gpg-agent:gnupg
-		git:git ssh-keygen:openssh-client mkfifo:coreutils
+		git:git ssh-keygen:openssh-client mkfifo:coreutils getent:libc-bin mount:mount swapon:mount mkswap:util-linux
 	)
 
 	packages=()

@@ -17,17 +17,6 @@ use crate::fs::ext4::{Content, Meta, Op};
 use crate::fs::{EntryKind, Filesystem, FsError, FsType, StreamError};
 use crate::image::Image;
 
-/// The time stamped on directories we change: `SOURCE_DATE_EPOCH` when set
-/// (reproducible builds), else now.
-fn now() -> i64 {
-    if let Some(t) = crate::build::source_date_epoch() {
-        return t;
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 fn is_fat(image: &Image, n: u32) -> Result<bool> {
     match image.fs_info(n) {
         Ok(Some(info)) => Ok(matches!(info.fs_type, FsType::Fat(_))),
@@ -60,7 +49,7 @@ pub fn cp(args: &CpArgs) -> Result<()> {
     } else {
         let ops: Vec<Op> = items.iter().map(|it| to_op(it, args)).collect();
         let part = image.partition(&n.to_string())?;
-        let summary = crate::fs::ext4::apply(&image.window(part), &ops, now())
+        let summary = crate::fs::ext4::apply(&image.window(part), &ops, crate::time::stamp_now())
             .with_context(|| where_.clone())?;
         tracing::info!(
             "copied {} files ({}), {} directories, {} symlinks into partition {n}",
@@ -288,7 +277,8 @@ pub fn rm(args: &RmArgs) -> Result<()> {
             })
             .collect();
         let part = image.partition(&n.to_string())?;
-        crate::fs::ext4::apply(&image.window(part), &ops, now()).with_context(|| where_.clone())?;
+        crate::fs::ext4::apply(&image.window(part), &ops, crate::time::stamp_now())
+            .with_context(|| where_.clone())?;
     }
     let (_, fs) = image
         .filesystem(&n.to_string())

@@ -148,7 +148,7 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
     };
     match &args.out {
         Some(dir) => {
-            write_tree(dir, &specs, &redacted()?.secret).with_context(|| {
+            write_tree(dir, &args.node, &specs, &redacted()?.secret).with_context(|| {
                 format!(
                     "writing the files of node {} to {}",
                     args.node,
@@ -156,7 +156,7 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
                 )
             })?;
             eprintln!(
-                "wrote {} entries for node {} to {} (see MANIFEST)",
+                "wrote {} entries for node {} to {} (see manifest.json)",
                 specs.len(),
                 args.node,
                 dir.display()

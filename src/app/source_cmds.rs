@@ -104,7 +104,7 @@ fn cache_list(cache: &Cache) -> Result<()> {
         let on_disk = std::fs::metadata(&entry.raw_path).map_or(0, |m| m.blocks() * 512);
         let (size, added, from) = match &entry.meta {
             Ok(meta) => {
-                let added = crate::fs::ext4::format_unix(i64::try_from(meta.created).unwrap_or(0));
+                let added = crate::time::format_utc(i64::try_from(meta.created).unwrap_or(0));
                 let source = redact::text(&meta.source);
                 let from = if source.ends_with(&meta.file_name) {
                     source
@@ -270,13 +270,7 @@ fn profile_specs(global: &GlobalArgs) -> Result<Vec<SourceSpec>> {
     let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
     let mut specs: Vec<SourceSpec> = Vec::new();
     for node in &resolved.cluster.nodes {
-        let spec = SourceSpec::for_node(&node.image, &node.board).map_err(|reason| {
-            anyhow::anyhow!(
-                "{}: node {}: image: {reason}",
-                global.profile.display(),
-                node.hostname
-            )
-        })?;
+        let spec = SourceSpec::for_node(&node.image);
         if !specs.contains(&spec) {
             specs.push(spec);
         }

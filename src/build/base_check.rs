@@ -248,12 +248,14 @@ fn ntp_warning(node: &ResolvedNode, facts: &BaseFacts, quirks: &Quirks) -> Optio
 /// (for "not checked" notes); a local file that is missing was already
 /// refused when the profile was resolved.
 pub fn available(node: &ResolvedNode, cache_dir: &Path) -> Result<PathBuf, String> {
-    if let ImageSource::Path(p) = &node.image.source
-        && !is_compressed(p).unwrap_or(false)
-    {
-        return Ok(p.clone());
+    if let ImageSource::Path(p) = &node.image.source {
+        match is_compressed(p) {
+            Ok(false) => return Ok(p.clone()),
+            Ok(true) => {}
+            Err(e) => return Err(e.to_string()),
+        }
     }
-    let spec = SourceSpec::for_node(&node.image, &node.board)?;
+    let spec = SourceSpec::for_node(&node.image);
     match crate::source::cached_base(&spec, cache_dir) {
         Some(img) => Ok(img.raw_path),
         None => Err(match &spec {
@@ -271,11 +273,13 @@ pub fn available(node: &ResolvedNode, cache_dir: &Path) -> Result<PathBuf, Strin
 }
 
 /// Whether the file starts with xz, gzip or zstd magic (the detection
-/// `pull` uses).
+/// `pull` uses). Only a regular file is read: a FIFO or device named as
+/// `image.path` is refused rather than waited on.
 pub fn is_compressed(p: &Path) -> std::io::Result<bool> {
     use crate::source::decompress::Format;
     use std::io::Read;
     let mut head = [0u8; 6];
-    let n = std::fs::File::open(p)?.read(&mut head)?;
+    let mut f = crate::profile::named_file::open_regular(p).map_err(std::io::Error::other)?;
+    let n = f.read(&mut head)?;
     Ok(Format::detect(&head[..n]) != Format::Raw)
 }

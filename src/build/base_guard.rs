@@ -30,11 +30,11 @@ fn outputs(plan: &BuildPlan) -> Vec<PathBuf> {
 }
 
 /// Refuses, before anything is written, a plan in which a node's base
-/// (`bases`, in node order) is, or is a hard link to, a file the build
+/// (its `base_path`) is, or is a hard link to, a file the build
 /// writes: the same device and inode. A base that is a symlink is judged
 /// by the file it points at; an output that is a symlink by the link
 /// itself (the rename replaces the link, not its target).
-pub fn refuse_base_as_output(plan: &BuildPlan, bases: &[PathBuf]) -> Result<()> {
+pub fn refuse_base_as_output(plan: &BuildPlan) -> Result<()> {
     let outputs: Vec<(PathBuf, (u64, u64))> = outputs(plan)
         .into_iter()
         .filter_map(|p| {
@@ -42,7 +42,10 @@ pub fn refuse_base_as_output(plan: &BuildPlan, bases: &[PathBuf]) -> Result<()> 
             Some((p, (m.dev(), m.ino())))
         })
         .collect();
-    for (node, base) in plan.nodes.iter().zip(bases) {
+    for node in &plan.nodes {
+        let Some(base) = &node.base_path else {
+            continue;
+        };
         // A base that cannot be read fails later, with its own error.
         let Ok(m) = std::fs::metadata(base) else {
             continue;
@@ -91,4 +94,48 @@ pub fn explain_changed_base(err: anyhow::Error, base: &Path, before: Option<u64>
         ),
         _ => err,
     }
+}
+
+/// The size and modification time of an open base, to tell afterwards
+/// whether something wrote it while the build read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    len: u64,
+    mtime: (i64, i64),
+}
+
+pub fn snapshot(f: &std::fs::File) -> Option<Snapshot> {
+    let m = f.metadata().ok()?;
+    Some(Snapshot {
+        len: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+    })
+}
+
+/// Refuses a node image read from a base that changed while it was read
+/// (`before`: when it was opened). A base cut short before its data was
+/// scanned would otherwise read as holes and give a wrong image with no
+/// error at all.
+pub fn refuse_changed(f: &std::fs::File, base: &Path, before: Option<Snapshot>) -> Result<()> {
+    let (Some(was), Some(now)) = (before, snapshot(f)) else {
+        return Ok(());
+    };
+    if was.len != now.len {
+        bail!(
+            "the base image {} changed size while it was being read ({} bytes when the \
+             build started, {} now); is something else writing it? Build again once \
+             it is complete",
+            base.display(),
+            was.len,
+            now.len
+        );
+    }
+    if was.mtime != now.mtime {
+        bail!(
+            "the base image {} was modified while it was being read; is something else \
+             writing it? Build again once it is complete",
+            base.display()
+        );
+    }
+    Ok(())
 }

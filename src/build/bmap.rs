@@ -13,7 +13,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::profile::state::hex;
+use crate::digest::hex;
 
 pub const BLOCK: u64 = 4096;
 

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::source::progress::Task;
+use crate::progress::Task;
 
 /// Compresses `src` into `dst` with `threads` encoder threads, reporting
 /// the bytes read to `task`.

@@ -40,10 +40,10 @@ use super::bmap::{self, BLOCK, Range};
 use super::mapped::BlockRuns;
 use super::pieces::{Piece, Span, copied, pieces, ranges};
 use super::range_sums::PieceHashes;
+use crate::digest::hex;
 use crate::io::overlay::{PAGE, Pages};
 use crate::io::segments::data_segments;
-use crate::profile::state::hex;
-use crate::source::progress::Task;
+use crate::progress::Task;
 
 // An overlay page is one bmap block, so page indexes are block numbers.
 const _: () = assert!(PAGE == BLOCK);
@@ -524,7 +524,7 @@ fn hash_image(rx: Receiver<Feed>, back: SyncSender<Vec<u8>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::progress::Progress;
+    use crate::progress::Progress;
     use std::collections::BTreeMap;
 
     fn page(byte: u8) -> Box<[u8]> {

@@ -11,10 +11,12 @@ pub mod base_guard;
 pub mod bmap;
 pub mod compress;
 pub mod emit;
+pub mod manifest;
 pub mod mapped;
 pub mod output;
 pub mod patch;
 mod pieces;
+pub mod pipeline;
 pub mod plan;
 pub mod range_sums;
 
@@ -27,25 +29,11 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::image::Image;
-use crate::source::progress::Progress;
+use crate::progress::Progress;
 use emit::CopyMethod;
 use output::Partial;
 use plan::{BuildPlan, NodePlan};
 use range_sums::{Kept, PieceHashes};
-
-/// 2020-01-01T00:00:00Z: the time stamped on files a build creates unless
-/// `SOURCE_DATE_EPOCH` says otherwise (the FAT side uses the same date), so
-/// the same inputs give the same bytes.
-pub const DEFAULT_EPOCH: i64 = 1_577_836_800;
-
-pub fn epoch() -> i64 {
-    source_date_epoch().unwrap_or(DEFAULT_EPOCH)
-}
-
-/// `SOURCE_DATE_EPOCH` (the reproducible-builds convention), if set.
-pub fn source_date_epoch() -> Option<i64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok()?.parse().ok()
-}
 
 /// What one node's build produced.
 #[derive(Debug, Clone, Serialize)]
@@ -63,20 +51,26 @@ pub struct NodeResult {
     pub seconds: f64,
 }
 
-/// Builds every node of `plan` from its raw base image (`bases`, in node
-/// order), at most `jobs` at a time; `image_sha256` also writes each
+/// Builds every node of `plan` from its raw base image (each node's
+/// `base_path`), at most `jobs` at a time; `image_sha256` also writes each
 /// image's `.sha256`. `stop` is set by SIGINT, SIGTERM, SIGHUP or SIGQUIT;
 /// work checks it between steps and chunks.
 pub fn run(
     plan: &BuildPlan,
-    bases: &[PathBuf],
     jobs: usize,
     xz_threads: Option<u32>,
     image_sha256: bool,
     progress: &Progress,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<NodeResult>> {
-    base_guard::refuse_base_as_output(plan, bases)?;
+    let mut bases = Vec::new();
+    for n in &plan.nodes {
+        match &n.base_path {
+            Some(b) => bases.push(b),
+            None => bail!("node {}: its base image was not fetched", n.name),
+        }
+    }
+    base_guard::refuse_base_as_output(plan)?;
     std::fs::create_dir_all(&plan.out_dir)
         .with_context(|| format!("creating the output directory {}", plan.out_dir.display()))?;
     let jobs = jobs.max(1);
@@ -87,7 +81,7 @@ pub fn run(
     let work: Vec<(&NodePlan, &PathBuf, Arc<PieceHashes>)> = plan
         .nodes
         .iter()
-        .zip(bases)
+        .zip(bases.iter().copied())
         .map(|(n, b)| {
             let (_, table) = tables.entry(b.as_path()).or_insert_with(|| {
                 let kept = Kept::for_base(b, emit::PIECE_BLOCKS, bmap::BLOCK);
@@ -127,7 +121,7 @@ pub fn run(
     let mut ok = Vec::new();
     let mut errors = Vec::new();
     let mut failed = std::collections::HashSet::new();
-    for ((n, r), b) in plan.nodes.iter().zip(results).zip(bases) {
+    for ((n, r), b) in plan.nodes.iter().zip(results).zip(bases.iter()) {
         match r {
             Ok(r) => ok.push(r),
             Err(e) => {
@@ -189,6 +183,7 @@ fn build_node(
         "writing the node's files (in memory, over the base)",
     );
     let (image, overlay) = Image::open_overlay(base)?;
+    let opened = base_guard::snapshot(overlay.base());
     let expect = patch::apply(&image, &n.files, opts.epoch)?;
     // What the bmap maps, read through the overlay: the patched image.
     let usage = mapped::used_blocks(&image);
@@ -230,6 +225,7 @@ fn build_node(
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
     task.done();
     drop(dst);
+    base_guard::refuse_changed(overlay.base(), base, opened)?;
     tracing::info!(
         "{}: {} bmap ranges, {} hashed, {} sums known from the base",
         n.name,

@@ -5,19 +5,18 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
+use super::manifest::{FileRow, Manifest, rows};
 use crate::profile::resolved::{Cluster, ImageSource, ResolvedNode};
-use crate::profile::state::hex;
-use crate::render::{FileKind, FileSpec, Target};
-
-/// Where the build records what it injected (read back by `inspect`).
-pub const MANIFEST_PATH: &str = "/var/lib/homelab-image/manifest.json";
+use crate::render::FileSpec;
 
 #[derive(Debug, Clone)]
 pub struct NodePlan {
     pub name: String,
     pub base: ImageSource,
+    /// The raw base image on disk, once it was fetched or found (`None` in
+    /// a dry run whose base is not at hand).
+    pub base_path: Option<PathBuf>,
     pub out: PathBuf,
     pub files: Vec<FileSpec>,
     /// What checking the base image found (the image, each user's uid),
@@ -35,85 +34,22 @@ pub struct BuildPlan {
 
 pub fn describe_source(s: &ImageSource) -> String {
     match s {
-        ImageSource::Catalog(Some(name)) => format!("catalog:{name}"),
-        ImageSource::Catalog(None) => "catalog (default for the board)".into(),
-        ImageSource::Url { url, .. } => crate::source::redact::text(url),
+        ImageSource::Catalog { entry, named: true } => format!("catalog:{}", entry.name),
+        ImageSource::Catalog { named: false, .. } => "catalog (default for the board)".into(),
+        ImageSource::Url { url, .. } => crate::source::redact::url(url),
         ImageSource::Path(p) => p.display().to_string(),
     }
-}
-
-/// One line of `manifest.json` and of the dry-run listing.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileRow {
-    pub target: String,
-    pub path: String,
-    pub kind: &'static str,
-    pub mode: String,
-    pub owner: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub size: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-}
-
-pub fn rows(files: &[FileSpec]) -> Vec<FileRow> {
-    files
-        .iter()
-        .map(|s| {
-            let (size, sha) = match &s.kind {
-                FileKind::File { bytes } => (Some(bytes.len()), Some(hex(&Sha256::digest(bytes)))),
-                _ => (None, None),
-            };
-            FileRow {
-                target: s.target.to_string(),
-                path: s.path.clone(),
-                kind: s.kind.name(),
-                mode: if s.target == Target::Boot {
-                    "-".into()
-                } else {
-                    format!("{:04o}", s.mode)
-                },
-                owner: if s.target == Target::Boot {
-                    "-".into()
-                } else {
-                    format!("{}:{}", s.uid, s.gid)
-                },
-                size,
-                sha256: sha,
-            }
-        })
-        .collect()
-}
-
-#[derive(Serialize)]
-struct Manifest<'a> {
-    tool: String,
-    node: &'a str,
-    files: Vec<FileRow>,
-}
-
-/// The manifest spec recording `files` for `node` (no timestamps, so
-/// builds stay reproducible).
-pub fn manifest(node: &str, files: &[FileSpec]) -> FileSpec {
-    let m = Manifest {
-        tool: format!("homelab-image {}", env!("CARGO_PKG_VERSION")),
-        node,
-        files: rows(files),
-    };
-    // Serialising plain strings and numbers cannot fail.
-    let mut json = serde_json::to_string_pretty(&m).unwrap_or_default();
-    json.push('\n');
-    FileSpec::root_file(MANIFEST_PATH, 0o644, json)
 }
 
 pub fn node_plan(node: &ResolvedNode, files: Vec<FileSpec>, out_dir: &Path) -> NodePlan {
     let name = node.hostname.as_str().to_string();
     let mut files = files;
-    let m = manifest(&name, &files);
-    files.push(m);
+    let m = Manifest::of(&name, &files);
+    files.push(m.spec());
     NodePlan {
         out: out_dir.join(format!("{name}.img")),
         base: node.image.source.clone(),
+        base_path: None,
         name,
         files,
         notes: Vec::new(),

@@ -10,6 +10,8 @@ mod image_cmds;
 
 mod build_cmds;
 pub use build_cmds::{BuildArgs, Compression};
+mod device_cmds;
+pub use device_cmds::DevicesArgs;
 pub use image_cmds::{CatArgs, CpArgs, InspectArgs, LsArgs, Owner, RmArgs};
 pub mod profile_cmds;
 pub mod source_cmds;
@@ -91,6 +93,8 @@ pub enum Command {
     Pull(source_cmds::PullArgs),
     /// Show or clean the image cache
     Cache(source_cmds::CacheArgs),
+    /// List the disks a node image may be flashed to, or judge one
+    Devices(DevicesArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

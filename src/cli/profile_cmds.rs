@@ -22,7 +22,7 @@ pub struct RenderArgs {
     #[arg(long, value_name = "NAME")]
     pub node: String,
 
-    /// Write the files as a tree (boot/, root/, MANIFEST) into DIR instead
+    /// Write the files as a tree (boot/, root/, manifest.json) into DIR instead
     /// of printing them; DIR must not exist or be empty. The tree holds the
     /// real files, secrets too: DIR is made 0700, secret files 0600
     #[arg(long, value_name = "DIR")]

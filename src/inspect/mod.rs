@@ -41,7 +41,7 @@ pub struct Report {
     pub ntp_client: Option<crate::render::quirks::NtpClient>,
     pub seed: Option<Seed>,
     /// What `homelab-image build` put into the image (its manifest).
-    pub injected: Option<Injected>,
+    pub injected: Option<crate::build::manifest::Manifest>,
     /// What could not be read; the fields it would have filled are null
     /// or incomplete.
     pub problems: Vec<Problem>,
@@ -64,21 +64,6 @@ impl std::fmt::Display for Problem {
         }
         write!(f, "reading {}: {}", self.reading, self.error)
     }
-}
-
-/// The build manifest found at `/var/lib/homelab-image/manifest.json`.
-#[derive(Debug, Serialize)]
-pub struct Injected {
-    pub tool: String,
-    pub node: String,
-    pub files: Vec<InjectedFile>,
-}
-
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct InjectedFile {
-    pub target: String,
-    pub path: String,
-    pub kind: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -226,7 +211,11 @@ pub fn inspect(image: &Image) -> Report {
             .read(root_n, "the NTP client", ntp::detect(&root))
             .flatten();
         report.injected = sections
-            .read(root_n, crate::build::plan::MANIFEST_PATH, injected(&root))
+            .read(
+                root_n,
+                crate::build::manifest::MANIFEST_PATH,
+                injected(&root),
+            )
             .flatten();
         report
             .boot_config
@@ -282,23 +271,13 @@ impl Sections {
     }
 }
 
-fn injected(root: &Filesystem) -> Result<Option<Injected>> {
-    #[derive(serde::Deserialize)]
-    struct Raw {
-        tool: String,
-        node: String,
-        files: Vec<InjectedFile>,
-    }
-    let Some(bytes) = root.read_if_exists(crate::build::plan::MANIFEST_PATH)? else {
+fn injected(root: &Filesystem) -> Result<Option<crate::build::manifest::Manifest>> {
+    let Some(bytes) = root.read_if_exists(crate::build::manifest::MANIFEST_PATH)? else {
         return Ok(None);
     };
-    let raw: Raw =
-        serde_json::from_slice(&bytes).context("the build manifest is not valid JSON")?;
-    Ok(Some(Injected {
-        tool: raw.tool,
-        node: raw.node,
-        files: raw.files,
-    }))
+    crate::build::manifest::Manifest::from_json(&bytes)
+        .map(Some)
+        .context("the build manifest is not valid JSON")
 }
 
 fn boot_files(

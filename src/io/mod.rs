@@ -4,6 +4,7 @@
 pub mod bytes;
 pub mod lock;
 pub mod overlay;
+pub mod path_error;
 pub mod segments;
 pub mod storage;
 pub mod units;

@@ -16,7 +16,6 @@ pub mod named_file;
 pub mod net;
 pub(crate) mod newtype;
 pub mod password;
-pub mod path_io;
 pub mod platform;
 pub mod problem;
 pub mod resolve;

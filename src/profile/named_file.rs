@@ -103,8 +103,9 @@ fn describe(t: std::fs::FileType) -> Option<&'static str> {
     }
 }
 
-/// Reads the whole of `path`, a regular file of at most `kind.limit()`.
-pub fn read(path: &Path, kind: Kind) -> Result<Vec<u8>, NamedFileError> {
+/// Opens `path` for reading if it is a regular file; never blocks (a FIFO
+/// is refused, not waited on).
+pub fn open_regular(path: &Path) -> Result<std::fs::File, NamedFileError> {
     let io = |source| NamedFileError::Io {
         path: path.to_owned(),
         source,
@@ -132,6 +133,17 @@ pub fn read(path: &Path, kind: Kind) -> Result<Vec<u8>, NamedFileError> {
     if let Some(what) = describe(meta.file_type()) {
         return Err(not_regular(what));
     }
+    Ok(file)
+}
+
+/// Reads the whole of `path`, a regular file of at most `kind.limit()`.
+pub fn read(path: &Path, kind: Kind) -> Result<Vec<u8>, NamedFileError> {
+    let io = |source| NamedFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = open_regular(path)?;
+    let meta = file.metadata().map_err(io)?;
     let too_large = |size| NamedFileError::TooLarge {
         path: path.to_owned(),
         size,

@@ -181,22 +181,31 @@ fn resolve_node(
     if hostname.is_none() {
         r.error("hostname", "every node needs a hostname");
     }
-    let image = pick(&spec.image, &defaults.image)
+    let choice = pick(&spec.image, &defaults.image)
         .and_then(|i| resolve_image(i, ctx, &mut r))
         .or_else(|| {
             r.error("image", "no base image: set `image` here or in defaults");
             None
         });
     let board = pick(&spec.board, &defaults.board).cloned();
-    match (&board, &image) {
-        (None, _) => r.error("board", "no board: set `board` here or in defaults"),
-        (Some(b), Some(img)) if img.os != OsRelease::Armbian && !b.is_raspberry_pi() => r.error(
-            "board",
-            format!("{} images run only on rpi4 or rpi5, not on {b}", img.os),
-        ),
-        (Some(b), Some(img)) => check_catalog(img, b, &mut r),
-        _ => {}
-    }
+    let image = match (&board, choice) {
+        (None, _) => {
+            r.error("board", "no board: set `board` here or in defaults");
+            None
+        }
+        (Some(b), Some((os, _))) if os != OsRelease::Armbian && !b.is_raspberry_pi() => {
+            r.error(
+                "board",
+                format!("{os} images run only on rpi4 or rpi5, not on {b}"),
+            );
+            None
+        }
+        (Some(b), Some((os, ImageChoice::Catalog(name)))) => {
+            choose_catalog(name.as_deref(), os, b, &mut r).map(|source| BaseImage { os, source })
+        }
+        (_, Some((os, ImageChoice::Done(source)))) => Some(BaseImage { os, source }),
+        (_, None) => None,
+    };
     let network = resolve_network(spec.network.as_ref(), defaults.network.as_ref(), &mut r);
     let users = resolve_users(
         pick(&spec.users, &defaults.users).map_or(&[][..], Vec::as_slice),
@@ -298,7 +307,18 @@ fn iface(name: &str) -> InterfaceName {
     InterfaceName::parse(name).unwrap_or_else(|_| unreachable!("{name} is a valid interface name"))
 }
 
-fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) -> Option<BaseImage> {
+/// A node's `image:` as written, its URL and checksum parsed; a catalog
+/// choice is looked up once the board is known ([`choose_catalog`]).
+enum ImageChoice {
+    Catalog(Option<String>),
+    Done(ImageSource),
+}
+
+fn resolve_image(
+    spec: &ImageSpec,
+    ctx: &Context<'_>,
+    r: &mut NodeReport<'_>,
+) -> Option<(OsRelease, ImageChoice)> {
     let given = [
         spec.catalog.is_some(),
         spec.url.is_some(),
@@ -308,24 +328,21 @@ fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) ->
         r.error("image", "set at most one of catalog, url and path");
         return None;
     }
-    let source = match (&spec.catalog, &spec.url, &spec.path) {
+    let choice = match (&spec.catalog, &spec.url, &spec.path) {
         (_, Some(url), _) => {
             let Some(sha) = &spec.sha256 else {
                 r.error("image.sha256", "an image url needs its sha256 checksum");
                 return None;
             };
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let Ok(sha256) = sha.parse::<crate::digest::Sha256>() else {
                 r.error("image.sha256", "a sha256 checksum is 64 hexadecimal digits");
                 return None;
-            }
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
+            };
+            let Ok(url) = crate::source::http::parse_url(url) else {
                 r.error("image.url", format!("{url:?} is not an http(s) URL"));
                 return None;
-            }
-            ImageSource::Url {
-                url: url.clone(),
-                sha256: sha.to_ascii_lowercase(),
-            }
+            };
+            ImageChoice::Done(ImageSource::Url { url, sha256 })
         }
         (_, None, Some(path)) => {
             let file = ctx.path(&path.value);
@@ -342,7 +359,7 @@ fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) ->
                     format!("{} does not exist", file.display()),
                 );
             }
-            ImageSource::Path(file)
+            ImageChoice::Done(ImageSource::Path(file))
         }
         (catalog, None, None) => {
             if spec.sha256.is_some() {
@@ -351,52 +368,58 @@ fn resolve_image(spec: &ImageSpec, ctx: &Context<'_>, r: &mut NodeReport<'_>) ->
             if catalog.as_ref().is_some_and(|c| c.trim().is_empty()) {
                 r.error("image.catalog", "catalog name is empty");
             }
-            ImageSource::Catalog(catalog.clone())
+            ImageChoice::Catalog(catalog.clone())
         }
     };
-    Some(BaseImage {
-        os: spec.os,
-        source,
-    })
+    Some((spec.os, choice))
 }
 
 /// A catalog image must exist, be of the node's OS and run on its board;
 /// without a name, the catalog must have a default for the OS and board.
-fn check_catalog(image: &BaseImage, board: &Board, r: &mut NodeReport<'_>) {
+fn choose_catalog(
+    name: Option<&str>,
+    os: OsRelease,
+    board: &Board,
+    r: &mut NodeReport<'_>,
+) -> Option<ImageSource> {
     use crate::source::catalog;
-    match &image.source {
-        ImageSource::Catalog(Some(name)) => match catalog::find(name) {
-            None => r.error(
-                "image.catalog",
+    let Some(name) = name else {
+        let found = catalog::default_for(os, board);
+        if found.is_none() {
+            r.error(
+                "image",
                 format!(
-                    "{name:?} is not in the catalog (`homelab-image images`): {}",
-                    catalog::names()
+                    "the catalog has no {os} image for {board}: set image.url \
+                     (with image.sha256) or image.path"
                 ),
-            ),
-            Some(e) if e.os != image.os => r.error(
-                "image.catalog",
-                format!("{name} is an {} image, but image.os is {}", e.os, image.os),
-            ),
-            Some(e) if !e.supports(board) => r.error(
-                "image.catalog",
-                format!("{name} is for {}, not {board}", e.boards.join(", ")),
-            ),
-            Some(_) => {}
-        },
-        ImageSource::Catalog(None) => {
-            if catalog::default_for(image.os, board).is_none() {
-                r.error(
-                    "image",
-                    format!(
-                        "the catalog has no {} image for {board}: set image.url \
-                         (with image.sha256) or image.path",
-                        image.os
-                    ),
-                );
-            }
+            );
         }
-        ImageSource::Url { .. } | ImageSource::Path(_) => {}
+        return found.map(|entry| ImageSource::Catalog {
+            entry,
+            named: false,
+        });
+    };
+    match catalog::find(name) {
+        None => r.error(
+            "image.catalog",
+            format!(
+                "{name:?} is not in the catalog (`homelab-image images`): {}",
+                catalog::names()
+            ),
+        ),
+        Some(e) if e.os != os => r.error(
+            "image.catalog",
+            format!("{name} is an {} image, but image.os is {os}", e.os),
+        ),
+        Some(e) if !e.supports(board) => r.error(
+            "image.catalog",
+            format!("{name} is for {}, not {board}", e.boards.join(", ")),
+        ),
+        Some(entry) => {
+            return Some(ImageSource::Catalog { entry, named: true });
+        }
     }
+    None
 }
 
 fn merge_uplink(node: Option<&UplinkSpec>, default: Option<&UplinkSpec>) -> Option<UplinkSpec> {

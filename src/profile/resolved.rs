@@ -70,11 +70,16 @@ pub struct BaseImage {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
-    /// The catalog entry for this OS and board (`None`: the default one).
-    Catalog(Option<String>),
+    /// A catalog entry of the node's OS that runs on its board: the one the
+    /// profile names (`named`), or the catalog's default.
+    Catalog {
+        entry: &'static crate::source::CatalogEntry,
+        named: bool,
+    },
+    /// A download with its expected SHA-256 (of the file as downloaded).
     Url {
-        url: String,
-        sha256: String,
+        url: crate::source::Url,
+        sha256: crate::digest::Sha256,
     },
     /// A local image file (absolute, resolved against the profile).
     Path(PathBuf),

@@ -30,9 +30,10 @@ use ssh_key::private::{Ed25519Keypair, KeypairData};
 use ssh_key::{LineEnding, PrivateKey};
 use thiserror::Error;
 
+use crate::digest::hex;
+use crate::io::path_error::{PathIoError, at};
 use crate::profile::named_file::{self, Kind, NamedFileError};
 use crate::profile::password::Salt;
-use crate::profile::path_io::{PathIoError, at};
 use crate::profile::resolved::{Cluster, Passphrase, UserPassword};
 
 pub const PASSPHRASE_FILE: &str = "microcloud-passphrase";
@@ -476,10 +477,6 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
     f.sync_all().map_err(at("syncing", &tmp))?;
     fs::rename(&tmp, path).map_err(at("renaming", &tmp))?;
     Ok(())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Salt> {

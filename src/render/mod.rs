@@ -152,7 +152,7 @@ fn digest<'a>(specs: impl Iterator<Item = &'a FileSpec>) -> String {
         }
         h.update(b"\n");
     }
-    crate::profile::state::hex(&h.finalize()[..8])
+    crate::digest::hex(&h.finalize()[..8])
 }
 
 /// One `known_hosts` line per node, for `out/known_hosts`.

@@ -7,7 +7,7 @@
 //! The list lives beside the renderers it describes, and a test renders
 //! nodes of every kind and asserts every path they produce is in it.
 
-use crate::build::plan::MANIFEST_PATH;
+use crate::build::manifest::MANIFEST_PATH;
 use crate::profile::resolved::ResolvedNode;
 use crate::render::firstboot::{SCRIPT_PATH, STATE_DIR, UNIT_PATH, WANTS_LINK};
 use crate::render::quirks::Quirks;
@@ -218,7 +218,7 @@ microcloud:
             let specs = crate::render::node(node, &c, &state).unwrap();
             let reserved = paths(node);
             let mut plan = specs.clone();
-            plan.push(crate::build::plan::manifest("n1", &specs));
+            plan.push(crate::build::manifest::Manifest::of("n1", &specs).spec());
             for s in plan.iter().filter(|s| s.target == Target::Root) {
                 if node.files.iter().any(|f| f.path.as_str() == s.path) {
                     continue;

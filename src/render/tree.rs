@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::profile::path_io::{PathIoError, at};
+use crate::io::path_error::{PathIoError, at};
 use crate::render::file_spec::{FileKind, FileSpec};
 
 #[derive(Debug, Error)]
@@ -45,8 +45,9 @@ pub fn shown_bytes(spec: &FileSpec) -> Result<Option<Vec<u8>>, TreeError> {
     })
 }
 
-/// One manifest line: `root /etc/hostname file 0644 0:0 sha256=…`.
-pub fn manifest_line(spec: &FileSpec) -> Result<String, TreeError> {
+/// The header `render` prints above each file:
+/// `root /etc/hostname file 0644 0:0 sha256=…`.
+pub fn header_line(spec: &FileSpec) -> Result<String, TreeError> {
     let mut line = format!(
         "{} {} {} {:04o} {}:{}",
         spec.target,
@@ -71,7 +72,7 @@ pub fn manifest_line(spec: &FileSpec) -> Result<String, TreeError> {
         let _ = write!(
             line,
             " sha256={}",
-            crate::profile::state::hex(&Sha256::digest(&bytes))
+            crate::digest::hex(&Sha256::digest(&bytes))
         );
     }
     Ok(line)
@@ -86,12 +87,19 @@ fn inside(base: &Path, spec_path: &str) -> Result<PathBuf, TreeError> {
     Ok(base.join(rel))
 }
 
-/// Writes `specs` under `out/boot` and `out/root`, plus `out/MANIFEST`.
+/// Writes `specs` under `out/boot` and `out/root`, plus `out/manifest.json`
+/// (the build manifest's type: owners and modes, which a non-root user
+/// cannot set on the tree's files).
 /// The tree holds the real bytes, secrets included, so `out` is made 0700
 /// (nobody else can enter it) and every file whose `secret` mark is set is
 /// 0600 (so a copy taken out of the tree with its mode stays private);
 /// other entries keep the mode the image gives them.
-pub fn write_tree(out: &Path, specs: &[FileSpec], secret: &[bool]) -> Result<(), TreeError> {
+pub fn write_tree(
+    out: &Path,
+    node: &str,
+    specs: &[FileSpec],
+    secret: &[bool],
+) -> Result<(), TreeError> {
     if out.exists()
         && fs::read_dir(out)
             .map_err(at("reading", out))?
@@ -108,10 +116,7 @@ pub fn write_tree(out: &Path, specs: &[FileSpec], secret: &[bool]) -> Result<(),
     // An existing empty directory keeps its mode through create().
     fs::set_permissions(out, fs::Permissions::from_mode(0o700))
         .map_err(at("setting mode of", out))?;
-    let mut manifest = String::new();
     for (i, spec) in specs.iter().enumerate() {
-        manifest.push_str(&manifest_line(spec)?);
-        manifest.push('\n');
         let path = inside(&out.join(spec.target.to_string()), &spec.path)?;
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(at("creating", parent))?;
@@ -147,8 +152,9 @@ pub fn write_tree(out: &Path, specs: &[FileSpec], secret: &[bool]) -> Result<(),
             }
         }
     }
-    let path = out.join("MANIFEST");
-    fs::write(&path, manifest).map_err(at("writing", &path))?;
+    let path = out.join("manifest.json");
+    let manifest = crate::build::manifest::Manifest::of(node, specs);
+    fs::write(&path, manifest.to_json()).map_err(at("writing", &path))?;
     Ok(())
 }
 
@@ -168,7 +174,7 @@ pub fn to_text(specs: &[FileSpec]) -> Result<String, TreeError> {
 pub fn to_text_with(specs: &[FileSpec], bodies: &[Option<Vec<u8>>]) -> Result<String, TreeError> {
     let mut out = String::new();
     for (spec, body) in specs.iter().zip(bodies) {
-        let _ = writeln!(out, "==> {} <==", manifest_line(spec)?);
+        let _ = writeln!(out, "==> {} <==", header_line(spec)?);
         if let Some(bytes) = body {
             match std::str::from_utf8(bytes) {
                 Ok(text) => {

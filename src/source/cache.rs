@@ -24,26 +24,20 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::decompress::Format;
-use super::digest::Sha256;
 use super::fingerprint::{self, Fingerprint, Quick};
-use super::progress::Progress;
 use super::redact;
+use crate::digest::Sha256;
+use crate::progress::Progress;
 
 #[derive(Debug, Error)]
 pub enum CacheError {
-    #[error("{action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io::path_error::PathIoError),
     #[error(
         "no cache directory: set --cache-dir, HOMELAB_CACHE_DIR, XDG_CACHE_HOME \
          or HOME"
@@ -52,11 +46,8 @@ pub enum CacheError {
 }
 
 fn at<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
-    move |source| CacheError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
+    let at = crate::io::path_error::at(action, path);
+    move |source| CacheError::Io(at(source))
 }
 
 /// The metadata stored beside each image.
@@ -761,7 +752,5 @@ fn sync_dir(dir: &Path) {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(crate::time::now()).unwrap_or(0)
 }

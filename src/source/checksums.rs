@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-use super::digest::Sha256;
+use crate::digest::Sha256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ChecksumsError {

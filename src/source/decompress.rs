@@ -12,9 +12,9 @@ use std::os::unix::fs::FileExt;
 
 use thiserror::Error;
 
-use super::digest::{Hasher, Sha256};
 use super::sparse::{CopyError, SparseWriter};
 use super::xz_index;
+use crate::digest::{Hasher, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

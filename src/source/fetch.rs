@@ -15,16 +15,16 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE};
 use thiserror::Error;
 
-use super::digest::{Hasher, Sha256};
 use super::http::{Http, HttpError, Pace, Url, io_chain};
-use super::progress::{Progress, Task};
 use super::redact;
+use crate::digest::{Hasher, Sha256};
+use crate::progress::{Progress, Task};
 
 #[derive(Debug, Error)]
 pub enum FetchError {
@@ -47,13 +47,8 @@ pub enum FetchError {
         url: String,
         detail: String,
     },
-    #[error("{action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io::path_error::PathIoError),
 }
 
 /// Why one attempt failed.
@@ -164,13 +159,7 @@ impl Part<'_> {
     /// Drops what arrived: the next request asks for the whole file.
     fn start_over(&mut self) -> Result<(), FetchError> {
         let path = self.path;
-        let err = |action| {
-            move |source| FetchError::Io {
-                action,
-                path: path.to_owned(),
-                source,
-            }
-        };
+        let err = |action| crate::io::path_error::at(action, path);
         self.file.set_len(0).map_err(err("truncating"))?;
         self.file.seek(SeekFrom::Start(0)).map_err(err("writing"))?;
         self.hasher = Hasher::default();
@@ -188,13 +177,7 @@ pub fn download(
     progress: &Progress,
 ) -> Result<Downloaded, FetchError> {
     let shown = redact::url(url);
-    let io_err = |action| {
-        move |source| FetchError::Io {
-            action,
-            path: part.to_owned(),
-            source,
-        }
-    };
+    let io_err = |action| crate::io::path_error::at(action, part);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

@@ -25,8 +25,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::{Hasher, Sha256};
-use super::progress::Progress;
+use crate::digest::{Hasher, Sha256};
+use crate::progress::Progress;
 
 /// Bytes sampled at each end of the image.
 const EDGE: u64 = 64 << 10;

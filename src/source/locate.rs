@@ -7,11 +7,11 @@
 use super::SourceError;
 use super::catalog::{self, CatalogEntry, Locator, Publisher};
 use super::checksums;
-use super::digest::Sha256;
 use super::http::{Http, Url};
-use super::progress::Progress;
 use super::redact;
 use super::verify::{GoodSignature, Keyring};
+use crate::digest::Sha256;
+use crate::progress::Progress;
 
 /// Checksum and signature files are small; anything bigger is not one.
 const SMALL: u64 = 1 << 20;

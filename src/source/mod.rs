@@ -14,12 +14,10 @@ pub mod cache;
 pub mod catalog;
 pub mod checksums;
 pub mod decompress;
-pub mod digest;
 pub mod fetch;
 pub mod fingerprint;
 pub mod http;
 pub mod locate;
-pub mod progress;
 pub mod redact;
 pub mod sparse;
 pub mod verify;
@@ -30,15 +28,16 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::io::path_error::at;
+
+pub use crate::digest::Sha256;
+pub use crate::progress::{Progress, ProgressStyle};
 pub use cache::{Cache, CacheError, CachedImage, Entry, ImageMeta, Verdict};
 pub use catalog::{CATALOG, CatalogEntry};
 pub use decompress::Format;
-pub use digest::Sha256;
 pub use http::{HttpError, HttpOptions, Url};
-pub use progress::{Progress, ProgressStyle};
 pub use verify::{Keyring, SignatureError};
 
-use crate::profile::platform::Board;
 use crate::profile::resolved::{BaseImage, ImageSource};
 use decompress::{DecodeOptions, DecompressError};
 use fetch::FetchError;
@@ -67,29 +66,20 @@ pub enum SourceSpec {
 }
 
 impl SourceSpec {
-    /// The source a profile node's `image:` names, on its `board`.
-    /// Resolving the profile checks catalog names and defaults, so an error
-    /// here means a profile that was not resolved.
-    pub fn for_node(image: &BaseImage, board: &Board) -> Result<SourceSpec, String> {
-        Ok(match &image.source {
-            ImageSource::Catalog(Some(name)) => Self::Catalog(
-                catalog::find(name).ok_or_else(|| format!("{name:?} is not in the catalog"))?,
-            ),
-            ImageSource::Catalog(None) => Self::Catalog(
-                catalog::default_for(image.os, board)
-                    .ok_or_else(|| format!("the catalog has no {} image for {board}", image.os))?,
-            ),
+    /// The source a resolved node's `image:` names (the profile was
+    /// checked and parsed when it was resolved).
+    pub fn for_node(image: &BaseImage) -> SourceSpec {
+        match &image.source {
+            ImageSource::Catalog { entry, .. } => Self::Catalog(entry),
             ImageSource::Url { url, sha256 } => Self::UrlSha256 {
-                url: http::parse_url(url).map_err(|e| e.to_string())?,
-                sha256: sha256
-                    .parse()
-                    .map_err(|e: digest::DigestError| e.to_string())?,
+                url: url.clone(),
+                sha256: *sha256,
             },
             ImageSource::Path(p) => Self::Path {
                 path: p.clone(),
                 sha256: None,
             },
-        })
+        }
     }
 
     /// How the source is named in messages and the cache metadata (a
@@ -187,13 +177,8 @@ pub enum SourceError {
         #[source]
         source: DecompressError,
     },
-    #[error("{action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io::path_error::PathIoError),
 }
 
 /// Makes sure the raw image of `spec` is in the cache and returns it.
@@ -361,11 +346,7 @@ fn download_verified(
         use std::io::Read;
         File::open(&part)
             .and_then(|mut f| f.read(&mut head))
-            .map_err(|source| SourceError::Io {
-                action: "reading",
-                path: part.clone(),
-                source,
-            })?
+            .map_err(at("reading", &part))?
     };
     let format = Format::detect(&head[..n]);
     let blob = cache.publish_blob(&part, &remote.sha256, format)?;
@@ -417,13 +398,8 @@ fn ensure_local(
 /// a changed one is.
 fn local_key(path: &Path) -> Result<String, SourceError> {
     use std::os::unix::fs::MetadataExt;
-    let io = |source| SourceError::Io {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    };
-    let abs = std::fs::canonicalize(path).map_err(io)?;
-    let m = std::fs::metadata(&abs).map_err(io)?;
+    let abs = std::fs::canonicalize(path).map_err(at("reading", path))?;
+    let m = std::fs::metadata(&abs).map_err(at("reading", path))?;
     let id = format!(
         "{}\0{}\0{}\0{}\0{}.{}",
         abs.display(),
@@ -447,13 +423,7 @@ fn decompress_into_cache(
     opts: &SourceOptions,
     progress: &Progress,
 ) -> Result<CachedImage, SourceError> {
-    let io = |action| {
-        move |source| SourceError::Io {
-            action,
-            path: input.to_owned(),
-            source,
-        }
-    };
+    let io = |action| at(action, input);
     let dec_err = |source| SourceError::Decompress {
         path: input.to_owned(),
         source,
@@ -483,11 +453,7 @@ fn decompress_into_cache(
     })
     .map_err(dec_err)
     .and_then(|decoded| {
-        let (_, summary) = writer.finish().map_err(|source| SourceError::Io {
-            action: "writing",
-            path: tmp.clone(),
-            source,
-        })?;
+        let (_, summary) = writer.finish().map_err(at("writing", &tmp))?;
         Ok((decoded, summary))
     });
     let (decoded, summary) = match result {

@@ -1,26 +1,61 @@
 //! Credentials in URLs (`https://user:password@host/…`) must not reach a
 //! terminal, a log or a file: every URL we print or store goes through
 //! [`url`] (or, for text that may hold one, [`text`]), which keeps the user
-//! name and replaces the password with `***`. The request itself still
-//! carries the credentials (reqwest sends them as Basic authentication).
+//! name and replaces the password with `***`, as well as the value of every
+//! query parameter whose name says it is a credential (`token`, `key`,
+//! `signature`, `X-Amz-Credential`, …: [`is_secret_param`]). The request
+//! itself still carries the credentials.
 
 use super::http::Url;
 
 /// What a password is shown as.
 pub const MASK: &str = "***";
 
-/// `url` as text, its password (if any) replaced by `***`.
+/// `url` as text, its password and credential query values (if any)
+/// replaced by `***`.
 pub fn url(url: &Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
     let mut shown = url.clone();
     // Cannot fail: only URLs without a host refuse a password, and this
     // one has a password, so it has a host.
-    if shown.set_password(Some(MASK)).is_err() {
+    if url.password().is_some() && shown.set_password(Some(MASK)).is_err() {
         return text(url.as_str());
     }
+    if let Some(q) = url.query() {
+        shown.set_query(Some(&query(q)));
+    }
     shown.to_string()
+}
+
+/// Whether a query parameter named `name` carries a credential: signed
+/// and token URLs (S3, GCS and Azure pre-signed URLs, GitLab and
+/// artifact-server tokens) put them there.
+pub fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "token",
+        "key",
+        "sig",
+        "secret",
+        "password",
+        "passwd",
+        "auth",
+        "credential",
+        "session",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// A URL query (without `?`) with the value of every credential parameter
+/// replaced by `***`.
+fn query(q: &str) -> String {
+    q.split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if is_secret_param(k) => format!("{k}={MASK}"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// `s` with the password of every `scheme://user:password@` in it replaced
@@ -56,6 +91,20 @@ pub fn text(s: &str) -> String {
             None => out.push_str(authority),
         }
         rest = &after[end..];
+        // The rest of this URL: up to whitespace or a quote. Its query, if
+        // any, ends at a fragment.
+        let url_end = rest
+            .find(|c: char| matches!(c, '"' | '\'' | '<' | '>') || c.is_whitespace())
+            .unwrap_or(rest.len());
+        if let Some(qm) = rest[..url_end].find('?') {
+            let q_end = rest[..url_end]
+                .find('#')
+                .filter(|h| *h > qm)
+                .unwrap_or(url_end);
+            out.push_str(&rest[..=qm]);
+            out.push_str(&query(&rest[qm + 1..q_end]));
+            rest = &rest[q_end..];
+        }
     }
     out.push_str(rest);
     out
@@ -84,5 +133,22 @@ mod tests {
         assert_eq!(text("no url here"), "no url here");
         assert_eq!(text("http://h/@x:y"), "http://h/@x:y");
         assert_eq!(text("x://"), "x://");
+    }
+
+    #[test]
+    fn credential_query_values_are_masked_and_others_kept() {
+        let u = Url::parse(
+            "https://s3.example.org/b/img.xz?X-Amz-Credential=AKIA1&X-Amz-Signature=abc&x=1#f",
+        )
+        .unwrap();
+        assert_eq!(
+            url(&u),
+            "https://s3.example.org/b/img.xz?X-Amz-Credential=***&X-Amz-Signature=***&x=1#f"
+        );
+        assert_eq!(
+            text("GET https://h/a?private_token=glpat-1&page=2 failed: \"http://h/?sig=zz#top\""),
+            "GET https://h/a?private_token=***&page=2 failed: \"http://h/?sig=***#top\""
+        );
+        assert_eq!(text("https://h/a?x=1"), "https://h/a?x=1");
     }
 }

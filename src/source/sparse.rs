@@ -6,8 +6,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
-use super::digest::{Hasher, Sha256};
 use super::len64;
+use crate::digest::{Hasher, Sha256};
 
 /// Holes are made at this granularity (the page and ext4 block size).
 const BLOCK: usize = 4096;

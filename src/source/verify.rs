@@ -321,13 +321,9 @@ fn issuer_name(sig: &Signature) -> String {
         return format!("key {}", spaced(&format!("{fp:X}")));
     }
     match sig.issuer_key_id().first() {
-        Some(id) => format!("key id {}", hex_upper(id.as_ref())),
+        Some(id) => format!("key id {}", crate::digest::hex(id.as_ref()).to_uppercase()),
         None => "an unnamed key".to_owned(),
     }
-}
-
-fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 /// `843938DF228D…` → `8439 38DF 228D …`.

@@ -11,23 +11,7 @@ use crate::util::{assert_fails, bin, extract_partition, fixture, hi_ok, our_part
 
 /// A copy of an example profile whose nodes all use `base` as image.
 pub(crate) fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("profiles")
-        .join(example);
-    let text = std::fs::read_to_string(src).unwrap();
-    let os_line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("os: "))
-        .unwrap();
-    let indent = &os_line[..os_line.len() - os_line.trim_start().len()];
-    let text = text.replacen(
-        os_line,
-        &format!("{os_line}\n{indent}path: {}", base.display()),
-        1,
-    );
-    let p = dir.join("homelab.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
+    crate::util::example_profile(dir, example, None, base)
 }
 
 fn build(profile: &Path, args: &[&str]) -> std::process::Output {
@@ -330,8 +314,16 @@ fn mount_loop(img: &Path, mnt: &Path, fs: &str, opts: &str) -> Result<PathBuf, S
     Ok(mnt.to_path_buf())
 }
 
+/// Unmounts `mnt`; when something still holds it, detaches it (`-l`) so
+/// that no mount and no loop device outlives the test.
 fn umount(mnt: &Path) {
-    let _ = Command::new("umount").arg(mnt).status();
+    let ok = Command::new("umount")
+        .arg(mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("umount").arg("-l").arg(mnt).status();
+    }
 }
 
 #[test]
@@ -357,6 +349,8 @@ fn a_full_or_read_only_output_disk_fails_cleanly() {
             )
             .unwrap();
             filler.sync_all().unwrap();
+            // Closed now: an open file would keep the mount busy.
+            drop(filler);
             let out = mnt.join("out");
             let r = build(&p, &["--node", "pi1", "--out", out.to_str().unwrap()]);
             let left: Vec<_> = std::fs::read_dir(&out)
@@ -383,22 +377,7 @@ fn an_interrupted_build_removes_its_partial_output_and_keeps_the_old_image() {
     // A base with a lot of data so the copy takes a while: the fixture with
     // 1.5 GiB of incompressible bytes appended past its partitions.
     let base = tmp.path().join("big-base.img");
-    run_ok(
-        Command::new("cp")
-            .arg(fixture("ubuntu-raspi.img"))
-            .arg(&base),
-    );
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&base)
-            .unwrap();
-        let chunk = crate::ext4_support::bytes(64 << 20, 5);
-        for _ in 0..24 {
-            f.write_all(&chunk).unwrap();
-        }
-    }
+    crate::ext4_support::big_base(&base, 5);
     let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();

@@ -31,22 +31,7 @@ fn a_hangup_or_quit_during_a_build_removes_its_partial_output() {
     // A base with 1.5 GiB of incompressible bytes past its partitions, so
     // the copy takes long enough to be interrupted.
     let base = tmp.path().join("big-base.img");
-    run_ok(
-        Command::new("cp")
-            .arg(fixture("ubuntu-raspi.img"))
-            .arg(&base),
-    );
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&base)
-            .unwrap();
-        let chunk = crate::ext4_support::bytes(64 << 20, 7);
-        for _ in 0..24 {
-            f.write_all(&chunk).unwrap();
-        }
-    }
+    crate::ext4_support::big_base(&base, 7);
     let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
     let out = tmp.path().join("out");
     run_ok(&mut build_cmd(&p, &out));

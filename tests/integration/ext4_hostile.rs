@@ -315,26 +315,7 @@ fn a_dotdot_naming_another_parent_refuses_edits_below_it() {
 // other work's)
 // ---------------------------------------------------------------------------
 
-/// A copy of an example profile whose nodes all use `base` as image.
-fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("profiles")
-        .join(example);
-    let text = std::fs::read_to_string(src).unwrap();
-    let os_line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("os: "))
-        .unwrap();
-    let indent = &os_line[..os_line.len() - os_line.trim_start().len()];
-    let text = text.replacen(
-        os_line,
-        &format!("{os_line}\n{indent}path: {}", base.display()),
-        1,
-    );
-    let p = dir.join("homelab.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
+use crate::build::profile;
 
 fn build(profile: &Path, args: &[&str]) -> Output {
     crate::util::bin()
@@ -642,23 +623,7 @@ fn a_base_that_shrinks_during_the_build_is_named_as_the_cause() {
     // The fixture with 1.5 GiB of data after its partitions, so that the
     // build is still reading when the base is cut back to the fixture.
     let base = tmp.path().join("big-base.img");
-    run_ok(
-        Command::new("cp")
-            .arg(crate::util::fixture("ubuntu-raspi.img"))
-            .arg(&base),
-    );
-    let small = std::fs::metadata(&base).unwrap().len();
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&base)
-            .unwrap();
-        let chunk = crate::ext4_support::bytes(64 << 20, 9);
-        for _ in 0..24 {
-            f.write_all(&chunk).unwrap();
-        }
-    }
+    let small = crate::ext4_support::big_base(&base, 9);
     let big = std::fs::metadata(&base).unwrap().len();
     let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
     let out = tmp.path().join("out");

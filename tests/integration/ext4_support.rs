@@ -508,3 +508,24 @@ pub fn assert_matches(img: &Path, model: &Model, root: &str, tmp: &Path, what: &
     assert_debugfs_matches(img, root, tmp);
     assert_kernel_matches(img, root, tmp);
 }
+
+/// A copy of the `ubuntu-raspi.img` fixture at `path` with 1.5 GiB of
+/// incompressible bytes (pattern `seed`) appended past its partitions, so
+/// that a build from it takes long enough to be interrupted or disturbed.
+/// Returns the fixture's own size.
+pub fn big_base(path: &std::path::Path, seed: u64) -> u64 {
+    use std::io::Write;
+    // cp keeps the fixture's holes (std::fs::copy would fill them).
+    crate::util::run_ok(
+        std::process::Command::new("cp")
+            .arg(crate::util::fixture("ubuntu-raspi.img"))
+            .arg(path),
+    );
+    let small = std::fs::metadata(path).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    let chunk = bytes(64 << 20, seed);
+    for _ in 0..24 {
+        f.write_all(&chunk).unwrap();
+    }
+    small
+}

@@ -19,21 +19,7 @@ use crate::util::{
 /// A copy of an example profile in `dir` with every node's base image set
 /// to `os` and `base`.
 fn profile(dir: &Path, example: &str, os: &str, base: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("profiles")
-        .join(example);
-    let text = std::fs::read_to_string(src).unwrap();
-    let os_line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("os: "))
-        .unwrap();
-    let indent = &os_line[..os_line.len() - os_line.trim_start().len()];
-    let text = text.replacen(
-        os_line,
-        &format!("{indent}os: {os}\n{indent}path: {}", base.display()),
-        1,
-    );
-    write_profile(dir, &text)
+    crate::util::example_profile(dir, example, Some(os), base)
 }
 
 fn write_profile(dir: &Path, text: &str) -> PathBuf {
@@ -183,6 +169,14 @@ fn an_ubuntu_profile_on_an_armbian_image_is_refused_before_anything_is_written()
         assert!(stderr(&checked).contains(n), "{n}: {}", stderr(&checked));
     }
     assert!(!out.exists(), "the refused build created {o}");
+    // Not even the state directory: the base is checked before secrets
+    // are made.
+    let state = tmp.path().join(".homelab-state");
+    assert!(
+        !state.exists(),
+        "the refused build created {}",
+        state.display()
+    );
     assert_eq!(sha256(&base), before, "the base image changed");
 }
 
@@ -796,4 +790,46 @@ fn an_armbian_image_with_chrony_gets_the_ntp_servers_in_chrony_sources() {
         "server ntp.example.org iburst\nserver 10.0.0.1 iburst\n"
     );
     assert!(!tree.join("root/etc/systemd/timesyncd.conf.d").exists());
+}
+
+#[test]
+fn a_fifo_named_as_image_path_is_refused_not_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("base.img");
+    crate::util::run_ok(std::process::Command::new("mkfifo").arg(&fifo));
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", "ubuntu-24.04", &fifo);
+    let out = tmp.path().join("out");
+    for dry in [false, true] {
+        let mut cmd = crate::util::bin();
+        cmd.arg("--profile")
+            .arg(&p)
+            .args(["build", "--node", "pi1", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let t0 = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed().as_secs() > 30 {
+                child.kill().unwrap();
+                panic!("build (dry run: {dry}) hung on the FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let r = child.wait_with_output().unwrap();
+        let err = stderr(&r);
+        let fifo_named = "a FIFO (named pipe), not a regular file";
+        if dry {
+            // The plan says why the image was not checked.
+            let plan = String::from_utf8_lossy(&r.stdout);
+            assert!(plan.contains(fifo_named), "{plan}{err}");
+        } else {
+            assert!(err.contains(fifo_named), "{err}");
+            assert_eq!(r.status.code(), Some(1), "{err}");
+        }
+    }
+    assert!(!out.exists());
 }

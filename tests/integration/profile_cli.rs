@@ -52,7 +52,7 @@ fn init_writes_a_profile_that_checks_and_renders() {
         out.to_str().expect("utf-8"),
     ])
     .success();
-    assert!(out.join("boot/user-data").exists() && out.join("MANIFEST").exists());
+    assert!(out.join("boot/user-data").exists() && out.join("manifest.json").exists());
     // Never overwrites without --force.
     run(&["init"])
         .failure()

@@ -51,7 +51,7 @@ impl Trees {
             for (node, specs) in &r.nodes {
                 // The image's modes everywhere: the oracles judge those.
                 let secret = vec![false; specs.len()];
-                write_tree(&dir.path().join(Self::key(p, node)), specs, &secret)
+                write_tree(&dir.path().join(Self::key(p, node)), node, specs, &secret)
                     .expect("write tree");
             }
         }

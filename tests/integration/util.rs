@@ -196,3 +196,31 @@ pub fn our_partition(image: &Path, n: u64) -> (u64, u64) {
         p["size_bytes"].as_u64().unwrap(),
     )
 }
+
+/// A copy of the example profile `profiles/EXAMPLE` in `dir` whose nodes
+/// all use `base` as image, with `image.os` replaced by `os` if given.
+pub fn example_profile(
+    dir: &std::path::Path,
+    example: &str,
+    os: Option<&str>,
+    base: &std::path::Path,
+) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("profiles")
+        .join(example);
+    let text = std::fs::read_to_string(src).unwrap();
+    let os_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("os: "))
+        .unwrap();
+    let indent = &os_line[..os_line.len() - os_line.trim_start().len()];
+    let os_text = os.map_or_else(|| os_line.to_owned(), |os| format!("{indent}os: {os}"));
+    let text = text.replacen(
+        os_line,
+        &format!("{os_text}\n{indent}path: {}", base.display()),
+        1,
+    );
+    let p = dir.join("homelab.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}

@@ -121,7 +121,7 @@ impl Ext4Volume {
             mode: Some(meta.mode()),
             uid: Some(meta.uid()),
             gid: Some(meta.gid()),
-            mtime: format_unix(meta.modified().seconds()),
+            mtime: crate::time::format_utc(meta.modified().seconds()),
             link_target,
         })
     }
@@ -219,28 +219,6 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-/// `YYYY-MM-DD hh:mm:ss` in UTC, without a date crate (civil-from-days,
-/// H. Hinnant's algorithm).
-pub(crate) fn format_unix(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Maps an error of `Ext4::load`. ext4-view reads the journal only to
 /// replay it (needs_recovery), and then reports journal features it lacks
 /// as a number ("missing required journal features: 18"), in a type that
@@ -281,17 +259,5 @@ impl FsError {
                 message: other.to_string(),
             },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_unix;
-
-    #[test]
-    fn unix_times_format_as_utc() {
-        assert_eq!(format_unix(0), "1970-01-01 00:00:00");
-        assert_eq!(format_unix(1_700_000_000), "2023-11-14 22:13:20");
-        assert_eq!(format_unix(951_782_400), "2000-02-29 00:00:00");
     }
 }

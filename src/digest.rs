@@ -1,6 +1,7 @@
-//! `Sha256`: a SHA-256 digest, parsed from 64 hex digits and printed as
-//! lower-case hex. Cache entries, checksum files and the profile all name
-//! images by it.
+//! Digests and hex: `Sha256`, a SHA-256 digest parsed from 64 hex digits
+//! and printed as lower-case hex (cache entries, checksum files and the
+//! profile all name images by it), and `hex` for any other bytes shown as
+//! hex (bmap range checksums, state salts, render trees).
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,6 +54,17 @@ impl FromStr for Sha256 {
         }
         Ok(Self(out))
     }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -1,5 +1,6 @@
 //! `PathIoError`: an I/O error with what we were doing and to which path,
-//! shared by the modules that touch files (state directory, render trees).
+//! shared by every module that touches files (state directory, render trees,
+//! the cache, downloads).
 
 use std::path::{Path, PathBuf};
 
