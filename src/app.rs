@@ -12,6 +12,7 @@ use crate::image::Image;
 mod build_cmds;
 mod copy_cmds;
 mod device_cmds;
+mod flash_raw;
 mod profile_cmds;
 pub mod source_cmds;
 
@@ -91,6 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::FlashRaw(args) => flash_raw::flash_raw(&args),
         Command::Manpage => {
             let man = clap_mangen::Man::new(Cli::command());
             man.render(&mut std::io::stdout())

@@ -272,8 +272,12 @@ fn patch_boot(image: &Image, n: u32, specs: &[&FileSpec]) -> Result<Vec<Expectat
 
 /// Re-reads every expectation with our readers (fatfs, ext4-view).
 pub fn verify(path: &Path, expect: &[Expectation]) -> Result<()> {
-    let image = Image::open(path)?;
-    let parts = parts(&image)?;
+    verify_image(&Image::open(path)?, expect)
+}
+
+/// `verify` on an image already open (`flash` checks a written disk).
+pub fn verify_image(image: &Image, expect: &[Expectation]) -> Result<()> {
+    let parts = parts(image)?;
     let root = image.filesystem(&parts.root.to_string())?.1;
     let boot = match parts.boot {
         Some(n) => Some(image.filesystem(&n.to_string())?.1),

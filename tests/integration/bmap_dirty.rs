@@ -20,18 +20,18 @@ use crate::ext4_support::assert_fsck_clean;
 use crate::util::{blkid_at, extract_partition, fixture, run_ok, sfdisk_json};
 
 /// The card's old contents.
-const DIRTY: u8 = 0xA5;
+pub(crate) const DIRTY: u8 = 0xA5;
 const BLOCK: u64 = 4096;
 
 /// A loop device over a file this test made; detached on drop.
-struct Loop {
-    dev: PathBuf,
+pub(crate) struct Loop {
+    pub(crate) dev: PathBuf,
 }
 
 impl Loop {
     /// Attaches `file` to the first free loop device (`losetup -f --show
     /// -P`). Fails the test when there is none to be had.
-    fn attach(file: &Path) -> Loop {
+    pub(crate) fn attach(file: &Path) -> Loop {
         let out = Command::new("losetup")
             .args(["-f", "--show", "-P"])
             .arg(file)
@@ -61,7 +61,7 @@ impl Drop for Loop {
 }
 
 /// A file of `len` bytes, every one of them `DIRTY`.
-fn dirty_file(path: &Path, len: u64) {
+pub(crate) fn dirty_file(path: &Path, len: u64) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let chunk = vec![DIRTY; 1 << 20];
     let mut left = len;
@@ -74,7 +74,7 @@ fn dirty_file(path: &Path, len: u64) {
 }
 
 /// The bmap's mapped ranges as (first, last) blocks, and its image size.
-fn bmap_ranges(bmap: &Path) -> (Vec<(u64, u64)>, u64) {
+pub(crate) fn bmap_ranges(bmap: &Path) -> (Vec<(u64, u64)>, u64) {
     let text = std::fs::read_to_string(bmap).unwrap();
     let field = |name: &str| -> u64 {
         let open = format!("<{name}>");
@@ -184,6 +184,23 @@ pub(crate) fn assert_mapped_ranges_equal(img: &Path, copy: &Path) -> BTreeSet<u6
 
 /// Writes `img` with bmaptool onto a dirty loop device and judges the card.
 fn assert_survives_a_dirty_card(img: &Path, tmp: &Path) {
+    let bmap = PathBuf::from(format!("{}.bmap", img.display()));
+    assert_written_card_is_clean(img, tmp, &|dev: &Path| {
+        run_ok(
+            Command::new("bmaptool")
+                .args(["-q", "copy", "--bmap"])
+                .arg(&bmap)
+                .arg(img)
+                .arg(dev),
+        );
+    });
+}
+
+/// Writes `img` with `write` onto a loop device pre-filled with `DIRTY`
+/// and judges the card: mapped ranges equal, an unmapped block still
+/// dirty, every filesystem clean and holding the image's files, every
+/// byte outside the partitions the image's. `img.bmap` must exist.
+pub(crate) fn assert_written_card_is_clean(img: &Path, tmp: &Path, write: &dyn Fn(&Path)) {
     let name = img.file_name().unwrap().to_string_lossy().to_string();
     let bmap = PathBuf::from(format!("{}.bmap", img.display()));
     let len = std::fs::metadata(img).unwrap().len();
@@ -192,13 +209,7 @@ fn assert_survives_a_dirty_card(img: &Path, tmp: &Path) {
     let backing = tmp.join("card");
     dirty_file(&backing, len);
     let card = Loop::attach(&backing);
-    run_ok(
-        Command::new("bmaptool")
-            .args(["-q", "copy", "--bmap"])
-            .arg(&bmap)
-            .arg(img)
-            .arg(&card.dev),
-    );
+    write(&card.dev);
     // Every mapped range holds the image's bytes.
     let mapped = assert_mapped_ranges_equal(img, &card.dev);
     let image = std::fs::File::open(img).unwrap();
@@ -288,7 +299,13 @@ fn assert_survives_a_dirty_card(img: &Path, tmp: &Path) {
 
 /// Builds `node` of `example` from fixture `base` (with `os` replaced when
 /// given) and returns the image.
-fn built(tmp: &Path, base: &str, example: &str, node: &str, os: Option<&str>) -> PathBuf {
+pub(crate) fn built(
+    tmp: &Path,
+    base: &str,
+    example: &str,
+    node: &str,
+    os: Option<&str>,
+) -> PathBuf {
     let p = profile(tmp, example, &fixture(base));
     if let Some(os) = os {
         let text = std::fs::read_to_string(&p).unwrap();

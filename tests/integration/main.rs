@@ -20,6 +20,7 @@ mod fat_write;
 mod flash_devices;
 mod flash_fake_sys;
 mod flash_rules;
+mod flash_write;
 mod http_server;
 mod image_check;
 mod inspect;
