@@ -20,7 +20,12 @@
 //! a last line with the SHA-256 of everything above it, so a truncated or
 //! hand-edited file is noticed, ignored (with a warning) and written again.
 //! It is read with a size limit, written by rename from a temporary file,
-//! and is 0644: it holds the base's sums and nothing of any node.
+//! and is 0644: it holds the base's sums and nothing of any node. A file
+//! forged with a matching closing sum would be believed; no check is added
+//! for that, because whoever can write the cache can as well rewrite the
+//! image and its metadata, and a wrong sum cannot pass silently: bmaptool
+//! and our `flash` hash every range they write against the bmap and stop
+//! at the first mismatch.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
