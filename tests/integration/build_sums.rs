@@ -162,6 +162,14 @@ fn a_cached_base_keeps_its_range_sums_and_builds_using_them_write_the_same_bmaps
         same(&raw_out.join(f), &warm.join(f));
     }
     bmaptool_accepts(&warm.join("pi2.img"), tmp.path());
+    // Pruning the entry takes its sums with it.
+    let pruned = bin()
+        .env("HOMELAB_CACHE_DIR", &cache)
+        .args(["cache", "prune", "--all"])
+        .output()
+        .unwrap();
+    assert!(pruned.status.success(), "{pruned:?}");
+    assert!(sums_files(&cache).is_empty(), "{:?}", sums_files(&cache));
 }
 
 #[test]
