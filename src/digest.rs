@@ -21,6 +21,10 @@ impl Sha256 {
         Self(bytes)
     }
 
+    pub fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+
     /// The digest of `data`.
     pub fn of(data: &[u8]) -> Self {
         Self(sha2::Sha256::digest(data).into())

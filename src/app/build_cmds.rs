@@ -74,7 +74,15 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let xz_threads = args.compress.map(|_| crate::source::default_threads());
-    let built = pipeline::execute(&prepared, &cluster, jobs, xz_threads, &progress, &stop)?;
+    let built = pipeline::execute(
+        &prepared,
+        &cluster,
+        jobs,
+        xz_threads,
+        args.sha256,
+        &progress,
+        &stop,
+    )?;
     let results = &built.nodes;
     let kh = &built.known_hosts;
     if args.json {
@@ -85,14 +93,15 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .context("writing to stdout")?;
     } else {
         for r in results {
+            let sum = r
+                .sha256
+                .as_ref()
+                .map(|s| format!("  sha256 {}", &s[..16.min(s.len())]))
+                .unwrap_or_default();
             writeln!(
                 stdout,
-                "{}  {}  sha256 {}  ({}, {:.1} s)",
-                r.node,
-                r.image,
-                &r.sha256[..16],
-                r.copy,
-                r.seconds
+                "{}  {}{sum}  ({}, {:.1} s)",
+                r.node, r.image, r.copy, r.seconds
             )
             .context("writing to stdout")?;
         }

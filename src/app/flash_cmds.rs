@@ -42,13 +42,11 @@ struct Job {
 impl Job {
     fn label(&self) -> String {
         match &self.what {
-            What::Image {
-                node: Some(n), ..
-            }
-            | What::Node(n) => n.clone(),
-            What::Image { path, .. } => path
-                .file_name()
-                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into()),
+            What::Image { node: Some(n), .. } | What::Node(n) => n.clone(),
+            What::Image { path, .. } => path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            ),
         }
     }
 }
@@ -81,7 +79,9 @@ enum Prepared {
 impl Prepared {
     fn source(&self) -> Source<'_> {
         match self {
-            Prepared::File { path, file, len, .. } => verify::image_source(path, file, *len),
+            Prepared::File {
+                path, file, len, ..
+            } => verify::image_source(path, file, *len),
             Prepared::Built { node, overlay, .. } => Source {
                 name: format!("node {node}"),
                 bytes: &**overlay as &dyn Storage,
@@ -314,7 +314,9 @@ fn jobs(global: &GlobalArgs, args: &FlashArgs) -> Result<Vec<Job>> {
             },
             device: rest.first().cloned(),
         }]),
-        [] => bail!("name what to write: `flash --node NAME`, `flash IMAGE DEVICE` or `flash --all --to …`"),
+        [] => bail!(
+            "name what to write: `flash --node NAME`, `flash IMAGE DEVICE` or `flash --all --to …`"
+        ),
     }
 }
 
@@ -335,7 +337,13 @@ fn context_for(global: &GlobalArgs, args: &FlashArgs, job: &Job) -> Result<Conte
 }
 
 /// Asks which candidate disk to write.
-fn pick(disks: &[Disk], ctx: &Context, ov: &Overrides, label: &str, root: &Path) -> Result<PathBuf> {
+fn pick(
+    disks: &[Disk],
+    ctx: &Context,
+    ov: &Overrides,
+    label: &str,
+    root: &Path,
+) -> Result<PathBuf> {
     let candidates = rules::candidates(disks, ctx, ov);
     if candidates.is_empty() {
         bail!(
@@ -379,10 +387,10 @@ fn pick(disks: &[Disk], ctx: &Context, ov: &Overrides, label: &str, root: &Path)
 /// A typed confirmation: the disk's name.
 fn confirm(disk: &Disk, label: &str) -> Result<()> {
     let mut err = std::io::stderr().lock();
-    let name = disk
-        .path
-        .file_name()
-        .map_or_else(|| disk.path.display().to_string(), |n| n.to_string_lossy().into());
+    let name = disk.path.file_name().map_or_else(
+        || disk.path.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
     writeln!(
         err,
         "{label} will replace everything on {} ({}, {}, {}).",
@@ -518,8 +526,10 @@ fn one(
              unplug and replug the disk before using it"
         );
     }
-    events.emit(json!({"event": "written", "node": r.label, "device": device,
-        "bytes": written.mapped_bytes, "seconds": written.seconds}));
+    events.emit(
+        json!({"event": "written", "node": r.label, "device": device,
+        "bytes": written.mapped_bytes, "seconds": written.seconds}),
+    );
     if !args.json {
         eprintln!(
             "{}: wrote {} to {device} in {:.1} s",
@@ -539,7 +549,8 @@ fn one(
         let files = match &r.source {
             Prepared::Built { expect, .. } => Some(verify::files(&r.target, expect)?),
             Prepared::File { path, .. } => {
-                match crate::image::Image::open(path).and_then(|i| verify::manifest_expectations(&i))
+                match crate::image::Image::open(path)
+                    .and_then(|i| verify::manifest_expectations(&i))
                 {
                     Ok(Some(expect)) => Some(verify::files(&r.target, &expect)?),
                     Ok(None) => None,
@@ -547,8 +558,10 @@ fn one(
                 }
             }
         };
-        events.emit(json!({"event": "verified", "node": r.label, "device": device,
-            "bytes": total, "files": files}));
+        events.emit(
+            json!({"event": "verified", "node": r.label, "device": device,
+            "bytes": total, "files": files}),
+        );
         if !args.json {
             let files = files.map_or_else(
                 || "no build manifest, so no files compared".to_owned(),
@@ -563,8 +576,10 @@ fn one(
     }
     if args.eject {
         let how = eject(&r.disk);
-        events.emit(json!({"event": "ejected", "node": r.label, "device": device,
-            "how": how}));
+        events.emit(
+            json!({"event": "ejected", "node": r.label, "device": device,
+            "how": how}),
+        );
         if !args.json {
             eprintln!("{}: {device}: {how}", r.label);
         }

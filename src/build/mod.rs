@@ -2,9 +2,9 @@
 //! image per node. Numbered steps per node: patch the boot FAT and the root
 //! ext4 into an in-memory overlay of the base; write the image in one pass
 //! (reflink or sparse copy with the patched pages laid on, hashed for the
-//! bmap and SHA-256 as it goes); re-read what was written; write the bmap
-//! and `.sha256`; rename into place. Partial outputs are removed on any
-//! failure or interrupt.
+//! bmap, and for `.sha256` when asked, as it goes); re-read what was
+//! written; write the bmap (and `.sha256`); rename into place. Partial
+//! outputs are removed on any failure or interrupt.
 
 pub mod base_check;
 pub mod base_guard;
@@ -15,8 +15,10 @@ pub mod manifest;
 pub mod mapped;
 pub mod output;
 pub mod patch;
+mod pieces;
 pub mod pipeline;
 pub mod plan;
+pub mod range_sums;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,9 +30,10 @@ use serde::Serialize;
 
 use crate::image::Image;
 use crate::progress::Progress;
-use emit::{CopyMethod, PieceHashes};
+use emit::CopyMethod;
 use output::Partial;
 use plan::{BuildPlan, NodePlan};
+use range_sums::{Kept, PieceHashes};
 
 /// What one node's build produced.
 #[derive(Debug, Clone, Serialize)]
@@ -40,7 +43,8 @@ pub struct NodeResult {
     pub bmap: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xz: Option<String>,
-    pub sha256: String,
+    /// The image's SHA-256 (`--sha256`); `null` in JSON when not taken.
+    pub sha256: Option<String>,
     pub size: u64,
     pub mapped_bytes: u64,
     pub copy: String,
@@ -48,12 +52,14 @@ pub struct NodeResult {
 }
 
 /// Builds every node of `plan` from its raw base image (each node's
-/// `base_path`), at most `jobs` at a time. `stop` is set by SIGINT, SIGTERM,
-/// SIGHUP or SIGQUIT; work checks it between steps and chunks.
+/// `base_path`), at most `jobs` at a time; `image_sha256` also writes each
+/// image's `.sha256`. `stop` is set by SIGINT, SIGTERM, SIGHUP or SIGQUIT;
+/// work checks it between steps and chunks.
 pub fn run(
     plan: &BuildPlan,
     jobs: usize,
     xz_threads: Option<u32>,
+    image_sha256: bool,
     progress: &Progress,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<NodeResult>> {
@@ -68,13 +74,22 @@ pub fn run(
     std::fs::create_dir_all(&plan.out_dir)
         .with_context(|| format!("creating the output directory {}", plan.out_dir.display()))?;
     let jobs = jobs.max(1);
-    // One table of piece hashes per distinct base, shared by its nodes.
-    let mut tables: std::collections::HashMap<&Path, Arc<PieceHashes>> = Default::default();
+    // One table of range sums per distinct base, shared by its nodes, and
+    // loaded from the sums kept beside a cached base.
+    let mut tables: std::collections::HashMap<&Path, (Option<Kept>, Arc<PieceHashes>)> =
+        Default::default();
     let work: Vec<(&NodePlan, &PathBuf, Arc<PieceHashes>)> = plan
         .nodes
         .iter()
-        .zip(bases)
-        .map(|(n, b)| (n, b, Arc::clone(tables.entry(b.as_path()).or_default())))
+        .zip(bases.iter().copied())
+        .map(|(n, b)| {
+            let (_, table) = tables.entry(b.as_path()).or_insert_with(|| {
+                let kept = Kept::for_base(b, emit::PIECE_BLOCKS, bmap::BLOCK);
+                let table = kept.as_ref().map(Kept::load).unwrap_or_default();
+                (kept, Arc::new(table))
+            });
+            (n, b, Arc::clone(table))
+        })
         .collect();
     let results: Vec<Result<NodeResult>> = std::thread::scope(|scope| {
         let mut out = Vec::new();
@@ -84,7 +99,12 @@ pub fn run(
                 .map(|(n, b, k)| {
                     scope.spawn(move || {
                         let size = base_guard::size_of(b);
-                        build_node(n, b, plan.epoch, xz_threads, k, progress, stop)
+                        let opts = NodeOptions {
+                            epoch: plan.epoch,
+                            xz_threads,
+                            image_sha256,
+                        };
+                        build_node(n, b, &opts, k, progress, stop)
                             .map_err(|e| base_guard::explain_changed_base(e, b, size))
                     })
                 })
@@ -100,10 +120,25 @@ pub fn run(
     });
     let mut ok = Vec::new();
     let mut errors = Vec::new();
-    for (n, r) in plan.nodes.iter().zip(results) {
+    let mut failed = std::collections::HashSet::new();
+    for ((n, r), b) in plan.nodes.iter().zip(results).zip(bases.iter()) {
         match r {
             Ok(r) => ok.push(r),
-            Err(e) => errors.push(format!("node {}: {e:#}", n.name)),
+            Err(e) => {
+                errors.push(format!("node {}: {e:#}", n.name));
+                failed.insert(b.as_path());
+            }
+        }
+    }
+    // The sums of a base whose nodes all built, while the cache's check
+    // still finds the image as it was (a base that changed under a node is
+    // one of the failures above).
+    for (base, (kept, table)) in &tables {
+        if let Some(kept) = kept
+            && !failed.contains(base)
+            && Kept::for_base(base, emit::PIECE_BLOCKS, bmap::BLOCK).as_ref() == Some(kept)
+        {
+            kept.store(table);
         }
     }
     if !errors.is_empty() {
@@ -163,11 +198,17 @@ pub fn patch_node(
     })
 }
 
+/// What every node of a run is built with.
+struct NodeOptions {
+    epoch: i64,
+    xz_threads: Option<u32>,
+    image_sha256: bool,
+}
+
 fn build_node(
     n: &NodePlan,
     base: &Path,
-    epoch: i64,
-    xz_threads: Option<u32>,
+    opts: &NodeOptions,
     known: &PieceHashes,
     progress: &Progress,
     stop: &AtomicBool,
@@ -185,7 +226,7 @@ fn build_node(
         overlay,
         usage,
         expect,
-    } = patch_node(&n.name, base, &n.files, epoch)?;
+    } = patch_node(&n.name, base, &n.files, opts.epoch)?;
     let opened = base_guard::snapshot(overlay.base());
     let pages = overlay.take_pages();
     tracing::info!(
@@ -208,19 +249,27 @@ fn build_node(
         len,
         pages: &pages,
         mapped: &usage.runs,
+        image_sha256: opts.image_sha256,
     };
     let fin = emit::emit(&src, &dst, known, &task, stop)
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
     task.done();
     drop(dst);
     base_guard::refuse_changed(overlay.base(), base, opened)?;
+    tracing::info!(
+        "{}: {} bmap ranges, {} hashed, {} sums known from the base",
+        n.name,
+        fin.ranges,
+        fin.ranges - fin.known_ranges,
+        fin.known_ranges
+    );
     check_stop(stop)?;
 
     step(&n.name, 3, "re-reading the written files");
     patch::verify(&tmp, &expect)?;
     check_stop(stop)?;
 
-    step(&n.name, 4, "writing the bmap and SHA-256 files");
+    step(&n.name, 4, "writing the bmap (and SHA-256) files");
     let img_name = n
         .out
         .file_name()
@@ -229,14 +278,15 @@ fn build_node(
     let bmap_path = PathBuf::from(format!("{}.bmap", n.out.display()));
     let sha_path = PathBuf::from(format!("{}.sha256", n.out.display()));
     partial.write(&bmap_path, fin.bmap.as_bytes())?;
-    partial.write(
-        &sha_path,
-        format!("{}  {img_name}\n", fin.sha256).as_bytes(),
-    )?;
+    match &fin.sha256 {
+        Some(sum) => partial.write(&sha_path, format!("{sum}  {img_name}\n").as_bytes())?,
+        // An older build's checksum would not match the new image.
+        None => partial.remove_on_commit(&sha_path),
+    }
     check_stop(stop)?;
 
     let mut xz_path = None;
-    if let Some(threads) = xz_threads {
+    if let Some(threads) = opts.xz_threads {
         tracing::info!("{}: compressing with xz", n.name);
         let fin_xz = PathBuf::from(format!("{}.xz", n.out.display()));
         let p = output::partial_name(&fin_xz);

@@ -21,6 +21,8 @@ use anyhow::{Context, Result};
 pub struct Partial {
     /// (partial path, final path)
     files: Vec<(PathBuf, PathBuf)>,
+    /// Final paths of files this output no longer has (removed on commit).
+    stale: Vec<PathBuf>,
     committed: bool,
 }
 
@@ -98,12 +100,29 @@ impl Partial {
         Ok(())
     }
 
-    /// Flushes and renames every file into place, in the order added.
+    /// Registers `fin` as a file that must not survive the commit (an
+    /// older build's output that no longer describes the new files).
+    pub fn remove_on_commit(&mut self, fin: &Path) {
+        self.stale.push(fin.to_path_buf());
+    }
+
+    /// Flushes and renames every file into place, in the order added,
+    /// after removing the stale ones: a stale file never sits beside the
+    /// new ones (at worst, if a rename then fails, it is gone early).
     pub fn commit(mut self) -> Result<()> {
         for (p, _) in &self.files {
             let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
             f.sync_all()
                 .with_context(|| format!("flushing {}", p.display()))?;
+        }
+        for fin in &self.stale {
+            match std::fs::remove_file(fin) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("removing the stale {}", fin.display()));
+                }
+            }
         }
         for (p, fin) in &self.files {
             std::fs::rename(p, fin)

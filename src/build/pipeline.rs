@@ -140,14 +140,16 @@ pub fn prepare(
     })
 }
 
-/// Writes every node's image (at most `jobs` at a time) and `known_hosts`,
-/// holding the output directory's lock throughout. `stop` is the flag the
-/// caller's signal handlers set.
+/// Writes every node's image (at most `jobs` at a time; each image's
+/// `.sha256` too with `image_sha256`) and `known_hosts`, holding the output
+/// directory's lock throughout. `stop` is the flag the caller's signal
+/// handlers set.
 pub fn execute(
     prepared: &Prepared,
     cluster: &Cluster,
     jobs: usize,
     xz_threads: Option<u32>,
+    image_sha256: bool,
     progress: &Progress,
     stop: &Arc<AtomicBool>,
 ) -> Result<Built> {
@@ -157,7 +159,14 @@ pub fn execute(
     // One build per output directory at a time: held until known_hosts is
     // written.
     let _out_lock = crate::io::lock::lock_dir(out)?;
-    let nodes = super::run(&prepared.plan, jobs, xz_threads, progress, stop)?;
+    let nodes = super::run(
+        &prepared.plan,
+        jobs,
+        xz_threads,
+        image_sha256,
+        progress,
+        stop,
+    )?;
     let hosts =
         crate::render::known_hosts(cluster, &prepared.state).context("rendering known_hosts")?;
     let known_hosts = out.join("known_hosts");

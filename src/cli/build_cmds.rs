@@ -11,8 +11,8 @@ pub enum Compression {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Writes OUT/NODE.img, NODE.img.bmap (for bmaptool copy), NODE.img.sha256 and
-OUT/known_hosts. Files are written under hidden .partial names and renamed
+Writes OUT/NODE.img, NODE.img.bmap (for bmaptool copy; SHA-256 per range)
+and OUT/known_hosts, and NODE.img.sha256 with --sha256. Files are written under hidden .partial names and renamed
 into place at the end; on any error, Ctrl-C, SIGTERM, SIGHUP or SIGQUIT they
 are removed and an existing good image is left as it was. One build at a
 time per OUT directory (a second is refused, naming the first); the base
@@ -47,6 +47,11 @@ pub struct BuildArgs {
     /// Print the plan or the results as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Also write NODE.img.sha256 (a SHA-256 pass over the whole image,
+    /// zeros included; the .bmap's range sums need none)
+    #[arg(long)]
+    pub sha256: bool,
 
     /// Also write NODE.img.xz (multi-threaded xz)
     #[arg(long, value_enum, value_name = "FORMAT")]

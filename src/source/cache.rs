@@ -5,6 +5,7 @@
 //! blobs/<sha256>.<ext>       a verified compressed image
 //! images/<sha256>.img        a decompressed image, sparse (named by its own hash)
 //! images/<sha256>.json       what it is and where it came from (ImageMeta)
+//! images/<sha256>.ranges     SHA-256 of its bmap ranges (build::range_sums)
 //! index/<key>.json           compressed hash (or local file identity) → image hash
 //! locks/<key>.lock           flock(2)ed while an entry is being made
 //! ```
@@ -114,6 +115,11 @@ impl Entry {
 
     pub fn meta_path(&self) -> PathBuf {
         self.raw_path.with_extension("json")
+    }
+
+    /// The file `build` keeps the image's bmap range sums in.
+    pub fn range_sums_path(&self) -> PathBuf {
+        self.raw_path.with_extension("ranges")
     }
 }
 
@@ -366,6 +372,38 @@ impl Cache {
         None
     }
 
+    /// Where the bmap range sums of image `sha` are kept.
+    pub fn range_sums_path(&self, sha: &Sha256) -> PathBuf {
+        self.root.join("images").join(format!("{sha}.ranges"))
+    }
+
+    /// When `raw` is the image of an entry of some cache
+    /// (`ROOT/images/<sha256>.img`) and the cheap check finds it intact:
+    /// that cache, the image's hash and its size. Creates nothing.
+    pub fn intact_image(raw: &Path) -> Option<(Cache, Sha256, u64)> {
+        let sha: Sha256 = raw
+            .file_name()?
+            .to_str()?
+            .strip_suffix(".img")?
+            .parse()
+            .ok()?;
+        let images = raw.parent()?;
+        if images.file_name()? != "images" {
+            return None;
+        }
+        let cache = Cache {
+            root: images.parent()?.to_owned(),
+        };
+        let entry = cache.entry(&sha);
+        match (&entry.meta, &entry.health) {
+            (Ok(meta), Quick::Intact) => {
+                let size = meta.size;
+                Some((cache, sha, size))
+            }
+            _ => None,
+        }
+    }
+
     /// The state of image `sha`'s files, by the cheap check.
     pub fn entry(&self, sha: &Sha256) -> Entry {
         let raw_path = self.root.join("images").join(format!("{sha}.img"));
@@ -469,6 +507,7 @@ impl Cache {
         let mut report = PruneReport::default();
         report.remove(&entry.raw_path)?;
         report.remove(&entry.meta_path())?;
+        report.remove(&entry.range_sums_path())?;
         let index = self.root.join("index");
         for name in read_dir_names(&index) {
             let Some(key) = name.strip_suffix(".json") else {
@@ -562,6 +601,7 @@ impl Cache {
             }
             report.remove(&img.raw_path)?;
             report.remove(&img.raw_path.with_extension("json"))?;
+            report.remove(&img.raw_path.with_extension("ranges"))?;
         }
         if all {
             // Damaged entries too (`images` leaves them out).
@@ -569,6 +609,7 @@ impl Cache {
                 if e.image().is_none() {
                     report.remove(&e.raw_path)?;
                     report.remove(&e.meta_path())?;
+                    report.remove(&e.range_sums_path())?;
                 }
             }
         }
@@ -591,6 +632,13 @@ impl Cache {
             }
             if all || self.has(&sha) {
                 report.remove(&blobs.join(&name))?;
+            }
+        }
+        // Range sums files a killed build was writing.
+        let images_dir = self.root.join("images");
+        for name in read_dir_names(&images_dir) {
+            if name.starts_with('.') && name.contains(".ranges.") && name.ends_with(".tmp") {
+                report.remove(&images_dir.join(&name))?;
             }
         }
         // Partial downloads and interrupted decompressions.

@@ -104,7 +104,7 @@ fn ubuntu_raspi_nodes_pass_every_oracle_and_rebuild_byte_identical() {
     );
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();
-    build_ok(&p, &["--all", "--out", o]);
+    build_ok(&p, &["--sha256", "--all", "--out", o]);
     for n in ["pi1", "pi2", "pi3"] {
         let img = out.join(format!("{n}.img"));
         judge(&img, tmp.path());
@@ -170,7 +170,16 @@ fn armbian_layouts_get_everything_in_ext4_and_keep_the_raw_area() {
         std::fs::create_dir_all(&dir).unwrap();
         let p = profile(&dir, "armbian-rock5b.yaml", &b);
         let out = dir.join("out");
-        build_ok(&p, &["--node", "rock1", "--out", out.to_str().unwrap()]);
+        build_ok(
+            &p,
+            &[
+                "--sha256",
+                "--node",
+                "rock1",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
         let img = out.join("rock1.img");
         judge(&img, tmp.path());
         let root = if base == "armbian-rpi.img" { 2 } else { 1 };
@@ -372,12 +381,12 @@ fn an_interrupted_build_removes_its_partial_output_and_keeps_the_old_image() {
     let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();
-    build_ok(&p, &["--node", "pi1", "--out", o]);
+    build_ok(&p, &["--sha256", "--node", "pi1", "--out", o]);
     let good = std::fs::read(out.join("pi1.img.sha256")).unwrap();
     let mut child = bin()
         .arg("--profile")
         .arg(&p)
-        .args(["-v", "build", "--node", "pi1", "--out", o])
+        .args(["-v", "build", "--sha256", "--node", "pi1", "--out", o])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -463,9 +472,27 @@ fn a_build_on_a_reflink_filesystem_shares_the_base_and_gives_the_same_bytes() {
     );
     let p = profile(tmp.path(), "pi4-microcloud.yaml", &base);
     let shared = mnt.join("out");
-    let said = build(&p, &["--node", "pi1", "--out", shared.to_str().unwrap()]);
+    let said = build(
+        &p,
+        &[
+            "--sha256",
+            "--node",
+            "pi1",
+            "--out",
+            shared.to_str().unwrap(),
+        ],
+    );
     let copied = tmp.path().join("out");
-    let said_copy = build(&p, &["--node", "pi1", "--out", copied.to_str().unwrap()]);
+    let said_copy = build(
+        &p,
+        &[
+            "--sha256",
+            "--node",
+            "pi1",
+            "--out",
+            copied.to_str().unwrap(),
+        ],
+    );
     let same = |f: &str| {
         Command::new("cmp")
             .arg(shared.join(f))
@@ -513,7 +540,16 @@ fn a_compressed_local_base_is_decompressed_into_the_cache_and_builds_the_same_im
     let cache = tmp.path().join("cache");
     let from_raw = tmp.path().join("from-raw");
     let p = profile(tmp.path(), "pi4-microcloud.yaml", &raw);
-    build_ok(&p, &["--node", "pi1", "--out", from_raw.to_str().unwrap()]);
+    build_ok(
+        &p,
+        &[
+            "--sha256",
+            "--node",
+            "pi1",
+            "--out",
+            from_raw.to_str().unwrap(),
+        ],
+    );
     // The same profile and state directory, the base now compressed.
     let p = profile(tmp.path(), "pi4-microcloud.yaml", &xz);
     let from_xz = tmp.path().join("from-xz");
@@ -521,7 +557,14 @@ fn a_compressed_local_base_is_decompressed_into_the_cache_and_builds_the_same_im
         .env("HOMELAB_CACHE_DIR", &cache)
         .arg("--profile")
         .arg(&p)
-        .args(["build", "--node", "pi1", "--out", from_xz.to_str().unwrap()])
+        .args([
+            "build",
+            "--sha256",
+            "--node",
+            "pi1",
+            "--out",
+            from_xz.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(
@@ -559,7 +602,10 @@ fn ubuntu_26_04_gets_its_cmdline_edited_under_current_and_passes_every_oracle() 
     let as_2404 = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, as_2404.replace("os: ubuntu-24.04", "os: ubuntu-26.04")).unwrap();
     let out = tmp.path().join("out");
-    build_ok(&p, &["--node", "pi1", "--out", out.to_str().unwrap()]);
+    build_ok(
+        &p,
+        &["--sha256", "--node", "pi1", "--out", out.to_str().unwrap()],
+    );
     let img = out.join("pi1.img");
     judge(&img, tmp.path());
     let i = img.to_str().unwrap();

@@ -13,7 +13,7 @@ fn build_cmd(p: &Path, out: &Path) -> Command {
     let mut c = bin();
     c.arg("--profile")
         .arg(p)
-        .args(["-v", "build", "--node", "pi1", "--out"])
+        .args(["-v", "build", "--sha256", "--node", "pi1", "--out"])
         .arg(out);
     c
 }

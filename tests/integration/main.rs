@@ -8,6 +8,7 @@ mod bmap_dirty;
 mod bmap_usage;
 mod build;
 mod build_safety;
+mod build_sums;
 mod cli;
 mod cp_rm;
 mod cp_rm_atomic;

@@ -272,7 +272,7 @@ fn build_outputs_and_the_state_directory_are_private() {
     ok(&run_in(
         dir.path(),
         home.path(),
-        &["build", "--node", "pi1", "--out", "out"],
+        &["build", "--sha256", "--node", "pi1", "--out", "out"],
     ));
     let out = dir.path().join("out");
     for name in ["pi1.img", "pi1.img.bmap", "pi1.img.sha256", "known_hosts"] {
