@@ -13,7 +13,6 @@ mod build_cmds;
 mod copy_cmds;
 mod device_cmds;
 mod flash_cmds;
-mod flash_raw;
 mod profile_cmds;
 pub mod source_cmds;
 
@@ -94,7 +93,6 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::FlashRaw(args) => flash_raw::flash_raw(&args),
         Command::Manpage => {
             let man = clap_mangen::Man::new(Cli::command());
             man.render(&mut std::io::stdout())

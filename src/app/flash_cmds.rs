@@ -5,6 +5,11 @@
 //! parallel, one progress bar each. A node without a built image is built
 //! straight onto its disk: its base under the build's overlay of patched
 //! pages is the source, so no multi-GiB `.img` is written first.
+//!
+//! Test hook: `HOMELAB_IMAGE_TEST_PAUSE_AFTER=<bytes>` makes a write pause
+//! (up to 20 s, printing "test hook: paused" on stderr) once that many
+//! bytes are on the disk, so a test can send a real SIGINT mid-write. Read
+//! in `pause_hook` only; not for users.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -133,48 +138,8 @@ pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
 
     // Every disk is chosen, judged and confirmed before anything is built
     // or written; two jobs may not share a disk.
-    let mut chosen: Vec<(Job, Disk)> = Vec::new();
-    for mut job in jobs {
-        let disks = devices::scan(&root).context("reading the devices from sysfs")?;
-        let ctx = context_for(global, args, &job)?;
-        let device = match job.device.clone() {
-            Some(d) => {
-                // Privileges before any question: a prompt the write then
-                // fails is a wasted minute.
-                if root == Path::new("/") {
-                    privileges::ensure_can_write(&d)?;
-                }
-                d
-            }
-            None if args.yes => bail!(
-                "{}: --yes needs the DEVICE to write: name it (`homelab-image devices` lists \
-                 the candidates)",
-                job.label()
-            ),
-            None => pick(&disks, &ctx, &ov, &job.label(), &root)?,
-        };
-        let disk = devices::find(&disks, &root, &device)?.clone();
-        if chosen.iter().any(|(_, d)| d.dev == disk.dev) {
-            bail!(
-                "{} is named for two nodes; each node needs its own disk",
-                disk.path.display()
-            );
-        }
-        match rules::check(&disk, &ctx, &ov)? {
-            Verdict::Accepted => {}
-            v @ Verdict::NeedsConfirmation { .. } => {
-                eprintln!("{v}");
-                if !interactive {
-                    bail!("{v}");
-                }
-            }
-        }
-        if !args.yes {
-            confirm(&disk, &job.label())?;
-        }
-        job.device = Some(device);
-        chosen.push((job, disk));
-    }
+    let chosen = choose(global, args, jobs, &root, &ov, interactive)
+        .map_err(|e| anyhow!("{e:#}; nothing was written"))?;
 
     // Sources: built images are opened (with their maps); nodes without
     // one are built into memory over their base.
@@ -184,7 +149,7 @@ pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
     for (job, disk) in chosen {
         let device = job.device.clone().unwrap_or_else(|| disk.path.clone());
         let source = match &job.what {
-            What::Image { path, .. } => open_image(path)?,
+            What::Image { path, .. } => open_image(path, args.bmap.as_deref())?,
             What::Node(_) => built_nodes
                 .next()
                 .ok_or_else(|| anyhow!("{}: its build is missing", job.label()))?,
@@ -243,6 +208,61 @@ pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
         bail!("{}", errors.join("\n"));
     }
     Ok(())
+}
+
+/// Every job's disk, found, judged by the rules and confirmed.
+fn choose(
+    global: &GlobalArgs,
+    args: &FlashArgs,
+    jobs: Vec<Job>,
+    root: &Path,
+    ov: &Overrides,
+    interactive: bool,
+) -> Result<Vec<(Job, Disk)>> {
+    let mut chosen: Vec<(Job, Disk)> = Vec::new();
+    for mut job in jobs {
+        let disks = devices::scan(root).context("reading the devices from sysfs")?;
+        let ctx = context_for(global, args, &job)?;
+        let device = match job.device.clone() {
+            Some(d) => {
+                // Privileges before any question: a prompt the write then
+                // fails is a wasted minute.
+                if root == Path::new("/") {
+                    privileges::ensure_can_write(&d)?;
+                }
+                d
+            }
+            None if args.yes => bail!(
+                "{}: --yes needs the DEVICE to write: name it (`homelab-image devices` lists \
+                 the candidates)",
+                job.label()
+            ),
+            None => pick(&disks, &ctx, ov, &job.label(), root)?,
+        };
+        let disk = devices::find(&disks, root, &device)?.clone();
+        if chosen.iter().any(|(_, d)| d.dev == disk.dev) {
+            bail!(
+                "{} is named for two nodes; each node needs its own disk",
+                disk.path.display()
+            );
+        }
+        match rules::check(&disk, &ctx, ov)? {
+            Verdict::Accepted => {}
+            v @ Verdict::NeedsConfirmation { .. } => {
+                eprintln!("{v}");
+                if !interactive {
+                    bail!("{v}");
+                }
+            }
+        }
+        if !args.yes {
+            confirm(&disk, &job.label())?;
+        }
+        job.device = Some(device);
+        chosen.push((job, disk));
+    }
+
+    Ok(chosen)
 }
 
 /// The jobs the command line names.
@@ -418,14 +438,14 @@ fn read_line() -> Result<String> {
     Ok(line)
 }
 
-fn open_image(path: &Path) -> Result<Prepared> {
+fn open_image(path: &Path, bmap: Option<&Path>) -> Result<Prepared> {
     let shown = path.display();
     let file = crate::profile::named_file::open_regular(path)?;
     let len = file
         .metadata()
         .with_context(|| format!("{shown}: reading its size"))?
         .len();
-    let (map, origin) = bmap_read::for_image(path, len, None)?;
+    let (map, origin) = bmap_read::for_image(path, len, bmap)?;
     Ok(Prepared::File {
         path: path.to_owned(),
         file,
@@ -514,9 +534,11 @@ fn one(
         "bytes": total}));
     let task = progress.task(&format!("{} → {device}", r.label), 0, Some(total));
     let t0 = Instant::now();
+    let pause = pause_hook();
     let report = |done: u64, total: u64| {
         task.set_position(done);
         events.progress(&r.label, "write", done, total);
+        pause(done, stop);
     };
     let written = write::flash(&src, map, &mut r.target, &report, stop)?;
     task.done();
@@ -594,7 +616,7 @@ fn one(
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "{}  {device}  ok  ({}, {:.1} s)",
+            "{}  {device}  ok  (map: {}, {:.1} s)",
             r.label,
             origin,
             t0.elapsed().as_secs_f64()
@@ -602,6 +624,27 @@ fn one(
         .context("writing to stdout")?;
     }
     Ok(())
+}
+
+/// The test hook of the module comment: a function of the bytes written.
+fn pause_hook() -> impl Fn(u64, &AtomicBool) {
+    let at: Option<u64> = std::env::var("HOMELAB_IMAGE_TEST_PAUSE_AFTER")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let paused = AtomicBool::new(false);
+    move |done, stop| {
+        use std::sync::atomic::Ordering;
+        if let Some(at) = at
+            && done >= at
+            && !paused.swap(true, Ordering::Relaxed)
+        {
+            eprintln!("test hook: paused after {done} bytes");
+            let t0 = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t0.elapsed().as_secs() < 20 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 /// Makes the disk safe to unplug: written and flushed already; a USB or

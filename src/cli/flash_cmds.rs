@@ -44,6 +44,11 @@ pub struct FlashArgs {
     )]
     pub to: Vec<String>,
 
+    /// The block map of IMAGE [default: IMAGE.bmap beside it; without one,
+    /// the blocks the image's filesystems use]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["node", "all"])]
+    pub bmap: Option<PathBuf>,
+
     /// Where built node images are looked for (and built into by `build`)
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,

@@ -104,24 +104,6 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout
     Manpage,
-    /// Write IMAGE onto TARGET by its block map and read it back (no
-    /// safety rules: a stand-in for the tests until `flash` exists)
-    #[command(hide = true)]
-    FlashRaw(FlashRawArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct FlashRawArgs {
-    /// The image to write
-    pub image: PathBuf,
-    /// The disk or file to write it to
-    pub target: PathBuf,
-    /// The block map [default: IMAGE.bmap beside the image]
-    #[arg(long, value_name = "FILE")]
-    pub bmap: Option<PathBuf>,
-    /// Do not read the disk back
-    #[arg(long)]
-    pub no_verify: bool,
 }
 
 #[derive(Debug, Args)]

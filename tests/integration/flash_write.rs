@@ -1,5 +1,5 @@
-//! The flash writer (`flash::write`, `flash::verify`, through the hidden
-//! `flash-raw` command) against loop devices whose backing files are
+//! `flash IMAGE DEVICE` (the writer `flash::write` and `flash::verify`
+//! behind the safety rules) against loop devices whose backing files are
 //! pre-filled with 0xA5, standing in for a card that held something else.
 //! Judged by cmp of every mapped range, fsck.fat -n, e2fsck -fn, the
 //! files (mcopy, debugfs rdump), sfdisk --verify and our own `inspect` of
@@ -46,21 +46,30 @@ macro_rules! need_loop_devices {
     };
 }
 
-/// `homelab-image flash-raw IMAGE DEV [extra]`, which must succeed.
+/// `homelab-image flash IMAGE DEV --yes [extra]`, which must succeed;
+/// what it said on stdout and stderr.
 fn flash_ok(img: &Path, dev: &Path, extra: &[&str]) -> String {
     let out = run_ok(
-        bin()
-            .arg("flash-raw")
-            .arg(img)
-            .arg(dev)
+        flash_cmd(img, dev)
             .args(extra)
             .env_remove(crate_env::CORRUPT)
             .env_remove(crate_env::PAUSE),
     );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
-/// The test hooks' variables (src/flash/verify.rs, src/app/flash_raw.rs).
+/// `homelab-image flash IMAGE DEV --yes`.
+fn flash_cmd(img: &Path, dev: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.arg("flash").arg(img).arg(dev).arg("--yes");
+    cmd
+}
+
+/// The test hooks' variables (src/flash/verify.rs, src/app/flash_cmds.rs).
 mod crate_env {
     pub const CORRUPT: &str = "HOMELAB_IMAGE_TEST_CORRUPT_AT";
     pub const PAUSE: &str = "HOMELAB_IMAGE_TEST_PAUSE_AFTER";
@@ -107,7 +116,7 @@ fn assert_no_partition_table(dev: &Path) {
 }
 
 #[test]
-fn flash_raw_writes_a_node_onto_a_dirty_disk_that_checks_clean() {
+fn flash_writes_a_node_onto_a_dirty_disk_that_checks_clean() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
     let img = built(
@@ -126,7 +135,7 @@ fn flash_raw_writes_a_node_onto_a_dirty_disk_that_checks_clean() {
 }
 
 #[test]
-fn flash_raw_of_a_gpt_node_checks_clean() {
+fn flash_of_a_gpt_node_checks_clean() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
     let img = built(
@@ -144,7 +153,7 @@ fn flash_raw_of_a_gpt_node_checks_clean() {
 }
 
 #[test]
-fn flash_raw_without_a_bmap_writes_what_the_filesystems_use() {
+fn flash_without_a_bmap_writes_what_the_filesystems_use() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
     let img = built(
@@ -211,10 +220,7 @@ fn a_bmap_made_by_bmaptool_drives_the_write_and_its_checksums_are_checked() {
     let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
     f.write_all_at(b"changed", first * 4096).unwrap();
     drop(f);
-    let out = bin()
-        .arg("flash-raw")
-        .arg(&img)
-        .arg(&card.dev)
+    let out = flash_cmd(&img, &card.dev)
         .arg("--bmap")
         .arg(&theirs)
         .output()
@@ -244,15 +250,11 @@ fn a_disk_smaller_than_the_image_is_refused_and_left_untouched() {
     let backing = tmp.path().join("small");
     dirty_file(&backing, len - 4 * MIB);
     let card = Loop::attach(&backing);
-    let out = bin()
-        .arg("flash-raw")
-        .arg(&img)
-        .arg(&card.dev)
-        .output()
-        .unwrap();
+    let out = flash_cmd(&img, &card.dev).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("less than the image"), "{err}");
+    assert!(err.contains("rule too-small"), "{err}");
+    assert!(err.contains("smaller than the image"), "{err}");
     assert!(err.contains("nothing was written"), "{err}");
     drop(card);
     let bytes = std::fs::read(&backing).unwrap();
@@ -322,12 +324,7 @@ fn a_disk_failing_mid_write_is_left_without_a_partition_table() {
         .stderr(Stdio::null())
         .status();
     let card = Loop::attach(&backing);
-    let out = bin()
-        .arg("flash-raw")
-        .arg(&img)
-        .arg(&card.dev)
-        .output()
-        .unwrap();
+    let out = flash_cmd(&img, &card.dev).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("partition table was wiped"), "{err}");
@@ -369,10 +366,7 @@ fn ctrl_c_mid_write_wipes_the_table_and_the_gpt_backup() {
     let backing = tmp.path().join("card");
     dirty_file(&backing, len);
     let card = Loop::attach(&backing);
-    let mut child = bin()
-        .arg("flash-raw")
-        .arg(&img)
-        .arg(&card.dev)
+    let mut child = flash_cmd(&img, &card.dev)
         .env(crate_env::PAUSE, (2 * MIB).to_string())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -383,7 +377,7 @@ fn ctrl_c_mid_write_wipes_the_table_and_the_gpt_backup() {
     loop {
         let mut line = String::new();
         if err.read_line(&mut line).unwrap() == 0 {
-            panic!("flash-raw ended before pausing: {seen}");
+            panic!("flash ended before pausing: {seen}");
         }
         seen.push_str(&line);
         if line.contains("test hook: paused") {
@@ -428,10 +422,7 @@ fn a_block_that_reads_back_wrong_is_reported_with_its_offset() {
     let backing = tmp.path().join("card");
     dirty_file(&backing, len);
     let card = Loop::attach(&backing);
-    let out = bin()
-        .arg("flash-raw")
-        .arg(&img)
-        .arg(&card.dev)
+    let out = flash_cmd(&img, &card.dev)
         .env(crate_env::CORRUPT, at.to_string())
         .output()
         .unwrap();
@@ -500,51 +491,20 @@ fn an_overlay_of_base_and_patched_pages_flashes_straight_to_the_disk() {
 }
 
 #[test]
-fn the_image_as_its_own_target_is_refused_and_left_intact() {
+fn a_file_that_is_not_a_disk_is_refused_and_left_intact() {
     let tmp = tempfile::tempdir().unwrap();
     let img = crate::util::copy_fixture("armbian-single-mbr.img", tmp.path());
     let before = std::fs::read(&img).unwrap();
-    let out = bin().arg("flash-raw").arg(&img).arg(&img).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("is the image itself"), "{err}");
-    assert!(std::fs::read(&img).unwrap() == before, "the image changed");
-}
-
-#[test]
-fn a_regular_file_target_gets_the_mapped_ranges_and_keeps_the_rest() {
-    let tmp = tempfile::tempdir().unwrap();
-    let img = built(
-        tmp.path(),
-        "ubuntu-raspi.img",
-        "pi4-microcloud.yaml",
-        "pi1",
-        None,
-    );
-    let (ranges, len) = bmap_ranges(&PathBuf::from(format!("{}.bmap", img.display())));
     let card = tmp.path().join("card.img");
-    dirty_file(&card, len);
-    let said = flash_ok(&img, &card, &[]);
-    assert!(said.contains("injected files"), "{said}");
-    let (a, b) = (std::fs::read(&img).unwrap(), std::fs::read(&card).unwrap());
-    let mut mapped = vec![false; len.div_ceil(4096) as usize];
-    for &(first, last) in &ranges {
-        let (s, e) = (
-            (first * 4096) as usize,
-            (((last + 1) * 4096).min(len)) as usize,
-        );
-        assert!(a[s..e] == b[s..e], "blocks {first}-{last} differ");
-        mapped[first as usize..=last as usize]
-            .iter_mut()
-            .for_each(|m| *m = true);
+    dirty_file(&card, before.len() as u64);
+    // The image itself, and another regular file.
+    for target in [&img, &card] {
+        let out = flash_cmd(&img, target).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("not a block device"), "{err}");
     }
-    // Past the first MiB (zeroed first), unmapped blocks keep the old bytes.
-    let free = (256..mapped.len())
-        .find(|&i| !mapped[i])
-        .expect("an unmapped block");
-    assert!(
-        b[free * 4096..free * 4096 + 4096]
-            .iter()
-            .all(|&x| x == DIRTY)
-    );
+    assert!(std::fs::read(&img).unwrap() == before, "the image changed");
+    let card = std::fs::read(&card).unwrap();
+    assert!(card.iter().all(|&b| b == DIRTY), "the file was written");
 }
