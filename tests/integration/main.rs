@@ -17,6 +17,7 @@ mod ext4_support;
 mod ext4_write;
 mod fat_hostile;
 mod fat_write;
+mod flash_cmd;
 mod flash_devices;
 mod flash_fake_sys;
 mod flash_rules;
