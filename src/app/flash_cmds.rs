@@ -394,13 +394,10 @@ fn pick(
     write!(err, "number (or Enter to stop): ")?;
     err.flush()?;
     let answer = read_line()?;
-    let n: usize = answer
-        .trim()
-        .parse()
-        .map_err(|_| anyhow!("stopped: nothing was written"))?;
+    let n: usize = answer.trim().parse().map_err(|_| anyhow!("stopped"))?;
     let (d, _) = candidates
         .get(n.wrapping_sub(1))
-        .ok_or_else(|| anyhow!("{n} is not on the list; nothing was written"))?;
+        .ok_or_else(|| anyhow!("{n} is not on the list"))?;
     Ok(d.path.clone())
 }
 
@@ -422,7 +419,7 @@ fn confirm(disk: &Disk, label: &str) -> Result<()> {
     write!(err, "Type {name} to go on: ")?;
     err.flush()?;
     if read_line()?.trim() != name {
-        bail!("not confirmed; nothing was written");
+        bail!("{} not confirmed", disk.path.display());
     }
     Ok(())
 }

@@ -95,7 +95,7 @@ fn flash_all_writes_three_disks_at_once_building_the_unbuilt_nodes_straight_onto
     let r = bin()
         .arg("--profile")
         .arg(&p)
-        .args(["flash", "--all", "--yes", "--json", "--out"])
+        .args(["flash", "--all", "--yes", "--json", "--eject", "--out"])
         .arg(&out)
         .arg("--to")
         .arg(to.join(","))
@@ -126,6 +126,18 @@ fn flash_all_writes_three_disks_at_once_building_the_unbuilt_nodes_straight_onto
             .find(|e| e["event"] == "verified" && e["node"] == node.as_str())
             .unwrap();
         assert!(verified["files"].as_u64().unwrap() > 10, "{verified}");
+        // A loop device has nothing to power off; it says so.
+        let ejected = events
+            .iter()
+            .find(|e| e["event"] == "ejected" && e["node"] == node.as_str())
+            .unwrap();
+        assert!(
+            ejected["how"]
+                .as_str()
+                .unwrap()
+                .contains("nothing to eject"),
+            "{ejected}"
+        );
     }
     // The unbuilt nodes' disks hold what `build` makes of them now (the
     // state kept by the flash, the same epoch): byte for byte where mapped.
@@ -182,6 +194,9 @@ fn flash_refuses_by_rule_before_opening_anything() {
         ("/dev/sdc", &[][..], "rule mounted"),
         ("/dev/sdd", &[][..], "rule swap"),
         ("/dev/sda", &[][..], "--allow-internal"),
+        ("/dev/sde", &[][..], "rule holder"),
+        ("/dev/mmcblk1", &[][..], "rule read-only"),
+        ("/dev/sdg", &[][..], "rule no-medium"),
     ] {
         let (out, img, _tmp) = flash_in_fake_tree(device, extra);
         let err = err_of(&out);
@@ -236,4 +251,108 @@ fn flash_needs_a_device_with_yes_and_a_terminal_without_it() {
     let err = err_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no disk named for pi2, pi3"), "{err}");
+}
+
+#[test]
+fn without_a_device_on_a_terminal_flash_offers_the_candidates_and_wants_the_name_typed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    workstation(&root);
+    let img = crate::util::copy_fixture("armbian-single-mbr.img", tmp.path());
+    let run = |answers: &str| -> String {
+        // `script` gives the command a terminal; our answers are typed
+        // into it.
+        let cmd = format!(
+            "{} flash {}",
+            env!("CARGO_BIN_EXE_homelab-image"),
+            img.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("HOMELAB_SYSROOT", &root)
+            .env("HOMELAB_CACHE_DIR", tmp.path().join("cache"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script (util-linux)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answers.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    // Enter: stop. The list shows the candidates only (USB and SD, not
+    // the system disk, the mounted stick or the read-only card), each with
+    // size, transport and model.
+    let said = run("\n");
+    for want in [
+        "Which disk should armbian-single-mbr.img be written to?",
+        "/dev/mmcblk0  32 GiB  mmc  SD32G",
+        "/dev/sdb  240 GiB  usb  Samsung Portable SSD T7",
+        "/dev/sdf  1 TiB  usb  WD Elements 25A3",
+        "error: stopped; nothing was written",
+    ] {
+        assert!(said.contains(want), "{want:?} missing: {said}");
+    }
+    for never in ["/dev/nvme0n1", "/dev/sdc", "/dev/mmcblk1", "/dev/loop"] {
+        assert!(!said.contains(never), "{never} offered: {said}");
+    }
+    // A wrong name typed back: not confirmed.
+    let said = run("2\nsdc\n");
+    assert!(said.contains("Type sdb to go on"), "{said}");
+    assert!(
+        said.contains("/dev/sdb not confirmed; nothing was written"),
+        "{said}"
+    );
+    // The right one: on to opening it (which a test tree cannot).
+    let said = run("2\nsdb\n");
+    assert!(said.contains("test tree"), "{said}");
+    // A disk above 512 GiB says why it asks.
+    let said = run("3\nsdf\n");
+    assert!(said.contains("rule large-disk"), "{said}");
+    assert!(said.contains("test tree"), "{said}");
+}
+
+#[test]
+fn without_write_permission_flash_says_how_to_get_it_before_anything_else() {
+    if let Some(why) = no_loop_devices() {
+        eprintln!("skipped: needs loop devices (root): {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = crate::util::copy_fixture("armbian-single-mbr.img", tmp.path());
+    // The image readable by nobody, so only the disk is out of reach.
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(&img, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let len = std::fs::metadata(&img).unwrap().len();
+    let backing = tmp.path().join("card");
+    dirty_file(&backing, len);
+    let card = Loop::attach(&backing);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_homelab-image"))
+        .arg("flash")
+        .arg(&img)
+        .arg(&card.dev)
+        .arg("--yes")
+        .env("HOMELAB_CACHE_DIR", "/nonexistent")
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = err_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no permission to write it"), "{err}");
+    assert!(err.contains("sudo"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    drop(card);
+    let bytes = std::fs::read(&backing).unwrap();
+    assert!(bytes.iter().all(|&b| b == DIRTY), "the disk was written");
 }
