@@ -115,41 +115,29 @@ fn assert_no_partition_table(dev: &Path) {
     );
 }
 
-#[test]
-fn flash_writes_a_node_onto_a_dirty_disk_that_checks_clean() {
-    need_loop_devices!();
+/// Builds `node` from fixture `base`, flashes it onto a dirty loop device
+/// and judges the card.
+fn assert_flashed_node_checks_clean(base: &str, example: &str, node: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(
-        tmp.path(),
-        "ubuntu-raspi.img",
-        "pi4-microcloud.yaml",
-        "pi1",
-        None,
-    );
+    let img = built(tmp.path(), base, example, node, None);
     assert_written_card_is_clean(&img, tmp.path(), &|dev: &Path| {
         let said = flash_ok(&img, dev, &[]);
         assert!(said.contains("read back"), "{said}");
         assert!(said.contains("injected files"), "{said}");
-        assert_device_reads_as_the_node(dev, "pi1");
+        assert_device_reads_as_the_node(dev, node);
     });
+}
+
+#[test]
+fn flash_writes_a_node_onto_a_dirty_disk_that_checks_clean() {
+    need_loop_devices!();
+    assert_flashed_node_checks_clean("ubuntu-raspi.img", "pi4-microcloud.yaml", "pi1");
 }
 
 #[test]
 fn flash_of_a_gpt_node_checks_clean() {
     need_loop_devices!();
-    let tmp = tempfile::tempdir().unwrap();
-    let img = built(
-        tmp.path(),
-        "armbian-single-gpt.img",
-        "armbian-rock5b.yaml",
-        "rock1",
-        None,
-    );
-    assert_written_card_is_clean(&img, tmp.path(), &|dev: &Path| {
-        let said = flash_ok(&img, dev, &[]);
-        assert!(said.contains("injected files"), "{said}");
-        assert_device_reads_as_the_node(dev, "rock1");
-    });
+    assert_flashed_node_checks_clean("armbian-single-gpt.img", "armbian-rock5b.yaml", "rock1");
 }
 
 #[test]
