@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::build::patch::Expectation;
 use crate::cli::{FlashArgs, GlobalArgs};
-use crate::flash::bmap_read::{self, Bmap};
+use crate::flash::bmap_read::{self, Bmap, MapRange};
 use crate::flash::devices::{self, Disk};
 use crate::flash::rules::{self, Context, Overrides, Role, Verdict};
 use crate::flash::write::{self, Source, Target};
@@ -78,6 +78,9 @@ enum Prepared {
         overlay: Arc<crate::io::overlay::Overlay>,
         map: Bmap,
         expect: Vec<Expectation>,
+        /// Ranges whose sums the cache kept for the base (the base's bytes
+        /// are checked against them as they are read).
+        known: usize,
     },
 }
 
@@ -496,12 +499,14 @@ fn build_in_memory(
             .as_deref()
             .ok_or_else(|| anyhow!("node {}: its base image was not fetched", n.name))?;
         let patched = crate::build::patch_node(&n.name, base, &n.files, prepared.plan.epoch)?;
-        let map = Bmap::from_runs(patched.overlay.len(), &patched.usage.runs);
+        let map = straight_map(&patched, base);
+        let known = map.ranges.iter().filter(|r| r.sha256.is_some()).count();
         out.push(Prepared::Built {
             node: n.name.clone(),
-            overlay: patched.overlay,
             map,
             expect: patched.expect,
+            overlay: patched.overlay,
+            known,
         });
     }
     // known_hosts for the nodes built here, as `build` writes it.
@@ -513,6 +518,31 @@ fn build_in_memory(
     partial.write(&args.out.join("known_hosts"), hosts.as_bytes())?;
     partial.commit()?;
     Ok(out)
+}
+
+/// The map of a node built straight to its disk: its bmap's ranges as
+/// `build` would write them, with the base's kept sums where the node
+/// changed nothing.
+fn straight_map(patched: &crate::build::Patched, base: &Path) -> Bmap {
+    let len = patched.overlay.len();
+    let block_size = crate::build::bmap::BLOCK;
+    let blocks = len.div_ceil(block_size);
+    let ranges = crate::build::ranges_with_kept_sums(patched, base)
+        .into_iter()
+        .filter(|&(first, _, _)| first < blocks)
+        .map(|(first, last, sha256)| MapRange {
+            first,
+            // A range cut short by the image's end has no kept sum of its
+            // own: none is kept for a range past the end.
+            last: last.min(blocks - 1),
+            sha256: if last < blocks { sha256 } else { None },
+        })
+        .collect();
+    Bmap {
+        image_size: len,
+        block_size,
+        ranges,
+    }
 }
 
 /// Writes, verifies and ejects one disk.
@@ -605,7 +635,11 @@ fn one(
     }
     let origin = match &r.source {
         Prepared::File { origin, .. } => origin.clone(),
-        Prepared::Built { .. } => "built straight to the disk".to_owned(),
+        Prepared::Built { map, known, .. } => format!(
+            "built straight to the disk; {known} of {} ranges checked against the sums the \
+             cache keeps for the base",
+            map.ranges.len()
+        ),
     };
     events.emit(json!({"event": "done", "node": r.label, "device": device,
         "seconds": t0.elapsed().as_secs_f64(), "map": origin}));

@@ -198,6 +198,29 @@ pub fn patch_node(
     })
 }
 
+/// The bmap ranges of a patched node — the mapped runs cut on the grid,
+/// as `build` writes them in `NODE.img.bmap` — each with the SHA-256 the
+/// cache keeps for it beside the base (`range_sums::Kept`) where no
+/// patched page lies in it: what `flash` writes a node built straight to
+/// its disk by, checking the base's bytes against the kept sums as it
+/// reads them. Ranges the node changed, or the cache has no sum for, get
+/// `None` (the writer takes their sums as it goes).
+pub fn ranges_with_kept_sums(patched: &Patched, base: &Path) -> Vec<(u64, u64, Option<[u8; 32]>)> {
+    let kept = Kept::for_base(base, emit::PIECE_BLOCKS, bmap::BLOCK).map(|k| k.load());
+    pieces::ranges_by(&patched.usage.runs, |first, last| {
+        patched.overlay.touched(first, last)
+    })
+    .into_iter()
+    .map(|r| {
+        let sum = match &kept {
+            Some(table) if !r.patched => table.get((r.first, r.last)),
+            _ => None,
+        };
+        (r.first, r.last, sum)
+    })
+    .collect()
+}
+
 /// What every node of a run is built with.
 struct NodeOptions {
     epoch: i64,

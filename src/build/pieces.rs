@@ -21,6 +21,14 @@ pub(super) struct Span {
 
 /// The bmap's ranges: the mapped runs cut on the grid.
 pub(super) fn ranges(mapped: &BlockRuns, pages: &Pages) -> Vec<Span> {
+    ranges_by(mapped, |first, last| {
+        pages.range(first..=last).next().is_some()
+    })
+}
+
+/// [`ranges`], with `touched(first, last)` telling whether overlay pages
+/// lie in blocks `first..=last`.
+pub(super) fn ranges_by(mapped: &BlockRuns, touched: impl Fn(u64, u64) -> bool) -> Vec<Span> {
     let mut out = Vec::new();
     for &(first, last) in mapped.runs() {
         let mut cur = first;
@@ -29,7 +37,7 @@ pub(super) fn ranges(mapped: &BlockRuns, pages: &Pages) -> Vec<Span> {
             out.push(Span {
                 first: cur,
                 last: end,
-                patched: pages.range(cur..=end).next().is_some(),
+                patched: touched(cur, end),
             });
             cur = end + 1;
         }

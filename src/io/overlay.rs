@@ -114,6 +114,12 @@ impl Overlay {
         dst.sync_all().map_err(CommitError::Sync)
     }
 
+    /// Whether any page of blocks `first..=last` (4 KiB pages, numbered
+    /// as blocks) was written.
+    pub fn touched(&self, first: u64, last: u64) -> bool {
+        self.lock().range(first..=last).next().is_some()
+    }
+
     /// The pages written so far, leaving the overlay empty.
     pub fn take_pages(&self) -> Pages {
         std::mem::take(&mut *self.lock())

@@ -16,7 +16,7 @@ use crate::util::{bin, fixture, run_ok};
 /// partitions (mapped: outside every partition) give it bmap ranges that
 /// no node touches; the fixture's own few MiB in use all lie in the grid
 /// cells a node's files reach.
-fn bases(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn bases(dir: &Path) -> (PathBuf, PathBuf) {
     let raw = dir.join("base.img");
     run_ok(
         Command::new("cp")

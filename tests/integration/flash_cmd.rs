@@ -356,3 +356,69 @@ fn without_write_permission_flash_says_how_to_get_it_before_anything_else() {
     let bytes = std::fs::read(&backing).unwrap();
     assert!(bytes.iter().all(|&b| b == DIRTY), "the disk was written");
 }
+
+#[test]
+fn a_node_built_straight_to_its_disk_reads_its_base_against_the_sums_the_cache_keeps() {
+    if let Some(why) = no_loop_devices() {
+        eprintln!("skipped: needs loop devices (root): {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, xz) = crate::build_sums::bases(tmp.path());
+    let p = profile(tmp.path(), "pi4-microcloud.yaml", &xz);
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let with_cache = |args: &[&str]| {
+        let mut c = bin();
+        c.env("HOMELAB_CACHE_DIR", &cache)
+            .arg("--profile")
+            .arg(&p)
+            .args(args);
+        c
+    };
+    // A build of pi1 decodes the base into the cache and keeps the sums of
+    // the ranges no node changes.
+    run_ok(&mut with_cache(&[
+        "build",
+        "--node",
+        "pi1",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let len = std::fs::metadata(out.join("pi1.img")).unwrap().len();
+    let backing = tmp.path().join("card");
+    dirty_file(&backing, len);
+    let card = Loop::attach(&backing);
+    let r = run_ok(
+        with_cache(&[
+            "flash",
+            "--node",
+            "pi2",
+            "--yes",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .arg(&card.dev),
+    );
+    let said = String::from_utf8_lossy(&r.stdout);
+    let known: Vec<u64> = said
+        .split("built straight to the disk; ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{said}"))
+        .split_whitespace()
+        .take(3)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(known.len(), 2, "{said}");
+    assert!(known[0] > 0 && known[0] < known[1], "{said}");
+    // The disk holds what `build` makes of pi2, byte for byte where mapped.
+    let again = tmp.path().join("again");
+    run_ok(&mut with_cache(&[
+        "build",
+        "--node",
+        "pi2",
+        "--out",
+        again.to_str().unwrap(),
+    ]));
+    assert_card_holds(&again.join("pi2.img"), &card.dev, "pi2", tmp.path());
+}
