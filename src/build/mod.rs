@@ -309,9 +309,13 @@ fn build_node(
     check_stop(stop)?;
 
     let mut xz_path = None;
+    let fin_xz = PathBuf::from(format!("{}.xz", n.out.display()));
+    if opts.xz_threads.is_none() {
+        // An older build's compressed image is not this image.
+        partial.remove_on_commit(&fin_xz);
+    }
     if let Some(threads) = opts.xz_threads {
         tracing::info!("{}: compressing with xz", n.name);
-        let fin_xz = PathBuf::from(format!("{}.xz", n.out.display()));
         let p = output::partial_name(&fin_xz);
         let out = partial.create(&fin_xz)?;
         let f = std::fs::File::open(&tmp).with_context(|| format!("opening {}", tmp.display()))?;

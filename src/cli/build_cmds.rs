@@ -53,7 +53,8 @@ pub struct BuildArgs {
     #[arg(long)]
     pub sha256: bool,
 
-    /// Also write NODE.img.xz (multi-threaded xz)
+    /// Also write NODE.img.xz (multi-threaded xz; a build without it
+    /// removes an older one)
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub compress: Option<Compression>,
 

@@ -223,7 +223,7 @@ fn a_damaged_range_sums_file_is_ignored_and_written_again() {
 }
 
 #[test]
-fn the_image_sha256_file_comes_only_with_the_flag_and_a_stale_one_is_removed() {
+fn the_image_sha256_and_xz_files_come_only_with_their_flags_and_stale_ones_are_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let p = profile(
         tmp.path(),
@@ -259,4 +259,14 @@ fn the_image_sha256_file_comes_only_with_the_flag_and_a_stale_one_is_removed() {
     let r = build(&p, &cache, &["--node", "pi1", "--out", o]);
     let text = String::from_utf8_lossy(&r.stdout);
     assert!(r.status.success() && !text.contains("sha256"), "{text}");
+    // The same for a compressed image: made with --compress, removed by a
+    // build without it.
+    build_ok(
+        &p,
+        &cache,
+        &["--compress", "xz", "--node", "pi1", "--out", o],
+    );
+    assert!(out.join("pi1.img.xz").exists());
+    build_ok(&p, &cache, &["--node", "pi1", "--out", o]);
+    assert!(!out.join("pi1.img.xz").exists(), "stale .xz left");
 }
