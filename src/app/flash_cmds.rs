@@ -194,7 +194,8 @@ pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
             .map(|r| {
                 let (progress, stop, events) = (&progress, &stop, &events);
                 scope.spawn(move || {
-                    one(r, args, progress, stop, events).map_err(|e| format!("{}: {e:#}", r.label))
+                    one(r, args, global.quiet, progress, stop, events)
+                        .map_err(|e| format!("{}: {e:#}", r.label))
                 })
             })
             .collect();
@@ -549,6 +550,7 @@ fn straight_map(patched: &crate::build::Patched, base: &Path) -> Bmap {
 fn one(
     r: &mut Ready,
     args: &FlashArgs,
+    quiet: bool,
     progress: &Progress,
     stop: &AtomicBool,
     events: &Events,
@@ -579,7 +581,8 @@ fn one(
         json!({"event": "written", "node": r.label, "device": device,
         "bytes": written.mapped_bytes, "seconds": written.seconds}),
     );
-    if !args.json {
+    let tell = !args.json && !quiet;
+    if tell {
         eprintln!(
             "{}: wrote {} to {device} in {:.1} s",
             r.label,
@@ -611,7 +614,7 @@ fn one(
             json!({"event": "verified", "node": r.label, "device": device,
             "bytes": total, "files": files}),
         );
-        if !args.json {
+        if tell {
             let files = files.map_or_else(
                 || "no build manifest, so no files compared".to_owned(),
                 |n| format!("{n} injected files identical"),
@@ -629,7 +632,7 @@ fn one(
             json!({"event": "ejected", "node": r.label, "device": device,
             "how": how}),
         );
-        if !args.json {
+        if tell {
             eprintln!("{}: {device}: {how}", r.label);
         }
     }
