@@ -115,6 +115,19 @@ fn assert_no_partition_table(dev: &Path) {
     );
 }
 
+/// Node pi1 built from the Ubuntu raspi fixture.
+fn pi1_image(tmp: &Path) -> PathBuf {
+    built(tmp, "ubuntu-raspi.img", "pi4-microcloud.yaml", "pi1", None)
+}
+
+/// A loop device over `tmp/NAME`, `len` bytes of the old card's pattern.
+fn dirty_card(tmp: &Path, name: &str, len: u64) -> (PathBuf, Loop) {
+    let backing = tmp.join(name);
+    dirty_file(&backing, len);
+    let card = Loop::attach(&backing);
+    (backing, card)
+}
+
 /// Builds `node` from fixture `base`, flashes it onto a dirty loop device
 /// and judges the card.
 fn assert_flashed_node_checks_clean(base: &str, example: &str, node: &str) {
@@ -144,13 +157,7 @@ fn flash_of_a_gpt_node_checks_clean() {
 fn flash_without_a_bmap_writes_what_the_filesystems_use() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(
-        tmp.path(),
-        "ubuntu-raspi.img",
-        "pi4-microcloud.yaml",
-        "pi1",
-        None,
-    );
+    let img = pi1_image(tmp.path());
     let bmap = PathBuf::from(format!("{}.bmap", img.display()));
     let aside = tmp.path().join("judge.bmap");
     assert_written_card_is_clean(&img, tmp.path(), &|dev: &Path| {
@@ -167,13 +174,7 @@ fn flash_without_a_bmap_writes_what_the_filesystems_use() {
 fn a_bmap_made_by_bmaptool_drives_the_write_and_its_checksums_are_checked() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(
-        tmp.path(),
-        "ubuntu-raspi.img",
-        "pi4-microcloud.yaml",
-        "pi1",
-        None,
-    );
+    let img = pi1_image(tmp.path());
     let theirs = tmp.path().join("theirs.bmap");
     run_ok(
         Command::new("bmaptool")
@@ -182,9 +183,7 @@ fn a_bmap_made_by_bmaptool_drives_the_write_and_its_checksums_are_checked() {
             .arg(&img),
     );
     let len = std::fs::metadata(&img).unwrap().len();
-    let backing = tmp.path().join("card");
-    dirty_file(&backing, len);
-    let card = Loop::attach(&backing);
+    let (_, card) = dirty_card(tmp.path(), "card", len);
     let said = flash_ok(&img, &card.dev, &["--bmap", theirs.to_str().unwrap()]);
     assert!(said.contains("read back"), "{said}");
     let (ranges, size) = bmap_ranges(&theirs);
@@ -227,17 +226,9 @@ fn a_bmap_made_by_bmaptool_drives_the_write_and_its_checksums_are_checked() {
 fn a_disk_smaller_than_the_image_is_refused_and_left_untouched() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(
-        tmp.path(),
-        "ubuntu-raspi.img",
-        "pi4-microcloud.yaml",
-        "pi1",
-        None,
-    );
+    let img = pi1_image(tmp.path());
     let len = std::fs::metadata(&img).unwrap().len();
-    let backing = tmp.path().join("small");
-    dirty_file(&backing, len - 4 * MIB);
-    let card = Loop::attach(&backing);
+    let (backing, card) = dirty_card(tmp.path(), "small", len - 4 * MIB);
     let out = flash_cmd(&img, &card.dev).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -280,13 +271,7 @@ impl Drop for Tmpfs {
 fn a_disk_failing_mid_write_is_left_without_a_partition_table() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(
-        tmp.path(),
-        "ubuntu-raspi.img",
-        "pi4-microcloud.yaml",
-        "pi1",
-        None,
-    );
+    let img = pi1_image(tmp.path());
     let len = std::fs::metadata(&img).unwrap().len();
     // A card that takes writes in its first 4 MiB and its last 2 MiB and
     // fails everywhere else: a sparse file on a tmpfs filled to the brim.
@@ -351,9 +336,7 @@ fn ctrl_c_mid_write_wipes_the_table_and_the_gpt_backup() {
         None,
     );
     let len = std::fs::metadata(&img).unwrap().len();
-    let backing = tmp.path().join("card");
-    dirty_file(&backing, len);
-    let card = Loop::attach(&backing);
+    let (_, card) = dirty_card(tmp.path(), "card", len);
     let mut child = flash_cmd(&img, &card.dev)
         .env(crate_env::PAUSE, (2 * MIB).to_string())
         .stderr(Stdio::piped())
@@ -392,13 +375,7 @@ fn ctrl_c_mid_write_wipes_the_table_and_the_gpt_backup() {
 fn a_block_that_reads_back_wrong_is_reported_with_its_offset() {
     need_loop_devices!();
     let tmp = tempfile::tempdir().unwrap();
-    let img = built(
-        tmp.path(),
-        "ubuntu-raspi.img",
-        "pi4-microcloud.yaml",
-        "pi1",
-        None,
-    );
+    let img = pi1_image(tmp.path());
     let bmap = PathBuf::from(format!("{}.bmap", img.display()));
     let (ranges, len) = bmap_ranges(&bmap);
     // A mapped block past the first MiB, 100 bytes into it.
@@ -407,9 +384,7 @@ fn a_block_that_reads_back_wrong_is_reported_with_its_offset() {
         .find(|&&(first, _)| first * 4096 >= 2 * MIB)
         .expect("a mapped range past 2 MiB");
     let at = first * 4096 + 100;
-    let backing = tmp.path().join("card");
-    dirty_file(&backing, len);
-    let card = Loop::attach(&backing);
+    let (_, card) = dirty_card(tmp.path(), "card", len);
     let out = flash_cmd(&img, &card.dev)
         .env(crate_env::CORRUPT, at.to_string())
         .output()
@@ -446,9 +421,7 @@ fn an_overlay_of_base_and_patched_pages_flashes_straight_to_the_disk() {
     let expect = patch::apply(&image, &files, 1_577_836_800).unwrap();
     let map = Bmap::from_runs(overlay.len(), &mapped::used_blocks(&image).runs);
     drop(image);
-    let backing = tmp.path().join("card");
-    dirty_file(&backing, overlay.len());
-    let card = Loop::attach(&backing);
+    let (_, card) = dirty_card(tmp.path(), "card", overlay.len());
     let mut target = write::Target::open(&card.dev).unwrap();
     let src = write::Source {
         name: "node straight".into(),
