@@ -11,16 +11,18 @@ pub enum Compression {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Writes OUT/NODE.img, NODE.img.bmap (for bmaptool copy; SHA-256 per range)
-and OUT/known_hosts, and NODE.img.sha256 with --sha256. Files are written under hidden .partial names and renamed
-into place at the end; on any error, Ctrl-C, SIGTERM, SIGHUP or SIGQUIT they
-are removed and an existing good image is left as it was. One build at a
-time per OUT directory (a second is refused, naming the first); the base
-image is locked against cp/rm meanwhile. Every output is created 0600: an
-image carries its node's SSH host key. Files the build creates are dated
-2020-01-01 (or $SOURCE_DATE_EPOCH), so the same profile, base image and
-state directory give byte-identical images. The state directory is created
-on the first build; one that git tracks is refused.")]
+Writes OUT/NODE.img, NODE.img.bmap (for `flash` or bmaptool copy; SHA-256
+per range) and OUT/known_hosts, and NODE.img.sha256 with --sha256. Files are
+written under hidden .partial names and renamed into place at the end; on
+any error, Ctrl-C, SIGTERM, SIGHUP or SIGQUIT they are removed and an
+existing good image is left as it was. One build at a time per OUT directory
+(a second is refused, naming the first); the base image is locked against
+cp/rm meanwhile. Every output is created 0600: an image carries its node's
+SSH host key. Files the build creates are dated 2020-01-01 (or
+$SOURCE_DATE_EPOCH), so the same profile, base image and state directory
+give byte-identical images. The state directory is created on the first
+build; one that git tracks is refused. Next: `flash --node NODE` writes the
+image to a card or USB disk (docs/FLASH.md).")]
 pub struct BuildArgs {
     /// Node (hostname) to build; repeat for several
     #[arg(
