@@ -20,8 +20,8 @@ use crate::profile::net::InterfaceName;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::problem::{Problem, Report};
 use crate::profile::resolved::{
-    BaseImage, Cluster, ExtraFile, ImageSource, Netboot, Network, ResolvedNode, Storage, Uplink, User,
-    UserPassword, Wifi,
+    BaseImage, Cluster, ExtraFile, ImageSource, Netboot, Network, ResolvedNode, Storage, Uplink,
+    User, UserPassword, Wifi,
 };
 use crate::profile::ssh::SshPublicKey;
 use crate::profile::uid;

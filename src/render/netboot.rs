@@ -19,22 +19,20 @@ pub const NBD_ROOT: &str = "/dev/nbd0p2";
 
 /// The `ip=` value for `node`:
 /// `CLIENT::GATEWAY:NETMASK:HOSTNAME:DEVICE:off` (the kernel's
-/// nfsroot.rst format; no server field, no autoconfiguration). DEVICE is
-/// empty when the profile matches the NIC by MAC: its `interface` is then
-/// the name netplan gives the NIC later, which the initramfs does not know.
+/// nfsroot.rst format; no server field, no autoconfiguration; an empty
+/// GATEWAY when the profile has none). DEVICE is the profile's
+/// `network.interface`: the initramfs configures it before netplan renames
+/// anything, so for a netbooted node it must be the kernel's name for the
+/// NIC (`eth0` for a Pi's onboard port; docs/PROFILE.md says so).
 pub fn ip_param(node: &ResolvedNode) -> String {
     let net = &node.network;
     let gateway = net.gateway.map(|g| g.to_string()).unwrap_or_default();
-    let device = if net.mac.is_some() {
-        ""
-    } else {
-        net.interface.as_str()
-    };
     format!(
-        "{}::{gateway}:{}:{}:{device}:off",
+        "{}::{gateway}:{}:{}:{}:off",
         net.address.addr(),
         net.address.netmask(),
-        node.hostname
+        node.hostname,
+        net.interface
     )
 }
 
