@@ -294,11 +294,22 @@ fn check_netboot(board: Option<&Board>, image: Option<&BaseImage>, r: &mut NodeR
             format!("only rpi4 and rpi5 boot from the network, not {b}"),
         );
     }
-    if let Some(os) = image.map(|i| i.os).filter(|os| *os == OsRelease::Armbian) {
-        r.error(
+    match image.map(|i| i.os) {
+        Some(os @ OsRelease::Armbian) => r.error(
             "netboot",
             format!("{os} images cannot be netbooted: use an Ubuntu image"),
-        );
+        ),
+        // targets.md §4.4: a stock 22.04 initramfs has no nbd-client; a
+        // custom image may, so this is only a warning.
+        Some(os @ OsRelease::Ubuntu2204) => r.warn(
+            "netboot",
+            format!(
+                "stock {os} images have no nbd-client in their initramfs and \
+                 cannot mount a network root; use ubuntu-24.04 or later, or an \
+                 image built with nbd-client"
+            ),
+        ),
+        _ => {}
     }
 }
 

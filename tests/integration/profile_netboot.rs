@@ -367,3 +367,22 @@ fn build_writes_the_network_root_into_the_images_cmdline_txt() {
     extract_partition(&img, start, len, &part);
     run_ok(Command::new("fsck.fat").arg("-n").arg(&part));
 }
+
+#[test]
+fn a_netboot_node_on_ubuntu_22_04_is_warned_about_nbd_client() {
+    let dir = tempdir();
+    let p = dir.path().join("homelab.yaml");
+    let text = format!(
+        "{}  - hostname: pi1\n    network: {{address: 192.168.1.11/24}}\n    netboot: {{serial: abcd1234}}\n  - hostname: pi2\n    network: {{address: 192.168.1.12/24}}\n",
+        HEAD.replace("ubuntu-24.04", "ubuntu-22.04")
+    );
+    std::fs::write(&p, text).expect("write");
+    let (code, stderr) = check(&p);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("node pi1: netboot:") && stderr.contains("no nbd-client"),
+        "{stderr}"
+    );
+    // Only the netbooted node is warned.
+    assert!(!stderr.contains("node pi2: netboot"), "{stderr}");
+}
