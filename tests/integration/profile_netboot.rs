@@ -386,3 +386,31 @@ fn a_netboot_node_on_ubuntu_22_04_is_warned_about_nbd_client() {
     // Only the netbooted node is warned.
     assert!(!stderr.contains("node pi2: netboot"), "{stderr}");
 }
+
+#[test]
+fn on_ubuntu_26_04_the_network_root_goes_into_current_cmdline_txt() {
+    let dir = tempdir();
+    let p = dir.path().join("homelab.yaml");
+    let text = format!(
+        "{}  - hostname: pi1\n    network: {{address: 10.0.0.11/8}}\n    netboot: {{serial: abcd1234, server: 10.0.0.2}}\n",
+        HEAD.replace("ubuntu-24.04", "ubuntu-26.04")
+    );
+    std::fs::write(&p, text).expect("write");
+    let nodes = render_profile(&p).nodes.clone();
+    let edits: Vec<&FileSpec> = nodes[0]
+        .1
+        .iter()
+        .filter(|s| matches!(s.kind, FileKind::CmdlineEdit { .. }))
+        .collect();
+    assert_eq!(edits.len(), 1);
+    assert_eq!(edits[0].path, "current/cmdline.txt");
+    let FileKind::CmdlineEdit { ops } = &edits[0].kind else {
+        unreachable!("filtered above")
+    };
+    let line = edit_cmdline(NOBLE, ops);
+    let (_, keys) = parse(&line);
+    assert_eq!(only(&keys, "root"), "/dev/nbd0p2", "{line}");
+    assert_eq!(only(&keys, "nbdroot"), "10.0.0.2/pi1", "{line}");
+    let ip: Vec<&str> = only(&keys, "ip").split(':').collect();
+    assert_eq!(prefix_of_netmask(ip[3]), 8, "{line}");
+}
