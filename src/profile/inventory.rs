@@ -5,7 +5,7 @@
 //!
 //! A node and `defaults` share one type, `NodeSpec`: any field may be set
 //! in `defaults` and overridden per node, except the few that identify one
-//! machine (hostname, address, MAC), which `resolve` refuses in `defaults`.
+//! machine (hostname, address, MAC, netboot), which `resolve` refuses in `defaults`.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -18,6 +18,7 @@ use crate::profile::ident::{
     SnapChannel, TargetPath, Timezone, UserName, XkbName,
 };
 use crate::profile::net::{InterfaceName, Ipv4Cidr, Ipv4Range, MacAddr};
+use crate::profile::netboot::PiSerial;
 use crate::profile::password::PasswordHash;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::ssh::SshPublicKey;
@@ -62,6 +63,21 @@ pub struct NodeSpec {
     /// Build the node even though no user can log in (no user has an SSH
     /// key or a password) [default: false].
     pub allow_no_login: Option<bool>,
+    /// Boot this node over the network (`serve`) instead of from its own
+    /// disk; per node only, a serial names one board.
+    pub netboot: Option<NetbootSpec>,
+}
+
+/// A Raspberry Pi 4/5 that boots over the network.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetbootSpec {
+    /// The board's serial (8 hex digits; a leading `10000000` is dropped).
+    pub serial: PiSerial,
+    /// The address of the machine running `serve`, written into the
+    /// node's `nbdroot=`; without it `serve` writes its own address into
+    /// `cmdline.txt` as it serves it.
+    pub server: Option<Ipv4Addr>,
 }
 
 /// The base image: its OS (which decides how the node is configured) and

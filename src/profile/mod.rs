@@ -14,6 +14,7 @@ pub mod known_names;
 pub mod load;
 pub mod named_file;
 pub mod net;
+pub mod netboot;
 pub(crate) mod newtype;
 pub mod password;
 pub mod platform;

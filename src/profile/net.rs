@@ -67,6 +67,12 @@ impl Ipv4Cidr {
             .unwrap_or(0)
     }
 
+    /// The subnet mask in dotted form (`255.255.255.0` for a /24), as the
+    /// kernel's `ip=` parameter wants it.
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.mask())
+    }
+
     /// The subnet this address lies in, with host bits cleared.
     pub fn network(&self) -> Ipv4Cidr {
         Self {
@@ -227,6 +233,9 @@ mod tests {
         );
         assert_eq!(c.nth_host(11), Some(Ipv4Addr::new(192, 168, 1, 11)));
         assert_eq!(c.nth_host(256), None);
+        assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
+        let wide = Ipv4Cidr::parse("10.1.2.3/16").unwrap();
+        assert_eq!(wide.netmask(), Ipv4Addr::new(255, 255, 0, 0));
     }
 
     #[test]

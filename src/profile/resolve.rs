@@ -20,8 +20,8 @@ use crate::profile::net::InterfaceName;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::problem::{Problem, Report};
 use crate::profile::resolved::{
-    BaseImage, Cluster, ExtraFile, ImageSource, Network, ResolvedNode, Storage, Uplink, User,
-    UserPassword, Wifi,
+    BaseImage, Cluster, ExtraFile, ImageSource, Netboot, Network, ResolvedNode, Storage, Uplink,
+    User, UserPassword, Wifi,
 };
 use crate::profile::ssh::SshPublicKey;
 use crate::profile::uid;
@@ -134,6 +134,9 @@ fn check_defaults(d: &NodeSpec, report: &mut Report) {
     if d.hostname.is_some() {
         report.error(None, "defaults.hostname", msg);
     }
+    if d.netboot.is_some() {
+        report.error(None, "defaults.netboot", msg);
+    }
     if let Some(net) = &d.network {
         if net.address.is_some() {
             report.error(None, "defaults.network.address", msg);
@@ -244,6 +247,13 @@ fn resolve_node(
     });
     let storage = resolve_storage(pick(&spec.storage, &defaults.storage), &mut r);
     let keyboard = pick(&spec.keyboard, &defaults.keyboard).cloned();
+    let netboot = spec.netboot.as_ref().map(|nb| Netboot {
+        serial: nb.serial,
+        server: nb.server,
+    });
+    if netboot.is_some() {
+        check_netboot(board.as_ref(), image.as_ref(), &mut r);
+    }
     let node = ResolvedNode {
         hostname: hostname?,
         domain: pick(&spec.domain, &defaults.domain).cloned(),
@@ -267,10 +277,40 @@ fn resolve_node(
         allow_no_login: pick(&spec.allow_no_login, &defaults.allow_no_login)
             .copied()
             .unwrap_or(false),
+        netboot,
     };
     let file_specs = pick(&spec.files, &defaults.files).map_or(&[][..], Vec::as_slice);
     check_file_paths(&node, file_specs, &mut r);
     Some(node)
+}
+
+/// Only a Raspberry Pi 4/5 boots from the network this way (its EEPROM
+/// bootloader does DHCP, TFTP by serial), and only an image whose kernel
+/// command line we edit can be told to mount its root over NBD.
+fn check_netboot(board: Option<&Board>, image: Option<&BaseImage>, r: &mut NodeReport<'_>) {
+    if let Some(b) = board.filter(|b| !b.is_raspberry_pi()) {
+        r.error(
+            "netboot",
+            format!("only rpi4 and rpi5 boot from the network, not {b}"),
+        );
+    }
+    match image.map(|i| i.os) {
+        Some(os @ OsRelease::Armbian) => r.error(
+            "netboot",
+            format!("{os} images cannot be netbooted: use an Ubuntu image"),
+        ),
+        // targets.md §4.4: a stock 22.04 initramfs has no nbd-client; a
+        // custom image may, so this is only a warning.
+        Some(os @ OsRelease::Ubuntu2204) => r.warn(
+            "netboot",
+            format!(
+                "stock {os} images have no nbd-client in their initramfs and \
+                 cannot mount a network root; use ubuntu-24.04 or later, or an \
+                 image built with nbd-client"
+            ),
+        ),
+        _ => {}
+    }
 }
 
 /// `files[]` entries may not land on, above or inside what homelab-image

@@ -12,6 +12,7 @@ use crate::profile::ident::{
 };
 use crate::profile::inventory::{KeyboardSpec, SudoRule};
 use crate::profile::net::{InterfaceName, Ipv4Cidr, Ipv4Range, MacAddr};
+use crate::profile::netboot::PiSerial;
 use crate::profile::password::PasswordHash;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::ssh::SshPublicKey;
@@ -50,6 +51,16 @@ pub struct ResolvedNode {
     pub storage: Storage,
     /// `allow_no_login: true`: nobody being able to log in is intended.
     pub allow_no_login: bool,
+    /// The node boots over the network (`netboot:` in the profile).
+    pub netboot: Option<Netboot>,
+}
+
+/// How a netbooted node is found and where its root disk is served from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Netboot {
+    pub serial: PiSerial,
+    /// The `serve` machine, when the profile names it.
+    pub server: Option<Ipv4Addr>,
 }
 
 impl ResolvedNode {

@@ -29,11 +29,12 @@ pub const DEFAULT_SESSION_TIMEOUT: u32 = 3600;
 /// Ceph keeps three replicas, so fewer members with disks lose redundancy.
 const CEPH_MIN_NODES: usize = 3;
 
-/// Duplicate hostnames, addresses and MACs; gateways that are a node.
+/// Duplicate hostnames, addresses, MACs and Pi serials; gateways that are a node.
 pub fn cross_node(nodes: &[ResolvedNode], report: &mut Report) {
     let mut hostnames = BTreeMap::new();
     let mut addresses: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
     let mut macs = BTreeMap::new();
+    let mut serials = BTreeMap::new();
     for n in nodes {
         let name = n.hostname.as_str();
         if hostnames.insert(name, ()).is_some() {
@@ -49,6 +50,15 @@ pub fn cross_node(nodes: &[ResolvedNode], report: &mut Report) {
                 Some(name),
                 "network.address",
                 format!("{ip} is also node {other}'s address"),
+            );
+        }
+        if let Some(nb) = &n.netboot
+            && let Some(other) = serials.insert(nb.serial, name)
+        {
+            report.error(
+                Some(name),
+                "netboot.serial",
+                format!("serial {} is also node {other}'s", nb.serial),
             );
         }
         let uplink_mac = match &n.network.uplink {

@@ -5,7 +5,8 @@
 //!
 //! What is rendered depends on the base image (`quirks`):
 //! - Ubuntu (cloud-init): `user-data`, `network-config`, `meta-data` and a
-//!   `cmdline.txt` edit on the boot FAT; first-boot unit, script, preseed
+//!   `cmdline.txt` edit on the boot FAT (for a netbooted node also its
+//!   network root, `netboot`); first-boot unit, script, preseed
 //!   and SSH host key in the root file system.
 //! - Armbian (no cloud-init): everything in the root file system
 //!   (`direct`), including account entries merged at build time.
@@ -17,6 +18,7 @@ pub mod direct;
 pub mod file_spec;
 pub mod firstboot;
 pub mod microcloud;
+pub mod netboot;
 pub mod netplan;
 pub mod quirks;
 pub mod redact;
@@ -115,7 +117,7 @@ pub fn node_on(
             target: Target::Boot,
             path: path.to_owned(),
             kind: FileKind::CmdlineEdit {
-                ops: quirks.cmdline_ops(),
+                ops: cmdline_ops(node, &quirks),
             },
             mode: 0o644,
             uid: 0,
@@ -127,6 +129,15 @@ pub fn node_on(
     boot.insert(0, FileSpec::boot_file("meta-data", meta));
     boot.extend(root);
     Ok(boot)
+}
+
+/// The kernel command line edits for `node`: the seed's, then a netbooted
+/// node's network root with the server the profile names (if any).
+fn cmdline_ops(node: &ResolvedNode, quirks: &Quirks) -> Vec<cmdline::CmdlineOp> {
+    let mut ops = quirks.cmdline_ops();
+    let server = node.netboot.as_ref().and_then(|nb| nb.server);
+    ops.extend(netboot::cmdline_ops(node, server));
+    ops
 }
 
 /// The first 16 hex digits of a SHA-256 over every spec (target, path,

@@ -29,6 +29,7 @@ mod ls_cat;
 mod profile_bad;
 mod profile_cli;
 mod profile_hostile;
+mod profile_netboot;
 mod profile_rules;
 mod profile_support;
 mod pull;
