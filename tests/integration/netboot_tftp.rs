@@ -350,3 +350,109 @@ fn malformed_datagrams_are_counted_and_serving_goes_on() {
     assert!(o.status.success(), "curl after the junk: {o:?}");
     same_bytes(&out, &root.join("config.txt"));
 }
+
+#[test]
+fn duplicate_ack_is_not_answered_with_a_second_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = served(dir.path(), &[("dtb", 2000)]);
+    let s = start(&root, Config::default());
+    let c = client();
+    c.send_to(&rrq("dtb", &[]), s.addr).unwrap();
+    let (d1, tid) = recv(&c);
+    assert_eq!(&d1[..4], b"\x00\x03\x00\x01");
+    // ACK 1 twice: answering both would send DATA 2 twice and, from then
+    // on, every block twice (the Sorcerer's Apprentice).
+    c.send_to(b"\x00\x04\x00\x01", tid).unwrap();
+    c.send_to(b"\x00\x04\x00\x01", tid).unwrap();
+    let (d2, _) = recv(&c);
+    assert_eq!(&d2[..4], b"\x00\x03\x00\x02");
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 600];
+    assert!(
+        c.recv_from(&mut buf).is_err(),
+        "a second DATA 2 answered the duplicate ACK"
+    );
+}
+
+#[test]
+fn sessions_are_bounded_in_count_and_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = served(dir.path(), &[("initrd.img", 1024 * 1024)]);
+    let config = Config {
+        max_sessions: 1,
+        session_limit: Duration::from_millis(600),
+        ..Config::default()
+    };
+    let s = start(&root, config);
+    let slow = client();
+    slow.send_to(&rrq("initrd.img", &[]), s.addr).unwrap();
+    let (first, tid) = recv(&slow);
+    assert_eq!(&first[..4], b"\x00\x03\x00\x01");
+    // While that transfer lives, a second request is turned away.
+    let other = client();
+    other.send_to(&rrq("initrd.img", &[]), s.addr).unwrap();
+    let (busy, from) = recv(&other);
+    assert_eq!(from, s.addr);
+    assert_eq!(&busy[..4], b"\x00\x05\x00\x00", "not ERROR 0: {busy:?}");
+    // A client that acknowledges every block, slowly, is still cut off by
+    // the session deadline: 2048 blocks at 50 ms would take 100 s.
+    let started = Instant::now();
+    let mut block = 1u16;
+    slow.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 600];
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let ack = [0, 4, block.to_be_bytes()[0], block.to_be_bytes()[1]];
+        slow.send_to(&ack, tid).unwrap();
+        match slow.recv_from(&mut buf) {
+            Ok(_) => block = block.wrapping_add(1),
+            Err(_) => break,
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no deadline");
+    }
+    assert!(
+        block < 100,
+        "{block} blocks went out past a 600 ms deadline"
+    );
+    wait_for("the slow transfer to be abandoned", || {
+        s.stats.abandoned.load(Ordering::Relaxed) == 1
+    });
+    // The freed slot serves the next client.
+    let out = dir.path().join("got");
+    let o = curl(s.addr, "initrd.img", &["--tftp-blksize", "8192"], &out);
+    assert!(o.status.success(), "curl after the deadline: {o:?}");
+}
+
+#[test]
+fn oack_names_only_accepted_options_with_granted_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = served(dir.path(), &[("cmdline.txt", 300)]);
+    let config = Config {
+        max_blksize: 1024,
+        ..Config::default()
+    };
+    let s = start(&root, config);
+    let ask = |opts: &[(&str, &str)]| {
+        let c = client();
+        c.send_to(&rrq("cmdline.txt", opts), s.addr).unwrap();
+        let (answer, tid) = recv(&c);
+        c.send_to(b"\x00\x05\x00\x00done\x00", tid).unwrap();
+        answer
+    };
+    // blksize above the server's bound is lowered; timeout is echoed; an
+    // unknown option and an out-of-range blksize are left out.
+    assert_eq!(
+        ask(&[("BLKSIZE", "1468"), ("timeout", "3"), ("windowsize", "4")]),
+        b"\x00\x06blksize\x001024\x00timeout\x003\x00"
+    );
+    assert_eq!(
+        ask(&[("blksize", "70000"), ("tsize", "0")]),
+        b"\x00\x06tsize\x00300\x00"
+    );
+    // No accepted option: no OACK, straight to DATA 1 (RFC 2347).
+    let plain = ask(&[("blksize", "7"), ("timeout", "0")]);
+    assert_eq!(&plain[..4], b"\x00\x03\x00\x01");
+    assert_eq!(plain.len(), 4 + 300);
+}
