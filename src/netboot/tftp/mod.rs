@@ -255,7 +255,17 @@ impl Session<'_> {
         let opened = match files.open(client, &request.filename) {
             Ok(o) => o,
             Err(r) => {
-                tracing::info!(%client, path = request.filename, "tftp: {r}");
+                // A denial is worth a warning (a client probing for files
+                // outside the tree); a missing file is routine (the Pi
+                // probes `SERIAL/start4.elf` before falling back).
+                match &r {
+                    Refusal::NotFound => {
+                        tracing::info!(%client, path = request.filename, "tftp: {r}")
+                    }
+                    Refusal::Denied(_) => {
+                        tracing::warn!(%client, path = request.filename, "tftp: refused, {r}")
+                    }
+                }
                 let code = match r {
                     Refusal::NotFound => packet::ERR_NOT_FOUND,
                     Refusal::Denied(_) => packet::ERR_ACCESS,
