@@ -1,9 +1,13 @@
 //! A read-only TFTP server (RFC 1350) with option negotiation (RFC 2347),
 //! `blksize` (RFC 2348), `tsize` and `timeout` (RFC 2349): what a Pi 4/5
-//! EEPROM bootloader speaks (targets.md §4.2). Ours rather than async-tftp:
-//! the protocol is small, and the bounds `serve` needs (sessions at once,
-//! a whole-session deadline, retries, block-number rollover, a `Files`
-//! trait that knows the client) are easier to own than to configure.
+//! EEPROM bootloader speaks (targets.md §4.2). Ours rather than async-tftp
+//! (0.4.2): that crate runs on its own executor stack (async-executor,
+//! async-io, blocking, futures-lite) beside the tokio `serve` already uses,
+//! and its `Handler` wants an `AsyncRead` stream where a file inside an
+//! image is positional reads. The protocol is small, and the bounds `serve`
+//! needs (sessions at once, a whole-session deadline, bounded resends,
+//! block-number rollover) are easier to own than to configure. tokio comes
+//! at no new crate: reqwest already builds it.
 //!
 //! The listening socket only reads requests; each transfer runs on its own
 //! socket (a new transfer ID, as RFC 1350 asks) connected to the client, so
