@@ -456,3 +456,36 @@ fn oack_names_only_accepted_options_with_granted_values() {
     assert_eq!(&plain[..4], b"\x00\x03\x00\x01");
     assert_eq!(plain.len(), 4 + 300);
 }
+
+#[test]
+fn hundred_concurrent_curl_transfers_are_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = served(
+        dir.path(),
+        &[("abcd1234/start4.elf", 700_001), ("fixup4.dat", 5_447)],
+    );
+    let s = start(&root, Config::default());
+    let mut children = Vec::new();
+    for i in 0..100 {
+        let name = if i % 2 == 0 {
+            "abcd1234/start4.elf"
+        } else {
+            "fixup4.dat"
+        };
+        let out = dir.path().join(format!("got{i}"));
+        let child = Command::new("curl")
+            .args(["-sS", "--max-time", "120", "--tftp-blksize", "1468", "-o"])
+            .arg(&out)
+            .arg(format!("tftp://{}/{name}", s.addr))
+            .spawn()
+            .expect("running curl");
+        children.push((child, out, name));
+    }
+    for (mut child, out, name) in children {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "curl for {}: {status}", out.display());
+        same_bytes(&out, &root.join(name));
+    }
+    assert_eq!(s.stats.completed.load(Ordering::Relaxed), 100);
+    assert_eq!(s.stats.refused.load(Ordering::Relaxed), 0);
+}
