@@ -138,7 +138,7 @@ impl Server {
             let stats = Arc::clone(&self.stats);
             tokio::spawn(async move {
                 let _permit = permit;
-                let deadline = Instant::now() + config.session_limit;
+                let deadline = later(config.session_limit);
                 let outcome = match transfer_socket(local_ip, client).await {
                     Ok(sock) => {
                         let s = Session {
@@ -168,6 +168,14 @@ impl Server {
             });
         }
     }
+}
+
+/// `now + wait`; a `Duration` too large for the clock (a caller's "no
+/// limit") means a day, not a panic on overflow.
+fn later(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
 }
 
 async fn transfer_socket(
@@ -303,7 +311,7 @@ impl Session<'_> {
                 .send(packet)
                 .await
                 .map_err(|_| Outcome::Abandoned("the client cannot be reached"))?;
-            let until = Instant::now() + wait;
+            let until = later(wait);
             loop {
                 let n = match timeout_at(until, self.sock.recv(&mut buf)).await {
                     Err(_) => break, // resend
