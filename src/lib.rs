@@ -19,6 +19,7 @@ pub mod fs;
 pub mod image;
 pub mod inspect;
 pub mod io;
+pub mod netboot;
 pub mod profile;
 pub mod progress;
 pub mod render;

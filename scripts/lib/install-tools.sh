@@ -15,7 +15,7 @@ ensure_tools() {
 		mke2fs:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs tune2fs:e2fsprogs dumpe2fs:e2fsprogs
 		blkid:util-linux setpriv:util-linux partx:util-linux flock:util-linux fallocate:util-linux xz:xz-utils gzip:gzip shellcheck:shellcheck
 		cloud-init:cloud-init netplan:netplan.io systemd-analyze:systemd perl:perl
-		bmaptool:bmap-tools bc:bc mkfs.xfs:xfsprogs
+		bmaptool:bmap-tools bc:bc mkfs.xfs:xfsprogs tftp:tftp-hpa curl:curl
 		zstd:zstd gpg:gnupg gpgconf:gnupg gpg-agent:gnupg
 		git:git ssh-keygen:openssh-client mkfifo:coreutils getent:libc-bin mount:mount swapon:mount mkswap:util-linux
 	)
