@@ -56,6 +56,15 @@ impl Job {
     }
 }
 
+/// A job whose disk was found, judged by the rules and confirmed.
+struct Chosen {
+    job: Job,
+    device: PathBuf,
+    disk: Disk,
+    /// The paths the disk must not hold (checked again at the open).
+    ctx: Context,
+}
+
 /// A job whose disk was checked, confirmed and opened exclusively.
 struct Ready {
     label: String,
@@ -149,15 +158,19 @@ pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
     let mut ready = Vec::new();
     let built_nodes = build_in_memory(global, args, &chosen, &progress)?;
     let mut built_nodes = built_nodes.into_iter();
-    for (job, disk) in chosen {
-        let device = job.device.clone().unwrap_or_else(|| disk.path.clone());
+    for Chosen {
+        job,
+        device,
+        disk,
+        ctx,
+    } in chosen
+    {
         let source = match &job.what {
             What::Image { path, .. } => open_image(path, args.bmap.as_deref())?,
             What::Node(_) => built_nodes
                 .next()
                 .ok_or_else(|| anyhow!("{}: its build is missing", job.label()))?,
         };
-        let ctx = context_for(global, args, &job)?;
         let target = if root == Path::new("/") {
             let ex = exclusive::open_exclusive(&device, &disk, &root, &ctx, &ov)?;
             Target::from_file(ex.file, &device)?
@@ -222,10 +235,10 @@ fn choose(
     root: &Path,
     ov: &Overrides,
     interactive: bool,
-) -> Result<Vec<(Job, Disk)>> {
-    let mut chosen: Vec<(Job, Disk)> = Vec::new();
-    for mut job in jobs {
-        let disks = devices::scan(root).context("reading the devices from sysfs")?;
+) -> Result<Vec<Chosen>> {
+    let disks = devices::scan(root).context("reading the devices from sysfs")?;
+    let mut chosen: Vec<Chosen> = Vec::new();
+    for job in jobs {
         let ctx = context_for(global, args, &job)?;
         let device = match job.device.clone() {
             Some(d) => {
@@ -244,7 +257,7 @@ fn choose(
             None => pick(&disks, &ctx, ov, &job.label(), root)?,
         };
         let disk = devices::find(&disks, root, &device)?.clone();
-        if chosen.iter().any(|(_, d)| d.dev == disk.dev) {
+        if chosen.iter().any(|c| c.disk.dev == disk.dev) {
             bail!(
                 "{} is named for two nodes; each node needs its own disk",
                 disk.path.display()
@@ -262,8 +275,12 @@ fn choose(
         if !args.yes {
             confirm(&disk, &job.label())?;
         }
-        job.device = Some(device);
-        chosen.push((job, disk));
+        chosen.push(Chosen {
+            job,
+            device,
+            disk,
+            ctx,
+        });
     }
 
     Ok(chosen)
@@ -462,12 +479,12 @@ fn open_image(path: &Path, bmap: Option<&Path>) -> Result<Prepared> {
 fn build_in_memory(
     global: &GlobalArgs,
     args: &FlashArgs,
-    chosen: &[(Job, Disk)],
+    chosen: &[Chosen],
     progress: &Progress,
 ) -> Result<Vec<Prepared>> {
     let names: Vec<String> = chosen
         .iter()
-        .filter_map(|(j, _)| match &j.what {
+        .filter_map(|c| match &c.job.what {
             What::Node(n) => Some(n.clone()),
             What::Image { .. } => None,
         })
@@ -627,7 +644,7 @@ fn one(
         }
     }
     if args.eject {
-        let how = eject(&r.disk);
+        let how = eject(&r.disk, &sysfs::system_root());
         events.emit(
             json!({"event": "ejected", "node": r.label, "device": device,
             "how": how}),
@@ -684,9 +701,8 @@ fn pause_hook() -> impl Fn(u64, &AtomicBool) {
 /// Makes the disk safe to unplug: written and flushed already; a USB or
 /// SCSI disk is then removed from the system (sysfs `device/delete`, what
 /// `udisksctl power-off` starts with). Says what was done.
-fn eject(disk: &Disk) -> String {
+fn eject(disk: &Disk, root: &Path) -> String {
     use crate::flash::devices::Transport;
-    let root = sysfs::system_root();
     let delete = root
         .join("sys/block")
         .join(&disk.name)

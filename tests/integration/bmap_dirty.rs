@@ -23,6 +23,22 @@ use crate::util::{blkid_at, extract_partition, fixture, run_ok, sfdisk_json};
 pub(crate) const DIRTY: u8 = 0xA5;
 const BLOCK: u64 = 4096;
 
+/// Why loop devices cannot be used here, if they cannot (for tests that
+/// skip, with that reason printed, on such a machine).
+pub(crate) fn no_loop_devices() -> Option<String> {
+    if !Path::new("/dev/loop-control").exists() {
+        return Some("no /dev/loop-control".into());
+    }
+    match Command::new("losetup").arg("-f").output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "losetup -f: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run losetup: {e}")),
+    }
+}
+
 /// A loop device over a file this test made; detached on drop.
 pub(crate) struct Loop {
     pub(crate) dev: PathBuf,

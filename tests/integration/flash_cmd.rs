@@ -9,21 +9,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::bmap_dirty::{DIRTY, Loop, assert_mapped_ranges_equal, bmap_ranges, dirty_file};
+use crate::bmap_dirty::{
+    DIRTY, Loop, assert_mapped_ranges_equal, bmap_ranges, dirty_file, no_loop_devices,
+};
 use crate::build::{build_ok, profile};
 use crate::flash_fake_sys::workstation;
 use crate::util::{bin, extract_partition, fixture, hi, our_partition, run_ok};
-
-fn no_loop_devices() -> Option<String> {
-    if !Path::new("/dev/loop-control").exists() {
-        return Some("no /dev/loop-control".into());
-    }
-    match Command::new("losetup").arg("-f").output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
-        Err(e) => Some(format!("cannot run losetup: {e}")),
-    }
-}
 
 fn err_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

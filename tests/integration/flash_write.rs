@@ -16,26 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::bmap_dirty::{
-    DIRTY, Loop, assert_written_card_is_clean, bmap_ranges, built, dirty_file,
+    DIRTY, Loop, assert_written_card_is_clean, bmap_ranges, built, dirty_file, no_loop_devices,
 };
 use crate::util::{bin, hi, run_ok};
 
 const MIB: u64 = 1 << 20;
-
-/// Why loop devices cannot be used here, if they cannot.
-fn no_loop_devices() -> Option<String> {
-    if !Path::new("/dev/loop-control").exists() {
-        return Some("no /dev/loop-control".into());
-    }
-    match Command::new("losetup").arg("-f").output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "losetup -f: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Some(format!("cannot run losetup: {e}")),
-    }
-}
 
 macro_rules! need_loop_devices {
     () => {
