@@ -248,12 +248,8 @@ fn ntp_warning(node: &ResolvedNode, facts: &BaseFacts, quirks: &Quirks) -> Optio
 /// (for "not checked" notes); a local file that is missing was already
 /// refused when the profile was resolved.
 pub fn available(node: &ResolvedNode, cache_dir: &Path) -> Result<PathBuf, String> {
-    if let ImageSource::Path(p) = &node.image.source {
-        match is_compressed(p) {
-            Ok(false) => return Ok(p.clone()),
-            Ok(true) => {}
-            Err(e) => return Err(e.to_string()),
-        }
+    if let Some(p) = local_raw(node).map_err(|e| e.to_string())? {
+        return Ok(p);
     }
     let spec = SourceSpec::for_node(&node.image);
     match crate::source::cached_base(&spec, cache_dir) {
@@ -269,6 +265,15 @@ pub fn available(node: &ResolvedNode, cache_dir: &Path) -> Result<PathBuf, Strin
                 other.describe()
             ),
         }),
+    }
+}
+
+/// The node's base when it is a local raw image (`image.path`, not
+/// compressed), which is used where it is; `None` for any other source.
+pub fn local_raw(node: &ResolvedNode) -> std::io::Result<Option<PathBuf>> {
+    match &node.image.source {
+        ImageSource::Path(p) if !is_compressed(p)? => Ok(Some(p.clone())),
+        _ => Ok(None),
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use super::base_check::{self, Checked};
 use super::plan::{self, BuildPlan};
 use super::{NodeResult, output};
-use crate::profile::resolved::{Cluster, ImageSource, ResolvedNode};
+use crate::profile::resolved::{Cluster, ResolvedNode};
 use crate::profile::state::State;
 use crate::progress::Progress;
 use crate::source::SourceOptions;
@@ -196,11 +196,10 @@ fn select<'a>(cluster: &'a Cluster, names: &[String]) -> Result<Vec<&'a Resolved
 /// anything else (compressed files, catalog entries, URLs) goes through the
 /// verified, cached sources of `pull`.
 fn fetch_base(node: &ResolvedNode, opts: &SourceOptions, progress: &Progress) -> Result<PathBuf> {
-    if let ImageSource::Path(p) = &node.image.source
-        && !base_check::is_compressed(p)
-            .with_context(|| format!("node {}: reading {}", node.hostname, p.display()))?
+    if let Some(p) = base_check::local_raw(node)
+        .with_context(|| format!("node {}: reading its image.path", node.hostname))?
     {
-        return Ok(p.clone());
+        return Ok(p);
     }
     let spec = crate::source::SourceSpec::for_node(&node.image);
     let img = crate::source::ensure_base(&spec, opts, progress).with_context(|| {
