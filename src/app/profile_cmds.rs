@@ -32,17 +32,13 @@ pub fn load_and_resolve(path: &Path) -> Result<Resolved> {
     Ok(resolved)
 }
 
-/// The state the cluster needs: saved (`write`, for `build`) or only
-/// looked at, with missing secrets made for this run (`render`, dry runs).
-/// What the state directory reports is printed as warnings.
-pub fn state_for(cluster: &Cluster, write: bool) -> Result<State> {
+/// The state `render` shows: only looked at, with missing secrets made
+/// for this run (`build` saves it, through `build::pipeline`). What the
+/// state directory reports is printed as warnings.
+fn peek_state(cluster: &Cluster) -> Result<State> {
     let dir = &cluster.state_dir;
-    let state = if write {
-        State::prepare(cluster, &mut OsEntropy)
-    } else {
-        State::peek(cluster, &mut OsEntropy)
-    }
-    .with_context(|| format!("preparing the state directory {}", dir.display()))?;
+    let state = State::peek(cluster, &mut OsEntropy)
+        .with_context(|| format!("preparing the state directory {}", dir.display()))?;
     let mut err = std::io::stderr().lock();
     for note in &state.notes {
         let _ = writeln!(err, "warning: {note}");
@@ -131,7 +127,7 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
             names.join(", ")
         );
     };
-    let state = state_for(&cluster, false)?;
+    let state = peek_state(&cluster)?;
     let mut warnings = 0;
     let (checked, line) = examine_if_at_hand(global, node, &mut warnings)?;
     if checked.image.is_empty() {

@@ -280,7 +280,7 @@ pub fn local_raw(node: &ResolvedNode) -> std::io::Result<Option<PathBuf>> {
 /// Whether the file starts with xz, gzip or zstd magic (the detection
 /// `pull` uses). Only a regular file is read: a FIFO or device named as
 /// `image.path` is refused rather than waited on.
-pub fn is_compressed(p: &Path) -> std::io::Result<bool> {
+fn is_compressed(p: &Path) -> std::io::Result<bool> {
     use crate::source::decompress::Format;
     use std::io::Read;
     let mut head = [0u8; 6];
