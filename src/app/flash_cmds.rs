@@ -527,14 +527,12 @@ fn build_in_memory(
             known,
         });
     }
-    // known_hosts for the nodes built here, as `build` writes it.
+    // known_hosts for the nodes built here, as `build` writes it (under
+    // the same lock: one writer per output directory).
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let hosts = crate::render::known_hosts(&resolved.cluster, &prepared.state)
-        .context("rendering known_hosts")?;
-    let mut partial = crate::build::output::Partial::new();
-    partial.write(&args.out.join("known_hosts"), hosts.as_bytes())?;
-    partial.commit()?;
+    let _out_lock = crate::io::lock::lock_dir(&args.out)?;
+    crate::build::pipeline::write_known_hosts(&prepared, &resolved.cluster)?;
     Ok(out)
 }
 

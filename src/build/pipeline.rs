@@ -167,13 +167,20 @@ pub fn execute(
         progress,
         stop,
     )?;
+    let known_hosts = write_known_hosts(prepared, cluster)?;
+    Ok(Built { nodes, known_hosts })
+}
+
+/// Writes `OUT/known_hosts` for every node of the cluster, whole or not
+/// at all; the caller holds the output directory's lock.
+pub fn write_known_hosts(prepared: &Prepared, cluster: &Cluster) -> Result<PathBuf> {
     let hosts =
         crate::render::known_hosts(cluster, &prepared.state).context("rendering known_hosts")?;
-    let known_hosts = out.join("known_hosts");
+    let known_hosts = prepared.plan.out_dir.join("known_hosts");
     let mut partial = output::Partial::new();
     partial.write(&known_hosts, hosts.as_bytes())?;
     partial.commit()?;
-    Ok(Built { nodes, known_hosts })
+    Ok(known_hosts)
 }
 
 /// The cluster's nodes named in `names`, in that order.
