@@ -167,6 +167,20 @@ fn cat(args: &CatArgs) -> Result<()> {
     }
 }
 
+/// A flag set by every signal that ends a terminal session or asks the
+/// process to quit (SIGINT, SIGTERM, SIGHUP, SIGQUIT): long work checks it,
+/// stops and cleans up (a build removes its partial files, a flash wipes
+/// the half-written partition table) rather than dying midway.
+fn interrupt_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
+            .context("installing the interrupt handler")?;
+    }
+    Ok(stop)
+}
+
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
 fn write_stdout(out: &mut impl Write, bytes: &[u8]) -> Result<()> {
     match out.write_all(bytes).and_then(|()| out.flush()) {

@@ -3,8 +3,6 @@
 //! signal handlers, and report.
 
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 
@@ -61,15 +59,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .context("writing to stdout")?;
         return Ok(());
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    // Every signal that ends a terminal session or asks the process to
-    // quit: the build stops at its next check and removes its partial
-    // files, rather than dying with them in place.
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing the interrupt handler")?;
-    }
+    let stop = super::interrupt_flag()?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

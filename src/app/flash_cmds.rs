@@ -135,12 +135,7 @@ pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
              name the DEVICE and pass --yes"
         );
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing the interrupt handler")?;
-    }
+    let stop = super::interrupt_flag()?;
     let progress = if args.json {
         Progress::quiet()
     } else {
