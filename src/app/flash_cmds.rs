@@ -29,6 +29,7 @@ use crate::flash::write::{self, Source, Target};
 use crate::flash::{exclusive, privileges, sysfs, verify};
 use crate::io::Storage;
 use crate::io::units::human_size;
+use crate::profile::resolved::Cluster;
 use crate::progress::Progress;
 
 /// What one disk receives.
@@ -122,7 +123,12 @@ impl Prepared {
 }
 
 pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
-    let jobs = jobs(global, args)?;
+    // The profile, read once, when nodes are named.
+    let resolved = (args.node.is_some() || args.all)
+        .then(|| super::profile_cmds::load_and_resolve(&global.profile))
+        .transpose()?;
+    let cluster = resolved.as_ref().map(|r| &r.cluster);
+    let jobs = jobs(global, args, cluster)?;
     let root = sysfs::system_root();
     let ov = Overrides {
         allow_internal: args.allow_internal,
@@ -151,7 +157,7 @@ pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
     // Sources: built images are opened (with their maps); nodes without
     // one are built into memory over their base.
     let mut ready = Vec::new();
-    let built_nodes = build_in_memory(global, args, &chosen, &progress)?;
+    let built_nodes = build_in_memory(global, args, cluster, &chosen, &progress)?;
     let mut built_nodes = built_nodes.into_iter();
     for Chosen {
         job,
@@ -282,7 +288,7 @@ fn choose(
 }
 
 /// The jobs the command line names.
-fn jobs(global: &GlobalArgs, args: &FlashArgs) -> Result<Vec<Job>> {
+fn jobs(global: &GlobalArgs, args: &FlashArgs, cluster: Option<&Cluster>) -> Result<Vec<Job>> {
     let node_job = |name: &str, device: Option<PathBuf>| {
         let img = args.out.join(format!("{name}.img"));
         let what = if img.exists() {
@@ -299,13 +305,13 @@ fn jobs(global: &GlobalArgs, args: &FlashArgs) -> Result<Vec<Job>> {
         if !args.paths.is_empty() {
             bail!("--all takes its disks from --to, not from arguments");
         }
-        let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
+        let cluster = profile_of(cluster)?;
         let mut jobs = Vec::new();
         for pair in &args.to {
             let (node, dev) = pair
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--to {pair:?}: expected NODE=DEVICE"))?;
-            if resolved.cluster.node(node).is_none() {
+            if cluster.node(node).is_none() {
                 bail!(
                     "--to {pair}: node {node} is not in {}",
                     global.profile.display()
@@ -316,8 +322,7 @@ fn jobs(global: &GlobalArgs, args: &FlashArgs) -> Result<Vec<Job>> {
             }
             jobs.push(node_job(node, Some(PathBuf::from(dev))));
         }
-        let missing: Vec<&str> = resolved
-            .cluster
+        let missing: Vec<&str> = cluster
             .nodes
             .iter()
             .map(|n| n.hostname.as_str())
@@ -336,8 +341,7 @@ fn jobs(global: &GlobalArgs, args: &FlashArgs) -> Result<Vec<Job>> {
         if args.paths.len() > 1 {
             bail!("--node takes one DEVICE; to write an image file use `flash IMAGE DEVICE`");
         }
-        let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
-        if resolved.cluster.node(node).is_none() {
+        if profile_of(cluster)?.node(node).is_none() {
             bail!("node {node} is not in {}", global.profile.display());
         }
         return Ok(vec![node_job(node, args.paths.first().cloned())]);
@@ -354,6 +358,11 @@ fn jobs(global: &GlobalArgs, args: &FlashArgs) -> Result<Vec<Job>> {
             "name what to write: `flash --node NAME`, `flash IMAGE DEVICE` or `flash --all --to …`"
         ),
     }
+}
+
+/// The cluster `flash` reads when nodes are named (it always is then).
+fn profile_of(cluster: Option<&Cluster>) -> Result<&Cluster> {
+    cluster.ok_or_else(|| anyhow!("no profile was read for the nodes named"))
 }
 
 /// The paths no target may hold: the image, the output directory, the
@@ -474,6 +483,7 @@ fn open_image(path: &Path, bmap: Option<&Path>) -> Result<Prepared> {
 fn build_in_memory(
     global: &GlobalArgs,
     args: &FlashArgs,
+    cluster: Option<&Cluster>,
     chosen: &[Chosen],
     progress: &Progress,
 ) -> Result<Vec<Prepared>> {
@@ -487,10 +497,10 @@ fn build_in_memory(
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
+    let cluster = profile_of(cluster)?;
     let opts = super::source_cmds::source_options(global, &args.fetch)?;
     let request = crate::build::pipeline::Request {
-        cluster: &resolved.cluster,
+        cluster,
         nodes: &names,
         out_dir: &args.out,
         bases: crate::build::pipeline::Bases::Fetch(&opts),
@@ -527,7 +537,7 @@ fn build_in_memory(
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let _out_lock = crate::io::lock::lock_dir(&args.out)?;
-    crate::build::pipeline::write_known_hosts(&prepared, &resolved.cluster)?;
+    crate::build::pipeline::write_known_hosts(&prepared, cluster)?;
     Ok(out)
 }
 
