@@ -71,7 +71,7 @@ impl Image {
     }
 
     /// Reads the table and probes the partitions of `len` bytes of `file`.
-    fn over(path: &Path, file: Arc<dyn Storage>, len: u64) -> Result<Image> {
+    pub fn over(path: &Path, file: Arc<dyn Storage>, len: u64) -> Result<Image> {
         let table = disk::read_table(&*file, len).with_context(|| path.display().to_string())?;
         let filesystems = table
             .data_partitions()

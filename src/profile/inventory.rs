@@ -18,7 +18,7 @@ use crate::profile::ident::{
     SnapChannel, TargetPath, Timezone, UserName, XkbName,
 };
 use crate::profile::net::{InterfaceName, Ipv4Cidr, Ipv4Range, MacAddr};
-use crate::profile::netboot::PiSerial;
+use crate::profile::netboot::{DiskSize, PiSerial};
 use crate::profile::password::PasswordHash;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::ssh::SshPublicKey;
@@ -78,6 +78,9 @@ pub struct NetbootSpec {
     /// node's `nbdroot=`; without it `serve` writes its own address into
     /// `cmdline.txt` as it serves it.
     pub server: Option<Ipv4Addr>,
+    /// The size `serve` gives the node's disk (default 16GiB): zeros past
+    /// the image that the first boot grows the root into.
+    pub disk_size: Option<DiskSize>,
 }
 
 /// The base image: its OS (which decides how the node is configured) and

@@ -60,6 +60,66 @@ impl fmt::Display for PiSerial {
 
 crate::profile::newtype::string_serde!(PiSerial, PiSerial::parse);
 
+/// The size a netbooted node's disk is served at (`netboot.disk_size`):
+/// the image, then zeros the node's first boot grows its root into.
+/// Written `16GiB`, `16G`, `512MiB` or a number of bytes; binary units
+/// either way; rounded up to a whole MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DiskSize(u64);
+
+/// Why a disk size was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "{0:?} is not a disk size: a number with an optional unit (KiB, MiB, GiB, TiB \
+     or K, M, G, T, all powers of 1024), from 1GiB to 16TiB, like 16GiB"
+)]
+pub struct DiskSizeError(String);
+
+impl DiskSize {
+    /// What `nobodd-prep` grows an image to, and enough for MicroCloud's snaps.
+    pub const DEFAULT: DiskSize = DiskSize(16 << 30);
+    const MIN: u64 = 1 << 30;
+    const MAX: u64 = 16 << 40;
+
+    pub fn parse(s: &str) -> Result<Self, DiskSizeError> {
+        let bad = || DiskSizeError(s.to_owned());
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "K" | "KiB" | "k" => 10,
+            "M" | "MiB" => 20,
+            "G" | "GiB" => 30,
+            "T" | "TiB" => 40,
+            _ => return Err(bad()),
+        };
+        let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).ok_or_else(bad)?;
+        let bytes = bytes.div_ceil(1 << 20) * (1 << 20);
+        if !(Self::MIN..=Self::MAX).contains(&bytes) {
+            return Err(bad());
+        }
+        Ok(Self(bytes))
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for DiskSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 % (1 << 30) == 0 {
+            write!(f, "{}GiB", self.0 >> 30)
+        } else {
+            write!(f, "{}MiB", self.0 >> 20)
+        }
+    }
+}
+
+crate::profile::newtype::string_serde!(DiskSize, DiskSize::parse);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +131,18 @@ mod tests {
             PiSerial::parse("10000000AbCd1234").unwrap(),
             PiSerial::parse("abcd1234").unwrap()
         );
+    }
+
+    #[test]
+    fn disk_sizes_parse_in_binary_units_and_bounds() {
+        assert_eq!(DiskSize::parse("16GiB").unwrap(), DiskSize::DEFAULT);
+        assert_eq!(DiskSize::parse("16G").unwrap(), DiskSize::DEFAULT);
+        assert_eq!(DiskSize::parse("1536M").unwrap().bytes(), 1536 << 20);
+        assert_eq!(DiskSize::parse("1073741825").unwrap().bytes(), (1 << 30) + (1 << 20));
+        assert_eq!(DiskSize::parse("32GiB").unwrap().to_string(), "32GiB");
+        for bad in ["", "G", "512MiB", "17TiB", "1.5G", "-1G", "16 gb", "99999999999999999999T"] {
+            assert!(DiskSize::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::profile::ident::{
 };
 use crate::profile::inventory::{KeyboardSpec, SudoRule};
 use crate::profile::net::{InterfaceName, Ipv4Cidr, Ipv4Range, MacAddr};
-use crate::profile::netboot::PiSerial;
+use crate::profile::netboot::{DiskSize, PiSerial};
 use crate::profile::password::PasswordHash;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::ssh::SshPublicKey;
@@ -61,6 +61,8 @@ pub struct Netboot {
     pub serial: PiSerial,
     /// The `serve` machine, when the profile names it.
     pub server: Option<Ipv4Addr>,
+    /// The size `serve` exports the node's disk at.
+    pub disk_size: DiskSize,
 }
 
 impl ResolvedNode {

@@ -24,6 +24,8 @@ pub enum Scope {
     RootDir,
     /// Every directory and file reachable from the root.
     Everything,
+    /// Everything, and where each file's bytes lie (`Checked::files`).
+    Map,
 }
 
 /// A volume structure that fatfs must not be allowed to follow. Paths are
@@ -254,6 +256,20 @@ struct Checker<'a> {
     table: Table<'a>,
     visited: Visited,
     dead: Vec<(u64, u64)>,
+    /// With `Scope::Map`: the files found so far.
+    files: Option<Vec<FileMap>>,
+}
+
+/// Where one file's bytes lie in the volume: `runs` of (offset, length)
+/// in volume bytes, in file order, adding up to at least `size` (the last
+/// cluster's slack is included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMap {
+    /// The path from the root, `/`-separated, as the entries name it
+    /// (the long name when there is one).
+    pub path: String,
+    pub size: u64,
+    pub runs: Vec<(u64, u64)>,
 }
 
 /// What a full check found that an edit must deal with first.
@@ -264,6 +280,8 @@ pub struct Checked {
     /// new entry into the end mark's slot, after which those bytes would
     /// read as entries: an edit zeroes them first.
     pub dead: Vec<(u64, u64)>,
+    /// Every file and where its bytes are (with `Scope::Map` only).
+    pub files: Vec<FileMap>,
 }
 
 /// Checks the volume in `window`, whose boot sector `bpb` was parsed
@@ -273,7 +291,7 @@ pub fn check(window: &PartitionWindow, bpb: &Bpb, scope: Scope) -> Result<Checke
         check_fs_info(window, bpb)?;
     }
     let visited = match scope {
-        Scope::Everything => {
+        Scope::Everything | Scope::Map => {
             // cluster_count + 2 bits, rounded up to whole words.
             let words = (u64::from(bpb.cluster_count) + 2).div_ceil(64);
             Visited::Bits(vec![0; usize::try_from(words).unwrap_or(usize::MAX)])
@@ -286,6 +304,7 @@ pub fn check(window: &PartitionWindow, bpb: &Bpb, scope: Scope) -> Result<Checke
         table: Table::new(window, bpb),
         visited,
         dead: Vec::new(),
+        files: (scope == Scope::Map).then(Vec::new),
     };
     let root = match bpb.fat_type {
         FatType::Fat32 => Dir {
@@ -308,7 +327,10 @@ pub fn check(window: &PartitionWindow, bpb: &Bpb, scope: Scope) -> Result<Checke
     while let Some(dir) = todo.pop() {
         ck.entries(&dir, &mut todo)?;
     }
-    Ok(Checked { dead: ck.dead })
+    Ok(Checked {
+        dead: ck.dead,
+        files: ck.files.unwrap_or_default(),
+    })
 }
 
 /// The FSInfo sector's three signatures, which fatfs refuses to mount
@@ -592,10 +614,11 @@ impl Checker<'_> {
     fn check_file(&mut self, path: &str, first: u32, size: u64) -> Result<(), ChainError> {
         let cs = self.bpb.cluster_size();
         let need = size.div_ceil(cs);
-        let clusters = if first == 0 {
-            0
+        let keep = self.files.is_some();
+        let (list, clusters) = if first == 0 {
+            (Vec::new(), 0)
         } else {
-            self.walk(path, first, false)?.1
+            self.walk(path, first, keep)?
         };
         if need > u64::from(clusters) {
             return Err(ChainError::SizeBeyondChain {
@@ -613,6 +636,21 @@ impl Checker<'_> {
                 first,
                 clusters,
                 need,
+            });
+        }
+        if let Some(files) = &mut self.files {
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for c in list {
+                let at = self.bpb.cluster_offset(c);
+                match runs.last_mut() {
+                    Some((start, len)) if *start + *len == at => *len += cs,
+                    _ => runs.push((at, cs)),
+                }
+            }
+            files.push(FileMap {
+                path: path.to_owned(),
+                size,
+                runs,
             });
         }
         Ok(())

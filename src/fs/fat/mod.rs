@@ -20,7 +20,7 @@ mod check;
 use std::io::{Read, Write};
 
 pub use bpb::{Bpb, BpbError, FatType};
-pub use check::{ChainError, Scope};
+pub use check::{ChainError, FileMap, Scope};
 
 use super::{EntryKind, FsEntry, FsError, normalize};
 use crate::io::PartitionWindow;
@@ -89,6 +89,14 @@ impl FatVolume {
     /// and cheap enough to run on every partition of every image opened.
     pub fn probe_label(window: PartitionWindow) -> Result<Option<String>, FsError> {
         Ok(FatVolume::open_checked(window, Scope::RootDir)?.label())
+    }
+
+    /// Where every file of the volume in `window` lies, after the same
+    /// full check `open` does (so each run is inside the data area and no
+    /// chain loops): what serving files straight from the volume needs.
+    pub fn map_files(window: &PartitionWindow) -> Result<Vec<check::FileMap>, FsError> {
+        let bpb = read_bpb(window)?;
+        Ok(check::check(window, &bpb, Scope::Map)?.files)
     }
 
     fn open_checked(window: PartitionWindow, scope: Scope) -> Result<FatVolume, FsError> {

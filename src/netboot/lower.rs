@@ -1,0 +1,181 @@
+//! A netbooted node's disk before the node writes to it: the shared base
+//! image, the node's patched pages on top (what `build` would write into
+//! its image, kept in memory: a few MiB), and zeros past the base's end up
+//! to the profile's virtual size (`netboot.disk_size`), so the node's
+//! growpart/resizefs can extend its root on first boot without anyone
+//! storing the zeros. On a GPT disk the backup header and entries move to
+//! the new end and the primary header says so, as `sgdisk -e` would do.
+//! The node's own writes go into a `delta` laid over this layer.
+
+use std::fs::File;
+use std::io;
+
+use anyhow::{Result, bail};
+
+use crate::digest::Sha256;
+use crate::io::ReadAt;
+use crate::io::overlay::{PAGE, Pages};
+
+/// The base + the node's pages, `size` bytes long.
+pub struct Lower {
+    base: File,
+    base_len: u64,
+    pages: Pages,
+    size: u64,
+}
+
+impl Lower {
+    /// `pages` are the node's patched pages over `base` (`base_len` bytes);
+    /// the disk is `size` bytes (at least `base_len`; a multiple of 4 KiB).
+    pub fn new(base: File, base_len: u64, pages: Pages, size: u64) -> Result<Lower> {
+        if size < base_len {
+            bail!(
+                "the disk size {size} is smaller than the image ({base_len} bytes); \
+                 raise netboot.disk_size"
+            );
+        }
+        if size % PAGE != 0 {
+            bail!("the disk size {size} is not a multiple of 4096 bytes");
+        }
+        let mut lower = Lower {
+            base,
+            base_len,
+            pages,
+            size,
+        };
+        if size > base_len {
+            lower.move_gpt_backup()?;
+        }
+        Ok(lower)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// What identifies this layer's bytes for a delta laid over it: the
+    /// base's size and what identifies its content (`base_id`: a checksum
+    /// or the cache path, from the caller), the disk size and every page.
+    /// A rebuilt profile changes the pages, and so the fingerprint.
+    pub fn fingerprint(&self, base_id: &str) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(format!("{base_id}\0{}\0{}\0", self.base_len, self.size).as_bytes());
+        for (idx, page) in &self.pages {
+            h.update(idx.to_le_bytes());
+            h.update(page);
+        }
+        Sha256::from_bytes(h.finalize().into()).to_string()
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of the layer under the pages.
+    fn read_under(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let avail = self.base_len.saturating_sub(offset);
+        let n = buf.len().min(usize::try_from(avail).unwrap_or(usize::MAX));
+        if n > 0 {
+            ReadAt::read_exact_at(&self.base, &mut buf[..n], offset)?;
+        }
+        buf[n..].fill(0);
+        Ok(())
+    }
+
+    /// Writes `bytes` at `offset` into the pages (read-modify-write of the
+    /// pages it touches).
+    fn put(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut done = 0usize;
+        while done < bytes.len() {
+            let at = offset + done as u64; // as: usize fits u64
+            let idx = at / PAGE;
+            let in_page = (at % PAGE) as usize; // as: < PAGE
+            let n = (PAGE as usize - in_page).min(bytes.len() - done); // as: PAGE is 4096
+            if !self.pages.contains_key(&idx) {
+                let mut page = vec![0u8; PAGE as usize].into_boxed_slice(); // as: 4096
+                self.read_under(&mut page, idx * PAGE)?;
+                self.pages.insert(idx, page);
+            }
+            if let Some(page) = self.pages.get_mut(&idx) {
+                page[in_page..in_page + n].copy_from_slice(&bytes[done..done + n]);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// On a GPT disk grown past the base: writes the backup entries and
+    /// header at the new end and points the primary header at them, with
+    /// its last usable LBA moved so the free space can be used.
+    fn move_gpt_backup(&mut self) -> Result<()> {
+        for ss in [512u64, 4096] {
+            let mut hdr = vec![0u8; ss as usize]; // as: 512 or 4096
+            self.read_at(&mut hdr, ss)?;
+            if &hdr[..8] != b"EFI PART" {
+                continue;
+            }
+            let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+            let header_size = u64::from(u32_at(&hdr, 12));
+            if !(92..=ss).contains(&header_size) {
+                bail!("the GPT header at LBA 1 has a size of {header_size} bytes");
+            }
+            let entries = u64::from(u32_at(&hdr, 80)) * u64::from(u32_at(&hdr, 84));
+            let entry_sectors = entries.div_ceil(ss);
+            let entries_lba = u64::from_le_bytes(hdr[72..80].try_into().unwrap_or_default());
+            if entries > 1 << 20 || entries_lba == 0 {
+                bail!("the GPT header at LBA 1 describes {entries} bytes of entries at LBA {entries_lba}");
+            }
+            let last = self.size / ss - 1;
+            let backup_entries_lba = last - entry_sectors;
+            let hs = header_size as usize; // as: <= 4096
+            let mut primary = hdr.clone();
+            primary[32..40].copy_from_slice(&last.to_le_bytes());
+            primary[48..56].copy_from_slice(&(backup_entries_lba - 1).to_le_bytes());
+            seal(&mut primary, hs);
+            let mut backup = primary.clone();
+            backup[24..32].copy_from_slice(&last.to_le_bytes());
+            backup[32..40].copy_from_slice(&1u64.to_le_bytes());
+            backup[72..80].copy_from_slice(&backup_entries_lba.to_le_bytes());
+            seal(&mut backup, hs);
+            let mut table = vec![0u8; (entry_sectors * ss) as usize]; // as: <= 1 MiB + a sector
+            self.read_at(&mut table, entries_lba * ss)?;
+            self.put(ss, &primary)?;
+            self.put(backup_entries_lba * ss, &table)?;
+            self.put(last * ss, &backup)?;
+            return Ok(());
+        }
+        Ok(())
+    }
+}
+
+/// Recomputes a GPT header's CRC32 (over `len` bytes with the field zero).
+fn seal(hdr: &mut [u8], len: usize) {
+    hdr[16..20].fill(0);
+    let crc = crc32fast::hash(&hdr[..len]);
+    hdr[16..20].copy_from_slice(&crc.to_le_bytes());
+}
+
+impl ReadAt for Lower {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64) // as: usize fits u64
+            .filter(|&e| e <= self.size)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the disk's end"))?;
+        let mut at = offset;
+        while at < end {
+            let idx = at / PAGE;
+            let in_page = (at % PAGE) as usize; // as: < PAGE
+            let n = ((PAGE - at % PAGE).min(end - at)) as usize; // as: <= PAGE
+            let dst = &mut buf[(at - offset) as usize..][..n]; // as: inside buf
+            match self.pages.get(&idx) {
+                Some(page) => dst.copy_from_slice(&page[in_page..in_page + n]),
+                None => self.read_under(dst, at)?,
+            }
+            at += n as u64; // as: usize fits u64
+        }
+        Ok(())
+    }
+}
+
+impl Lower {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        ReadAt::read_exact_at(self, buf, offset)
+    }
+}
