@@ -14,6 +14,7 @@ mod copy_cmds;
 mod device_cmds;
 mod flash_cmds;
 mod profile_cmds;
+mod serve_cmds;
 pub mod source_cmds;
 
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
@@ -83,6 +84,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cache(args) => source_cmds::cache(&cli.global, &args),
         Command::Devices(args) => device_cmds::devices(&cli.global, &args),
         Command::Flash(args) => flash_cmds::flash(&cli.global, &args),
+        Command::Serve(args) => serve_cmds::serve(&cli.global, &args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(

@@ -12,9 +12,11 @@ mod build_cmds;
 pub use build_cmds::{BuildArgs, Compression};
 mod device_cmds;
 mod flash_cmds;
+mod serve_cmds;
 pub use device_cmds::DevicesArgs;
 pub use flash_cmds::FlashArgs;
 pub use image_cmds::{CatArgs, CpArgs, InspectArgs, LsArgs, Owner, RmArgs};
+pub use serve_cmds::ServeArgs;
 pub mod profile_cmds;
 pub mod source_cmds;
 
@@ -100,6 +102,9 @@ pub enum Command {
     /// Write node images to SD cards and USB disks: mapped blocks only,
     /// verified, several disks at once
     Flash(FlashArgs),
+    /// Netboot the profile's Raspberry Pis from this machine: ProxyDHCP,
+    /// TFTP and NBD from the node images, and a status page
+    Serve(ServeArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

@@ -187,7 +187,10 @@ impl BootNode {
     fn open(&self, rel: &str) -> Result<Opened, Refusal> {
         let index = self.index().map_err(|e| {
             tracing::warn!("tftp: node {}: {e:#}", self.name);
-            Refusal::Denied(format!("node {}: its boot partition cannot be read", self.name))
+            Refusal::Denied(format!(
+                "node {}: its boot partition cannot be read",
+                self.name
+            ))
         })?;
         let key = rel.to_uppercase();
         let Some(file) = index.files.get(&key) else {
@@ -335,14 +338,8 @@ impl Files for BootFiles {
         };
         let rel = rest.join("/");
         let opened = node.open(&rel)?;
-        self.registry.record(
-            &node.name,
-            Protocol::Tftp,
-            Some(client.ip()),
-            &rel,
-            0,
-            0,
-        );
+        self.registry
+            .record(&node.name, Protocol::Tftp, Some(client.ip()), &rel, 0, 0);
         tracing::info!(%client, "tftp: node {}: {rel} ({} bytes)", node.name, opened.len);
         Ok(Opened {
             len: opened.len,

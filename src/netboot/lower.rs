@@ -34,7 +34,7 @@ impl Lower {
                  raise netboot.disk_size"
             );
         }
-        if size % PAGE != 0 {
+        if !size.is_multiple_of(PAGE) {
             bail!("the disk size {size} is not a multiple of 4096 bytes");
         }
         let mut lower = Lower {
@@ -111,7 +111,8 @@ impl Lower {
             if &hdr[..8] != b"EFI PART" {
                 continue;
             }
-            let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+            let u32_at =
+                |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
             let header_size = u64::from(u32_at(&hdr, 12));
             if !(92..=ss).contains(&header_size) {
                 bail!("the GPT header at LBA 1 has a size of {header_size} bytes");
@@ -120,7 +121,9 @@ impl Lower {
             let entry_sectors = entries.div_ceil(ss);
             let entries_lba = u64::from_le_bytes(hdr[72..80].try_into().unwrap_or_default());
             if entries > 1 << 20 || entries_lba == 0 {
-                bail!("the GPT header at LBA 1 describes {entries} bytes of entries at LBA {entries_lba}");
+                bail!(
+                    "the GPT header at LBA 1 describes {entries} bytes of entries at LBA {entries_lba}"
+                );
             }
             let last = self.size / ss - 1;
             let backup_entries_lba = last - entry_sectors;
@@ -157,7 +160,9 @@ impl ReadAt for Lower {
         let end = offset
             .checked_add(buf.len() as u64) // as: usize fits u64
             .filter(|&e| e <= self.size)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the disk's end"))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "read past the disk's end")
+            })?;
         let mut at = offset;
         while at < end {
             let idx = at / PAGE;
@@ -177,5 +182,28 @@ impl ReadAt for Lower {
 impl Lower {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         ReadAt::read_exact_at(self, buf, offset)
+    }
+}
+
+/// The lower layer as a read-only disk: what the node's delta is laid
+/// over, and what a client sees before any write.
+impl super::disk::Disk for Lower {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        ReadAt::read_exact_at(self, buf, offset)
+    }
+    fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the image layer is read-only",
+        ))
+    }
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn trim(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
     }
 }

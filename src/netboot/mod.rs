@@ -5,5 +5,8 @@
 pub mod boot_files;
 pub mod disk;
 pub mod lower;
+pub mod ports;
+pub mod prepare;
 pub mod registry;
+pub mod serve;
 pub mod tftp;

@@ -95,7 +95,10 @@ impl DiskSize {
             "T" | "TiB" => 40,
             _ => return Err(bad()),
         };
-        let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).ok_or_else(bad)?;
+        let bytes = n
+            .checked_shl(shift)
+            .filter(|b| b >> shift == n)
+            .ok_or_else(bad)?;
         let bytes = bytes.div_ceil(1 << 20) * (1 << 20);
         if !(Self::MIN..=Self::MAX).contains(&bytes) {
             return Err(bad());
@@ -110,7 +113,7 @@ impl DiskSize {
 
 impl fmt::Display for DiskSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % (1 << 30) == 0 {
+        if self.0.is_multiple_of(1 << 30) {
             write!(f, "{}GiB", self.0 >> 30)
         } else {
             write!(f, "{}MiB", self.0 >> 20)
@@ -138,9 +141,21 @@ mod tests {
         assert_eq!(DiskSize::parse("16GiB").unwrap(), DiskSize::DEFAULT);
         assert_eq!(DiskSize::parse("16G").unwrap(), DiskSize::DEFAULT);
         assert_eq!(DiskSize::parse("1536M").unwrap().bytes(), 1536 << 20);
-        assert_eq!(DiskSize::parse("1073741825").unwrap().bytes(), (1 << 30) + (1 << 20));
+        assert_eq!(
+            DiskSize::parse("1073741825").unwrap().bytes(),
+            (1 << 30) + (1 << 20)
+        );
         assert_eq!(DiskSize::parse("32GiB").unwrap().to_string(), "32GiB");
-        for bad in ["", "G", "512MiB", "17TiB", "1.5G", "-1G", "16 gb", "99999999999999999999T"] {
+        for bad in [
+            "",
+            "G",
+            "512MiB",
+            "17TiB",
+            "1.5G",
+            "-1G",
+            "16 gb",
+            "99999999999999999999T",
+        ] {
             assert!(DiskSize::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -250,7 +250,9 @@ fn resolve_node(
     let netboot = spec.netboot.as_ref().map(|nb| Netboot {
         serial: nb.serial,
         server: nb.server,
-        disk_size: nb.disk_size.unwrap_or(crate::profile::netboot::DiskSize::DEFAULT),
+        disk_size: nb
+            .disk_size
+            .unwrap_or(crate::profile::netboot::DiskSize::DEFAULT),
     });
     if netboot.is_some() {
         check_netboot(board.as_ref(), image.as_ref(), &mut r);

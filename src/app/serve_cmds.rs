@@ -1,0 +1,205 @@
+//! `serve`: netboot the profile's `netboot:` nodes from this machine.
+//! The nodes go through the build pipeline (base fetched and checked,
+//! state saved, files rendered and patched into memory over the base, no
+//! `.img` written); `netboot::serve` then runs the servers until Ctrl-C.
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::GlobalArgs;
+use crate::cli::ServeArgs;
+use crate::netboot::boot_files::{BootNode, Watched, boot_partition};
+use crate::netboot::disk::Disk;
+use crate::netboot::ports::Ports;
+use crate::netboot::registry::{NodeId, Registry};
+use crate::netboot::serve::{Served, Setup};
+use crate::profile::resolved::{Cluster, ResolvedNode};
+use crate::progress::Progress;
+
+pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
+    if args.status_only {
+        bail!("--status-only is not available yet: the HTTP status server is not built in");
+    }
+    let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
+    let cluster = &resolved.cluster;
+    let nodes = select(cluster, &args.node)?;
+    for r in &args.reset {
+        if !nodes.iter().any(|n| n.hostname.as_str() == r) {
+            bail!(
+                "--reset {r}: not one of the nodes served ({})",
+                names(&nodes).join(", ")
+            );
+        }
+    }
+    let ports = Ports::with_base(args.port_base)
+        .ok_or_else(|| anyhow!("--port-base {}: the ports would pass 65535", args.port_base))?;
+    let address = match args.address {
+        Some(a) => a,
+        None => own_address(args.interface.as_deref(), &nodes)?,
+    };
+    for n in &nodes {
+        if let Some(server) = n.netboot.as_ref().and_then(|nb| nb.server)
+            && server != address
+        {
+            eprintln!(
+                "warning: node {}: the profile's netboot.server is {server}, but this \
+                 machine serves as {address}; cmdline.txt is served with {address}",
+                n.hostname
+            );
+        }
+    }
+
+    let setup = Setup {
+        address,
+        interface: args.interface.clone(),
+        ports,
+        any: args.any,
+    };
+    crate::netboot::serve::check_ports(&setup, args.status_only)?;
+
+    let progress = Progress::for_stderr(global.quiet);
+    let opts = super::source_cmds::source_options(global, &args.fetch)?;
+    let names = names(&nodes);
+    let request = crate::build::pipeline::Request {
+        cluster,
+        nodes: &names,
+        out_dir: &args.out,
+        bases: crate::build::pipeline::Bases::Fetch(&opts),
+        save_state: true,
+    };
+    let prepared = crate::build::pipeline::prepare(&request, &progress, &mut |n| match n {
+        crate::build::pipeline::Notice::Warning(w) => eprintln!("warning: {w}"),
+        crate::build::pipeline::Notice::Note(n) => eprintln!("note: {n}"),
+    })?;
+
+    let mut served = Vec::new();
+    let mut ids = Vec::new();
+    for plan in &prepared.plan.nodes {
+        let node = cluster
+            .node(&plan.name)
+            .ok_or_else(|| anyhow!("node {} is not in the profile", plan.name))?;
+        eprintln!("{}: laying its files over {}", plan.name, base_name(plan));
+        let nd = crate::netboot::prepare::node_disk(node, plan, prepared.plan.epoch)?;
+        let disk: Arc<dyn Disk> = nd.lower.clone();
+        let boot = boot_partition(&plan.name, &disk)?;
+        let watched = Arc::new(Watched::new(disk, boot));
+        let netboot = node.netboot.as_ref();
+        let boot_node = BootNode::new(
+            &plan.name,
+            netboot.map(|nb| nb.serial),
+            node.network.mac,
+            &watched,
+            boot,
+            crate::netboot::prepare::cmdline_ops(node, address, ports.nbd),
+        )?;
+        ids.push(NodeId {
+            name: plan.name.clone(),
+            serial: netboot.map(|nb| nb.serial),
+            mac: node.network.mac,
+            address: Some(node.network.address.addr()),
+        });
+        served.push(Served {
+            name: plan.name.clone(),
+            disk: watched,
+            boot: boot_node,
+        });
+    }
+    let registry = Arc::new(Registry::new(ids));
+    eprintln!(
+        "serving {} on {address}: TFTP port {}; Ctrl-C stops",
+        names.join(", "),
+        ports.tftp
+    );
+    let stop = super::interrupt_flag()?;
+    crate::netboot::serve::run(&setup, served, registry, &stop)?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// The netboot nodes to serve: those named, or every one with `netboot:`.
+fn select<'a>(cluster: &'a Cluster, wanted: &[String]) -> Result<Vec<&'a ResolvedNode>> {
+    if wanted.is_empty() {
+        let all: Vec<&ResolvedNode> = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.netboot.is_some())
+            .collect();
+        if all.is_empty() {
+            bail!(
+                "no node of the profile has `netboot:`; add `netboot: {{serial: …}}` to the \
+                 nodes that boot from the network (docs/NETBOOT.md)"
+            );
+        }
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for w in wanted {
+        let n = cluster.node(w).ok_or_else(|| {
+            anyhow!(
+                "--node {w}: no such node in the profile (nodes: {})",
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| n.hostname.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        if n.netboot.is_none() {
+            bail!(
+                "--node {w}: the node has no `netboot:` in the profile, so it boots from its own disk"
+            );
+        }
+        if !out.iter().any(|o: &&ResolvedNode| o.hostname == n.hostname) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+fn names(nodes: &[&ResolvedNode]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| n.hostname.as_str().to_string())
+        .collect()
+}
+
+fn base_name(plan: &crate::build::plan::NodePlan) -> String {
+    plan.base_path
+        .as_ref()
+        .map_or_else(|| "its base".into(), |p| p.display().to_string())
+}
+
+/// The address this machine serves as: the one the kernel would send
+/// from towards the first node (no packet is sent: a UDP `connect` only
+/// picks the route), on `interface` when given.
+fn own_address(interface: Option<&str>, nodes: &[&ResolvedNode]) -> Result<Ipv4Addr> {
+    let target = nodes
+        .first()
+        .map(|n| n.network.address.addr())
+        .ok_or_else(|| anyhow!("no node to serve"))?;
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("opening a UDP socket")?;
+    if let Some(ifname) = interface {
+        bind_to_device(&sock, ifname)?;
+    }
+    sock.connect((target, 9)).with_context(|| {
+        format!("this machine has no route to {target}; give --address or --interface")
+    })?;
+    match sock
+        .local_addr()
+        .context("reading the route's source address")?
+        .ip()
+    {
+        std::net::IpAddr::V4(a) if !a.is_unspecified() => Ok(a),
+        other => bail!("no IPv4 address to reach {target} from (got {other}); give --address"),
+    }
+}
+
+/// Ties `sock` to `ifname` (SO_BINDTODEVICE), so its route leaves there.
+fn bind_to_device(sock: &UdpSocket, ifname: &str) -> Result<()> {
+    socket2::SockRef::from(sock)
+        .bind_device(Some(ifname.as_bytes()))
+        .with_context(|| format!("--interface {ifname}: cannot use it"))
+}

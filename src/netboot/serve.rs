@@ -1,0 +1,130 @@
+//! `serve` as a library call: the prepared nodes go in, the servers run on
+//! one tokio runtime until the stop flag is set (SIGINT/SIGTERM in the
+//! command), then every node's disk is flushed.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+
+use super::boot_files::{BootFiles, BootNode, Watched};
+use super::disk::Disk;
+use super::ports::Ports;
+use super::registry::Registry;
+use super::tftp;
+
+/// Where and how to serve.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub address: Ipv4Addr,
+    pub interface: Option<String>,
+    pub ports: Ports,
+    /// Clients not in the profile are answered too.
+    pub any: bool,
+}
+
+/// One node as the servers see it.
+pub struct Served {
+    pub name: String,
+    /// The node's disk (its delta over the lower layer), watched for
+    /// writes into the boot partition.
+    pub disk: Arc<Watched>,
+    pub boot: BootNode,
+}
+
+/// Why a bind failed, said so the user knows what to do.
+pub fn bind_error(what: &str, addr: SocketAddr, e: &std::io::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            ": port {} needs root or CAP_NET_BIND_SERVICE (or use --port-base to move \
+             every port above 1024)",
+            addr.port()
+        ),
+        std::io::ErrorKind::AddrInUse => {
+            format!(": another program listens on port {}", addr.port())
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!(": {} is not an address of this machine", addr.ip())
+        }
+        _ => String::new(),
+    };
+    anyhow!("{what}: cannot listen on {addr}: {e}{hint}")
+}
+
+/// Tries every port `serve` will listen on, so a port it may not use
+/// (below 1024 without the right, or taken) stops it before the bases are
+/// fetched and the nodes prepared. DHCP listens on every address (a
+/// DISCOVER is a broadcast), the others on `setup.address`.
+pub fn check_ports(setup: &Setup, status_only: bool) -> Result<()> {
+    use std::net::{TcpListener, UdpSocket};
+    let ip = IpAddr::V4(setup.address);
+    let http = SocketAddr::new(ip, setup.ports.http);
+    TcpListener::bind(http).map_err(|e| bind_error("HTTP", http, &e))?;
+    if status_only {
+        return Ok(());
+    }
+    let dhcp = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), setup.ports.dhcp);
+    UdpSocket::bind(dhcp).map_err(|e| bind_error("ProxyDHCP", dhcp, &e))?;
+    let tftp = SocketAddr::new(ip, setup.ports.tftp);
+    UdpSocket::bind(tftp).map_err(|e| bind_error("TFTP", tftp, &e))?;
+    let nbd = SocketAddr::new(ip, setup.ports.nbd);
+    TcpListener::bind(nbd).map_err(|e| bind_error("NBD", nbd, &e))?;
+    Ok(())
+}
+
+/// Serves `nodes` until `stop` is set; then flushes every disk.
+pub fn run(
+    setup: &Setup,
+    nodes: Vec<Served>,
+    registry: Arc<Registry>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the server runtime")?;
+    let disks: Vec<(String, Arc<Watched>)> = nodes
+        .iter()
+        .map(|n| (n.name.clone(), Arc::clone(&n.disk)))
+        .collect();
+    let boot_nodes: Vec<BootNode> = nodes.into_iter().map(|n| n.boot).collect();
+    let files = Arc::new(BootFiles {
+        nodes: boot_nodes,
+        registry: Arc::clone(&registry),
+    });
+    let ip = IpAddr::V4(setup.address);
+    let result = runtime.block_on(async {
+        let tftp_addr = SocketAddr::new(ip, setup.ports.tftp);
+        let tftp = tftp::Server::bind(tftp_addr, files, tftp::Config::default())
+            .await
+            .map_err(|e| bind_error("TFTP", tftp_addr, &e))?;
+        tracing::info!("TFTP on {}", tftp.local_addr()?);
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async move { tftp.run().await.context("TFTP") });
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(Some(done)) =
+                tokio::time::timeout(Duration::from_millis(200), tasks.join_next()).await
+            {
+                // A server ended on its own: an error on its socket.
+                return done.map_err(|e| anyhow!("a server task failed: {e}"))?;
+            }
+        }
+        tasks.abort_all();
+        Ok(())
+    });
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let mut flush_errors = Vec::new();
+    for (name, disk) in disks {
+        if let Err(e) = disk.flush() {
+            flush_errors.push(format!("node {name}: flushing its disk: {e}"));
+        }
+    }
+    result?;
+    if !flush_errors.is_empty() {
+        anyhow::bail!("{}", flush_errors.join("\n"));
+    }
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! `serve` as a user runs it, over loopback with `--port-base`: the boot
+//! files a Pi fetches by TFTP come from the FAT inside the node's disk
+//! (the cached base with the node's files laid on, no `.img` needed) and
+//! must equal, byte for byte, what `build` puts in the node's image as
+//! mtools reads it; `cmdline.txt` is served rewritten for an NBD root;
+//! requests outside a node's prefix are refused; SIGTERM stops it cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{bin, fixture, run_ok};
+
+const SERIAL: &str = "abcd1234";
+
+/// A profile with one netbooted node over `base`.
+fn profile(dir: &Path, base: &Path) -> PathBuf {
+    let p = dir.join("homelab.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "defaults:
+  image: {{os: ubuntu-24.04, path: {}}}
+  board: rpi4
+  users:
+    - name: alice
+      ssh_keys:
+        - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 alice@laptop
+nodes:
+  - hostname: pi1
+    network: {{address: 127.0.0.21/8, gateway: 127.0.0.1, interface: eth0}}
+    netboot: {{serial: {SERIAL}, disk_size: 2GiB}}
+",
+            base.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// A port base whose four ports (UDP for DHCP and TFTP, TCP for NBD and
+/// HTTP) are free on 127.0.0.1 right now.
+pub fn free_port_base() -> u16 {
+    // Tests of one run start servers at once: each call takes its own
+    // stride, so two cannot pick the same base before either binds.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (std::process::id() as u16).wrapping_add(call.wrapping_mul(211)); // as: any bits will do
+    for i in 0..200u16 {
+        let base = 20000 + (seed.wrapping_add(i.wrapping_mul(97)) % 30000);
+        let free = UdpSocket::bind(("127.0.0.1", base + 67)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", base + 69)).is_ok()
+            && TcpListener::bind(("127.0.0.1", base + 80)).is_ok()
+            && base
+                .checked_add(10809)
+                .is_some_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port base");
+}
+
+/// A running `serve`, killed when dropped.
+pub struct Serving {
+    pub child: Child,
+    pub base: u16,
+    pub log: PathBuf,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve` on 127.0.0.1 and waits for its "serving" line.
+pub fn start_serve(dir: &Path, profile: &Path, extra: &[&str]) -> Serving {
+    let base = free_port_base();
+    let log = dir.join("serve.log");
+    let mut child = bin()
+        .arg("--profile")
+        .arg(profile)
+        .args(["serve", "--address", "127.0.0.1", "--port-base"])
+        .arg(base.to_string())
+        .arg("--out")
+        .arg(dir.join("out"))
+        .args(extra)
+        .env("HOME", dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("serving ") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+            let _ = std::fs::write(&log2, &all);
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(120)).is_err() {
+        let _ = child.kill();
+        panic!(
+            "serve did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    Serving { child, base, log }
+}
+
+fn curl(base: u16, path: &str, extra: &[&str], out: &Path) -> std::process::Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(extra)
+        .arg(format!("tftp://127.0.0.1:{}/{path}", base + 69))
+        .arg("-o")
+        .arg(out)
+        .output()
+        .expect("run curl")
+}
+
+/// Every file of the FAT at partition offset `at` of `image`, by path.
+fn fat_files(image: &Path, at: u64) -> Vec<String> {
+    let spec = format!("{}@@{at}", image.display());
+    let out = run_ok(Command::new("mdir").args(["-/", "-b", "-i", &spec, "::/"]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("::/").to_string())
+        .filter(|l| !l.is_empty() && !l.ends_with('/'))
+        .collect()
+}
+
+fn mcopy(image: &Path, at: u64, path: &str, out: &Path) {
+    let spec = format!("{}@@{at}", image.display());
+    run_ok(
+        Command::new("mcopy")
+            .args(["-n", "-o", "-i", &spec])
+            .arg(format!("::/{path}"))
+            .arg(out),
+    );
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    image: PathBuf,
+    profile: PathBuf,
+    fat_at: u64,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = profile(dir.path(), &fixture("ubuntu-raspi.img"));
+    let out = dir.path().join("out");
+    run_ok(
+        bin()
+            .arg("--profile")
+            .arg(&profile)
+            .args(["build", "--node", "pi1", "--out"])
+            .arg(&out)
+            .env("HOME", dir.path()),
+    );
+    let image = out.join("pi1.img");
+    let dump = run_ok(Command::new("sfdisk").arg("-J").arg(&image));
+    let v: serde_json::Value = serde_json::from_slice(&dump.stdout).unwrap();
+    let start = v["partitiontable"]["partitions"][0]["start"]
+        .as_u64()
+        .unwrap();
+    Setup {
+        fat_at: start * 512,
+        image,
+        profile,
+        dir,
+    }
+}
+
+#[test]
+fn every_boot_file_served_by_serial_equals_the_built_images_fat() {
+    let s = setup();
+    let serving = start_serve(s.dir.path(), &s.profile, &[]);
+    let files = fat_files(&s.image, s.fat_at);
+    for must in [
+        "start4.elf",
+        "config.txt",
+        "vmlinuz",
+        "initrd.img",
+        "cmdline.txt",
+    ] {
+        assert!(files.iter().any(|f| f == must), "{must} not in {files:?}");
+    }
+    let want = s.dir.path().join("want");
+    let got = s.dir.path().join("got");
+    let mut compared = 0;
+    for f in files.iter().filter(|f| *f != "cmdline.txt") {
+        mcopy(&s.image, s.fat_at, f, &want);
+        for blksize in ["512", "1468", "8192"] {
+            let _ = std::fs::remove_file(&got);
+            let out = curl(
+                serving.base,
+                &format!("{SERIAL}/{f}"),
+                &["--tftp-blksize", blksize],
+                &got,
+            );
+            assert!(
+                out.status.success(),
+                "{f}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                std::fs::read(&got).unwrap(),
+                std::fs::read(&want).unwrap(),
+                "{f}"
+            );
+        }
+        compared += 1;
+    }
+    assert!(compared >= 8, "only {compared} files compared");
+    // Case does not matter on a FAT, and a Pi may ask either way.
+    let _ = std::fs::remove_file(&got);
+    let out = curl(
+        serving.base,
+        &format!("{}/CONFIG.TXT", SERIAL.to_uppercase()),
+        &[],
+        &got,
+    );
+    assert!(out.status.success());
+    mcopy(&s.image, s.fat_at, "config.txt", &want);
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&want).unwrap());
+    // tftp-hpa (plain RFC 1350, 512-byte blocks) fetches the kernel too.
+    let _ = std::fs::remove_file(&got);
+    let hpa = Command::new("tftp")
+        .args([
+            "127.0.0.1",
+            &(serving.base + 69).to_string(),
+            "-m",
+            "binary",
+            "-c",
+            "get",
+        ])
+        .arg(format!("{SERIAL}/vmlinuz"))
+        .arg(&got)
+        .output()
+        .expect("run tftp");
+    assert!(
+        hpa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hpa.stderr)
+    );
+    mcopy(&s.image, s.fat_at, "vmlinuz", &want);
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&want).unwrap());
+}
+
+#[test]
+fn cmdline_is_served_rewritten_for_an_nbd_root_at_this_server() {
+    let s = setup();
+    let serving = start_serve(s.dir.path(), &s.profile, &[]);
+    let got = s.dir.path().join("cmdline");
+    let out = curl(serving.base, &format!("{SERIAL}/cmdline.txt"), &[], &got);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&got).unwrap();
+    let tokens: Vec<&str> = text.split_whitespace().collect();
+    let nbd = format!("nbdroot=127.0.0.1:{}/pi1", serving.base + 10809);
+    for want in [
+        nbd.as_str(),
+        "root=/dev/nbd0p2",
+        "ip=127.0.0.21::127.0.0.1:255.0.0.0:pi1:eth0:off",
+        "ds=nocloud",
+        "rootwait",
+    ] {
+        assert_eq!(
+            tokens.iter().filter(|t| **t == want).count(),
+            1,
+            "{want} in {text:?}"
+        );
+    }
+    assert_eq!(
+        tokens.iter().filter(|t| t.starts_with("root=")).count(),
+        1,
+        "{text:?}"
+    );
+    // The image's own line is what was edited: every other token kept.
+    let want = s.dir.path().join("want");
+    mcopy(&s.image, s.fat_at, "cmdline.txt", &want);
+    let built = std::fs::read_to_string(&want).unwrap();
+    for t in built
+        .split_whitespace()
+        .filter(|t| !t.starts_with("nbdroot="))
+    {
+        assert!(
+            tokens.contains(&t),
+            "{t} of the built image missing in {text:?}"
+        );
+    }
+}
+
+#[test]
+fn requests_outside_a_served_prefix_are_refused_and_logged() {
+    let s = setup();
+    let serving = start_serve(s.dir.path(), &s.profile, &[]);
+    let got = s.dir.path().join("got");
+    for path in [
+        "deadbeef/config.txt",
+        "config.txt",
+        &format!("{SERIAL}/no-such-file"),
+        &format!("{SERIAL}/overlays"),
+    ] {
+        let _ = std::fs::remove_file(&got);
+        let out = curl(serving.base, path, &[], &got);
+        assert!(!out.status.success(), "{path} was served");
+        assert!(
+            std::fs::metadata(&got).map_or(0, |m| m.len()) == 0,
+            "{path}: bytes written"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&serving.log).unwrap_or_default();
+        if log.contains("\"deadbeef\" is no served node's serial or MAC")
+            && log.contains("no serial or MAC prefix")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "refusals not logged:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigterm_stops_serve_cleanly() {
+    let s = setup();
+    let mut serving = start_serve(s.dir.path(), &s.profile, &[]);
+    let pid = serving.child.id().to_string();
+    run_ok(Command::new("kill").args(["-TERM", &pid]));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = serving.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = std::fs::read_to_string(&serving.log).unwrap();
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn a_privileged_port_without_the_right_says_how_to_get_it() {
+    // Only meaningful for a user who may not bind port 69: run as nobody.
+    let s = setup();
+    if Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("skipped: no setpriv");
+        return;
+    }
+    let exe = assert_cmd::cargo::cargo_bin("homelab-image");
+    std::fs::set_permissions(
+        s.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&exe)
+        .arg("--profile")
+        .arg(&s.profile)
+        .args(["serve", "--address", "127.0.0.1", "--out"])
+        .arg(s.dir.path().join("out2"))
+        .env("HOME", s.dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("needs root or CAP_NET_BIND_SERVICE"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
