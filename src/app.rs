@@ -18,8 +18,9 @@ mod serve_cmds;
 pub mod source_cmds;
 
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
-/// only with `-q`. `RUST_LOG` overrides.
-pub fn init_logging(global: &GlobalArgs) {
+/// only with `-q`; a server (`serve`) logs each request it serves (info)
+/// with the time. `RUST_LOG` overrides.
+pub fn init_logging(global: &GlobalArgs, server: bool) {
     let level = if global.quiet {
         "error"
     } else {
@@ -39,15 +40,23 @@ pub fn init_logging(global: &GlobalArgs) {
     } else {
         ",fatfs=error,rustls_platform_verifier=off"
     };
+    let served = if server && !global.quiet && global.verbose == 0 {
+        ",homelab_image::netboot=info"
+    } else {
+        ""
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{fatfs}")));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level}{fatfs}{served}")));
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(use_color(global.color, &std::io::stderr()))
-        .without_time()
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if server {
+        fmt.try_init()
+    } else {
+        fmt.without_time().try_init()
+    };
 }
 
 /// Whether to colour output going to `stream`.

@@ -7,7 +7,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = homelab_image::cli::Cli::parse();
-    homelab_image::app::init_logging(&cli.global);
+    homelab_image::app::init_logging(
+        &cli.global,
+        matches!(cli.command, homelab_image::cli::Command::Serve(_)),
+    );
     match homelab_image::app::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

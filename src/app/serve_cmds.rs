@@ -22,6 +22,9 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     if args.status_only {
         bail!("--status-only is not available yet: the HTTP status server is not built in");
     }
+    // Installed first: a Ctrl-C while the nodes are prepared stops the
+    // servers before they start, not the process midway.
+    let stop = super::interrupt_flag()?;
     let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
     let cluster = &resolved.cluster;
     let nodes = select(cluster, &args.node)?;
@@ -112,7 +115,6 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         names.join(", "),
         ports.tftp
     );
-    let stop = super::interrupt_flag()?;
     crate::netboot::serve::run(&setup, served, registry, &stop)?;
     eprintln!("stopped");
     Ok(())

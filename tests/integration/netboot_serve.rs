@@ -387,3 +387,87 @@ fn a_privileged_port_without_the_right_says_how_to_get_it() {
     assert!(err.contains("needs root or CAP_NET_BIND_SERVICE"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn hundred_concurrent_transfers_from_the_image_are_identical() {
+    let s = setup();
+    let serving = start_serve(s.dir.path(), &s.profile, &[]);
+    let names = [
+        "vmlinuz",
+        "initrd.img",
+        "start4.elf",
+        "config.txt",
+        "bcm2711-rpi-4-b.dtb",
+    ];
+    let want: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| {
+            let p = s.dir.path().join(format!("want-{n}"));
+            mcopy(&s.image, s.fat_at, n, &p);
+            std::fs::read(p).unwrap()
+        })
+        .collect();
+    let children: Vec<(usize, PathBuf, Child)> = (0..100)
+        .map(|i| {
+            let out = s.dir.path().join(format!("got-{i}"));
+            let child = Command::new("curl")
+                .args(["-sS", "--max-time", "120", "--tftp-blksize", "1468"])
+                .arg(format!(
+                    "tftp://127.0.0.1:{}/{SERIAL}/{}",
+                    serving.base + 69,
+                    names[i % names.len()]
+                ))
+                .arg("-o")
+                .arg(&out)
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start curl");
+            (i, out, child)
+        })
+        .collect();
+    for (i, out, child) in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "transfer {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            want[i % names.len()],
+            "transfer {i}"
+        );
+    }
+}
+
+#[test]
+fn a_file_past_block_number_rollover_is_served_whole_from_the_fat() {
+    // 33 MiB at 512-byte blocks is 67584 blocks: the block number wraps.
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.img");
+    std::fs::copy(fixture("ubuntu-raspi.img"), &base).unwrap();
+    let big = dir.path().join("big.bin");
+    let bytes: Vec<u8> = (0..(33u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&big, &bytes).unwrap();
+    run_ok(bin().arg("cp").arg(&base).arg("1").arg(&big).arg("/"));
+    let profile = profile(dir.path(), &base);
+    let serving = start_serve(dir.path(), &profile, &[]);
+    let got = dir.path().join("got");
+    let out = curl(
+        serving.base,
+        &format!("{SERIAL}/big.bin"),
+        &["--max-time", "300"],
+        &got,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&got).unwrap() == bytes,
+        "the served bytes differ"
+    );
+}
