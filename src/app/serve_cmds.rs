@@ -91,7 +91,7 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         let netboot = node.netboot.as_ref();
         let boot_node = BootNode::new(
             &plan.name,
-            netboot.map(|nb| nb.serial),
+            netboot.and_then(|nb| nb.serial),
             node.network.mac,
             &watched,
             boot,
@@ -99,7 +99,7 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         )?;
         ids.push(NodeId {
             name: plan.name.clone(),
-            serial: netboot.map(|nb| nb.serial),
+            serial: netboot.and_then(|nb| nb.serial),
             mac: node.network.mac,
             address: Some(node.network.address.addr()),
         });

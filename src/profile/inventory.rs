@@ -72,8 +72,9 @@ pub struct NodeSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetbootSpec {
-    /// The board's serial (8 hex digits; a leading `10000000` is dropped).
-    pub serial: PiSerial,
+    /// The board's serial (8 hex digits; a leading `10000000` is dropped);
+    /// may be left out when `network.mac` identifies the board.
+    pub serial: Option<PiSerial>,
     /// The address of the machine running `serve`, written into the
     /// node's `nbdroot=`; without it `serve` writes its own address into
     /// `cmdline.txt` as it serves it.

@@ -257,6 +257,16 @@ fn resolve_node(
     if netboot.is_some() {
         check_netboot(board.as_ref(), image.as_ref(), &mut r);
     }
+    if let (Some(nb), Some(net)) = (&netboot, &network)
+        && nb.serial.is_none()
+        && net.mac.is_none()
+    {
+        r.error(
+            "netboot",
+            "a netbooted node needs `serial` (the Pi's serial, its TFTP directory) \
+             or `network.mac` to be recognised by",
+        );
+    }
     let node = ResolvedNode {
         hostname: hostname?,
         domain: pick(&spec.domain, &defaults.domain).cloned(),

@@ -58,7 +58,8 @@ pub struct ResolvedNode {
 /// How a netbooted node is found and where its root disk is served from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Netboot {
-    pub serial: PiSerial,
+    /// The board's serial; `None` when `network.mac` identifies it.
+    pub serial: Option<PiSerial>,
     /// The `serve` machine, when the profile names it.
     pub server: Option<Ipv4Addr>,
     /// The size `serve` exports the node's disk at.

@@ -52,13 +52,13 @@ pub fn cross_node(nodes: &[ResolvedNode], report: &mut Report) {
                 format!("{ip} is also node {other}'s address"),
             );
         }
-        if let Some(nb) = &n.netboot
-            && let Some(other) = serials.insert(nb.serial, name)
+        if let Some(serial) = n.netboot.as_ref().and_then(|nb| nb.serial)
+            && let Some(other) = serials.insert(serial, name)
         {
             report.error(
                 Some(name),
                 "netboot.serial",
-                format!("serial {} is also node {other}'s", nb.serial),
+                format!("serial {serial} is also node {other}'s"),
             );
         }
         let uplink_mac = match &n.network.uplink {

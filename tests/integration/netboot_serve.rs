@@ -30,7 +30,7 @@ fn profile(dir: &Path, base: &Path) -> PathBuf {
         - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 alice@laptop
 nodes:
   - hostname: pi1
-    network: {{address: 127.0.0.21/8, gateway: 127.0.0.1, interface: eth0}}
+    network: {{address: 127.0.0.21/8, gateway: 127.0.0.1, interface: eth0, mac: "dc:a6:32:01:02:03"}}
     netboot: {{serial: {SERIAL}, disk_size: 2GiB}}
 ",
             base.display()
@@ -233,6 +233,11 @@ fn every_boot_file_served_by_serial_equals_the_built_images_fat() {
     );
     assert!(out.status.success());
     mcopy(&s.image, s.fat_at, "config.txt", &want);
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&want).unwrap());
+    // With TFTP_PREFIX=2 the Pi asks under its MAC.
+    let _ = std::fs::remove_file(&got);
+    let out = curl(serving.base, "dc-a6-32-01-02-03/config.txt", &[], &got);
+    assert!(out.status.success());
     assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&want).unwrap());
     // tftp-hpa (plain RFC 1350, 512-byte blocks) fetches the kernel too.
     let _ = std::fs::remove_file(&got);

@@ -414,3 +414,18 @@ fn on_ubuntu_26_04_the_network_root_goes_into_current_cmdline_txt() {
     let ip: Vec<&str> = only(&keys, "ip").split(':').collect();
     assert_eq!(prefix_of_netmask(ip[3]), 8, "{line}");
 }
+
+#[test]
+fn a_netboot_node_needs_a_serial_or_a_mac() {
+    let dir = tempdir();
+    let node = |extra: &str| {
+        format!(
+            "  - hostname: pi1\n    network: {{address: 192.168.1.11/24, interface: eth0{extra}}}\n    netboot: {{server: 192.168.1.5}}\n"
+        )
+    };
+    let p = write_profile(dir.path(), &node(""));
+    assert_refused(&p, &["pi1", "netboot", "`serial`", "network.mac"]);
+    let p = write_profile(dir.path(), &node(", mac: dc:a6:32:01:02:03"));
+    let (code, stderr) = check(&p);
+    assert_eq!(code, Some(0), "{stderr}");
+}
