@@ -30,7 +30,7 @@ fn profile(dir: &Path, base: &Path) -> PathBuf {
         - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 alice@laptop
 nodes:
   - hostname: pi1
-    network: {{address: 127.0.0.21/8, gateway: 127.0.0.1, interface: eth0, mac: "dc:a6:32:01:02:03"}}
+    network: {{address: 127.0.0.21/8, gateway: 127.0.0.1, interface: eth0, mac: \"dc:a6:32:01:02:03\"}}
     netboot: {{serial: {SERIAL}, disk_size: 2GiB}}
 ",
             base.display()
