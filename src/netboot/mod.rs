@@ -2,6 +2,8 @@
 //! a node image without an SD card (issue 14; shared/reference/targets.md
 //! §4). Each protocol is its own module; the wiring into `serve` comes later.
 
+pub mod delta;
 pub mod disk;
+pub mod nbd;
 pub mod registry;
 pub mod tftp;

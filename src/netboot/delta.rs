@@ -1,0 +1,578 @@
+//! A node's own writes over its read-only disk: `Delta` is the `Disk` an
+//! NBD export serves, made of a lower layer (the shared base with the
+//! node's patched pages, supplied by `serve`) and the blocks the node wrote,
+//! kept in a per-node directory so they survive a restart of `serve`:
+//!
+//! - `<node>.delta`: a sparse data file of the disk's size; a written 4 KiB
+//!   block sits at its own offset.
+//! - `<node>.map`: which blocks `<node>.delta` holds (one bit per block, a
+//!   header naming the block and disk size, a CRC32 trailer).
+//! - `<node>.id`: the identity of the lower layer the writes were made on
+//!   (a fingerprint of the base and the node's patches); another identity is
+//!   refused, since old writes over new patches is a disk nobody built.
+//!
+//! Durability: `flush` (NBD `FLUSH`, and `close`/`Drop`) first fsyncs the
+//! data file and only then replaces the map (temp file, fsync, rename, fsync
+//! of the directory), so a crash never leaves a map listing a block whose
+//! data was not on disk; blocks written after the last flush fall back to
+//! the lower layer, as unflushed writes on any disk may.
+//!
+//! TRIM punches the fully covered blocks out of the data file and marks them
+//! written, so they read as zeros and cost no space; partly covered blocks
+//! are left as they are (TRIM is advisory). A filesystem that cannot punch
+//! holes makes TRIM a no-op.
+//!
+//! All three files are created 0600: a disk may hold secrets.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::io::ReadAt;
+use crate::io::lock::{self, LockError, Mode};
+use crate::netboot::disk::Disk;
+
+/// The unit the map tracks and sub-block writes read-modify-write.
+pub const BLOCK: u64 = 4096;
+const BLOCK_USIZE: usize = 4096;
+
+const MAP_MAGIC: &[u8; 8] = b"HLDELTA\x01";
+/// Magic, block size (u32 LE), disk size (u64 LE).
+const MAP_HEADER: usize = 8 + 4 + 8;
+/// The longest identity stored; a fingerprint is far shorter.
+pub const MAX_IDENTITY: usize = 4096;
+
+/// Why a node's delta cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    #[error(
+        "node {node:?}: a delta file needs a plain name (letters, digits, '-', '_', '.'; not starting with '.')"
+    )]
+    BadNodeName { node: String },
+    #[error("node {node}: the disk identity is empty or longer than {MAX_IDENTITY} bytes")]
+    BadIdentity { node: String },
+    #[error(
+        "{}: node {node}'s writes were made on another build of its disk (the profile or the base changed); serving them over the new one would mix an old disk with new patches. Run `homelab-image serve --reset {node}` to discard them and start from the new image",
+        path.display()
+    )]
+    IdentityMismatch { node: String, path: PathBuf },
+    #[error(
+        "{}: node {node}'s delta is damaged ({why}). Run `homelab-image serve --reset {node}` to discard its writes and start from its image",
+        path.display()
+    )]
+    Corrupt {
+        node: String,
+        path: PathBuf,
+        why: String,
+    },
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DeltaError + '_ {
+    move |cause| DeltaError::Io {
+        path: path.to_path_buf(),
+        cause,
+    }
+}
+
+/// Where one node's delta lives.
+#[derive(Debug, Clone)]
+pub struct DeltaPaths {
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub map: PathBuf,
+    pub id: PathBuf,
+}
+
+impl DeltaPaths {
+    /// The files of `node` in `dir`; refuses a name that is not one plain
+    /// file-name component.
+    pub fn new(dir: &Path, node: &str) -> Result<Self, DeltaError> {
+        let plain = !node.is_empty()
+            && !node.starts_with('.')
+            && node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !plain {
+            return Err(DeltaError::BadNodeName { node: node.into() });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            data: dir.join(format!("{node}.delta")),
+            map: dir.join(format!("{node}.map")),
+            id: dir.join(format!("{node}.id")),
+        })
+    }
+
+    fn map_tmp(&self) -> PathBuf {
+        self.map.with_extension("map.tmp")
+    }
+}
+
+/// What `Delta::open` needs.
+pub struct DeltaSpec<'a> {
+    /// The directory holding every node's delta (created 0700 if missing).
+    pub dir: &'a Path,
+    pub node: &'a str,
+    /// The disk below the node's writes; reads of `[0, size)` must succeed.
+    pub lower: Arc<dyn ReadAt + Send + Sync>,
+    pub size: u64,
+    /// A fingerprint of the lower layer (base checksum, patches, size).
+    pub identity: &'a str,
+    /// Discard an existing delta (`serve --reset NODE`).
+    pub reset: bool,
+}
+
+/// The blocks the data file holds, and whether that changed since the
+/// map on disk was written.
+struct State {
+    bits: Vec<u8>,
+    dirty: bool,
+}
+
+impl State {
+    fn get(&self, block: u64) -> bool {
+        let (byte, bit) = bit_of(block);
+        self.bits.get(byte).is_some_and(|b| b & bit != 0)
+    }
+
+    fn set(&mut self, block: u64) {
+        let (byte, bit) = bit_of(block);
+        if let Some(b) = self.bits.get_mut(byte)
+            && *b & bit == 0
+        {
+            *b |= bit;
+            self.dirty = true;
+        }
+    }
+}
+
+fn bit_of(block: u64) -> (usize, u8) {
+    // A block index below size / 4096 fits usize on a 64-bit host, and an
+    // index that does not is past the bitmap, which `get` treats as unset.
+    let byte = usize::try_from(block / 8).unwrap_or(usize::MAX);
+    (byte, 1u8 << (block % 8))
+}
+
+/// A node's disk: its writes over the lower layer. See the module doc.
+pub struct Delta {
+    node: String,
+    paths: DeltaPaths,
+    size: u64,
+    lower: Arc<dyn ReadAt + Send + Sync>,
+    /// Also holds the exclusive lock that keeps a second `serve` out.
+    data: File,
+    state: Mutex<State>,
+    /// One flush at a time, so an older map never replaces a newer one.
+    flushing: Mutex<()>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic under the lock leaves at worst a bit set for a block whose
+    // write failed, which reads back that block's (partly written) data:
+    // no worse than a disk that lost power mid-write.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn blocks_of(size: u64) -> u64 {
+    size.div_ceil(BLOCK)
+}
+
+fn bitmap_len(size: u64) -> Result<usize, io::Error> {
+    usize::try_from(blocks_of(size).div_ceil(8))
+        .map_err(|_| io::Error::other("the disk is too large for this host's memory"))
+}
+
+fn create_opts() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).create(true).mode(0o600);
+    o
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), DeltaError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), DeltaError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file, fsynced and renamed, then
+/// fsyncs the directory: the file is either the old one or the new one.
+fn replace_file(path: &Path, tmp: &Path, dir: &Path, bytes: &[u8]) -> Result<(), DeltaError> {
+    let mut f = create_opts()
+        .truncate(true)
+        .open(tmp)
+        .map_err(io_err(tmp))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(tmp))?;
+    drop(f);
+    std::fs::rename(tmp, path).map_err(io_err(path))?;
+    fsync_dir(dir)
+}
+
+fn encode_map(size: u64, bits: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAP_HEADER + bits.len() + 4);
+    out.extend_from_slice(MAP_MAGIC);
+    // BLOCK is 4096: it fits a u32.
+    out.extend_from_slice(&(BLOCK as u32).to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(bits);
+    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
+    out
+}
+
+/// Reads and checks a map for a disk of `size`; the file is read only
+/// when its length is the one expected, so a damaged file cannot make us
+/// allocate more than the bitmap.
+pub(crate) fn read_map(path: &Path, size: u64) -> Result<Vec<u8>, String> {
+    let want = bitmap_len(size).map_err(|e| e.to_string())?;
+    let total = MAP_HEADER + want + 4;
+    let mut f = File::open(path).map_err(|e| format!("cannot open the map: {e}"))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("cannot stat the map: {e}"))?
+        .len();
+    if len != total as u64 {
+        return Err(format!(
+            "the map has {len} bytes where a {size}-byte disk needs {total}"
+        ));
+    }
+    let mut buf = vec![0u8; total];
+    f.read_exact(&mut buf)
+        .map_err(|e| format!("cannot read the map: {e}"))?;
+    let (body, crc) = buf.split_at(total - 4);
+    if crc != crc32fast::hash(body).to_le_bytes() {
+        return Err("the map's checksum does not match its contents".into());
+    }
+    if &body[..8] != MAP_MAGIC {
+        return Err("the map does not start with its magic".into());
+    }
+    if body[8..12] != (BLOCK as u32).to_le_bytes() || body[12..20] != size.to_le_bytes() {
+        return Err("the map was made for another block or disk size".into());
+    }
+    Ok(body[MAP_HEADER..].to_vec())
+}
+
+fn read_identity(path: &Path) -> Result<Option<Vec<u8>>, DeltaError> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let mut buf = Vec::new();
+    // +2: the newline, and one byte more to see an overlong file.
+    f.take(MAX_IDENTITY as u64 + 2)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path))?;
+    Ok(Some(buf))
+}
+
+impl Delta {
+    /// Opens `node`'s delta in `spec.dir`, creating it (or, with `reset`,
+    /// recreating it) when there is none. Refuses another identity, a
+    /// damaged map, and a delta another process has open.
+    pub fn open(spec: DeltaSpec<'_>) -> Result<Delta, DeltaError> {
+        let node = spec.node;
+        let paths = DeltaPaths::new(spec.dir, node)?;
+        if spec.identity.is_empty() || spec.identity.len() > MAX_IDENTITY {
+            return Err(DeltaError::BadIdentity { node: node.into() });
+        }
+        let mut want_id = spec.identity.as_bytes().to_vec();
+        want_id.push(b'\n');
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&paths.dir)
+            .map_err(io_err(&paths.dir))?;
+        let data = create_opts().open(&paths.data).map_err(io_err(&paths.data))?;
+        // Locked before anything is read or removed: another `serve` may be
+        // writing this very delta.
+        lock::lock(&data, &paths.data, Mode::Exclusive)?;
+        data.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(&paths.data))?;
+        let bits_len = bitmap_len(spec.size).map_err(io_err(&paths.data))?;
+        let corrupt = |path: &Path, why: String| DeltaError::Corrupt {
+            node: node.into(),
+            path: path.to_path_buf(),
+            why,
+        };
+
+        let existing = read_identity(&paths.id)?;
+        let bits = match existing {
+            Some(id) if id == want_id && !spec.reset => {
+                let len = data.metadata().map_err(io_err(&paths.data))?.len();
+                if len != spec.size {
+                    return Err(corrupt(
+                        &paths.data,
+                        format!("it has {len} bytes, the disk {}", spec.size),
+                    ));
+                }
+                read_map(&paths.map, spec.size).map_err(|why| corrupt(&paths.map, why))?
+            }
+            Some(_) if !spec.reset => {
+                return Err(DeltaError::IdentityMismatch {
+                    node: node.into(),
+                    path: paths.id.clone(),
+                });
+            }
+            _ => {
+                // A fresh delta. The identity goes first and comes back
+                // last: a crash in between leaves no identity, which the
+                // next open treats as no delta at all.
+                remove_if_present(&paths.id)?;
+                fsync_dir(&paths.dir)?;
+                remove_if_present(&paths.map)?;
+                data.set_len(0)
+                    .and_then(|()| data.set_len(spec.size))
+                    .and_then(|()| data.sync_all())
+                    .map_err(io_err(&paths.data))?;
+                let bits = vec![0u8; bits_len];
+                replace_file(
+                    &paths.map,
+                    &paths.map_tmp(),
+                    &paths.dir,
+                    &encode_map(spec.size, &bits),
+                )?;
+                replace_file(
+                    &paths.id,
+                    &paths.id.with_extension("id.tmp"),
+                    &paths.dir,
+                    &want_id,
+                )?;
+                if existing.is_some() {
+                    tracing::info!(node, "delta reset: the node's earlier writes are gone");
+                }
+                bits
+            }
+        };
+        Ok(Delta {
+            node: node.into(),
+            paths,
+            size: spec.size,
+            lower: spec.lower,
+            data,
+            state: Mutex::new(State { bits, dirty: false }),
+            flushing: Mutex::new(()),
+        })
+    }
+
+    pub fn paths(&self) -> &DeltaPaths {
+        &self.paths
+    }
+
+    /// Flushes and closes, reporting what `Drop` could only log.
+    pub fn close(self) -> io::Result<()> {
+        self.flush_now()
+    }
+
+    /// The length of block `b` (the last one may be short).
+    fn block_len(&self, b: u64) -> usize {
+        // At most BLOCK, so it fits usize.
+        (self.size - b * BLOCK).min(BLOCK) as usize
+    }
+
+    /// Reads whole-or-part block `b` from wherever it lives.
+    fn read_block(&self, st: &State, b: u64, buf: &mut [u8]) -> io::Result<()> {
+        if st.get(b) {
+            FileExt::read_exact_at(&self.data, buf, b * BLOCK)
+        } else {
+            self.lower.read_exact_at(buf, b * BLOCK)
+        }
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "bytes {offset}+{len} lie past the end of {}'s {}-byte disk",
+                    self.node, self.size
+                ),
+            )),
+        }
+    }
+
+    fn flush_now(&self) -> io::Result<()> {
+        let _one = locked(&self.flushing);
+        let bits = {
+            let mut st = locked(&self.state);
+            if !st.dirty {
+                // Writes over already-listed blocks still need their data
+                // on disk.
+                drop(st);
+                return self.data.sync_data();
+            }
+            st.dirty = false;
+            st.bits.clone()
+        };
+        // Every block in `bits` had its data written before the snapshot
+        // (writes set the bit after writing, under the state lock), so this
+        // fsync covers them all before the map names them.
+        let result = self.data.sync_data().and_then(|()| {
+            replace_file(
+                &self.paths.map,
+                &self.paths.map_tmp(),
+                &self.paths.dir,
+                &encode_map(self.size, &bits),
+            )
+            .map_err(|e| io::Error::other(e.to_string()))
+        });
+        if result.is_err() {
+            locked(&self.state).dirty = true;
+        }
+        result
+    }
+}
+
+impl Disk for Delta {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        // Which layer each block comes from, decided under the lock in one
+        // pass; the reads then go in runs of blocks from the same layer.
+        let first = offset / BLOCK;
+        let last = (offset + buf.len() as u64 - 1) / BLOCK;
+        let runs: Vec<(u64, u64, bool)> = {
+            let st = locked(&self.state);
+            let mut runs: Vec<(u64, u64, bool)> = Vec::new();
+            for b in first..=last {
+                let upper = st.get(b);
+                match runs.last_mut() {
+                    Some((_, end, u)) if *u == upper => *end = b + 1,
+                    _ => runs.push((b, b + 1, upper)),
+                }
+            }
+            runs
+        };
+        let end = offset + buf.len() as u64;
+        for (start, stop, upper) in runs {
+            let from = (start * BLOCK).max(offset);
+            let to = (stop * BLOCK).min(end);
+            // Both lie inside `buf`'s range, whose length is a usize.
+            let part = &mut buf[(from - offset) as usize..(to - offset) as usize];
+            if upper {
+                FileExt::read_exact_at(&self.data, part, from)?;
+            } else {
+                self.lower.read_exact_at(part, from)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let end = offset + buf.len() as u64;
+        // The blocks wholly covered by a write that ends at `end`.
+        let whole_stop = if end == self.size {
+            blocks_of(self.size)
+        } else {
+            end / BLOCK
+        };
+        // Writes hold the lock throughout: two sub-block writes to one block
+        // must not both read the old block, and a flush must see a write
+        // whole or not at all.
+        let mut st = locked(&self.state);
+        let mut scratch = [0u8; BLOCK_USIZE];
+        let mut pos = offset;
+        while pos < end {
+            let b = pos / BLOCK;
+            let b_start = b * BLOCK;
+            // Offsets below are inside `buf` (`pos - offset < buf.len()`) or
+            // a block (`< BLOCK`), so the casts to usize cannot truncate.
+            if pos == b_start && b < whole_stop {
+                // A run of whole blocks, in one write straight from `buf`.
+                let to = (whole_stop * BLOCK).min(self.size);
+                self.data
+                    .write_all_at(&buf[(pos - offset) as usize..(to - offset) as usize], pos)?;
+                for w in b..whole_stop {
+                    st.set(w);
+                }
+                pos = to;
+            } else {
+                // A partial block: its old contents, our bytes over them.
+                let b_len = self.block_len(b);
+                let to = end.min(b_start + b_len as u64);
+                let block = &mut scratch[..b_len];
+                self.read_block(&st, b, block)?;
+                block[(pos - b_start) as usize..(to - b_start) as usize]
+                    .copy_from_slice(&buf[(pos - offset) as usize..(to - offset) as usize]);
+                self.data.write_all_at(block, b_start)?;
+                st.set(b);
+                pos = to;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.flush_now()
+    }
+
+    fn trim(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.check_range(offset, len)?;
+        let end = offset + len;
+        let first = offset.div_ceil(BLOCK);
+        // A trim reaching the disk's end covers its short last block too.
+        let stop = if end == self.size {
+            blocks_of(self.size)
+        } else {
+            end / BLOCK
+        };
+        if first >= stop {
+            return Ok(());
+        }
+        let mut st = locked(&self.state);
+        let from = first * BLOCK;
+        let to = (stop * BLOCK).min(self.size);
+        match rustix::fs::fallocate(
+            &self.data,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            from,
+            to - from,
+        ) {
+            Ok(()) => {
+                for b in first..stop {
+                    st.set(b);
+                }
+                Ok(())
+            }
+            // Advisory: where holes cannot be punched, nothing changes.
+            Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for Delta {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_now() {
+            tracing::warn!(
+                node = self.node,
+                "{}: the last writes could not be made durable: {e}",
+                self.paths.data.display()
+            );
+        }
+    }
+}
