@@ -576,3 +576,186 @@ impl Drop for Delta {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lower layer of `len` patterned bytes, in memory.
+    fn lower(len: usize) -> Arc<Vec<u8>> {
+        Arc::new((0..len).map(|i| (i % 251) as u8 ^ 0x3c).collect())
+    }
+
+    struct Mem(Arc<Vec<u8>>);
+    impl ReadAt for Mem {
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.0.as_slice().read_exact_at(buf, offset)
+        }
+    }
+
+    fn open(dir: &Path, low: &Arc<Vec<u8>>, identity: &str, reset: bool) -> Result<Delta, DeltaError> {
+        Delta::open(DeltaSpec {
+            dir,
+            node: "pi1",
+            lower: Arc::new(Mem(Arc::clone(low))),
+            size: low.len() as u64,
+            identity,
+            reset,
+        })
+    }
+
+    fn contents(d: &Delta) -> Vec<u8> {
+        let mut all = vec![0u8; d.size() as usize];
+        d.read_at(&mut all, 0).unwrap();
+        all
+    }
+
+    #[test]
+    fn reads_see_each_write_over_the_lower_layer_and_survive_a_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Not a multiple of 4096: the last block is short.
+        let low = lower(64 * 1024 + 1536);
+        let mut model = low.to_vec();
+        let d = open(tmp.path(), &low, "id-1", false).unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let size = model.len() as u64;
+        for round in 0..300u64 {
+            let offset = next(size);
+            let len = next((size - offset).min(20_000)) + 1;
+            if round % 10 == 9 {
+                d.trim(offset, len).unwrap();
+                // Our TRIM zeroes the blocks it covers whole.
+                let first = offset.div_ceil(BLOCK);
+                let stop = if offset + len == size {
+                    blocks_of(size)
+                } else {
+                    (offset + len) / BLOCK
+                };
+                for b in first..stop {
+                    let from = (b * BLOCK) as usize;
+                    let to = ((b + 1) * BLOCK).min(size) as usize;
+                    model[from..to].fill(0);
+                }
+            } else {
+                let data: Vec<u8> = (0..len).map(|i| (round as u8) ^ (i as u8)).collect();
+                d.write_at(&data, offset).unwrap();
+                model[offset as usize..(offset + len) as usize].copy_from_slice(&data);
+            }
+            let probe = next(size);
+            let plen = next((size - probe).min(9000)) + 1;
+            let mut got = vec![0u8; plen as usize];
+            d.read_at(&mut got, probe).unwrap();
+            assert_eq!(got, model[probe as usize..(probe + plen) as usize], "round {round}");
+        }
+        assert_eq!(contents(&d), model);
+        d.close().unwrap();
+        let again = open(tmp.path(), &low, "id-1", false).unwrap();
+        assert_eq!(contents(&again), model);
+    }
+
+    #[test]
+    fn out_of_range_calls_are_refused_not_clamped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let low = lower(8192);
+        let d = open(tmp.path(), &low, "id", false).unwrap();
+        let e = d.write_at(&[1; 2], 8191).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(d.read_at(&mut [0; 1], 8192).is_err());
+        assert!(d.trim(u64::MAX, 2).is_err());
+        assert_eq!(contents(&d), *low);
+    }
+
+    #[test]
+    fn the_map_on_disk_names_a_block_only_after_a_flush() {
+        let tmp = tempfile::tempdir().unwrap();
+        let low = lower(16 * 4096);
+        let d = open(tmp.path(), &low, "id", false).unwrap();
+        d.write_at(&[0xee; 100], 3 * 4096 + 10).unwrap();
+        let map_bit3 = |path: &Path| read_map(path, low.len() as u64).unwrap()[0] & (1 << 3) != 0;
+        assert!(!map_bit3(&d.paths().map), "the map listed an unflushed block");
+        d.flush().unwrap();
+        assert!(map_bit3(&d.paths().map));
+        // And the data it names is in the data file.
+        let mut block = vec![0u8; 4096];
+        FileExt::read_exact_at(&File::open(&d.paths().data).unwrap(), &mut block, 3 * 4096)
+            .unwrap();
+        assert_eq!(&block[10..110], &[0xee; 100]);
+        assert_eq!(&block[..10], &low[3 * 4096..3 * 4096 + 10]);
+    }
+
+    #[test]
+    fn another_identity_is_refused_until_reset_discards_the_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let low = lower(8 * 4096);
+        let d = open(tmp.path(), &low, "base-a", false).unwrap();
+        d.write_at(&[7; 4096], 0).unwrap();
+        d.close().unwrap();
+        let e = open(tmp.path(), &low, "base-b", false).err().unwrap();
+        let msg = e.to_string();
+        assert!(matches!(e, DeltaError::IdentityMismatch { .. }), "{msg}");
+        assert!(
+            msg.contains("pi1.id") && msg.contains("node pi1") && msg.contains("serve --reset pi1"),
+            "{msg}"
+        );
+        // The refusal changed nothing: the old identity still opens, data kept.
+        let d = open(tmp.path(), &low, "base-a", false).unwrap();
+        assert_eq!(&contents(&d)[..4096], &[7; 4096]);
+        drop(d);
+        let d = open(tmp.path(), &low, "base-b", true).unwrap();
+        assert_eq!(contents(&d), *low);
+        drop(d);
+        // The new identity is now the stored one.
+        assert!(open(tmp.path(), &low, "base-b", false).is_ok());
+    }
+
+    #[test]
+    fn a_damaged_map_is_refused_naming_the_file_and_the_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let low = lower(8 * 4096);
+        let d = open(tmp.path(), &low, "id", false).unwrap();
+        d.write_at(&[1; 10], 0).unwrap();
+        let map = d.paths().map.clone();
+        d.close().unwrap();
+        let mut bytes = std::fs::read(&map).unwrap();
+        bytes[MAP_HEADER] ^= 0x80;
+        std::fs::write(&map, &bytes).unwrap();
+        let msg = open(tmp.path(), &low, "id", false).err().unwrap().to_string();
+        assert!(
+            msg.contains("pi1.map") && msg.contains("checksum") && msg.contains("--reset pi1"),
+            "{msg}"
+        );
+        std::fs::write(&map, &bytes[..5]).unwrap();
+        let msg = open(tmp.path(), &low, "id", false).err().unwrap().to_string();
+        assert!(msg.contains("the map has 5 bytes"), "{msg}");
+    }
+
+    #[test]
+    fn delta_files_are_private_and_a_second_opener_is_turned_away() {
+        let tmp = tempfile::tempdir().unwrap();
+        let low = lower(4096);
+        let d = open(tmp.path(), &low, "id", false).unwrap();
+        d.flush().unwrap();
+        for p in [&d.paths().data, &d.paths().map, &d.paths().id] {
+            let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        let msg = open(tmp.path(), &low, "id", false).err().unwrap().to_string();
+        assert!(msg.contains("pi1.delta") && msg.contains("in use"), "{msg}");
+    }
+
+    #[test]
+    fn node_names_that_are_not_one_plain_file_name_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        for bad in ["", "../pi1", ".hidden", "a/b", "pi 1"] {
+            let e = DeltaPaths::new(tmp.path(), bad).unwrap_err();
+            assert!(matches!(e, DeltaError::BadNodeName { .. }), "{bad}");
+        }
+        assert!(DeltaPaths::new(tmp.path(), "pi-1.lab_2").is_ok());
+    }
+}

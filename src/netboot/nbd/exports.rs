@@ -34,8 +34,9 @@ impl fmt::Display for Refusal {
 
 /// The exports a server offers. `open` decides per client.
 pub trait Exports: Send + Sync {
-    /// Every export's name, for `NBD_OPT_LIST`.
-    fn names(&self) -> Vec<String>;
+    /// The names `client` may open, for `NBD_OPT_LIST` (listing one it
+    /// would be refused makes clients such as `nbdinfo --list` fail whole).
+    fn names(&self, client: SocketAddr) -> Vec<String>;
     /// The disk behind `name`, if `client` may use it.
     fn open(&self, name: &str, client: SocketAddr) -> Result<Arc<dyn Disk>, Refusal>;
 }
@@ -62,9 +63,20 @@ impl ProfileExports {
     }
 }
 
+impl ProfileExports {
+    fn allowed(&self, name: &str, client: SocketAddr) -> bool {
+        // A listener on `[::]` sees IPv4 clients as `::ffff:a.b.c.d`.
+        self.any || self.registry.may_connect(name, client.ip().to_canonical())
+    }
+}
+
 impl Exports for ProfileExports {
-    fn names(&self) -> Vec<String> {
-        self.disks.keys().cloned().collect()
+    fn names(&self, client: SocketAddr) -> Vec<String> {
+        self.disks
+            .keys()
+            .filter(|name| self.allowed(name, client))
+            .cloned()
+            .collect()
     }
 
     fn open(&self, name: &str, client: SocketAddr) -> Result<Arc<dyn Disk>, Refusal> {
@@ -72,13 +84,12 @@ impl Exports for ProfileExports {
             .disks
             .get(name)
             .ok_or_else(|| Refusal::Unknown(name.into()))?;
-        // A listener on `[::]` sees IPv4 clients as `::ffff:a.b.c.d`.
-        let ip = client.ip().to_canonical();
-        if self.any || self.registry.may_connect(name, ip) {
+        if self.allowed(name, client) {
             Ok(Arc::clone(disk))
         } else {
             Err(Refusal::Denied(format!(
-                "export {name} is served only to node {name}'s own address, not {ip} (serve --any lifts this)"
+                "export {name} is served only to node {name}'s own address, not {} (serve --any lifts this)",
+                client.ip().to_canonical()
             )))
         }
     }
@@ -158,7 +169,9 @@ mod tests {
             e.open("pi3", at("10.0.0.21:1")).err(),
             Some(Refusal::Unknown("pi3".into()))
         );
-        assert_eq!(e.names(), vec!["pi1".to_string(), "pi2".to_string()]);
+        // A client is listed only what it may open.
+        assert_eq!(e.names(at("10.0.0.21:1")), vec!["pi1".to_string()]);
+        assert!(e.names(at("10.0.0.99:1")).is_empty());
     }
 
     #[test]
@@ -182,6 +195,7 @@ mod tests {
     #[test]
     fn any_serves_every_address_but_not_unknown_names() {
         let (e, _) = exports(true);
+        assert_eq!(e.names(at("203.0.113.9:1")), vec!["pi1".to_string(), "pi2".to_string()]);
         assert!(e.open("pi1", at("203.0.113.9:1")).is_ok());
         assert!(e.open("pi2", at("127.0.0.1:1")).is_ok());
         assert!(matches!(

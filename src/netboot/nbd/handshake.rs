@@ -120,7 +120,7 @@ pub async fn negotiate(
                 reply(s, option, REP_ERR_INVALID, b"NBD_OPT_LIST takes no data").await?;
             }
             OPT_LIST => {
-                for name in exports.names() {
+                for name in exports.names(peer) {
                     let mut d = Vec::with_capacity(4 + name.len());
                     // Export names are node names: far below 4 GiB.
                     d.extend_from_slice(&(name.len() as u32).to_be_bytes());
