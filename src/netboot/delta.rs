@@ -37,6 +37,7 @@ use crate::netboot::disk::Disk;
 /// The unit the map tracks and sub-block writes read-modify-write.
 pub const BLOCK: u64 = 4096;
 const BLOCK_USIZE: usize = 4096;
+const BLOCK_U32: u32 = 4096;
 
 const MAP_MAGIC: &[u8; 8] = b"HLDELTA\x01";
 /// Magic, block size (u32 LE), disk size (u64 LE).
@@ -179,6 +180,12 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A buffer's length as a disk length (usize is at most 64 bits on every
+/// target we build for, so this cannot truncate).
+fn len_u64(buf: &[u8]) -> u64 {
+    buf.len() as u64
+}
+
 fn blocks_of(size: u64) -> u64 {
     size.div_ceil(BLOCK)
 }
@@ -225,8 +232,7 @@ fn replace_file(path: &Path, tmp: &Path, dir: &Path, bytes: &[u8]) -> Result<(),
 fn encode_map(size: u64, bits: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAP_HEADER + bits.len() + 4);
     out.extend_from_slice(MAP_MAGIC);
-    // BLOCK is 4096: it fits a u32.
-    out.extend_from_slice(&(BLOCK as u32).to_le_bytes());
+    out.extend_from_slice(&BLOCK_U32.to_le_bytes());
     out.extend_from_slice(&size.to_le_bytes());
     out.extend_from_slice(bits);
     out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
@@ -244,7 +250,7 @@ pub(crate) fn read_map(path: &Path, size: u64) -> Result<Vec<u8>, String> {
         .metadata()
         .map_err(|e| format!("cannot stat the map: {e}"))?
         .len();
-    if len != total as u64 {
+    if usize::try_from(len).ok() != Some(total) {
         return Err(format!(
             "the map has {len} bytes where a {size}-byte disk needs {total}"
         ));
@@ -259,7 +265,7 @@ pub(crate) fn read_map(path: &Path, size: u64) -> Result<Vec<u8>, String> {
     if &body[..8] != MAP_MAGIC {
         return Err("the map does not start with its magic".into());
     }
-    if body[8..12] != (BLOCK as u32).to_le_bytes() || body[12..20] != size.to_le_bytes() {
+    if body[8..12] != BLOCK_U32.to_le_bytes() || body[12..20] != size.to_le_bytes() {
         return Err("the map was made for another block or disk size".into());
     }
     Ok(body[MAP_HEADER..].to_vec())
@@ -273,6 +279,7 @@ fn read_identity(path: &Path) -> Result<Option<Vec<u8>>, DeltaError> {
     };
     let mut buf = Vec::new();
     // +2: the newline, and one byte more to see an overlong file.
+    // A small constant: the cast cannot truncate.
     f.take(MAX_IDENTITY as u64 + 2)
         .read_to_end(&mut buf)
         .map_err(io_err(path))?;
@@ -296,7 +303,9 @@ impl Delta {
             .mode(0o700)
             .create(&paths.dir)
             .map_err(io_err(&paths.dir))?;
-        let data = create_opts().open(&paths.data).map_err(io_err(&paths.data))?;
+        let data = create_opts()
+            .open(&paths.data)
+            .map_err(io_err(&paths.data))?;
         // Locked before anything is read or removed: another `serve` may be
         // writing this very delta.
         lock::lock(&data, &paths.data, Mode::Exclusive)?;
@@ -443,14 +452,14 @@ impl Disk for Delta {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.check_range(offset, buf.len() as u64)?;
+        self.check_range(offset, len_u64(buf))?;
         if buf.is_empty() {
             return Ok(());
         }
         // Which layer each block comes from, decided under the lock in one
         // pass; the reads then go in runs of blocks from the same layer.
         let first = offset / BLOCK;
-        let last = (offset + buf.len() as u64 - 1) / BLOCK;
+        let last = (offset + len_u64(buf) - 1) / BLOCK;
         let runs: Vec<(u64, u64, bool)> = {
             let st = locked(&self.state);
             let mut runs: Vec<(u64, u64, bool)> = Vec::new();
@@ -463,7 +472,7 @@ impl Disk for Delta {
             }
             runs
         };
-        let end = offset + buf.len() as u64;
+        let end = offset + len_u64(buf);
         for (start, stop, upper) in runs {
             let from = (start * BLOCK).max(offset);
             let to = (stop * BLOCK).min(end);
@@ -479,11 +488,11 @@ impl Disk for Delta {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.check_range(offset, buf.len() as u64)?;
+        self.check_range(offset, len_u64(buf))?;
         if buf.is_empty() {
             return Ok(());
         }
-        let end = offset + buf.len() as u64;
+        let end = offset + len_u64(buf);
         // The blocks wholly covered by a write that ends at `end`.
         let whole_stop = if end == self.size {
             blocks_of(self.size)
@@ -513,7 +522,7 @@ impl Disk for Delta {
             } else {
                 // A partial block: its old contents, our bytes over them.
                 let b_len = self.block_len(b);
-                let to = end.min(b_start + b_len as u64);
+                let to = end.min(b_start + len_u64(&scratch[..b_len]));
                 let block = &mut scratch[..b_len];
                 self.read_block(&st, b, block)?;
                 block[(pos - b_start) as usize..(to - b_start) as usize]
@@ -593,7 +602,12 @@ mod tests {
         }
     }
 
-    fn open(dir: &Path, low: &Arc<Vec<u8>>, identity: &str, reset: bool) -> Result<Delta, DeltaError> {
+    fn open(
+        dir: &Path,
+        low: &Arc<Vec<u8>>,
+        identity: &str,
+        reset: bool,
+    ) -> Result<Delta, DeltaError> {
         Delta::open(DeltaSpec {
             dir,
             node: "pi1",
@@ -651,7 +665,11 @@ mod tests {
             let plen = next((size - probe).min(9000)) + 1;
             let mut got = vec![0u8; plen as usize];
             d.read_at(&mut got, probe).unwrap();
-            assert_eq!(got, model[probe as usize..(probe + plen) as usize], "round {round}");
+            assert_eq!(
+                got,
+                model[probe as usize..(probe + plen) as usize],
+                "round {round}"
+            );
         }
         assert_eq!(contents(&d), model);
         d.close().unwrap();
@@ -678,7 +696,10 @@ mod tests {
         let d = open(tmp.path(), &low, "id", false).unwrap();
         d.write_at(&[0xee; 100], 3 * 4096 + 10).unwrap();
         let map_bit3 = |path: &Path| read_map(path, low.len() as u64).unwrap()[0] & (1 << 3) != 0;
-        assert!(!map_bit3(&d.paths().map), "the map listed an unflushed block");
+        assert!(
+            !map_bit3(&d.paths().map),
+            "the map listed an unflushed block"
+        );
         d.flush().unwrap();
         assert!(map_bit3(&d.paths().map));
         // And the data it names is in the data file.
@@ -725,13 +746,19 @@ mod tests {
         let mut bytes = std::fs::read(&map).unwrap();
         bytes[MAP_HEADER] ^= 0x80;
         std::fs::write(&map, &bytes).unwrap();
-        let msg = open(tmp.path(), &low, "id", false).err().unwrap().to_string();
+        let msg = open(tmp.path(), &low, "id", false)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             msg.contains("pi1.map") && msg.contains("checksum") && msg.contains("--reset pi1"),
             "{msg}"
         );
         std::fs::write(&map, &bytes[..5]).unwrap();
-        let msg = open(tmp.path(), &low, "id", false).err().unwrap().to_string();
+        let msg = open(tmp.path(), &low, "id", false)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("the map has 5 bytes"), "{msg}");
     }
 
@@ -745,7 +772,10 @@ mod tests {
             let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", p.display());
         }
-        let msg = open(tmp.path(), &low, "id", false).err().unwrap().to_string();
+        let msg = open(tmp.path(), &low, "id", false)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("pi1.delta") && msg.contains("in use"), "{msg}");
     }
 

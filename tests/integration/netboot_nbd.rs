@@ -60,7 +60,13 @@ fn lower_file(dir: &Path) -> PathBuf {
     p
 }
 
-fn delta(deltas: &Path, node: &str, lower: &Path, identity: &str, reset: bool) -> Result<Delta, DeltaError> {
+fn delta(
+    deltas: &Path,
+    node: &str,
+    lower: &Path,
+    identity: &str,
+    reset: bool,
+) -> Result<Delta, DeltaError> {
     let file = std::fs::File::open(lower).unwrap();
     Delta::open(DeltaSpec {
         dir: deltas,
@@ -158,7 +164,15 @@ fn convert(url: &str, dir: &Path) -> Vec<u8> {
     let _ = std::fs::remove_file(&out);
     run_ok(&mut tool(
         "qemu-img",
-        &["convert", "-f", "raw", "-O", "raw", url, out.to_str().unwrap()],
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "raw",
+            url,
+            out.to_str().unwrap(),
+        ],
     ));
     std::fs::read(&out).unwrap()
 }
@@ -224,9 +238,17 @@ fn proto_max() -> u64 {
 fn qemu_img_convert_reproduces_the_lower_image_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
     let lower = lower_file(tmp.path());
-    let s = start(&tmp.path().join("deltas"), &lower, "id-1", Config::default());
+    let s = start(
+        &tmp.path().join("deltas"),
+        &lower,
+        "id-1",
+        Config::default(),
+    );
     let got = convert(&s.url("pi1"), tmp.path());
-    assert!(got == std::fs::read(&lower).unwrap(), "the export differs from its lower layer");
+    assert!(
+        got == std::fs::read(&lower).unwrap(),
+        "the export differs from its lower layer"
+    );
     // The registry saw the node read its disk from its address.
     eventually("the registry to count the bytes", || {
         let v = s.registry.snapshot();
@@ -265,31 +287,51 @@ fn qemu_io_writes_land_in_the_delta_survive_a_restart_and_never_touch_the_lower_
         expected[tail..].fill(0x3c);
         let out = qemu_io(
             &url,
-            &["read -P 0x5a 1M 64k", "read -P 0xa5 4097 5000", &format!("read -P 0x3c {tail} 1000")],
+            &[
+                "read -P 0x5a 1M 64k",
+                "read -P 0xa5 4097 5000",
+                &format!("read -P 0x3c {tail} 1000"),
+            ],
         );
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("read 65536/65536 bytes"),
             "{}",
             String::from_utf8_lossy(&out.stdout)
         );
-        assert!(convert(&url, tmp.path()) == expected, "the export lacks the writes");
+        assert!(
+            convert(&url, tmp.path()) == expected,
+            "the export lacks the writes"
+        );
         assert!(s.stats.bytes_written.load(Ordering::Relaxed) >= 65536 + 5000 + 1000);
     }
     // The writes are in pi1's delta file, at their own offsets.
     let data = std::fs::read(deltas.join("pi1.delta")).unwrap();
     assert_eq!(data.len(), SIZE);
     assert!(data[1 << 20..(1 << 20) + 65536].iter().all(|&b| b == 0x5a));
-    assert_eq!(&data[4096..4097], &before[4096..4097], "the partial block was not merged");
+    assert_eq!(
+        &data[4096..4097],
+        &before[4096..4097],
+        "the partial block was not merged"
+    );
     // A new server on the same delta directory serves the same disk.
     let s = start(&deltas, &lower, "id-1", Config::default());
-    assert!(convert(&s.url("pi1"), tmp.path()) == expected, "the writes did not survive a restart");
+    assert!(
+        convert(&s.url("pi1"), tmp.path()) == expected,
+        "the writes did not survive a restart"
+    );
     drop(s);
     // pi2 shares the lower file but none of pi1's writes.
     assert!(
-        std::fs::read(deltas.join("pi2.delta")).unwrap().iter().all(|&b| b == 0),
+        std::fs::read(deltas.join("pi2.delta"))
+            .unwrap()
+            .iter()
+            .all(|&b| b == 0),
         "pi1's writes reached pi2's delta"
     );
-    assert!(std::fs::read(&lower).unwrap() == before, "the lower file changed");
+    assert!(
+        std::fs::read(&lower).unwrap() == before,
+        "the lower file changed"
+    );
 }
 
 #[test]
@@ -301,7 +343,9 @@ fn a_changed_identity_is_refused_and_reset_starts_from_the_lower_image() {
         let s = start(&deltas, &lower, "base-a", Config::default());
         qemu_io(&s.url("pi1"), &["write -P 0x77 0 8k"]);
     }
-    let e = delta(&deltas, "pi1", &lower, "base-b", false).err().expect("a refusal");
+    let e = delta(&deltas, "pi1", &lower, "base-b", false)
+        .err()
+        .expect("a refusal");
     let msg = e.to_string();
     assert!(
         msg.contains("pi1.id") && msg.contains("serve --reset pi1"),
@@ -480,7 +524,9 @@ fn malformed_handshakes_garbage_and_oversized_requests_are_counted_and_the_serve
         c.send(&garbage(300, 100 + seed));
         assert!(c.closed());
     }
-    eventually("the malformed clients to be counted", || malformed(&s) >= 53);
+    eventually("the malformed clients to be counted", || {
+        malformed(&s) >= 53
+    });
 
     // Silence: the handshake deadline lets it go.
     let mut c = Raw::connect(s.addr);
@@ -518,7 +564,10 @@ fn malformed_handshakes_garbage_and_oversized_requests_are_counted_and_the_serve
     assert_eq!(c.simple(), (proto::EINVAL, 6), "a TRIM past the end");
     c.request(proto::CMD_READ, 7, SIZE as u64 - 4096, 4096, &[]);
     assert_eq!(c.simple(), (0, 7));
-    assert!(c.read(4096) == low[SIZE - 4096..], "the refused WRITE changed the disk");
+    assert!(
+        c.read(4096) == low[SIZE - 4096..],
+        "the refused WRITE changed the disk"
+    );
     // A WRITE too large to take: the server hangs up.
     c.request(proto::CMD_WRITE, 8, 0, 64 << 20, &[0; 1024]);
     assert!(c.closed(), "an oversized WRITE was not dropped");
@@ -548,11 +597,18 @@ fn connections_past_the_limit_are_closed_and_counted() {
     let mut c = TcpStream::connect(s.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut b = [0u8; 18];
-    assert!(matches!(c.read(&mut b), Ok(0) | Err(_)), "a third client was greeted");
+    assert!(
+        matches!(c.read(&mut b), Ok(0) | Err(_)),
+        "a third client was greeted"
+    );
     assert_eq!(s.stats.busy.load(Ordering::Relaxed), 1);
     drop((_a, _b));
     // The slots come back when the sessions end.
     eventually("a slot to free up", || {
-        tool("nbdinfo", &[&s.url("pi1")]).output().unwrap().status.success()
+        tool("nbdinfo", &[&s.url("pi1")])
+            .output()
+            .unwrap()
+            .status
+            .success()
     });
 }

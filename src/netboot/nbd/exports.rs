@@ -50,11 +50,7 @@ pub struct ProfileExports {
 }
 
 impl ProfileExports {
-    pub fn new(
-        disks: BTreeMap<String, Arc<dyn Disk>>,
-        registry: Arc<Registry>,
-        any: bool,
-    ) -> Self {
+    pub fn new(disks: BTreeMap<String, Arc<dyn Disk>>, registry: Arc<Registry>, any: bool) -> Self {
         Self {
             disks,
             registry,
@@ -195,7 +191,10 @@ mod tests {
     #[test]
     fn any_serves_every_address_but_not_unknown_names() {
         let (e, _) = exports(true);
-        assert_eq!(e.names(at("203.0.113.9:1")), vec!["pi1".to_string(), "pi2".to_string()]);
+        assert_eq!(
+            e.names(at("203.0.113.9:1")),
+            vec!["pi1".to_string(), "pi2".to_string()]
+        );
         assert!(e.open("pi1", at("203.0.113.9:1")).is_ok());
         assert!(e.open("pi2", at("127.0.0.1:1")).is_ok());
         assert!(matches!(

@@ -28,7 +28,8 @@ pub struct Chosen {
 }
 
 async fn reply(s: &mut Stream, option: u32, kind: u32, data: &[u8]) -> Result<(), End> {
-    s.write_all(&proto::option_reply(option, kind, data)).await?;
+    s.write_all(&proto::option_reply(option, kind, data))
+        .await?;
     Ok(())
 }
 
@@ -81,7 +82,9 @@ pub async fn negotiate(
 
     for _ in 0..MAX_OPTIONS {
         if s.read_u64().await? != IHAVEOPT {
-            return Err(End::Malformed("an option without the IHAVEOPT magic".into()));
+            return Err(End::Malformed(
+                "an option without the IHAVEOPT magic".into(),
+            ));
         }
         let option = s.read_u32().await?;
         let len = s.read_u32().await?;
@@ -131,7 +134,13 @@ pub async fn negotiate(
             }
             OPT_INFO | OPT_GO => {
                 let Some(request) = proto::parse_info(&data) else {
-                    reply(s, option, REP_ERR_INVALID, b"malformed NBD_OPT_INFO/GO data").await?;
+                    reply(
+                        s,
+                        option,
+                        REP_ERR_INVALID,
+                        b"malformed NBD_OPT_INFO/GO data",
+                    )
+                    .await?;
                     continue;
                 };
                 let disk = match exports.open(&request.name, peer) {

@@ -254,7 +254,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: &Ctx, exports: &dy
     {
         Ok(Ok(chosen)) => chosen,
         Ok(Err(end)) => return account(ctx, peer, None, &end),
-        Err(_) => return account(ctx, peer, None, &End::Timeout("the handshake took too long")),
+        Err(_) => {
+            return account(
+                ctx,
+                peer,
+                None,
+                &End::Timeout("the handshake took too long"),
+            );
+        }
     };
     let ip = peer.ip().to_canonical();
     tracing::info!(%peer, export = chosen.name, size = chosen.disk.size(), "nbd: serving");

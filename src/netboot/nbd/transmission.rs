@@ -121,7 +121,12 @@ pub async fn serve(
         // Waiting for a request has the long idle limit; once its first
         // byte arrives, the rest of it, its data and our reply share the
         // short I/O limit, so a client that stalls mid-request is let go.
-        match timeout(ctx.config.idle_timeout, session.s.read_exact(&mut header[..1])).await {
+        match timeout(
+            ctx.config.idle_timeout,
+            session.s.read_exact(&mut header[..1]),
+        )
+        .await
+        {
             Err(_) => break End::Timeout("no request within the idle timeout"),
             Ok(Err(e)) => break End::from(e),
             Ok(Ok(_)) => {}
@@ -188,7 +193,8 @@ impl Session<'_> {
                     return self.reply(EINVAL, r.handle).await;
                 }
                 let _paid = self.ctx.pay(r.length).await?;
-                // The reply header and the data in one buffer, one write.
+                // The reply header and the data in one buffer, one write;
+                // the length is at most `max_request` (a u32: fits usize).
                 let mut buf = vec![0u8; 16 + r.length as usize];
                 let offset = r.offset;
                 let read = on_disk(&self.disk, move |d| {
@@ -218,6 +224,7 @@ impl Session<'_> {
                     ))));
                 }
                 let _paid = self.ctx.pay(r.length).await?;
+                // At most `max_request`, paid for above (a u32: fits usize).
                 let mut data = vec![0u8; r.length as usize];
                 self.s.read_exact(&mut data).await?;
                 if unknown_flags {
@@ -235,7 +242,10 @@ impl Session<'_> {
                 .await;
                 match wrote {
                     Ok(()) => {
-                        self.ctx.stats.bytes_written.fetch_add(len, Ordering::Relaxed);
+                        self.ctx
+                            .stats
+                            .bytes_written
+                            .fetch_add(len, Ordering::Relaxed);
                         tally.add(0, len);
                         self.reply(0, r.handle).await
                     }
