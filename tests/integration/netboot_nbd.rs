@@ -612,3 +612,45 @@ fn connections_past_the_limit_are_closed_and_counted() {
             .success()
     });
 }
+
+#[test]
+fn a_client_that_stalls_mid_request_is_dropped_and_its_buffer_returned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = lower_file(tmp.path());
+    let low = std::fs::read(&lower).unwrap();
+    // Room for one 1 MiB buffer at a time, and a short I/O limit.
+    let config = Config {
+        max_request: 1 << 20,
+        buffer_budget: 1 << 20,
+        io_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let s = start(&tmp.path().join("deltas"), &lower, "id", config);
+    // A WRITE whose data stops coming holds the whole budget...
+    let mut stalled = Raw::go(s.addr, "pi1");
+    stalled.request(proto::CMD_WRITE, 1, 0, 1 << 20, &[0xab; 100]);
+    std::thread::sleep(Duration::from_millis(200));
+    // ...so this READ waits for it, and gets it when the I/O limit drops
+    // the stalled client.
+    let mut reader = Raw::go(s.addr, "pi1");
+    let t = Instant::now();
+    reader.request(proto::CMD_READ, 2, 0, 1 << 20, &[]);
+    assert_eq!(reader.simple(), (0, 2));
+    assert!(reader.read(1 << 20) == low[..1 << 20]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(stalled.closed(), "the stalled client was kept");
+    // Half a request header, then silence: the same limit.
+    let mut half = Raw::go(s.addr, "pi1");
+    half.send(&proto::REQUEST_MAGIC.to_be_bytes());
+    assert!(half.closed());
+    // No request at all: the idle limit.
+    let t = Instant::now();
+    assert!(reader.closed());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    eventually("three timeouts", || {
+        s.stats.timeouts.load(Ordering::Relaxed) == 3
+    });
+    // None of the partial write reached the disk.
+    assert!(convert(&s.url("pi1"), tmp.path()) == low);
+}

@@ -60,6 +60,15 @@ impl ProfileExports {
 }
 
 impl ProfileExports {
+    /// Flushes every disk (`serve`'s shutdown), whatever sessions still
+    /// hold them; returns the nodes whose flush failed.
+    pub fn flush_all(&self) -> Vec<(String, std::io::Error)> {
+        self.disks
+            .iter()
+            .filter_map(|(name, disk)| disk.flush().err().map(|e| (name.clone(), e)))
+            .collect()
+    }
+
     fn allowed(&self, name: &str, client: SocketAddr) -> bool {
         // A listener on `[::]` sees IPv4 clients as `::ffff:a.b.c.d`.
         self.any || self.registry.may_connect(name, client.ip().to_canonical())
@@ -186,6 +195,39 @@ mod tests {
         assert!(e.open("pi2", dhcp_lease).is_ok());
         // Being seen as pi2 gives no claim on pi1.
         assert!(e.open("pi1", dhcp_lease).is_err());
+    }
+
+    /// Fails every flush.
+    struct Broken;
+    impl Disk for Broken {
+        fn size(&self) -> u64 {
+            0
+        }
+        fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> io::Result<()> {
+            Err(io::Error::other("disk on fire"))
+        }
+        fn trim(&self, _: u64, _: u64) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn flush_all_reports_each_node_whose_flush_failed() {
+        let (ok, registry) = exports(false);
+        assert!(ok.flush_all().is_empty());
+        let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
+        disks.insert("pi1".into(), Arc::new(Zeros));
+        disks.insert("pi2".into(), Arc::new(Broken));
+        let failed = ProfileExports::new(disks, registry, false).flush_all();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, "pi2");
+        assert!(failed[0].1.to_string().contains("on fire"));
     }
 
     #[test]

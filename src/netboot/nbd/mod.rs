@@ -114,6 +114,14 @@ pub enum BindError {
     Io { addr: SocketAddr, cause: io::Error },
 }
 
+fn bind_error(addr: SocketAddr, cause: io::Error) -> BindError {
+    if cause.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        BindError::Privileged { addr }
+    } else {
+        BindError::Io { addr, cause }
+    }
+}
+
 /// What ended a connection.
 pub(crate) enum End {
     /// `NBD_CMD_DISC`.
@@ -166,13 +174,9 @@ impl Server {
     /// Listens on `addr:port` (port 0 picks a free port).
     pub async fn bind(addr: IpAddr, port: u16, config: Config) -> Result<Self, BindError> {
         let at = SocketAddr::new(addr, port);
-        let listener = TcpListener::bind(at).await.map_err(|cause| {
-            if cause.kind() == io::ErrorKind::PermissionDenied && port < 1024 {
-                BindError::Privileged { addr: at }
-            } else {
-                BindError::Io { addr: at, cause }
-            }
-        })?;
+        let listener = TcpListener::bind(at)
+            .await
+            .map_err(|cause| bind_error(at, cause))?;
         Ok(Self {
             listener,
             config,
@@ -291,5 +295,49 @@ fn account(ctx: &Ctx, peer: SocketAddr, export: Option<&str>, end: &End) {
             ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, export = name, "nbd: refused: {refusal}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_low_port_says_what_it_needs() {
+        let denied = || io::Error::from(io::ErrorKind::PermissionDenied);
+        let msg = bind_error("0.0.0.0:809".parse().unwrap(), denied()).to_string();
+        assert!(
+            msg.contains("TCP 0.0.0.0:809")
+                && msg.contains("CAP_NET_BIND_SERVICE")
+                && msg.contains("--port-base"),
+            "{msg}"
+        );
+        // A high port refused for another reason keeps that reason.
+        let msg = bind_error("10.0.0.1:10809".parse().unwrap(), denied()).to_string();
+        assert!(!msg.contains("CAP_NET_BIND_SERVICE"), "{msg}");
+        let busy = io::Error::from(io::ErrorKind::AddrInUse);
+        let msg = bind_error("10.0.0.1:10809".parse().unwrap(), busy).to_string();
+        assert!(
+            msg.contains("TCP 10.0.0.1:10809") && msg.contains("in use"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn binding_a_port_in_use_names_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let here = IpAddr::from([127, 0, 0, 1]);
+            let first = Server::bind(here, 0, Config::default()).await.unwrap();
+            let port = first.local_addr().unwrap().port();
+            let e = Server::bind(here, port, Config::default())
+                .await
+                .err()
+                .unwrap();
+            assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+        });
     }
 }
