@@ -654,3 +654,36 @@ fn a_client_that_stalls_mid_request_is_dropped_and_its_buffer_returned() {
     // None of the partial write reached the disk.
     assert!(convert(&s.url("pi1"), tmp.path()) == low);
 }
+
+#[test]
+fn export_name_enters_transmission_and_abort_is_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = lower_file(tmp.path());
+    let low = std::fs::read(&lower).unwrap();
+    let s = start(&tmp.path().join("deltas"), &lower, "id", Config::default());
+    // The old way in (nbd-client's fallback): size, flags, and, without
+    // NO_ZEROES, 124 zero bytes.
+    for (client_flags, zeroes) in [(1u32, 124), (3, 0)] {
+        let mut c = Raw::connect(s.addr);
+        let mut m = client_flags.to_be_bytes().to_vec();
+        m.extend_from_slice(b"IHAVEOPT");
+        m.extend_from_slice(&proto::OPT_EXPORT_NAME.to_be_bytes());
+        m.extend_from_slice(&3u32.to_be_bytes());
+        m.extend_from_slice(b"pi1");
+        c.send(&m);
+        let head = c.read(10 + zeroes);
+        assert_eq!(head[..8], (SIZE as u64).to_be_bytes());
+        assert_eq!(head[8..10], proto::TRANSMISSION_FLAGS.to_be_bytes());
+        assert!(head[10..].iter().all(|&b| b == 0));
+        c.request(proto::CMD_READ, 42, 512, 1024, &[]);
+        assert_eq!(c.simple(), (0, 42));
+        assert!(c.read(1024) == low[512..1536]);
+        c.request(proto::CMD_DISC, 43, 0, 0, &[]);
+        assert!(c.closed(), "DISC did not close");
+    }
+    let mut c = Raw::connect(s.addr);
+    c.option(proto::OPT_ABORT, &[]);
+    assert_eq!(c.reply().0, proto::REP_ACK);
+    assert!(c.closed());
+    assert_eq!(s.stats.malformed.load(Ordering::Relaxed), 0);
+}
