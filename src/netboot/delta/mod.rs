@@ -30,6 +30,10 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+mod map;
+
+use map::{bit_of, bitmap_len, blocks_of, encode_map, read_map};
+
 use crate::io::ReadAt;
 use crate::io::lock::{self, LockError, Mode};
 use crate::netboot::disk::Disk;
@@ -37,11 +41,9 @@ use crate::netboot::disk::Disk;
 /// The unit the map tracks and sub-block writes read-modify-write.
 pub const BLOCK: u64 = 4096;
 const BLOCK_USIZE: usize = 4096;
+/// `BLOCK` as the map header stores it.
 const BLOCK_U32: u32 = 4096;
 
-const MAP_MAGIC: &[u8; 8] = b"HLDELTA\x01";
-/// Magic, block size (u32 LE), disk size (u64 LE).
-const MAP_HEADER: usize = 8 + 4 + 8;
 /// The longest identity stored; a fingerprint is far shorter.
 pub const MAX_IDENTITY: usize = 4096;
 
@@ -153,13 +155,6 @@ impl State {
     }
 }
 
-fn bit_of(block: u64) -> (usize, u8) {
-    // A block index below size / 4096 fits usize on a 64-bit host, and an
-    // index that does not is past the bitmap, which `get` treats as unset.
-    let byte = usize::try_from(block / 8).unwrap_or(usize::MAX);
-    (byte, 1u8 << (block % 8))
-}
-
 /// A node's disk: its writes over the lower layer. See the module doc.
 pub struct Delta {
     node: String,
@@ -184,15 +179,6 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// target we build for, so this cannot truncate).
 fn len_u64(buf: &[u8]) -> u64 {
     buf.len() as u64
-}
-
-fn blocks_of(size: u64) -> u64 {
-    size.div_ceil(BLOCK)
-}
-
-fn bitmap_len(size: u64) -> Result<usize, io::Error> {
-    usize::try_from(blocks_of(size).div_ceil(8))
-        .map_err(|_| io::Error::other("the disk is too large for this host's memory"))
 }
 
 fn create_opts() -> OpenOptions {
@@ -227,48 +213,6 @@ fn replace_file(path: &Path, tmp: &Path, dir: &Path, bytes: &[u8]) -> Result<(),
     drop(f);
     std::fs::rename(tmp, path).map_err(io_err(path))?;
     fsync_dir(dir)
-}
-
-fn encode_map(size: u64, bits: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAP_HEADER + bits.len() + 4);
-    out.extend_from_slice(MAP_MAGIC);
-    out.extend_from_slice(&BLOCK_U32.to_le_bytes());
-    out.extend_from_slice(&size.to_le_bytes());
-    out.extend_from_slice(bits);
-    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
-    out
-}
-
-/// Reads and checks a map for a disk of `size`; the file is read only
-/// when its length is the one expected, so a damaged file cannot make us
-/// allocate more than the bitmap.
-pub(crate) fn read_map(path: &Path, size: u64) -> Result<Vec<u8>, String> {
-    let want = bitmap_len(size).map_err(|e| e.to_string())?;
-    let total = MAP_HEADER + want + 4;
-    let mut f = File::open(path).map_err(|e| format!("cannot open the map: {e}"))?;
-    let len = f
-        .metadata()
-        .map_err(|e| format!("cannot stat the map: {e}"))?
-        .len();
-    if usize::try_from(len).ok() != Some(total) {
-        return Err(format!(
-            "the map has {len} bytes where a {size}-byte disk needs {total}"
-        ));
-    }
-    let mut buf = vec![0u8; total];
-    f.read_exact(&mut buf)
-        .map_err(|e| format!("cannot read the map: {e}"))?;
-    let (body, crc) = buf.split_at(total - 4);
-    if crc != crc32fast::hash(body).to_le_bytes() {
-        return Err("the map's checksum does not match its contents".into());
-    }
-    if &body[..8] != MAP_MAGIC {
-        return Err("the map does not start with its magic".into());
-    }
-    if body[8..12] != BLOCK_U32.to_le_bytes() || body[12..20] != size.to_le_bytes() {
-        return Err("the map was made for another block or disk size".into());
-    }
-    Ok(body[MAP_HEADER..].to_vec())
 }
 
 fn read_identity(path: &Path) -> Result<Option<Vec<u8>>, DeltaError> {
@@ -588,6 +532,7 @@ impl Drop for Delta {
 
 #[cfg(test)]
 mod tests {
+    use super::map::MAP_HEADER;
     use super::*;
 
     /// A lower layer of `len` patterned bytes, in memory.
