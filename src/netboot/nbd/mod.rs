@@ -8,8 +8,15 @@
 //! server-wide buffer budget) are easier to own than to bolt on.
 //!
 //! Each accepted connection is a task in a `JoinSet` the `run` future owns:
-//! dropping that future (shutdown) aborts every session and lets go of the
-//! disks, whose owners then flush them.
+//! dropping that future (shutdown) aborts every session. `serve` then calls
+//! `ProfileExports::flush_all`, so every delta is durable even while a
+//! cancelled task still holds its disk (each `Delta` flushes again when the
+//! last holder drops it).
+//!
+//! Logging: a session's start (info: client, export, size), its end (info
+//! for a clean end, warn for a refusal, a timeout or a protocol breach);
+//! single requests are too many to log, and are counted in `Stats` and the
+//! registry instead.
 
 mod exports;
 mod handshake;
