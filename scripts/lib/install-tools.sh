@@ -18,6 +18,7 @@ ensure_tools() {
 		bmaptool:bmap-tools bc:bc mkfs.xfs:xfsprogs tftp:tftp-hpa curl:curl
 		zstd:zstd gpg:gnupg gpgconf:gnupg gpg-agent:gnupg
 		git:git ssh-keygen:openssh-client mkfifo:coreutils getent:libc-bin mount:mount swapon:mount mkswap:util-linux
+		nbdinfo:libnbd-bin qemu-img:qemu-utils qemu-io:qemu-utils timeout:coreutils
 	)
 
 	packages=()

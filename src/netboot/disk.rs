@@ -9,7 +9,8 @@ use std::io;
 
 /// A block device as the NBD server sees it. Offsets and lengths are
 /// checked against `size` by the server before a call; implementations
-/// may still refuse with an error, which the client gets as `EIO`.
+/// may still refuse with an error, which the client gets as `EIO`
+/// (`ENOSPC` for a full or over-quota store, `EINVAL` for `InvalidInput`).
 pub trait Disk: Send + Sync {
     /// The size in bytes the export announces.
     fn size(&self) -> u64;

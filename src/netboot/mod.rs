@@ -3,8 +3,10 @@
 //! §4). Each protocol is its own module; the wiring into `serve` comes later.
 
 pub mod boot_files;
+pub mod delta;
 pub mod disk;
 pub mod lower;
+pub mod nbd;
 pub mod ports;
 pub mod prepare;
 pub mod registry;

@@ -27,6 +27,7 @@ mod image_check;
 mod inspect;
 mod ls_cat;
 mod netboot_lower;
+mod netboot_nbd;
 mod netboot_serve;
 mod netboot_tftp;
 mod profile_bad;
