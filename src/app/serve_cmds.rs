@@ -77,6 +77,7 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         crate::build::pipeline::Notice::Note(n) => eprintln!("note: {n}"),
     })?;
 
+    let delta_dir = args.out.join("netboot");
     let mut served = Vec::new();
     let mut ids = Vec::new();
     for plan in &prepared.plan.nodes {
@@ -85,7 +86,22 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
             .ok_or_else(|| anyhow!("node {} is not in the profile", plan.name))?;
         eprintln!("{}: laying its files over {}", plan.name, base_name(plan));
         let nd = crate::netboot::prepare::node_disk(node, plan, prepared.plan.epoch)?;
-        let disk: Arc<dyn Disk> = nd.lower.clone();
+        let reset = args.reset.iter().any(|r| *r == plan.name);
+        let delta = crate::netboot::delta::Delta::open(crate::netboot::delta::DeltaSpec {
+            dir: &delta_dir,
+            node: &plan.name,
+            lower: nd.lower.clone(),
+            size: nd.lower.size(),
+            identity: &nd.fingerprint,
+            reset,
+        })?;
+        if reset {
+            eprintln!(
+                "{}: its disk starts from the image again (--reset)",
+                plan.name
+            );
+        }
+        let disk: Arc<dyn Disk> = Arc::new(delta);
         let boot = boot_partition(&plan.name, &disk)?;
         let watched = Arc::new(Watched::new(disk, boot));
         let netboot = node.netboot.as_ref();
@@ -111,9 +127,11 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     }
     let registry = Arc::new(Registry::new(ids));
     eprintln!(
-        "serving {} on {address}: TFTP port {}; Ctrl-C stops",
+        "serving {} on {address}: TFTP port {}, NBD port {}; disk writes in {}; Ctrl-C stops",
         names.join(", "),
-        ports.tftp
+        ports.tftp,
+        ports.nbd,
+        delta_dir.display()
     );
     crate::netboot::serve::run(&setup, served, registry, &stop)?;
     eprintln!("stopped");

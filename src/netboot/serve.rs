@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow};
 
 use super::boot_files::{BootFiles, BootNode, Watched};
 use super::disk::Disk;
+use super::nbd::{self, ProfileExports};
 use super::ports::Ports;
 use super::registry::Registry;
 use super::tftp;
@@ -90,6 +91,14 @@ pub fn run(
         .iter()
         .map(|n| (n.name.clone(), Arc::clone(&n.disk)))
         .collect();
+    let exports = Arc::new(ProfileExports::new(
+        disks
+            .iter()
+            .map(|(name, d)| (name.clone(), Arc::clone(d) as Arc<dyn Disk>))
+            .collect(),
+        Arc::clone(&registry),
+        setup.any,
+    ));
     let boot_nodes: Vec<BootNode> = nodes.into_iter().map(|n| n.boot).collect();
     let files = Arc::new(BootFiles {
         nodes: boot_nodes,
@@ -102,8 +111,17 @@ pub fn run(
             .await
             .map_err(|e| bind_error("TFTP", tftp_addr, &e))?;
         tracing::info!("TFTP on {}", tftp.local_addr()?);
+        let nbd = nbd::Server::bind(ip, setup.ports.nbd, nbd::Config::default())
+            .await
+            .map_err(|e| anyhow!("NBD: {e}"))?;
+        tracing::info!("NBD on {}", nbd.local_addr()?);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(async move { tftp.run().await.context("TFTP") });
+        let (ex, reg) = (
+            Arc::clone(&exports) as Arc<dyn nbd::Exports>,
+            Arc::clone(&registry),
+        );
+        tasks.spawn(async move { nbd.run(ex, reg).await.context("NBD") });
         while !stop.load(Ordering::Relaxed) {
             if let Ok(Some(done)) =
                 tokio::time::timeout(Duration::from_millis(200), tasks.join_next()).await
@@ -116,12 +134,13 @@ pub fn run(
         Ok(())
     });
     runtime.shutdown_timeout(Duration::from_secs(5));
-    let mut flush_errors = Vec::new();
-    for (name, disk) in disks {
-        if let Err(e) = disk.flush() {
-            flush_errors.push(format!("node {name}: flushing its disk: {e}"));
-        }
-    }
+    let flush_errors: Vec<String> = exports
+        .flush_all()
+        .into_iter()
+        .map(|(name, e)| format!("node {name}: flushing its disk: {e}"))
+        .collect();
+    drop(exports);
+    drop(disks);
     result?;
     if !flush_errors.is_empty() {
         anyhow::bail!("{}", flush_errors.join("\n"));

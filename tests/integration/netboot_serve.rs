@@ -476,3 +476,181 @@ fn a_file_past_block_number_rollover_is_served_whole_from_the_fat() {
         "the served bytes differ"
     );
 }
+
+/// `qemu-img convert` of the node's export into `out` (raw).
+fn convert(base: u16, out: &Path) -> std::process::Output {
+    Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "raw"])
+        .arg(format!("nbd://127.0.0.1:{}/pi1", base + 10809))
+        .arg(out)
+        .output()
+        .expect("run qemu-img")
+}
+
+fn sha256(path: &Path) -> String {
+    let out = run_ok(Command::new("sha256sum").arg(path));
+    String::from_utf8_lossy(&out.stdout)[..64].to_string()
+}
+
+#[test]
+fn the_nbd_export_is_the_built_image_then_zeros_to_disk_size() {
+    let s = setup();
+    let serving = start_serve(s.dir.path(), &s.profile, &["--any"]);
+    let got = s.dir.path().join("export.raw");
+    let out = convert(serving.base, &got);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = std::fs::read(&s.image).unwrap();
+    let meta = std::fs::metadata(&got).unwrap();
+    assert_eq!(meta.len(), 2 << 30, "the export is netboot.disk_size");
+    let mut head = vec![0u8; want.len()];
+    std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(&got).unwrap(), &mut head, 0)
+        .unwrap();
+    assert!(
+        head == want,
+        "the export's first bytes differ from build's pi1.img"
+    );
+    // Past the image: zeros (qemu-img writes none, so the file has no
+    // data there).
+    let tail = run_ok(
+        Command::new("qemu-img")
+            .args(["map", "--output=json", "-f", "raw"])
+            .arg(&got),
+    );
+    let map: serde_json::Value = serde_json::from_slice(&tail.stdout).unwrap();
+    for ext in map.as_array().unwrap() {
+        let start = ext["start"].as_u64().unwrap();
+        if ext["data"].as_bool() == Some(true) {
+            assert!(
+                start < want.len() as u64,
+                "data past the image at {start}: {ext}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_export_is_refused_to_an_address_that_is_not_the_nodes() {
+    let s = setup();
+    let serving = start_serve(s.dir.path(), &s.profile, &[]);
+    let out = Command::new("nbdinfo")
+        .arg(format!("nbd://127.0.0.1:{}/pi1", serving.base + 10809))
+        .output()
+        .expect("run nbdinfo");
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn writes_land_in_the_delta_survive_a_restart_and_never_touch_the_base() {
+    let s = setup();
+    let base = fixture("ubuntu-raspi.img");
+    let before = sha256(&base);
+    let serving = start_serve(s.dir.path(), &s.profile, &["--any"]);
+    let url = format!("nbd://127.0.0.1:{}/pi1", serving.base + 10809);
+    // Into the root partition's first block and far past the image.
+    for (pattern, at) in [("0x5a", "50M"), ("0xa5", "1G")] {
+        let out = Command::new("qemu-io")
+            .args(["-f", "raw", "-c"])
+            .arg(format!("write -P {pattern} {at} 64k"))
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drop(serving);
+    let delta = s.dir.path().join("out/netboot/pi1.delta");
+    let meta = std::fs::metadata(&delta).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let mut block = vec![0u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(
+        &std::fs::File::open(&delta).unwrap(),
+        &mut block,
+        1 << 30,
+    )
+    .unwrap();
+    assert!(
+        block.iter().all(|&b| b == 0xa5),
+        "the write is not in the delta"
+    );
+
+    let serving = start_serve(s.dir.path(), &s.profile, &["--any"]);
+    let url = format!("nbd://127.0.0.1:{}/pi1", serving.base + 10809);
+    for (pattern, at) in [("0x5a", "50M"), ("0xa5", "1G")] {
+        let out = Command::new("qemu-io")
+            .args(["-f", "raw", "-r", "-c"])
+            .arg(format!("read -P {pattern} {at} 64k"))
+            .arg(&url)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !text.contains("Pattern verification failed"),
+            "{text}"
+        );
+    }
+    drop(serving);
+    assert_eq!(sha256(&base), before, "the base image changed");
+}
+
+#[test]
+fn a_changed_profile_refuses_the_old_delta_until_reset() {
+    let s = setup();
+    let serving = start_serve(s.dir.path(), &s.profile, &["--any"]);
+    let url = format!("nbd://127.0.0.1:{}/pi1", serving.base + 10809);
+    let out = Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 0x5a 1G 4k"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    drop(serving);
+    // A new timezone changes the node's files, and so its disk.
+    let text = std::fs::read_to_string(&s.profile).unwrap();
+    std::fs::write(
+        &s.profile,
+        text.replace(
+            "  board: rpi4\n",
+            "  board: rpi4\n  timezone: Europe/Paris\n",
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("--profile")
+        .arg(&s.profile)
+        .args(["serve", "--address", "127.0.0.1", "--port-base"])
+        .arg(free_port_base().to_string())
+        .arg("--out")
+        .arg(s.dir.path().join("out"))
+        .env("HOME", s.dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("pi1") && err.contains("--reset"), "{err}");
+    let serving = start_serve(s.dir.path(), &s.profile, &["--any", "--reset", "pi1"]);
+    let url = format!("nbd://127.0.0.1:{}/pi1", serving.base + 10809);
+    let out = Command::new("qemu-io")
+        .args(["-f", "raw", "-r", "-c", "read -P 0 1G 4k"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("Pattern verification failed"),
+        "{text}"
+    );
+}
