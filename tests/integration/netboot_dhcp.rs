@@ -142,7 +142,7 @@ impl Drop for Ours {
     }
 }
 
-fn start_ours(pair: &NetPair, registry: Registry, any: bool) -> Ours {
+fn start_ours(pair: &NetPair, registry: Arc<Registry>, any: bool) -> Ours {
     let ns_path = format!("/var/run/netns/{}", pair.server_ns);
     let iface = pair.server_if.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -164,7 +164,7 @@ fn start_ours(pair: &NetPair, registry: Registry, any: bool) -> Ours {
         ready_tx.send(server.stats()).unwrap();
         rt.block_on(async move {
             let task = tokio::spawn(server.run(
-                Arc::new(registry),
+                registry,
                 Config {
                     any,
                     client_port: 68,
@@ -427,8 +427,9 @@ fn pi4_and_pi5_discovers_get_dnsmasqs_proxy_offer_and_strangers_none() {
         "dnsmasq answered a REQUEST for another server on port 67"
     );
 
+    let served = Arc::new(registry());
     let (from_ours, stats) = {
-        let ours = start_ours(&pair, registry(), false);
+        let ours = start_ours(&pair, Arc::clone(&served), false);
         let replies = client(&pair, dir.path(), spec(false));
         (replies, Arc::clone(&ours.stats))
     };
@@ -463,6 +464,20 @@ fn pi4_and_pi5_discovers_get_dnsmasqs_proxy_offer_and_strangers_none() {
         "the stranger and the REQUEST"
     );
     assert_eq!(stats.malformed.load(Ordering::Relaxed), 0);
+    // Each node's answer is on the status page's record.
+    for view in served.snapshot() {
+        assert!(
+            view.dhcp.requests >= 1,
+            "{}: no DHCP answer recorded",
+            view.name
+        );
+        assert_eq!(
+            view.dhcp.last_what.as_deref(),
+            Some("DISCOVER"),
+            "{}",
+            view.name
+        );
+    }
 }
 
 /// The malformed datagrams: truncated, garbage, wrong op, option lengths
@@ -520,7 +535,7 @@ fn malformed(n: usize) -> Vec<Vec<u8>> {
 fn a_thousand_malformed_datagrams_are_counted_and_a_discover_after_them_answered() {
     let Some(pair) = NetPair::new() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let ours = start_ours(&pair, registry(), false);
+    let ours = start_ours(&pair, Arc::new(registry()), false);
     let bad = malformed(1000);
     let burst: Vec<Value> = bad
         .iter()
@@ -560,4 +575,69 @@ fn a_thousand_malformed_datagrams_are_counted_and_a_discover_after_them_answered
     assert_eq!(ours.stats.malformed.load(Ordering::Relaxed), 1000);
     assert_eq!(ours.stats.ignored.load(Ordering::Relaxed), 0);
     assert!(ours.stats.answered.load(Ordering::Relaxed) >= 1);
+}
+
+/// Runs `f` on a thread inside the pair's server namespace.
+fn in_server_ns<R: Send + 'static>(pair: &NetPair, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let ns_path = format!("/var/run/netns/{}", pair.server_ns);
+    std::thread::spawn(move || {
+        let ns = File::open(&ns_path).expect("opening the server namespace");
+        rustix::thread::move_into_link_name_space(
+            ns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("joining the server namespace");
+        f()
+    })
+    .join()
+    .expect("the namespace thread")
+}
+
+#[test]
+fn bind_errors_say_what_is_missing() {
+    let Some(pair) = NetPair::new() else { return };
+    // Without privilege (this thread only: rustix changes one thread's
+    // uid, which drops its capabilities) port 67 is refused, and the error
+    // says what would allow it.
+    let unprivileged = in_server_ns(&pair, || {
+        rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(65534))
+            .expect("dropping root on this thread");
+        ProxyDhcp::bind(SERVER_IP, 67, None)
+            .err()
+            .map(|e| e.to_string())
+    });
+    let msg = unprivileged.expect("an unprivileged bind of port 67 succeeded");
+    assert!(
+        msg.contains("67/udp")
+            && msg.contains("CAP_NET_BIND_SERVICE")
+            && msg.contains("--port-base"),
+        "{msg}"
+    );
+    // A port another program holds (without SO_REUSEADDR) is named as in use.
+    let in_use = in_server_ns(&pair, || {
+        let holder = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let msg = ProxyDhcp::bind(SERVER_IP, port, None)
+            .err()
+            .map(|e| e.to_string());
+        (port, msg)
+    });
+    let (port, msg) = in_use;
+    let msg = msg.expect("binding a held port succeeded");
+    assert!(
+        msg.contains(&format!("10.77.0.1:{port}")) && msg.contains("in use"),
+        "{msg}"
+    );
+    // An interface that does not exist is named.
+    let msg = in_server_ns(&pair, || {
+        ProxyDhcp::bind(SERVER_IP, 0, Some("nosuch0"))
+            .err()
+            .map(|e| e.to_string())
+    })
+    .expect("binding to a missing interface succeeded");
+    assert!(msg.contains("\"nosuch0\""), "{msg}");
+    let msg = ProxyDhcp::bind(Ipv4Addr::UNSPECIFIED, 0, None)
+        .err()
+        .map(|e| e.to_string());
+    assert!(msg.is_some_and(|m| m.contains("0.0.0.0")));
 }

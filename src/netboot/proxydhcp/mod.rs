@@ -296,15 +296,7 @@ impl Serving {
             Ignored::Unknown { mac, serial } => {
                 // Once per MAC: a Pi retries every few seconds for as long
                 // as it is powered, and the log should say so once.
-                let first = match mac {
-                    Some(m) => {
-                        if self.seen_unknown.len() >= MAX_REMEMBERED {
-                            self.seen_unknown.clear();
-                        }
-                        self.seen_unknown.insert(*m)
-                    }
-                    None => true,
-                };
+                let first = mac.is_none_or(|m| self.first_sighting(m));
                 if first {
                     tracing::info!(
                         mac = mac.map(|m| crate::profile::net::MacAddr::from_octets(m).to_string()),
@@ -316,6 +308,14 @@ impl Serving {
             }
             other => tracing::debug!(xid, "dhcp: not answering: {other:?}"),
         }
+    }
+
+    /// Whether `mac` is new to the log; the memory of MACs is bounded.
+    fn first_sighting(&mut self, mac: [u8; 6]) -> bool {
+        if self.seen_unknown.len() >= MAX_REMEMBERED {
+            self.seen_unknown.clear();
+        }
+        self.seen_unknown.insert(mac)
     }
 
     fn record(&self, answer: &decide::Answer, from: SocketAddrV4) {
@@ -344,5 +344,66 @@ impl Serving {
                 "dhcp: answered a Pi not in the profile (--any)"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serving() -> Serving {
+        Serving {
+            ctx_server: Ipv4Addr::new(10, 0, 0, 1),
+            port: 67,
+            config: Config::default(),
+            registry: Arc::new(Registry::new(Vec::new())),
+            stats: Arc::new(Stats::default()),
+            seen_unknown: HashSet::new(),
+        }
+    }
+
+    /// A Pi 4 DISCOVER from `mac`, laid out by hand.
+    fn discover(mac: [u8; 6]) -> Vec<u8> {
+        let mut b = vec![0u8; 240];
+        b[..4].copy_from_slice(&[1, 1, 6, 0]);
+        b[28..34].copy_from_slice(&mac);
+        b[236..240].copy_from_slice(&[99, 130, 83, 99]);
+        b.extend_from_slice(&[53, 1, 1, 93, 2, 0, 0, 97, 17, 0]);
+        b.extend_from_slice(b"RPi4");
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&[1, 2, 3, 4]);
+        b.extend_from_slice(&[60, 9]);
+        b.extend_from_slice(b"PXEClient");
+        b.push(255);
+        b
+    }
+
+    #[test]
+    fn unknown_clients_are_counted_logged_once_and_remembered_boundedly() {
+        let mut s = serving();
+        let from = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+        let n = 3 * MAX_REMEMBERED;
+        for i in 0..n {
+            let [.., a, b] = (i as u32).to_be_bytes();
+            assert!(s.handle(&discover([2, 0, 0, 0, a, b]), from).is_none());
+            assert!(s.seen_unknown.len() <= MAX_REMEMBERED);
+        }
+        assert_eq!(s.stats.ignored.load(Ordering::Relaxed), n as u64);
+        assert!(s.first_sighting([9; 6]));
+        assert!(!s.first_sighting([9; 6]), "a MAC is logged once");
+        assert_eq!(s.handle(b"not dhcp", from), None);
+        assert_eq!(s.stats.malformed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn with_any_a_pi_not_in_the_profile_is_answered() {
+        let mut s = serving();
+        s.config.any = true;
+        let from = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+        let a = s
+            .handle(&discover([2, 0, 0, 0, 0, 1]), from)
+            .expect("an answer");
+        assert_eq!(a.node, None);
+        assert_eq!(a.to, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
     }
 }
