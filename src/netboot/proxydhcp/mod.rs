@@ -119,6 +119,8 @@ pub enum BindError {
     },
     #[error("the ProxyDHCP address must be this machine's own IPv4 address, not {addr}")]
     BadAddress { addr: Ipv4Addr },
+    #[error("cannot answer DHCP as {addr}: no interface of this machine has that address")]
+    NotLocal { addr: Ipv4Addr },
 }
 
 /// At most this many MACs are remembered to log an unknown client once;
@@ -160,6 +162,7 @@ fn open(addr: SocketAddrV4, interface: Option<&str>) -> Result<std::net::UdpSock
         .map_err(|error| match error.kind() {
             io::ErrorKind::PermissionDenied => BindError::Privileged { port: addr.port() },
             io::ErrorKind::AddrInUse => BindError::InUse { addr },
+            io::ErrorKind::AddrNotAvailable => BindError::NotLocal { addr: *addr.ip() },
             _ => BindError::Socket { addr, error },
         })?;
     s.set_nonblocking(true).map_err(socket_err)?;

@@ -192,7 +192,7 @@ pub fn reply(
     request: &Request,
     fields: ReplyHeader,
     options: &[(u8, &[u8])],
-) -> Result<Vec<u8>, OptionTooLong> {
+) -> Result<Vec<u8>, EncodeError> {
     let h = &request.header;
     let mut m = v4::Message::new_with_id(
         h.xid(),
@@ -211,9 +211,9 @@ pub fn reply(
     // With no options dhcproto writes the header and cookie only (no End),
     // leaving the option area to us.
     m.encode(&mut Encoder::new(&mut out))
-        .map_err(|_| OptionTooLong(0))?;
+        .map_err(|_| EncodeError::Header)?;
     for (code, value) in options {
-        let len = u8::try_from(value.len()).map_err(|_| OptionTooLong(*code))?;
+        let len = u8::try_from(value.len()).map_err(|_| EncodeError::OptionTooLong(*code))?;
         out.push(*code);
         out.push(len);
         out.extend_from_slice(value);
@@ -225,13 +225,23 @@ pub fn reply(
     Ok(out)
 }
 
-/// An option value longer than 255 bytes (or a header dhcproto refused).
+/// Why a reply could not be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OptionTooLong(pub u8);
+pub enum EncodeError {
+    /// An option value longer than 255 bytes.
+    OptionTooLong(u8),
+    /// dhcproto refused the header.
+    Header,
+}
 
-impl fmt::Display for OptionTooLong {
+impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "option {} does not fit in a DHCP reply", self.0)
+        match self {
+            EncodeError::OptionTooLong(code) => {
+                write!(f, "option {code} does not fit in a DHCP reply")
+            }
+            EncodeError::Header => f.write_str("the BOOTP header does not encode"),
+        }
     }
 }
 
@@ -352,7 +362,7 @@ mod tests {
                 },
                 &[(43, &long)]
             ),
-            Err(OptionTooLong(43))
+            Err(EncodeError::OptionTooLong(43))
         );
     }
 
