@@ -70,7 +70,8 @@ pub struct Config {
     /// Answer Pis that are not in the profile (their GUID says they are a
     /// Pi 4/5) too.
     pub any: bool,
-    /// The port clients listen on: 68, or `--port-base` + 68.
+    /// The port clients listen on, where replies go: 68, or N + 68 with
+    /// `--port-base N` (the server itself is bound to N + 67).
     pub client_port: u16,
 }
 
@@ -160,7 +161,10 @@ fn open(addr: SocketAddrV4, interface: Option<&str>) -> Result<std::net::UdpSock
     }
     s.bind(&SocketAddr::V4(addr).into())
         .map_err(|error| match error.kind() {
-            io::ErrorKind::PermissionDenied => BindError::Privileged { port: addr.port() },
+            // Linux's default ip_unprivileged_port_start is 1024.
+            io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+                BindError::Privileged { port: addr.port() }
+            }
             io::ErrorKind::AddrInUse => BindError::InUse { addr },
             io::ErrorKind::AddrNotAvailable => BindError::NotLocal { addr: *addr.ip() },
             _ => BindError::Socket { addr, error },
