@@ -24,9 +24,10 @@
 //! - no option 66 and siaddr 0: dnsmasq sets neither without a `dhcp-boot`
 //!   or option 66 line, and the Pi does not need them (option 54 names the
 //!   server);
-//! - sent to 255.255.255.255:68 out of the interface the request came in
-//!   on, from port 67; to giaddr:67 when relayed; to ciaddr when the client
-//!   has an address.
+//! - sent from port 67 to 255.255.255.255:68 (dnsmasq: out of the
+//!   interface the request came in on; here: out of our address's
+//!   interface, see Sockets); to giaddr:67 when relayed; to ciaddr when the
+//!   client has an address.
 //!
 //! dnsmasq answers a PXE REQUEST only on its boot-server port 4011, which a
 //! Pi never uses; on port 67 this server acknowledges only a REQUEST that
