@@ -9,6 +9,7 @@ pub mod lower;
 pub mod nbd;
 pub mod ports;
 pub mod prepare;
+pub mod proxydhcp;
 pub mod registry;
 pub mod serve;
 pub mod tftp;

@@ -169,6 +169,11 @@ impl MacAddr {
         }
         Ok(Self(out))
     }
+
+    /// The address a DHCP request's chaddr carries.
+    pub fn from_octets(octets: [u8; 6]) -> Self {
+        Self(octets)
+    }
 }
 
 impl fmt::Display for MacAddr {

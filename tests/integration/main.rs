@@ -26,6 +26,7 @@ mod http_server;
 mod image_check;
 mod inspect;
 mod ls_cat;
+mod netboot_dhcp;
 mod netboot_lower;
 mod netboot_nbd;
 mod netboot_serve;
