@@ -127,8 +127,10 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     }
     let registry = Arc::new(Registry::new(ids));
     eprintln!(
-        "serving {} on {address}: TFTP port {}, NBD port {}; disk writes in {}; Ctrl-C stops",
+        "serving {} on {address}: ProxyDHCP port {}, TFTP port {}, NBD port {}; disk writes in {}; \
+         Ctrl-C stops",
         names.join(", "),
+        ports.dhcp,
         ports.tftp,
         ports.nbd,
         delta_dir.display()

@@ -13,6 +13,7 @@ use super::boot_files::{BootFiles, BootNode, Watched};
 use super::disk::Disk;
 use super::nbd::{self, ProfileExports};
 use super::ports::Ports;
+use super::proxydhcp;
 use super::registry::Registry;
 use super::tftp;
 
@@ -115,7 +116,17 @@ pub fn run(
             .await
             .map_err(|e| anyhow!("NBD: {e}"))?;
         tracing::info!("NBD on {}", nbd.local_addr()?);
+        let dhcp =
+            proxydhcp::ProxyDhcp::bind(setup.address, setup.ports.dhcp, setup.interface.as_deref())
+                .map_err(|e| anyhow!("ProxyDHCP: {e}"))?;
+        tracing::info!("ProxyDHCP on port {}", setup.ports.dhcp);
         let mut tasks = tokio::task::JoinSet::new();
+        let dhcp_config = proxydhcp::Config {
+            any: setup.any,
+            client_port: setup.ports.dhcp + 1,
+        };
+        let reg = Arc::clone(&registry);
+        tasks.spawn(async move { dhcp.run(reg, dhcp_config).await.context("ProxyDHCP") });
         tasks.spawn(async move { tftp.run().await.context("TFTP") });
         let (ex, reg) = (
             Arc::clone(&exports) as Arc<dyn nbd::Exports>,
