@@ -86,7 +86,7 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
             .ok_or_else(|| anyhow!("node {} is not in the profile", plan.name))?;
         eprintln!("{}: laying its files over {}", plan.name, base_name(plan));
         let nd = crate::netboot::prepare::node_disk(node, plan, prepared.plan.epoch)?;
-        let reset = args.reset.iter().any(|r| *r == plan.name);
+        let reset = args.reset.contains(&plan.name);
         let delta = crate::netboot::delta::Delta::open(crate::netboot::delta::DeltaSpec {
             dir: &delta_dir,
             node: &plan.name,
