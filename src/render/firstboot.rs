@@ -246,7 +246,7 @@ main "$@"
 /// seconds per report, and it reads the token from the 0600 env file, so
 /// the token never shows on a command line (`ps`).
 const REPORTER: &str = r#"# Each state change is reported to the status server named by the
-# profile's status_url (@STATUS_ENV@, 0600: URL and this node's token).
+# profile's status_url; STATUS_ENV (0600) holds its URL and this node's token.
 # Best-effort: a report never fails the first boot, nor holds it up for
 # more than REPORT_TIMEOUT seconds. Plain bash /dev/tcp: no curl needed.
 readonly STATUS_ENV='@STATUS_ENV@'

@@ -26,6 +26,8 @@ mod http_server;
 mod image_check;
 mod inspect;
 mod ls_cat;
+mod netboot_http;
+mod netboot_http_report;
 mod netboot_tftp;
 mod profile_bad;
 mod profile_cli;

@@ -12,7 +12,8 @@
 //! even if it were not.
 //!
 //! Stable hooks for tests and scripts: each row is
-//! `<tr data-node="NAME" data-state="STATE">` (`none` before any report).
+//! `<tr data-node="NAME" data-state="STATE">` (`none` before any report),
+//! and `<body data-live="1">` once the script has drawn the rows itself.
 
 use std::fmt::Write;
 
@@ -111,11 +112,13 @@ const SCRIPT: &str = r#"
         document.getElementById("summary").textContent =
           done + " of " + nodes.length + " nodes done";
         document.getElementById("updated").textContent = "updated " + when(Date.now() / 1000);
+        document.body.setAttribute("data-live", "1");
       })
       .catch(function () {
         document.getElementById("updated").textContent = "the server does not answer";
       });
   }
+  tick();
   setInterval(tick, 2000);
 })();
 "#;
