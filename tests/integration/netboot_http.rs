@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use homelab_image::netboot::http::{Config, StatusServer, Stats, Tokens};
+use homelab_image::netboot::http::{Config, Stats, StatusServer, Tokens};
 use homelab_image::netboot::registry::{NodeId, Protocol, Registry};
 use homelab_image::profile::net::MacAddr;
 use homelab_image::profile::netboot::PiSerial;
@@ -289,7 +289,11 @@ fn connections_beyond_the_limit_and_silent_ones_are_closed() {
     for mut s in idle {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let n = s.read(&mut buf).unwrap_or(0);
-        assert!(n == 0 || buf.starts_with(b"HTTP/1.1 408"), "{:?}", &buf[..n]);
+        assert!(
+            n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+            "{:?}",
+            &buf[..n]
+        );
     }
     assert!(started.elapsed() < Duration::from_secs(5));
     // Slots are free again.
@@ -314,14 +318,17 @@ fn binding_a_port_in_use_names_the_address() {
 
 /// The headless Chromium binary, or why the page tests cannot run.
 fn chromium() -> Option<&'static str> {
-    ["chromium-headless-shell", "/usr/lib/chromium/headless_shell"]
-        .into_iter()
-        .find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+    [
+        "chromium-headless-shell",
+        "/usr/lib/chromium/headless_shell",
+    ]
+    .into_iter()
+    .find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 /// Chromium run on `url` with `args`, in its own profile directory, with

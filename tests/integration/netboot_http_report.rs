@@ -29,7 +29,12 @@ fn spec<'a>(specs: &'a [FileSpec], path: &str) -> &'a FileSpec {
 }
 
 fn text(specs: &[FileSpec], path: &str) -> String {
-    String::from_utf8(file(specs, path).unwrap_or_else(|| panic!("no {path}")).to_vec()).unwrap()
+    String::from_utf8(
+        file(specs, path)
+            .unwrap_or_else(|| panic!("no {path}"))
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -42,7 +47,10 @@ fn status_url_renders_a_private_env_file_and_the_reporter() {
         );
         let env = spec(specs, STATUS_ENV_PATH);
         assert_eq!((env.mode, env.uid, env.gid), (0o600, 0, 0));
-        let token = r.state.status_token(name).expect("a token per reporting node");
+        let token = r
+            .state
+            .status_token(name)
+            .expect("a token per reporting node");
         assert_eq!(token.len(), 64);
         let env = text(specs, STATUS_ENV_PATH);
         assert!(env.contains(&format!("\nSTATUS_TOKEN={token}\n")), "{env}");
@@ -52,9 +60,17 @@ fn status_url_renders_a_private_env_file_and_the_reporter() {
         assert!(!script.contains(token), "the token is in the script");
     }
     let pi1 = text(&r.nodes[0].1, STATUS_ENV_PATH);
-    assert!(pi1.contains("STATUS_URL=http://10.0.10.2\nSTATUS_HOST=10.0.10.2\nSTATUS_PORT=80\n"), "{pi1}");
+    assert!(
+        pi1.contains("STATUS_URL=http://10.0.10.2\nSTATUS_HOST=10.0.10.2\nSTATUS_PORT=80\n"),
+        "{pi1}"
+    );
     let pi2 = text(&r.nodes[1].1, STATUS_ENV_PATH);
-    assert!(pi2.contains("STATUS_URL=http://laptop.lan:8080\nSTATUS_HOST=laptop.lan\nSTATUS_PORT=8080\n"), "{pi2}");
+    assert!(
+        pi2.contains(
+            "STATUS_URL=http://laptop.lan:8080\nSTATUS_HOST=laptop.lan\nSTATUS_PORT=8080\n"
+        ),
+        "{pi2}"
+    );
     assert_ne!(r.state.status_token("pi1"), r.state.status_token("pi2"));
 }
 
@@ -81,13 +97,19 @@ fn render_hides_the_status_token() {
         specs,
     )
     .unwrap();
-    let at = specs.iter().position(|s| s.path == STATUS_ENV_PATH).unwrap();
+    let at = specs
+        .iter()
+        .position(|s| s.path == STATUS_ENV_PATH)
+        .unwrap();
     assert!(shown.secret[at]);
     for body in shown.bodies.iter().flatten() {
         assert!(!String::from_utf8_lossy(body).contains(token));
     }
     let env = String::from_utf8_lossy(shown.bodies[at].as_deref().unwrap()).into_owned();
-    assert!(env.contains("STATUS_TOKEN=<secret: 64 bytes, hidden"), "{env}");
+    assert!(
+        env.contains("STATUS_TOKEN=<secret: 64 bytes, hidden"),
+        "{env}"
+    );
     assert!(env.contains("STATUS_URL=http://10.0.10.2\n"), "{env}");
 }
 
@@ -104,7 +126,11 @@ fn the_reporting_script_passes_bash_n_and_shellcheck() {
         .arg(&path)
         .output()
         .expect("shellcheck");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// A node reporting to `url`, built into a state directory under `dir`:
@@ -231,7 +257,10 @@ fn a_dead_or_silent_status_server_never_fails_nor_stalls_the_first_boot() {
         dir.path(),
         "write_status running 1 'attempt 1 of 5'\necho still-running",
     );
-    assert!(out.contains("could not report running to the status server (continuing)"), "{out}");
+    assert!(
+        out.contains("could not report running to the status server (continuing)"),
+        "{out}"
+    );
     assert!(out.contains("still-running"), "{out}");
     assert!(took < Duration::from_secs(9), "took {took:?}");
     assert!(took >= Duration::from_secs(4), "no timeout seen: {took:?}");
@@ -251,10 +280,19 @@ fn a_dead_or_silent_status_server_never_fails_nor_stalls_the_first_boot() {
     let port = other.local_addr().unwrap().port();
     drop(other);
     let (script, env, _) = built(dir.path(), &format!("http://127.0.0.1:{port}"));
-    let server = start_on(port, Tokens::from_pairs([("pi1".to_owned(), "0".repeat(64))]));
+    let server = start_on(
+        port,
+        Tokens::from_pairs([("pi1".to_owned(), "0".repeat(64))]),
+    );
     let (out, _) = run_script(&script, &env, dir.path(), "write_status running 1 'x'");
-    assert!(out.contains("the status server answered: HTTP/1.1 401"), "{out}");
-    let token = env.lines().find_map(|l| l.strip_prefix("STATUS_TOKEN=")).unwrap();
+    assert!(
+        out.contains("the status server answered: HTTP/1.1 401"),
+        "{out}"
+    );
+    let token = env
+        .lines()
+        .find_map(|l| l.strip_prefix("STATUS_TOKEN="))
+        .unwrap();
     assert!(!out.contains(token), "{out}");
     assert!(server.registry.snapshot()[0].reports.is_empty());
 }

@@ -66,14 +66,7 @@ fn fresh(mut r: Response) -> Response {
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response {
-    fresh(
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response(),
-    )
+    fresh((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -83,13 +76,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 async fn page_handler(State(shared): State<Arc<Shared>>) -> Response {
     let html = page::render(&shared.registry.snapshot(), now());
-    let mut r = fresh(
-        (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            html,
-        )
-            .into_response(),
-    );
+    let mut r = fresh(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response());
     if let Ok(csp) = HeaderValue::from_str(&page::content_security_policy()) {
         r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
     }
@@ -167,7 +154,9 @@ async fn status_handler(
         Err(e) => {
             return refuse(
                 StatusCode::BAD_REQUEST,
-                format!("the body is not JSON like {{\"state\": \"running\", \"detail\": \"…\"}}: {e}"),
+                format!(
+                    "the body is not JSON like {{\"state\": \"running\", \"detail\": \"…\"}}: {e}"
+                ),
             );
         }
     };

@@ -136,8 +136,7 @@ pub fn content_security_policy() -> String {
 
 /// Standard base64 with padding (RFC 4648 §4), for the CSP hash.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -175,10 +174,7 @@ pub fn escape(s: &str) -> String {
 }
 
 fn when(t: u64) -> String {
-    format!(
-        "{} UTC",
-        format_utc(i64::try_from(t).unwrap_or(i64::MAX))
-    )
+    format!("{} UTC", format_utc(i64::try_from(t).unwrap_or(i64::MAX)))
 }
 
 /// `n` bytes as the script shows them (1024-based, one decimal).
