@@ -303,6 +303,44 @@ fn connections_beyond_the_limit_and_silent_ones_are_closed() {
 }
 
 #[test]
+fn a_busy_connection_is_closed_at_its_time_limit() {
+    let config = Config {
+        max_connections: 4,
+        header_timeout: Duration::from_secs(2),
+        connection_limit: Duration::from_secs(2),
+    };
+    let r = start_with(nodes(), Tokens::default(), config);
+    let mut s = TcpStream::connect(r.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut answers = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    // Keep-alive requests every 200 ms: a client that never goes idle.
+    let closed = loop {
+        if s
+            .write_all(b"GET /api/nodes HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_err()
+        {
+            break true;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break true,
+            Ok(n) => {
+                answers += usize::from(buf[..n].starts_with(b"HTTP/1.1 200"));
+            }
+        }
+        if started.elapsed() > Duration::from_secs(8) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(closed, "the connection outlived its limit");
+    assert!(answers >= 3, "{answers} answers");
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert_eq!(r.stats.timed_out.load(Ordering::Relaxed), 1);
+}
+
+#[test]
 fn binding_a_port_in_use_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

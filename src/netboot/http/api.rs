@@ -74,7 +74,11 @@ fn error(status: StatusCode, message: &str) -> Response {
     json(status, body.into_bytes())
 }
 
-async fn page_handler(State(shared): State<Arc<Shared>>) -> Response {
+async fn page_handler(
+    State(shared): State<Arc<Shared>>,
+    peer: Option<Extension<Peer>>,
+) -> Response {
+    tracing::debug!(from = %shown(peer), "status page");
     let html = page::render(&shared.registry.snapshot(), now());
     let mut r = fresh(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response());
     if let Ok(csp) = HeaderValue::from_str(&page::content_security_policy()) {
@@ -83,7 +87,11 @@ async fn page_handler(State(shared): State<Arc<Shared>>) -> Response {
     r
 }
 
-async fn nodes_handler(State(shared): State<Arc<Shared>>) -> Response {
+async fn nodes_handler(
+    State(shared): State<Arc<Shared>>,
+    peer: Option<Extension<Peer>>,
+) -> Response {
+    tracing::debug!(from = %shown(peer), "/api/nodes");
     match serde_json::to_vec(&shared.registry.snapshot()) {
         Ok(body) => json(StatusCode::OK, body),
         Err(e) => error(
@@ -91,6 +99,11 @@ async fn nodes_handler(State(shared): State<Arc<Shared>>) -> Response {
             &format!("encoding the nodes: {e}"),
         ),
     }
+}
+
+/// The peer's address for the log.
+fn shown(peer: Option<Extension<Peer>>) -> String {
+    peer.map_or_else(|| "?".to_owned(), |Extension(Peer(a))| a.to_string())
 }
 
 async fn not_found() -> Response {
@@ -122,7 +135,7 @@ async fn status_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let from = peer.map_or_else(|| "?".to_owned(), |Extension(Peer(a))| a.to_string());
+    let from = shown(peer);
     let refuse = |status: StatusCode, why: String| {
         tracing::warn!(node = %name, %from, status = status.as_u16(), "status report refused: {why}");
         error(status, &why)

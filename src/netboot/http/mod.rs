@@ -6,8 +6,12 @@
 //! builder) because `axum::serve` has no bounds, and this server faces a
 //! LAN: at most `max_connections` at once (more are closed on accept), a
 //! request's headers must arrive within `header_timeout`, and a connection
-//! lives at most `connection_limit` whatever it does, so a slow or vanished
-//! client holds nothing for long. Bodies are capped at `api::MAX_BODY`.
+//! lives at most `connection_limit` whatever it does (then the request in
+//! flight gets `header_timeout` to finish), so a slow or vanished client
+//! holds nothing for long. Bodies are capped at `api::MAX_BODY`.
+//!
+//! Logging: each report stored at info, each refusal at warn; the page and
+//! `/api/nodes`, which an open page polls every 2 s, at debug.
 
 pub mod api;
 pub mod page;
@@ -154,13 +158,26 @@ impl StatusServer {
                     .timer(TokioTimer::new())
                     .header_read_timeout(config.header_timeout)
                     .serve_connection(TokioIo::new(stream), handler);
-                match tokio::time::timeout(config.connection_limit, connection).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!(%peer, "status server connection: {e}"),
+                let mut connection = std::pin::pin!(connection);
+                let result = match tokio::time::timeout(
+                    config.connection_limit,
+                    connection.as_mut(),
+                )
+                .await
+                {
+                    Ok(r) => r,
                     Err(_) => {
+                        // Finish the request in flight (a browser's poll)
+                        // and close; one that does not finish in time is cut.
                         stats.timed_out.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, "status server connection cut at its time limit");
+                        connection.as_mut().graceful_shutdown();
+                        tokio::time::timeout(config.header_timeout, connection)
+                            .await
+                            .unwrap_or(Ok(()))
                     }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, "status server connection: {e}");
                 }
             });
         }
