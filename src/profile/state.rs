@@ -641,6 +641,39 @@ mod tests {
     }
 
     #[test]
+    fn status_tokens_are_created_once_private_and_checked_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let node_dir = dir.path().join("nodes").join("pi1");
+        fs::create_dir_all(&node_dir).unwrap();
+        let first = Store::new(dir.path(), true, &mut SeededEntropy::new(b"a"))
+            .status_token(&node_dir, "pi1")
+            .unwrap();
+        let again = Store::new(dir.path(), true, &mut SeededEntropy::new(b"other"))
+            .status_token(&node_dir, "pi1")
+            .unwrap();
+        assert_eq!(first, again);
+        assert_eq!(first.len(), 64);
+        let file = node_dir.join(STATUS_TOKEN_FILE);
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            read_status_token(dir.path(), "pi1").unwrap().as_deref(),
+            Some(first.as_str())
+        );
+        assert_eq!(read_status_token(dir.path(), "pi2").unwrap(), None);
+        fs::write(&file, "not a token\n").unwrap();
+        let e = read_status_token(dir.path(), "pi1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("status-token") && e.contains("64 hexadecimal digits"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn host_keys_are_created_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let first = Store::new(dir.path(), true, &mut SeededEntropy::new(b"a"))
