@@ -317,8 +317,7 @@ fn a_busy_connection_is_closed_at_its_time_limit() {
     let mut buf = vec![0u8; 64 * 1024];
     // Keep-alive requests every 200 ms: a client that never goes idle.
     let closed = loop {
-        if s
-            .write_all(b"GET /api/nodes HTTP/1.1\r\nHost: x\r\n\r\n")
+        if s.write_all(b"GET /api/nodes HTTP/1.1\r\nHost: x\r\n\r\n")
             .is_err()
         {
             break true;
