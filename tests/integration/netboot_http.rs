@@ -423,6 +423,15 @@ fn the_page_in_chromium_shows_each_nodes_reported_state() {
         1536,
         0,
     );
+    // The page as served (what a browser without JavaScript shows)...
+    let (code, served) = curl(&[], &r.url("/"));
+    assert_eq!(code, 200);
+    assert!(served.contains("<meta http-equiv=\"refresh\""), "{served}");
+    assert!(row_tag(&served, "pi1").contains("data-state=\"done\""));
+    assert!(row_tag(&served, "pi2").contains("data-state=\"none\""));
+    assert!(served.contains("1 of 2 nodes done"), "{served}");
+    assert!(served.contains("1 req, 1.5 KiB served"), "{served}");
+    // ...and after the script redrew it from /api/nodes.
     let dom = run_chromium(bin, dir.path(), &["--dump-dom"], &r.url("/"));
     // The script ran (the CSP let it) and drew the rows from /api/nodes.
     assert!(dom.contains("data-live=\"1\""), "{dom}");
@@ -433,7 +442,7 @@ fn the_page_in_chromium_shows_each_nodes_reported_state() {
     assert!(dom.contains("1 of 2 nodes done"), "{dom}");
     assert!(dom.contains("first boot finished"), "{dom}");
     assert!(dom.contains("abcd1234/start4.elf"), "{dom}");
-    assert!(dom.contains("1.5 KiB served"), "{dom}");
+    assert!(dom.contains("1 req, 1.5 KiB served"), "{dom}");
     // A screenshot of the same page is a PNG of the window's size.
     let png = dir.path().join("status.png");
     run_chromium(

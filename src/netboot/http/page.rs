@@ -64,15 +64,17 @@ const SCRIPT: &str = r#"
     while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
     return (i ? n.toFixed(1) : String(n)) + " " + u[i];
   }
-  function traffic(t, writes) {
+  // bytes: 0 none (DHCP), 1 served (TFTP), 2 served and written (NBD).
+  function traffic(t, kind) {
     var td = el("td");
     if (!t || t.last === null || t.last === undefined) {
       td.appendChild(el("span", "muted", "\u2014"));
       return td;
     }
     td.appendChild(el("div", "what", t.last_what || ""));
-    var s = t.requests + " req, " + bytes(t.bytes_served) + " served";
-    if (writes) s += ", " + bytes(t.bytes_written) + " written";
+    var s = t.requests + " req";
+    if (kind > 0) s += ", " + bytes(t.bytes_served) + " served";
+    if (kind > 1) s += ", " + bytes(t.bytes_written) + " written";
     td.appendChild(el("div", "bytes", s));
     td.appendChild(el("div", "muted", when(t.last)));
     return td;
@@ -89,9 +91,9 @@ const SCRIPT: &str = r#"
     tr.appendChild(cell(n.mac));
     tr.appendChild(cell(n.address));
     tr.appendChild(cell((n.seen_at || []).join(", ")));
-    tr.appendChild(traffic(n.dhcp, false));
-    tr.appendChild(traffic(n.tftp, false));
-    tr.appendChild(traffic(n.nbd, true));
+    tr.appendChild(traffic(n.dhcp, 0));
+    tr.appendChild(traffic(n.tftp, 1));
+    tr.appendChild(traffic(n.nbd, 2));
     var st = el("td", "state");
     var last = n.reports && n.reports.length ? n.reports[n.reports.length - 1] : null;
     st.appendChild(el("span", "badge", n.state || "no report yet"));
@@ -204,19 +206,32 @@ fn cell(out: &mut String, text: Option<&str>) {
     }
 }
 
-fn traffic(out: &mut String, t: &Traffic, writes: bool) {
+/// Which byte counters a protocol has.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Counted {
+    /// DHCP: requests only.
+    Nothing,
+    /// TFTP: bytes served.
+    Served,
+    /// NBD: bytes served and written.
+    Both,
+}
+
+fn traffic(out: &mut String, t: &Traffic, counted: Counted) {
     let Some(last) = t.last else {
         out.push_str("<td><span class=\"muted\">\u{2014}</span></td>");
         return;
     };
     let _ = write!(
         out,
-        "<td><div class=\"what\">{}</div><div class=\"bytes\">{} req, {} served",
+        "<td><div class=\"what\">{}</div><div class=\"bytes\">{} req",
         escape(t.last_what.as_deref().unwrap_or("")),
         t.requests,
-        bytes(t.bytes_served)
     );
-    if writes {
+    if counted >= Counted::Served {
+        let _ = write!(out, ", {} served", bytes(t.bytes_served));
+    }
+    if counted == Counted::Both {
         let _ = write!(out, ", {} written", bytes(t.bytes_written));
     }
     let _ = write!(out, "</div><div class=\"muted\">{}</div></td>", when(last));
@@ -235,9 +250,9 @@ fn row(out: &mut String, n: &NodeView) {
     cell(out, n.mac.as_deref());
     cell(out, n.address.as_deref());
     cell(out, Some(&n.seen_at.join(", ")));
-    traffic(out, &n.dhcp, false);
-    traffic(out, &n.tftp, false);
-    traffic(out, &n.nbd, true);
+    traffic(out, &n.dhcp, Counted::Nothing);
+    traffic(out, &n.tftp, Counted::Served);
+    traffic(out, &n.nbd, Counted::Both);
     let _ = write!(
         out,
         "<td class=\"state\"><span class=\"badge\">{}</span>",
