@@ -33,6 +33,11 @@ use crate::netboot::registry::Registry;
 pub use api::{MAX_BODY, MAX_DETAIL, Peer};
 pub use tokens::Tokens;
 
+/// The most a connection buffers of a request's head (hyper's minimum is
+/// 8 KiB, its default ~400 KiB): a request line and headers beyond it are
+/// refused, so 64 connections hold at most 1 MiB.
+const MAX_READ_BUFFER: usize = 16 * 1024;
+
 /// The server's bounds.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -157,6 +162,7 @@ impl StatusServer {
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(config.header_timeout)
+                    .max_buf_size(MAX_READ_BUFFER)
                     .serve_connection(TokioIo::new(stream), handler);
                 let mut connection = std::pin::pin!(connection);
                 let result = match tokio::time::timeout(
