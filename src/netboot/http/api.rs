@@ -137,7 +137,9 @@ async fn status_handler(
 ) -> Response {
     let from = shown(peer);
     let refuse = |status: StatusCode, why: String| {
-        tracing::warn!(node = %name, %from, status = status.as_u16(), "status report refused: {why}");
+        // Debug-quoted: the name and the reason may carry a client's bytes
+        // (terminal escapes), which the log must not replay.
+        tracing::warn!(node = ?name, %from, status = status.as_u16(), reason = ?why, "status report refused");
         error(status, &why)
     };
     if shared.registry.by_name(&name).is_none() {
