@@ -16,6 +16,7 @@ ensure_tools() {
 		blkid:util-linux setpriv:util-linux partx:util-linux flock:util-linux fallocate:util-linux xz:xz-utils gzip:gzip shellcheck:shellcheck
 		cloud-init:cloud-init netplan:netplan.io systemd-analyze:systemd perl:perl
 		bmaptool:bmap-tools bc:bc mkfs.xfs:xfsprogs tftp:tftp-hpa curl:curl
+		chromium-headless-shell:chromium-headless-shell
 		zstd:zstd gpg:gnupg gpgconf:gnupg gpg-agent:gnupg
 		dnsmasq:dnsmasq-base ip:iproute2
 		git:git ssh-keygen:openssh-client mkfifo:coreutils getent:libc-bin mount:mount swapon:mount mkswap:util-linux

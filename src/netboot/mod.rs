@@ -5,6 +5,7 @@
 pub mod boot_files;
 pub mod delta;
 pub mod disk;
+pub mod http;
 pub mod lower;
 pub mod nbd;
 pub mod ports;

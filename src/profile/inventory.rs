@@ -22,6 +22,7 @@ use crate::profile::netboot::{DiskSize, PiSerial};
 use crate::profile::password::PasswordHash;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::ssh::SshPublicKey;
+use crate::profile::status_url::StatusUrl;
 
 /// The whole inventory.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +67,9 @@ pub struct NodeSpec {
     /// Boot this node over the network (`serve`) instead of from its own
     /// disk; per node only, a serial names one board.
     pub netboot: Option<NetbootSpec>,
+    /// `http://HOST[:PORT]`: the first-boot unit reports each state change
+    /// there (the status server of `serve`).
+    pub status_url: Option<StatusUrl>,
 }
 
 /// A Raspberry Pi 4/5 that boots over the network.

@@ -291,6 +291,7 @@ fn resolve_node(
             .copied()
             .unwrap_or(false),
         netboot,
+        status_url: pick(&spec.status_url, &defaults.status_url).cloned(),
     };
     let file_specs = pick(&spec.files, &defaults.files).map_or(&[][..], Vec::as_slice);
     check_file_paths(&node, file_specs, &mut r);

@@ -16,6 +16,7 @@ use crate::profile::netboot::{DiskSize, PiSerial};
 use crate::profile::password::PasswordHash;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::ssh::SshPublicKey;
+use crate::profile::status_url::StatusUrl;
 
 /// All nodes plus what they share.
 #[derive(Debug, Clone)]
@@ -53,6 +54,8 @@ pub struct ResolvedNode {
     pub allow_no_login: bool,
     /// The node boots over the network (`netboot:` in the profile).
     pub netboot: Option<Netboot>,
+    /// Where the first-boot unit reports its state (`status_url`).
+    pub status_url: Option<StatusUrl>,
 }
 
 /// How a netbooted node is found and where its root disk is served from.

@@ -11,6 +11,8 @@
 //!   nodes/<host>/ssh_host_ed25519_key  0600  OpenSSH private key
 //!   nodes/<host>/ssh_host_ed25519_key.pub
 //!   nodes/<host>/password-salt.<user>  0600  24 hex digits (12 bytes)
+//!   nodes/<host>/status-token          0600  64 hex digits (32 bytes; only
+//!                                            with `status_url`)
 //! ```
 //!
 //! `State::prepare` (build) saves what it makes, keeps the `.pub` the
@@ -38,6 +40,10 @@ use crate::profile::resolved::{Cluster, Passphrase, UserPassword};
 
 pub const PASSPHRASE_FILE: &str = "microcloud-passphrase";
 pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
+/// The node's bearer token for the status server (`status_url`).
+pub const STATUS_TOKEN_FILE: &str = "status-token";
+/// A status token's random bytes (hex-encoded in the file).
+pub const STATUS_TOKEN_BYTES: usize = 32;
 
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -112,6 +118,9 @@ pub struct State {
     /// Keyed by (hostname, user name).
     pub salts: BTreeMap<(String, String), Salt>,
     pub passphrase: Option<String>,
+    /// Keyed by hostname: each reporting node's status token (64 hex
+    /// digits), for nodes with `status_url` only.
+    pub status_tokens: BTreeMap<String, String>,
     /// What the user should know about the state directory: modes that
     /// were fixed, a `.pub` rewritten, secrets made for this run only.
     pub notes: Vec<String>,
@@ -129,6 +138,10 @@ impl State {
 
     pub fn salt(&self, node: &str, user: &str) -> Option<&Salt> {
         self.salts.get(&(node.to_owned(), user.to_owned()))
+    }
+
+    pub fn status_token(&self, node: &str) -> Option<&str> {
+        self.status_tokens.get(node).map(String::as_str)
     }
 
     /// Loads what the cluster needs from `cluster.state_dir`, creating and
@@ -169,6 +182,13 @@ impl State {
                         .salts
                         .insert((host.to_owned(), user.name.to_string()), salt);
                 }
+            }
+            // Made after everything else of the node, and only for nodes
+            // that report: a profile without `status_url` draws the same
+            // random bytes as before tokens existed.
+            if node.status_url.is_some() {
+                let token = store.status_token(&node_dir, host)?;
+                state.status_tokens.insert(host.to_owned(), token);
             }
         }
         state.notes = store.finish();
@@ -386,6 +406,22 @@ impl<'a> Store<'a> {
         write_file(&path, line.as_bytes(), 0o644)
     }
 
+    fn status_token(&mut self, node_dir: &Path, host: &str) -> Result<String, StateError> {
+        let path = node_dir.join(STATUS_TOKEN_FILE);
+        if let Some(text) = self.read_secret(&path)? {
+            return parse_status_token(&path, &text);
+        }
+        let mut bytes = [0u8; STATUS_TOKEN_BYTES];
+        self.entropy.fill(&mut bytes)?;
+        let token = hex(&bytes);
+        self.save_secret(
+            &path,
+            format!("{token}\n").as_bytes(),
+            &format!("status token for {host}"),
+        )?;
+        Ok(token)
+    }
+
     fn salt(&mut self, path: &Path) -> Result<Salt, StateError> {
         if let Some(text) = self.read_secret(path)? {
             return unhex(text.trim()).ok_or_else(|| StateError::Corrupt {
@@ -403,6 +439,34 @@ impl<'a> Store<'a> {
         self.save_secret(path, format!("{}\n", hex(&salt)).as_bytes(), &what)?;
         Ok(salt)
     }
+}
+
+/// Reads the status token of node `host` from the state directory `dir`
+/// without writing anything: `None` when the node has none (it was never
+/// built with `status_url`). What `serve` uses to check reports.
+pub fn read_status_token(dir: &Path, host: &str) -> Result<Option<String>, StateError> {
+    let mut entropy = OsEntropy;
+    let mut store = Store::new(dir, false, &mut entropy);
+    let path = dir.join("nodes").join(host).join(STATUS_TOKEN_FILE);
+    match store.read_secret(&path)? {
+        Some(text) => parse_status_token(&path, &text).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn parse_status_token(path: &Path, text: &str) -> Result<String, StateError> {
+    let token = text.trim();
+    if token.len() != 2 * STATUS_TOKEN_BYTES || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StateError::Corrupt {
+            path: path.to_owned(),
+            reason: format!(
+                "a status token file holds {} hexadecimal digits; delete it and \
+                 build again to make a new one",
+                2 * STATUS_TOKEN_BYTES
+            ),
+        });
+    }
+    Ok(token.to_ascii_lowercase())
 }
 
 /// The type and base64 of a public key line (the comment may differ).
@@ -574,6 +638,39 @@ mod tests {
         let damaged =
             why("-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n-----END OPENSSH PRIVATE KEY-----\n");
         assert!(damaged.contains("damaged OpenSSH private key"), "{damaged}");
+    }
+
+    #[test]
+    fn status_tokens_are_created_once_private_and_checked_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let node_dir = dir.path().join("nodes").join("pi1");
+        fs::create_dir_all(&node_dir).unwrap();
+        let first = Store::new(dir.path(), true, &mut SeededEntropy::new(b"a"))
+            .status_token(&node_dir, "pi1")
+            .unwrap();
+        let again = Store::new(dir.path(), true, &mut SeededEntropy::new(b"other"))
+            .status_token(&node_dir, "pi1")
+            .unwrap();
+        assert_eq!(first, again);
+        assert_eq!(first.len(), 64);
+        let file = node_dir.join(STATUS_TOKEN_FILE);
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            read_status_token(dir.path(), "pi1").unwrap().as_deref(),
+            Some(first.as_str())
+        );
+        assert_eq!(read_status_token(dir.path(), "pi2").unwrap(), None);
+        fs::write(&file, "not a token\n").unwrap();
+        let e = read_status_token(dir.path(), "pi1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("status-token") && e.contains("64 hexadecimal digits"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,12 +5,18 @@
 //! backoff, recording `running`/`done`/`failed` in a status file; once done
 //! it never runs again. Timeline and status format: docs/FIRSTBOOT.md.
 //!
+//! With `status_url` in the profile the script also reports each state
+//! change to that status server (`serve`'s `POST /api/nodes/NODE/status`),
+//! best-effort, with the URL and the node's token in `STATUS_ENV_PATH`;
+//! without it the script is what it always was.
+//!
 //! Snap commands live in `/snap/bin`, which systemd's default `PATH` lacks
 //! (on Ubuntu snapd's environment generator adds it at boot; where snapd
 //! arrives during this unit, as on Armbian, nothing does): the unit and the
 //! script both put it on `PATH`.
 
 use crate::profile::resolved::{MicroCloud, ResolvedNode};
+use crate::profile::status_url::StatusUrl;
 use crate::render::quirks::Quirks;
 
 pub const UNIT_NAME: &str = "homelab-firstboot.service";
@@ -22,6 +28,10 @@ pub const STATE_DIR: &str = "/var/lib/homelab-image";
 pub const PRESEED_PATH: &str = "/var/lib/homelab-image/microcloud-preseed.yaml";
 pub const DONE_PATH: &str = "/var/lib/homelab-image/firstboot.done";
 pub const STATUS_PATH: &str = "/var/lib/homelab-image/firstboot.status";
+/// The status server's address and the node's token (`status_url`), 0600.
+pub const STATUS_ENV_PATH: &str = "/var/lib/homelab-image/status.env";
+/// The states the script writes (and reports): what the status server accepts.
+pub const STATES: [&str; 3] = ["running", "done", "failed"];
 
 /// systemd's default `PATH` for services plus snapd's `/snap/bin`.
 pub const UNIT_PATH_ENV: &str =
@@ -121,7 +131,7 @@ write_status() {
         printf 'reason=%s\n' "${reason//$'\n'/ }"
     } >"${tmp}"
     mv -f "${tmp}" "${STATUS_FILE}"
-}
+@REPORT_CALL@}
 
 # A Pi has no RTC: until NTP has synchronised, the clock may be months
 # behind and TLS downloads (snaps) fail.
@@ -191,7 +201,7 @@ run_once() {
     fi
 }
 
-main() {
+@REPORTER@main() {
     mkdir -p "${STATE_DIR}"
     chmod 0700 "${STATE_DIR}"
     if [ -e "${DONE_FILE}" ]; then
@@ -230,6 +240,92 @@ main() {
 main "$@"
 "#;
 
+/// Reporting to the status server, inserted before `main` when the node
+/// has a `status_url`. `send_report` runs in a bash of its own under
+/// `timeout`, so an unreachable server costs at most `REPORT_TIMEOUT`
+/// seconds per report, and it reads the token from the 0600 env file, so
+/// the token never shows on a command line (`ps`).
+const REPORTER: &str = r#"# Each state change is reported to the status server named by the
+# profile's status_url; STATUS_ENV (0600) holds its URL and this node's token.
+# Best-effort: a report never fails the first boot, nor holds it up for
+# more than REPORT_TIMEOUT seconds. Plain bash /dev/tcp: no curl needed.
+readonly STATUS_ENV='@STATUS_ENV@'
+readonly REPORT_TIMEOUT=5
+
+# send_report ENV_FILE NODE STATE DETAIL: one POST /api/nodes/NODE/status.
+send_report() {
+    local env_file="$1" node="$2" state="$3" detail="$4"
+    local key value host="" port="" token=""
+    while IFS='=' read -r key value; do
+        case "${key}" in
+        STATUS_HOST) host="${value}" ;;
+        STATUS_PORT) port="${value}" ;;
+        STATUS_TOKEN) token="${value}" ;;
+        esac
+    done <"${env_file}"
+    if [ -z "${host}" ] || [ -z "${port}" ] || [ -z "${token}" ]; then
+        printf '%s lacks STATUS_HOST, STATUS_PORT or STATUS_TOKEN\n' "${env_file}" >&2
+        return 1
+    fi
+    # In the C locale lengths count bytes, as Content-Length does; the
+    # detail is cut to printable ASCII within the server's 512 characters,
+    # then JSON-escaped.
+    export LC_ALL=C
+    detail="${detail//[^[:print:]]/ }"
+    detail="${detail:0:512}"
+    detail="${detail//\\/\\\\}"
+    detail="${detail//\"/\\\"}"
+    local body="{\"state\":\"${state}\",\"detail\":\"${detail}\"}"
+    exec 3<>"/dev/tcp/${host}/${port}" || return 1
+    printf 'POST /api/nodes/%s/status HTTP/1.1\r\nHost: %s:%s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' \
+        "${node}" "${host}" "${port}" "${token}" "${#body}" "${body}" >&3 || return 1
+    local reply=""
+    IFS= read -r reply <&3 || true
+    exec 3<&-
+    reply="${reply%$'\r'}"
+    case "${reply}" in
+    "HTTP/1."?" 2"*) return 0 ;;
+    *)
+        printf 'the status server answered: %s\n' "${reply:-nothing}" >&2
+        return 1
+        ;;
+    esac
+}
+
+# report_status STATE DETAIL: send_report in its own bash under a timeout.
+report_status() {
+    [ -r "${STATUS_ENV}" ] || return 0
+    local why
+    # shellcheck disable=SC2016 # $@ is the inner bash's.
+    if why="$(timeout "${REPORT_TIMEOUT}" bash -c "$(declare -f send_report)"'; send_report "$@"' \
+        send_report "${STATUS_ENV}" "${NODE_NAME}" "$1" "$2" 2>&1 >/dev/null)"; then
+        log "reported $1 to the status server"
+    else
+        why="${why//$'\n'/; }"
+        log "could not report $1 to the status server (continuing): ${why:-no answer in ${REPORT_TIMEOUT}s}"
+    fi
+    return 0
+}
+
+"#;
+
+/// The line `write_status` ends with when the node reports.
+const REPORT_CALL: &str = "    report_status \"${state}\" \"${reason}\"\n";
+
+/// `STATUS_ENV_PATH`'s text: the status server and the node's token, as
+/// `KEY=value` lines the script reads (never sources).
+pub fn status_env(url: &StatusUrl, token: &str) -> String {
+    format!(
+        "# Generated by homelab-image (status_url): where homelab-firstboot reports.\n\
+         STATUS_URL={url}\n\
+         STATUS_HOST={}\n\
+         STATUS_PORT={}\n\
+         STATUS_TOKEN={token}\n",
+        url.host(),
+        url.port()
+    )
+}
+
 /// Words joined for a bash array; every word here comes from a parsed
 /// newtype (hostnames, snap channels, package names) whose characters need
 /// no quoting beyond single quotes.
@@ -253,6 +349,7 @@ pub fn script(node: &ResolvedNode, microcloud: Option<&MicroCloud>, quirks: &Qui
         node.packages.iter().map(|p| p.as_str()).collect()
     };
     let flag = |b: bool| if b { "1" } else { "0" };
+    let reports = node.status_url.is_some();
     SCRIPT
         .replace("@NODE@", node.hostname.as_str())
         .replace("@STATE_DIR@", STATE_DIR)
@@ -270,4 +367,13 @@ pub fn script(node: &ResolvedNode, microcloud: Option<&MicroCloud>, quirks: &Qui
             &bash_words(snaps.iter().map(|(_, c)| c.as_str())),
         )
         .replace("@PACKAGES@", &bash_words(packages))
+        .replace(
+            "@REPORTER@",
+            &if reports {
+                REPORTER.replace("@STATUS_ENV@", STATUS_ENV_PATH)
+            } else {
+                String::new()
+            },
+        )
+        .replace("@REPORT_CALL@", if reports { REPORT_CALL } else { "" })
 }

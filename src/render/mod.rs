@@ -86,6 +86,16 @@ pub fn node_on(
             yaml::to_yaml("preseed", &preseed)?,
         ));
     }
+    if let Some(url) = &node.status_url {
+        let token = state.status_token(node.hostname.as_str()).ok_or_else(|| {
+            RenderError::MissingState(format!("status token for {}", node.hostname))
+        })?;
+        root.push(FileSpec::root_file(
+            firstboot::STATUS_ENV_PATH,
+            0o600,
+            firstboot::status_env(url, token),
+        ));
+    }
     root.push(FileSpec::root_file(
         firstboot::SCRIPT_PATH,
         0o755,

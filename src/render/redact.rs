@@ -1,6 +1,6 @@
 //! Hiding secrets from a person looking at rendered files (`render`
 //! without `--show-secrets`): SSH host private keys, the MicroCloud
-//! passphrase and Wi-Fi passwords.
+//! passphrase, Wi-Fi passwords and status tokens.
 //!
 //! The node is rendered a second time with every secret swapped for a
 //! unique stand-in token, and wherever a token shows up the real file is
@@ -62,6 +62,9 @@ fn masked(cluster: &Cluster, state: &State) -> (Cluster, State, Tokens) {
     let mut s = state.clone();
     for key in s.host_keys.values_mut() {
         tokens.mask(&mut key.private_openssh);
+    }
+    for token in s.status_tokens.values_mut() {
+        tokens.mask(token);
     }
     if let Some(p) = &mut s.passphrase {
         tokens.mask(p);

@@ -27,6 +27,8 @@ mod image_check;
 mod inspect;
 mod ls_cat;
 mod netboot_dhcp;
+mod netboot_http;
+mod netboot_http_report;
 mod netboot_lower;
 mod netboot_nbd;
 mod netboot_serve;

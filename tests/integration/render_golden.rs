@@ -7,7 +7,7 @@ use homelab_image::render::{known_hosts, tree::to_text};
 
 use crate::profile_support::{example_profiles, render_profile, repo};
 
-fn check_golden(rel: &str, actual: &str) {
+pub(crate) fn check_golden(rel: &str, actual: &str) {
     let path = repo().join("tests/golden").join(rel);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
