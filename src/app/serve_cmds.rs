@@ -5,6 +5,7 @@
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -12,6 +13,7 @@ use super::GlobalArgs;
 use crate::cli::ServeArgs;
 use crate::netboot::boot_files::{BootNode, Watched, boot_partition};
 use crate::netboot::disk::Disk;
+use crate::netboot::http::Tokens;
 use crate::netboot::ports::Ports;
 use crate::netboot::registry::{NodeId, Registry};
 use crate::netboot::serve::{Served, Setup};
@@ -19,14 +21,14 @@ use crate::profile::resolved::{Cluster, ResolvedNode};
 use crate::progress::Progress;
 
 pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
-    if args.status_only {
-        bail!("--status-only is not available yet: the HTTP status server is not built in");
-    }
     // Installed first: a Ctrl-C while the nodes are prepared stops the
     // servers before they start, not the process midway.
     let stop = super::interrupt_flag()?;
     let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
     let cluster = &resolved.cluster;
+    if args.status_only {
+        return status_only(args, cluster, &stop);
+    }
     let nodes = select(cluster, &args.node)?;
     for r in &args.reset {
         if !nodes.iter().any(|n| n.hostname.as_str() == r) {
@@ -125,19 +127,113 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
             boot: boot_node,
         });
     }
+    // Nodes that boot from their own disks but report to this server.
+    for n in cluster.nodes.iter().filter(|n| n.status_url.is_some()) {
+        if !ids.iter().any(|id| id.name == n.hostname.as_str()) {
+            ids.push(plain_id(n));
+        }
+    }
+    let tokens = load_tokens(cluster, &ids)?;
     let registry = Arc::new(Registry::new(ids));
     eprintln!(
-        "serving {} on {address}: ProxyDHCP port {}, TFTP port {}, NBD port {}; disk writes in {}; \
-         Ctrl-C stops",
+        "serving {} on {address}: ProxyDHCP port {}, TFTP port {}, NBD port {}, status page \
+         http://{address}:{}/; disk writes in {}; Ctrl-C stops",
         names.join(", "),
         ports.dhcp,
         ports.tftp,
         ports.nbd,
+        ports.http,
         delta_dir.display()
     );
-    crate::netboot::serve::run(&setup, served, registry, &stop)?;
+    crate::netboot::serve::run(&setup, served, registry, tokens, &stop)?;
     eprintln!("stopped");
     Ok(())
+}
+
+/// `--status-only`: the HTTP status server for every node whose profile
+/// names a `status_url`, with the tokens `build` made.
+fn status_only(args: &ServeArgs, cluster: &Cluster, stop: &AtomicBool) -> Result<()> {
+    let ids: Vec<NodeId> = cluster
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.status_url.is_some()
+                && (args.node.is_empty() || args.node.contains(&n.hostname.as_str().to_string()))
+        })
+        .map(plain_id)
+        .collect();
+    if ids.is_empty() {
+        bail!(
+            "no node of the profile has a `status_url`, so none reports to a status server \
+             (docs/PROFILE.md)"
+        );
+    }
+    let ports = Ports::with_base(args.port_base)
+        .ok_or_else(|| anyhow!("--port-base {}: the ports would pass 65535", args.port_base))?;
+    let address = match args.address {
+        Some(a) => a,
+        None => {
+            let nodes: Vec<&ResolvedNode> = cluster.nodes.iter().collect();
+            own_address(args.interface.as_deref(), &nodes)?
+        }
+    };
+    let setup = Setup {
+        address,
+        interface: args.interface.clone(),
+        ports,
+        any: args.any,
+    };
+    crate::netboot::serve::check_ports(&setup, true)?;
+    let tokens = load_tokens(cluster, &ids)?;
+    let names: Vec<&str> = ids.iter().map(|i| i.name.as_str()).collect();
+    eprintln!(
+        "status page for {} on http://{address}:{}/; Ctrl-C stops",
+        names.join(", "),
+        ports.http
+    );
+    let registry = Arc::new(Registry::new(ids));
+    crate::netboot::serve::run(&setup, Vec::new(), registry, tokens, stop)?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// A node known by name and address only (it boots from its own disk).
+fn plain_id(n: &ResolvedNode) -> NodeId {
+    NodeId {
+        name: n.hostname.as_str().to_string(),
+        serial: None,
+        mac: n.network.mac,
+        address: Some(n.network.address.addr()),
+    }
+}
+
+/// The status tokens `build` made for the nodes that report; a node
+/// without one is named (its reports will be refused).
+fn load_tokens(cluster: &Cluster, ids: &[NodeId]) -> Result<Tokens> {
+    let reporting: Vec<&str> = ids
+        .iter()
+        .filter(|id| {
+            cluster
+                .node(&id.name)
+                .is_some_and(|n| n.status_url.is_some())
+        })
+        .map(|id| id.name.as_str())
+        .collect();
+    let tokens =
+        Tokens::load(&cluster.state_dir, reporting.iter().copied()).with_context(|| {
+            format!(
+                "reading the status tokens in {}",
+                cluster.state_dir.display()
+            )
+        })?;
+    for n in tokens.missing(reporting.iter().copied()) {
+        eprintln!(
+            "warning: node {n}: no status token in {} yet (`build` makes it), so its \
+             reports will be refused",
+            cluster.state_dir.display()
+        );
+    }
+    Ok(tokens)
 }
 
 /// The netboot nodes to serve: those named, or every one with `netboot:`.

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow};
 
 use super::boot_files::{BootFiles, BootNode, Watched};
 use super::disk::Disk;
+use super::http::{self, Tokens};
 use super::nbd::{self, ProfileExports};
 use super::ports::Ports;
 use super::proxydhcp;
@@ -55,6 +56,43 @@ pub fn bind_error(what: &str, addr: SocketAddr, e: &std::io::Error) -> anyhow::E
     anyhow!("{what}: cannot listen on {addr}: {e}{hint}")
 }
 
+/// Binds and starts ProxyDHCP, TFTP and NBD.
+async fn spawn_netboot(
+    setup: &Setup,
+    tasks: &mut tokio::task::JoinSet<Result<()>>,
+    files: Arc<BootFiles>,
+    exports: &Arc<ProfileExports>,
+    registry: &Arc<Registry>,
+) -> Result<()> {
+    let ip = IpAddr::V4(setup.address);
+    let tftp_addr = SocketAddr::new(ip, setup.ports.tftp);
+    let tftp = tftp::Server::bind(tftp_addr, files, tftp::Config::default())
+        .await
+        .map_err(|e| bind_error("TFTP", tftp_addr, &e))?;
+    tracing::info!("TFTP on {}", tftp.local_addr()?);
+    let nbd = nbd::Server::bind(ip, setup.ports.nbd, nbd::Config::default())
+        .await
+        .map_err(|e| anyhow!("NBD: {e}"))?;
+    tracing::info!("NBD on {}", nbd.local_addr()?);
+    let dhcp =
+        proxydhcp::ProxyDhcp::bind(setup.address, setup.ports.dhcp, setup.interface.as_deref())
+            .map_err(|e| anyhow!("ProxyDHCP: {e}"))?;
+    tracing::info!("ProxyDHCP on port {}", setup.ports.dhcp);
+    let dhcp_config = proxydhcp::Config {
+        any: setup.any,
+        client_port: setup.ports.dhcp + 1,
+    };
+    let reg = Arc::clone(registry);
+    tasks.spawn(async move { dhcp.run(reg, dhcp_config).await.context("ProxyDHCP") });
+    tasks.spawn(async move { tftp.run().await.context("TFTP") });
+    let (ex, reg) = (
+        Arc::clone(exports) as Arc<dyn nbd::Exports>,
+        Arc::clone(registry),
+    );
+    tasks.spawn(async move { nbd.run(ex, reg).await.context("NBD") });
+    Ok(())
+}
+
 /// Tries every port `serve` will listen on, so a port it may not use
 /// (below 1024 without the right, or taken) stops it before the bases are
 /// fetched and the nodes prepared. DHCP listens on every address (a
@@ -76,13 +114,17 @@ pub fn check_ports(setup: &Setup, status_only: bool) -> Result<()> {
     Ok(())
 }
 
-/// Serves `nodes` until `stop` is set; then flushes every disk.
+/// Serves `nodes` until `stop` is set; then flushes every disk. The HTTP
+/// status server always runs; with no `nodes` (`--status-only`) it is
+/// the only one.
 pub fn run(
     setup: &Setup,
     nodes: Vec<Served>,
     registry: Arc<Registry>,
+    tokens: Tokens,
     stop: &AtomicBool,
 ) -> Result<()> {
+    let status_only = nodes.is_empty();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -107,32 +149,15 @@ pub fn run(
     });
     let ip = IpAddr::V4(setup.address);
     let result = runtime.block_on(async {
-        let tftp_addr = SocketAddr::new(ip, setup.ports.tftp);
-        let tftp = tftp::Server::bind(tftp_addr, files, tftp::Config::default())
-            .await
-            .map_err(|e| bind_error("TFTP", tftp_addr, &e))?;
-        tracing::info!("TFTP on {}", tftp.local_addr()?);
-        let nbd = nbd::Server::bind(ip, setup.ports.nbd, nbd::Config::default())
-            .await
-            .map_err(|e| anyhow!("NBD: {e}"))?;
-        tracing::info!("NBD on {}", nbd.local_addr()?);
-        let dhcp =
-            proxydhcp::ProxyDhcp::bind(setup.address, setup.ports.dhcp, setup.interface.as_deref())
-                .map_err(|e| anyhow!("ProxyDHCP: {e}"))?;
-        tracing::info!("ProxyDHCP on port {}", setup.ports.dhcp);
         let mut tasks = tokio::task::JoinSet::new();
-        let dhcp_config = proxydhcp::Config {
-            any: setup.any,
-            client_port: setup.ports.dhcp + 1,
-        };
+        let http =
+            http::StatusServer::bind(ip, setup.ports.http).map_err(|e| anyhow!("HTTP: {e}"))?;
+        tracing::info!("HTTP status page on http://{}/", http.local_addr()?);
         let reg = Arc::clone(&registry);
-        tasks.spawn(async move { dhcp.run(reg, dhcp_config).await.context("ProxyDHCP") });
-        tasks.spawn(async move { tftp.run().await.context("TFTP") });
-        let (ex, reg) = (
-            Arc::clone(&exports) as Arc<dyn nbd::Exports>,
-            Arc::clone(&registry),
-        );
-        tasks.spawn(async move { nbd.run(ex, reg).await.context("NBD") });
+        tasks.spawn(async move { http.run(reg, tokens).await.context("HTTP") });
+        if !status_only {
+            spawn_netboot(setup, &mut tasks, files, &exports, &registry).await?;
+        }
         while !stop.load(Ordering::Relaxed) {
             if let Ok(Some(done)) =
                 tokio::time::timeout(Duration::from_millis(200), tasks.join_next()).await

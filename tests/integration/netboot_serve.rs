@@ -654,3 +654,116 @@ fn a_changed_profile_refuses_the_old_delta_until_reset() {
         "{text}"
     );
 }
+
+fn http_get(base: u16, path: &str) -> String {
+    let out = run_ok(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20"])
+            .arg(format!("http://127.0.0.1:{}{path}", base + 80)),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_status_api_shows_what_each_protocol_served_the_node() {
+    let s = setup();
+    let serving = start_serve(s.dir.path(), &s.profile, &["--any"]);
+    let got = s.dir.path().join("got");
+    assert!(
+        curl(serving.base, &format!("{SERIAL}/config.txt"), &[], &got)
+            .status
+            .success()
+    );
+    let out = convert(serving.base, &s.dir.path().join("export.raw"));
+    assert!(out.status.success());
+    // Counters reach the registry when a transfer or session ends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_str(&http_get(serving.base, "/api/nodes")).unwrap();
+        let node = &v[0];
+        assert_eq!(node["name"], "pi1");
+        assert_eq!(node["serial"], SERIAL);
+        let tftp = node["tftp"]["bytes_served"].as_u64().unwrap_or(0);
+        let nbd = node["nbd"]["bytes_served"].as_u64().unwrap_or(0);
+        if tftp == std::fs::metadata(&got).unwrap().len() && nbd >= 2 << 30 {
+            assert_eq!(node["tftp"]["last_what"], "config.txt");
+            break;
+        }
+        assert!(Instant::now() < deadline, "counters not updated: {node}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let page = http_get(serving.base, "/");
+    assert!(page.contains("data-node=\"pi1\""), "{page}");
+}
+
+#[test]
+fn status_only_takes_the_reports_of_sd_card_nodes_with_their_token() {
+    let s = setup();
+    let text = std::fs::read_to_string(&s.profile).unwrap();
+    let base = free_port_base();
+    let with_url = text.replace(
+        "  board: rpi4\n",
+        &format!(
+            "  board: rpi4\n  status_url: http://127.0.0.1:{}\n",
+            base + 80
+        ),
+    );
+    std::fs::write(&s.profile, with_url).unwrap();
+    // `build` makes the node's token.
+    run_ok(
+        bin()
+            .arg("--profile")
+            .arg(&s.profile)
+            .args(["build", "--node", "pi1", "--out"])
+            .arg(s.dir.path().join("out"))
+            .env("HOME", s.dir.path()),
+    );
+    let token_file = s.dir.path().join(".homelab-state/nodes/pi1/status-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let mut child = bin()
+        .arg("--profile")
+        .arg(&s.profile)
+        .args([
+            "serve",
+            "--status-only",
+            "--address",
+            "127.0.0.1",
+            "--port-base",
+        ])
+        .arg(base.to_string())
+        .env("HOME", s.dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}/api/nodes/pi1/status", base + 80);
+    let post = |auth: &str| {
+        Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--retry",
+                "20",
+                "--retry-connrefused",
+                "--retry-delay",
+                "1",
+            ])
+            .args(["-H", "Content-Type: application/json", "-H"])
+            .arg(format!("Authorization: Bearer {auth}"))
+            .args(["-d", r#"{"state":"done","detail":"joined"}"#])
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let bad = post("0000");
+    let good = post(token.trim());
+    let v: serde_json::Value = serde_json::from_str(&http_get(base, "/api/nodes")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(String::from_utf8_lossy(&bad.stdout), "401");
+    assert_eq!(String::from_utf8_lossy(&good.stdout), "204");
+    assert_eq!(v[0]["state"], "done", "{v}");
+}
