@@ -17,6 +17,7 @@ ensure_tools() {
 		cloud-init:cloud-init netplan:netplan.io systemd-analyze:systemd perl:perl
 		bmaptool:bmap-tools bc:bc mkfs.xfs:xfsprogs tftp:tftp-hpa curl:curl
 		zstd:zstd gpg:gnupg gpgconf:gnupg gpg-agent:gnupg
+		cpio:cpio lz4:lz4 bzip2:bzip2 lzma:xz-utils
 		git:git ssh-keygen:openssh-client mkfifo:coreutils getent:libc-bin mount:mount swapon:mount mkswap:util-linux
 	)
 

@@ -3,5 +3,6 @@
 //! §4). Each protocol is its own module; the wiring into `serve` comes later.
 
 pub mod disk;
+pub mod initramfs;
 pub mod registry;
 pub mod tftp;
