@@ -156,6 +156,36 @@ ensure_e2e_tools() {
 	echo "e2e tools present: qemu-system-aarch64 $(qemu-system-aarch64 --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1), mmdebstrap $(mmdebstrap --version | grep -oE '[0-9.]+$'), binfmt $(sed -n 's/^interpreter //p' "$entry")"
 }
 
+# ensure_netboot_e2e_tools: ensure_e2e_tools plus what scripts/e2e/netboot
+# and scripts/e2e/nbd-root-proof call: ip (the namespace and its tap), curl
+# (the TFTP client), nbdinfo, qemu-nbd and qemu-img (NBD client, and the
+# stand-in server of nbd-root-proof; qemu-utils from bookworm-backports, as
+# beside qemu 10 above), headless Chromium (the status page).
+ensure_netboot_e2e_tools() {
+	ensure_e2e_tools
+	local tools=(ip:iproute2 curl:curl nbdinfo:libnbd-bin cmp:diffutils
+		chromium-headless-shell:chromium-headless-shell)
+	local packages=() backports=() t
+	for t in "${tools[@]}"; do
+		command -v "${t%%:*}" >/dev/null 2>&1 || packages+=("${t#*:}")
+	done
+	command -v qemu-nbd >/dev/null 2>&1 && command -v qemu-img >/dev/null 2>&1 || backports+=(qemu-utils)
+	if ((${#packages[@]} + ${#backports[@]} > 0)); then
+		run_as_root apt-get update </dev/null
+	fi
+	if ((${#packages[@]} > 0)); then
+		echo "installing: ${packages[*]}"
+		run_as_root apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
+	fi
+	if ((${#backports[@]} > 0)); then
+		echo "installing from bookworm-backports: ${backports[*]}"
+		run_as_root apt-get install -y --no-install-recommends -t bookworm-backports "${backports[@]}" </dev/null
+	fi
+	for t in "${tools[@]}" qemu-nbd:qemu-utils qemu-img:qemu-utils; do
+		command -v "${t%%:*}" >/dev/null 2>&1 || die "${t%%:*} is still missing after apt-get install"
+	done
+}
+
 # register_binfmt_aarch64: register the qemu-aarch64 interpreter with
 # binfmt_misc. qemu 10 (bookworm-backports) ships its entries for systemd's
 # binfmt.d (/usr/lib/binfmt.d/qemu-aarch64.conf), not for binfmt-support, so

@@ -26,6 +26,7 @@ mod http_server;
 mod image_check;
 mod inspect;
 mod ls_cat;
+mod netboot_initramfs;
 mod netboot_tftp;
 mod profile_bad;
 mod profile_cli;
