@@ -202,8 +202,8 @@ impl Header {
 
 /// Reads a part's archives into `tree`. An uncompressed part (`one`) is a
 /// single archive, up to its `TRAILER!!!`; a compressed part's output is
-/// archives separated by zero padding up to its end, which must fall
-/// between archives, as the kernel requires.
+/// one or more archives separated by zero padding up to its end, which
+/// must fall between archives, as the kernel requires.
 pub(super) fn read_part<R: BufRead>(
     s: &mut Stream<R>,
     part: Part,
@@ -211,10 +211,20 @@ pub(super) fn read_part<R: BufRead>(
     tree: &mut Tree,
     budget: &mut Budget,
 ) -> Result<(), InitramfsError> {
+    let mut archives = 0u64;
     loop {
         if !one {
             let at = s.pos;
             match s.skip_zeros() {
+                // A member that decodes to nothing is a cut one: some
+                // decoders (flate2) end quietly inside a truncated header.
+                Ok(None) if archives == 0 => {
+                    return Err(InitramfsError::Truncated {
+                        part,
+                        at: s.pos,
+                        inside: "its first cpio archive".to_owned(),
+                    });
+                }
                 Ok(None) => return Ok(()),
                 Ok(Some(b'0')) => {}
                 Ok(Some(byte)) => {
@@ -228,6 +238,7 @@ pub(super) fn read_part<R: BufRead>(
             }
         }
         read_archive(s, part, tree, budget)?;
+        archives += 1;
         if one {
             return Ok(());
         }

@@ -495,3 +495,51 @@ fn entry_count_and_input_size_caps_hold() {
         Err(InitramfsError::OutputTooLarge { limit: 1000 })
     ));
 }
+
+#[test]
+fn every_single_byte_damage_and_every_truncation_gives_an_answer_not_a_panic() {
+    let plain = archive(ALL);
+    let zst = through(ZSTD, &plain);
+    let gz = through(GZIP, &plain);
+    let mut errors = 0usize;
+    for data in [&plain, &zst, &gz] {
+        for at in 0..data.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = data.clone();
+                bad[at] ^= flip;
+                // Ok or a typed error, and the message renders.
+                if let Err(e) = support(&bad) {
+                    errors += 1;
+                    assert!(!e.to_string().is_empty());
+                }
+            }
+            if let Err(e) = support(&data[..at]) {
+                errors += 1;
+                assert!(!e.to_string().is_empty());
+            } else {
+                // Only a cut in the 512-byte padding after the trailer
+                // (or in the gzip/zstd trailer, which some decoders do not
+                // need) can leave a readable archive.
+                assert!(
+                    at > data.len() - 520,
+                    "a cut at {at} of {} was read as complete",
+                    data.len()
+                );
+            }
+        }
+    }
+    assert!(errors > plain.len(), "only {errors} errors");
+}
+
+#[test]
+fn gzip_member_cut_inside_its_header_is_truncation_not_an_empty_initrd() {
+    let gz = through(GZIP, &archive(ALL));
+    for cut in [2, 5, 10] {
+        match support(&gz[..cut]) {
+            Err(InitramfsError::Truncated { part, .. }) => {
+                assert_eq!(part.compression, Some(Compression::Gzip));
+            }
+            other => panic!("cut at {cut}: expected truncation, got {other:?}"),
+        }
+    }
+}
