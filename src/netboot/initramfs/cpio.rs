@@ -40,13 +40,13 @@ impl<R: BufRead> Stream<R> {
     }
 
     fn fill(&mut self) -> io::Result<&[u8]> {
-        loop {
-            match self.inner.fill_buf() {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Re-borrowed here, not bound above: the loop may go round.
-                _ => return self.inner.fill_buf(),
+        while let Err(e) = self.inner.fill_buf() {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
             }
         }
+        // Filled: this returns the buffered bytes without reading.
+        self.inner.fill_buf()
     }
 
     fn consume(&mut self, n: usize) {
