@@ -69,9 +69,10 @@ impl<R: BufRead> Stream<R> {
         Ok(())
     }
 
-    /// Reads past `n` bytes, adding each to `sum` (the "crc" format's
-    /// checksum is the 32-bit sum of a file's bytes).
-    fn skip(&mut self, mut n: u64, sum: &mut u32) -> io::Result<()> {
+    /// Reads past `n` bytes, adding each to `sum` if given (the "crc"
+    /// format's checksum is the 32-bit sum of a file's bytes; newc has
+    /// none, and summing costs a pass over every byte).
+    fn skip(&mut self, mut n: u64, mut sum: Option<&mut u32>) -> io::Result<()> {
         while n > 0 {
             let avail = self.fill()?;
             if avail.is_empty() {
@@ -79,9 +80,11 @@ impl<R: BufRead> Stream<R> {
             }
             // min() with a u64 that fits the buffer's usize length.
             let k = usize::try_from(n).map_or(avail.len(), |n| n.min(avail.len()));
-            *sum = avail[..k]
-                .iter()
-                .fold(*sum, |s, &b| s.wrapping_add(u32::from(b)));
+            if let Some(sum) = sum.as_deref_mut() {
+                *sum = avail[..k]
+                    .iter()
+                    .fold(*sum, |s, &b| s.wrapping_add(u32::from(b)));
+            }
             self.consume(k);
             n -= len64(k);
         }
@@ -106,7 +109,7 @@ impl<R: BufRead> Stream<R> {
 
     fn pad_to_4(&mut self) -> io::Result<()> {
         let pad = (4 - self.pos % 4) % 4;
-        self.skip(pad, &mut 0)
+        self.skip(pad, None)
     }
 }
 
@@ -319,7 +322,8 @@ fn read_archive<R: BufRead>(
                 data: Some(data),
             }
         } else {
-            if let Err(e) = s.skip(h.filesize, &mut sum) {
+            let summed = (h.crc && ty == S_IFREG).then_some(&mut sum);
+            if let Err(e) = s.skip(h.filesize, summed) {
                 return Err(io(budget, s, e, Inside::Data(&name)));
             }
             match ty {

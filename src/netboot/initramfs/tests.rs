@@ -441,25 +441,30 @@ fn bzip2_lzma_and_lz4_are_named_not_misread() {
 
 #[test]
 fn decompression_bomb_beyond_the_default_cap_is_refused() {
-    // One sparse file a little over 1 GiB of zeros: cpio reads it, zstd
-    // squeezes it to a few dozen KiB.
+    // A sparse 64 MiB file of zeros: cpio reads it, zstd squeezes it to a
+    // few KiB; 17 such members (the kernel unpacks them all into one tree)
+    // make 1.06 GiB from well under 1 MiB.
     let d = tempfile::tempdir().unwrap();
     let f = fs::File::create(d.path().join("zeros")).unwrap();
-    f.set_len(Limits::DEFAULT.max_output + 4096).unwrap();
-    let bomb = Command::new("sh")
+    f.set_len(64 << 20).unwrap();
+    let member = Command::new("sh")
         .arg("-c")
         .arg("echo zeros | cpio -o -H newc --quiet | zstd -q -c -1")
         .current_dir(d.path())
         .output()
         .unwrap();
-    assert!(bomb.status.success());
-    assert!(bomb.stdout.len() < 1 << 20, "{} bytes", bomb.stdout.len());
-    match support(&bomb.stdout) {
+    assert!(member.status.success());
+    let bomb = member.stdout.repeat(17);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    match support(&bomb) {
         Err(e @ InitramfsError::OutputTooLarge { .. }) => {
             assert!(e.to_string().contains("1073741824"), "{e}")
         }
         other => panic!("expected the cap, got {other:?}"),
     }
+    // 15 (960 MiB and headers) stay under the cap and are read.
+    let s = support(&member.stdout.repeat(15)).unwrap();
+    assert!(!s.nbd_client);
 }
 
 #[test]
