@@ -19,6 +19,7 @@ ensure_tools() {
 		chromium-headless-shell:chromium-headless-shell
 		zstd:zstd gpg:gnupg gpgconf:gnupg gpg-agent:gnupg
 		dnsmasq:dnsmasq-base ip:iproute2
+		cpio:cpio lz4:lz4 bzip2:bzip2 lzma:xz-utils
 		git:git ssh-keygen:openssh-client mkfifo:coreutils getent:libc-bin mount:mount swapon:mount mkswap:util-linux
 		nbdinfo:libnbd-bin qemu-img:qemu-utils qemu-io:qemu-utils timeout:coreutils
 	)
@@ -156,6 +157,36 @@ ensure_e2e_tools() {
 	fi
 	grep -qx enabled "$entry" || die "$entry is not enabled after registering it"
 	echo "e2e tools present: qemu-system-aarch64 $(qemu-system-aarch64 --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1), mmdebstrap $(mmdebstrap --version | grep -oE '[0-9.]+$'), binfmt $(sed -n 's/^interpreter //p' "$entry")"
+}
+
+# ensure_netboot_e2e_tools: ensure_e2e_tools plus what scripts/e2e/netboot
+# and scripts/e2e/nbd-root-proof call: ip (the namespace and its tap), curl
+# (the TFTP client), nbdinfo, qemu-nbd and qemu-img (NBD client, and the
+# stand-in server of nbd-root-proof; qemu-utils from bookworm-backports, as
+# beside qemu 10 above), headless Chromium (the status page).
+ensure_netboot_e2e_tools() {
+	ensure_e2e_tools
+	local tools=(ip:iproute2 curl:curl nbdinfo:libnbd-bin cmp:diffutils
+		chromium-headless-shell:chromium-headless-shell)
+	local packages=() backports=() t
+	for t in "${tools[@]}"; do
+		command -v "${t%%:*}" >/dev/null 2>&1 || packages+=("${t#*:}")
+	done
+	command -v qemu-nbd >/dev/null 2>&1 && command -v qemu-img >/dev/null 2>&1 || backports+=(qemu-utils)
+	if ((${#packages[@]} + ${#backports[@]} > 0)); then
+		run_as_root apt-get update </dev/null
+	fi
+	if ((${#packages[@]} > 0)); then
+		echo "installing: ${packages[*]}"
+		run_as_root apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
+	fi
+	if ((${#backports[@]} > 0)); then
+		echo "installing from bookworm-backports: ${backports[*]}"
+		run_as_root apt-get install -y --no-install-recommends -t bookworm-backports "${backports[@]}" </dev/null
+	fi
+	for t in "${tools[@]}" qemu-nbd:qemu-utils qemu-img:qemu-utils; do
+		command -v "${t%%:*}" >/dev/null 2>&1 || die "${t%%:*} is still missing after apt-get install"
+	done
 }
 
 # register_binfmt_aarch64: register the qemu-aarch64 interpreter with

@@ -29,6 +29,7 @@ mod ls_cat;
 mod netboot_dhcp;
 mod netboot_http;
 mod netboot_http_report;
+mod netboot_initramfs;
 mod netboot_lower;
 mod netboot_nbd;
 mod netboot_serve;
