@@ -293,3 +293,29 @@ user-data, meta-data and network-config are read by cloud-init on first boot
 line of cmdline.txt; network-config is *not* sourced from remote seeds.
 EOF
 }
+
+# ubuntu_initrd PATH: a small initramfs laid out as Ubuntu 24.04's is for an
+# NBD root (what `serve` looks for before it serves a node): an early
+# uncompressed cpio, then a zstd-compressed one holding nbd-client, the
+# initramfs-tools nbd script and the nbd module. Reproducible: fixed
+# times, owners and inode numbers (cpio --reproducible).
+ubuntu_initrd() {
+	local t out=$1
+	t=$(mktemp -d)
+	mkdir -p "$t/early/kernel/x86/microcode" "$t/main/usr/sbin" "$t/main/scripts/local-top" \
+		"$t/main/usr/lib/modules/6.8.0-1004-raspi/kernel/drivers/block"
+	printf 'early microcode stand-in\n' >"$t/early/kernel/x86/microcode/AuthenticAMD.bin"
+	printf '\177ELF nbd-client stand-in\n' >"$t/main/usr/sbin/nbd-client"
+	printf '#!/bin/sh\n# nbd root stand-in\n' >"$t/main/scripts/local-top/nbd"
+	printf 'nbd module stand-in\n' >"$t/main/usr/lib/modules/6.8.0-1004-raspi/kernel/drivers/block/nbd.ko.zst"
+	chmod 755 "$t/main/usr/sbin/nbd-client" "$t/main/scripts/local-top/nbd"
+	ln -s usr/sbin "$t/main/sbin"
+	ln -s usr/lib "$t/main/lib"
+	find "$t" -exec touch -h -d @1577836800 {} +
+	mkdir -p "$(dirname "$out")"
+	{
+		(cd "$t/early" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible)
+		(cd "$t/main" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible | zstd -q -19 -c)
+	} >"$out"
+	rm -rf "$t"
+}

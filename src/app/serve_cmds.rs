@@ -115,6 +115,7 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
             boot,
             crate::netboot::prepare::cmdline_ops(node, address, ports.nbd),
         )?;
+        crate::netboot::prepare::check_initrd(&boot_node)?;
         ids.push(NodeId {
             name: plan.name.clone(),
             serial: netboot.and_then(|nb| nb.serial),

@@ -183,6 +183,16 @@ impl BootNode {
         Ok(index)
     }
 
+    /// The file at `rel` in the boot partition as the node fetches it,
+    /// `None` when there is none.
+    pub fn file(&self, rel: &str) -> Result<Option<Opened>> {
+        match self.open(rel) {
+            Ok(o) => Ok(Some(o)),
+            Err(Refusal::NotFound) => Ok(None),
+            Err(Refusal::Denied(why)) => Err(anyhow!("{why}")),
+        }
+    }
+
     /// Opens `rel` (below the prefix) for `client`.
     fn open(&self, rel: &str) -> Result<Opened, Refusal> {
         let index = self.index().map_err(|e| {

@@ -100,3 +100,60 @@ pub fn cmdline_ops(
     }
     ops
 }
+
+/// Refuses a node whose initramfs cannot mount a root over NBD: reads its
+/// `initrd.img` (`current/initrd.img` on the A/B layout) from the boot
+/// partition as the bootloader would fetch it, unpacks it as the kernel
+/// does and looks for `nbd-client`, the initramfs-tools NBD script and the
+/// nbd driver.
+pub fn check_initrd(boot: &super::boot_files::BootNode) -> Result<()> {
+    let name = &boot.name;
+    let mut found = None;
+    for rel in ["initrd.img", "current/initrd.img"] {
+        if let Some(o) = boot
+            .file(rel)
+            .with_context(|| format!("node {name}: reading {rel}"))?
+        {
+            found = Some((rel, o));
+            break;
+        }
+    }
+    let Some((rel, opened)) = found else {
+        bail!(
+            "node {name}: its boot partition has no initrd.img (nor current/initrd.img), so \
+             its kernel cannot mount a root over NBD"
+        );
+    };
+    let mut reader = ReadAtReader {
+        inner: opened.data,
+        pos: 0,
+        len: opened.len,
+    };
+    let support = super::initramfs::nbd_support(&mut reader)
+        .with_context(|| format!("node {name}: reading {rel} from its boot partition"))?;
+    if let Some(why) = support.describe_missing() {
+        bail!("node {name}: {rel}: {why}");
+    }
+    tracing::info!("{name}: {rel} has nbd-client and the NBD boot script");
+    Ok(())
+}
+
+/// A positional reader read from the start to `len`.
+struct ReadAtReader {
+    inner: Box<dyn crate::io::ReadAt + Send + Sync>,
+    pos: u64,
+    len: u64,
+}
+
+impl std::io::Read for ReadAtReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.len - self.pos;
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if n == 0 {
+            return Ok(0);
+        }
+        self.inner.read_exact_at(&mut buf[..n], self.pos)?;
+        self.pos += n as u64; // as: usize fits u64
+        Ok(n)
+    }
+}

@@ -767,3 +767,45 @@ fn status_only_takes_the_reports_of_sd_card_nodes_with_their_token() {
     assert_eq!(String::from_utf8_lossy(&good.stdout), "204");
     assert_eq!(v[0]["state"], "done", "{v}");
 }
+
+#[test]
+fn a_node_whose_initramfs_lacks_nbd_client_is_refused_naming_what_is_missing() {
+    // A 22.04-like initrd: a real gzip cpio with no NBD pieces.
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.img");
+    std::fs::copy(fixture("ubuntu-raspi.img"), &base).unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("usr/sbin")).unwrap();
+    std::fs::write(tree.join("usr/sbin/busybox"), "\x7fELF").unwrap();
+    let initrd = dir.path().join("initrd.img");
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "cd {} && find . | cpio --quiet -o -H newc | gzip -n > {}",
+        tree.display(),
+        initrd.display()
+    )));
+    run_ok(bin().arg("rm").arg(&base).arg("1").arg("/initrd.img"));
+    run_ok(bin().arg("cp").arg(&base).arg("1").arg(&initrd).arg("/"));
+    let profile = profile(dir.path(), &base);
+    let out = bin()
+        .arg("--profile")
+        .arg(&profile)
+        .args(["serve", "--address", "127.0.0.1", "--port-base"])
+        .arg(free_port_base().to_string())
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for want in [
+        "pi1",
+        "initrd.img",
+        "nbd-client",
+        "scripts/local-top/nbd",
+        "nbd kernel module",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
