@@ -42,10 +42,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         bases,
         save_state: !args.dry_run,
     };
-    let prepared = pipeline::prepare(&request, &progress, &mut |n| match n {
-        Notice::Warning(w) => eprintln!("warning: {w}"),
-        Notice::Note(n) => eprintln!("note: {n}"),
-    })?;
+    let prepared = pipeline::prepare(&request, &progress, &mut print_notice)?;
     let the_plan = &prepared.plan;
     let mut stdout = std::io::stdout().lock();
     if args.dry_run {
@@ -98,4 +95,34 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         writeln!(stdout, "known_hosts  {}", kh.display()).context("writing to stdout")?;
     }
     Ok(())
+}
+
+/// Prints a pipeline notice on stderr, `warning:` or `note:` first.
+pub(super) fn print_notice(n: Notice) {
+    match n {
+        Notice::Warning(w) => eprintln!("warning: {w}"),
+        Notice::Note(n) => eprintln!("note: {n}"),
+    }
+}
+
+/// The build pipeline's preparation for commands that build nodes in
+/// memory (`flash --node` without an image, `serve`): the bases fetched
+/// with `fetch`'s options, the state saved, every node rendered.
+pub(super) fn prepare_fetched(
+    global: &GlobalArgs,
+    fetch: &crate::cli::source_cmds::FetchArgs,
+    cluster: &crate::profile::resolved::Cluster,
+    names: &[String],
+    out_dir: &std::path::Path,
+    progress: &crate::progress::Progress,
+) -> Result<pipeline::Prepared> {
+    let opts = super::source_cmds::source_options(global, fetch)?;
+    let request = Request {
+        cluster,
+        nodes: names,
+        out_dir,
+        bases: Bases::Fetch(&opts),
+        save_state: true,
+    };
+    pipeline::prepare(&request, progress, &mut print_notice)
 }

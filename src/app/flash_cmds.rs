@@ -498,18 +498,14 @@ fn build_in_memory(
         return Ok(Vec::new());
     }
     let cluster = profile_of(cluster)?;
-    let opts = super::source_cmds::source_options(global, &args.fetch)?;
-    let request = crate::build::pipeline::Request {
+    let prepared = super::build_cmds::prepare_fetched(
+        global,
+        &args.fetch,
         cluster,
-        nodes: &names,
-        out_dir: &args.out,
-        bases: crate::build::pipeline::Bases::Fetch(&opts),
-        save_state: true,
-    };
-    let prepared = crate::build::pipeline::prepare(&request, progress, &mut |n| match n {
-        crate::build::pipeline::Notice::Warning(w) => eprintln!("warning: {w}"),
-        crate::build::pipeline::Notice::Note(n) => eprintln!("note: {n}"),
-    })?;
+        &names,
+        &args.out,
+        progress,
+    )?;
     let mut out = Vec::new();
     for n in &prepared.plan.nodes {
         eprintln!(

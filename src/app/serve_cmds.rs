@@ -65,19 +65,15 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     crate::netboot::serve::check_ports(&setup, args.status_only)?;
 
     let progress = Progress::for_stderr(global.quiet);
-    let opts = super::source_cmds::source_options(global, &args.fetch)?;
     let names = names(&nodes);
-    let request = crate::build::pipeline::Request {
+    let prepared = super::build_cmds::prepare_fetched(
+        global,
+        &args.fetch,
         cluster,
-        nodes: &names,
-        out_dir: &args.out,
-        bases: crate::build::pipeline::Bases::Fetch(&opts),
-        save_state: true,
-    };
-    let prepared = crate::build::pipeline::prepare(&request, &progress, &mut |n| match n {
-        crate::build::pipeline::Notice::Warning(w) => eprintln!("warning: {w}"),
-        crate::build::pipeline::Notice::Note(n) => eprintln!("note: {n}"),
-    })?;
+        &names,
+        &args.out,
+        &progress,
+    )?;
 
     let delta_dir = args.out.join("netboot");
     let mut served = Vec::new();
