@@ -85,6 +85,31 @@ run_as_root() {
 	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive "$@"
 }
 
+# apt_install_split: installs the caller's `packages` from the default
+# suites and its `backports` from bookworm-backports (adding that suite to
+# apt's sources first when missing), as root; apt-get update once.
+apt_install_split() {
+	if ((${#backports[@]} > 0)) &&
+		! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		local mirror
+		mirror=$(debian_mirror)
+		echo "adding bookworm-backports ($mirror) to apt sources for ${backports[*]}"
+		printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+			"$mirror" | run_as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+	fi
+	if ((${#packages[@]} + ${#backports[@]} > 0)); then
+		run_as_root apt-get update </dev/null
+	fi
+	if ((${#packages[@]} > 0)); then
+		echo "installing: ${packages[*]}"
+		run_as_root apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
+	fi
+	if ((${#backports[@]} > 0)); then
+		echo "installing from bookworm-backports: ${backports[*]}"
+		run_as_root apt-get install -y --no-install-recommends -t bookworm-backports "${backports[@]}" </dev/null
+	fi
+}
+
 # ensure_e2e_tools: what scripts/e2e-boot needs to build an arm64 Debian root
 # and boot it. Installs only what is missing, so a prepared machine never
 # touches apt.
@@ -117,25 +142,7 @@ ensure_e2e_tools() {
 	[[ -x /usr/libexec/qemu-binfmt/aarch64-binfmt-P || -x /usr/bin/qemu-aarch64-static ]] ||
 		backports+=(qemu-user-static)
 
-	if ((${#backports[@]} > 0)) &&
-		! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-		local mirror
-		mirror=$(debian_mirror)
-		echo "adding bookworm-backports ($mirror) to apt sources for ${backports[*]}"
-		printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-			"$mirror" | run_as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
-	fi
-	if ((${#packages[@]} + ${#backports[@]} > 0)); then
-		run_as_root apt-get update </dev/null
-	fi
-	if ((${#packages[@]} > 0)); then
-		echo "installing: ${packages[*]}"
-		run_as_root apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
-	fi
-	if ((${#backports[@]} > 0)); then
-		echo "installing from bookworm-backports: ${backports[*]}"
-		run_as_root apt-get install -y --no-install-recommends -t bookworm-backports "${backports[@]}" </dev/null
-	fi
+	apt_install_split
 	for t in "${tools[@]}" qemu-system-aarch64:qemu-system-arm; do
 		command -v "${t%%:*}" >/dev/null 2>&1 || die "${t%%:*} is still missing after apt-get install"
 	done
@@ -173,17 +180,7 @@ ensure_netboot_e2e_tools() {
 		command -v "${t%%:*}" >/dev/null 2>&1 || packages+=("${t#*:}")
 	done
 	command -v qemu-nbd >/dev/null 2>&1 && command -v qemu-img >/dev/null 2>&1 || backports+=(qemu-utils)
-	if ((${#packages[@]} + ${#backports[@]} > 0)); then
-		run_as_root apt-get update </dev/null
-	fi
-	if ((${#packages[@]} > 0)); then
-		echo "installing: ${packages[*]}"
-		run_as_root apt-get install -y --no-install-recommends "${packages[@]}" </dev/null
-	fi
-	if ((${#backports[@]} > 0)); then
-		echo "installing from bookworm-backports: ${backports[*]}"
-		run_as_root apt-get install -y --no-install-recommends -t bookworm-backports "${backports[@]}" </dev/null
-	fi
+	apt_install_split
 	for t in "${tools[@]}" qemu-nbd:qemu-utils qemu-img:qemu-utils; do
 		command -v "${t%%:*}" >/dev/null 2>&1 || die "${t%%:*} is still missing after apt-get install"
 	done
