@@ -652,3 +652,99 @@ fn bind_errors_say_what_is_missing() {
         .map(|e| e.to_string());
     assert!(msg.is_some_and(|m| m.contains("0.0.0.0")));
 }
+
+/// The whole `serve` command inside the server namespace, on the real
+/// ports: a scripted Pi 4 whose serial is in the profile gets the proxy
+/// offer naming the server, and the status API counts the answer.
+#[test]
+fn serve_answers_a_profile_pi_in_a_namespace_and_counts_it() {
+    let Some(pair) = NetPair::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("homelab.yaml");
+    std::fs::write(
+        &profile,
+        format!(
+            "defaults:
+  image: {{os: ubuntu-24.04, path: {}}}
+  board: rpi4
+  users:
+    - name: alice
+      ssh_keys:
+        - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 alice@laptop
+nodes:
+  - hostname: pi4
+    network: {{address: 10.77.0.21/24, gateway: 10.77.0.254, interface: eth0}}
+    netboot: {{serial: \"{PI4_SERIAL:08x}\", disk_size: 2GiB}}
+",
+            crate::util::fixture("ubuntu-raspi.img").display()
+        ),
+    )
+    .unwrap();
+    let exe = assert_cmd::cargo::cargo_bin("homelab-image");
+    let log = dir.path().join("serve.log");
+    let mut serve = Command::new("ip")
+        .env("PATH", path_with_sbin())
+        .env("HOME", dir.path())
+        .args(["netns", "exec", &pair.server_ns])
+        .arg(&exe)
+        .arg("--profile")
+        .arg(&profile)
+        .args(["serve", "--address", &SERVER_IP.to_string(), "--out"])
+        .arg(dir.path().join("out"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let serve = Kill(&mut serve);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("serving pi4")
+    {
+        assert!(
+            std::time::Instant::now() < deadline && serve.0.try_wait().unwrap().is_none(),
+            "serve did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pi4 = pi_request(1, 0x2653_0339, PI4_MAC, b"RPi4", PI4_SERIAL);
+    let replies = client(
+        &pair,
+        dir.path(),
+        json!({"wait": 15, "quiet": 1, "requests": [{"xid": 0x2653_0339u32, "hex": hex(&pi4), "answer": true}]}),
+    );
+    let reply = reply_for(&replies, 0x2653_0339).expect("no offer from serve");
+    let parsed = parse_reply(&unhex(reply["hex"].as_str().unwrap()));
+    let menu = parsed
+        .options
+        .iter()
+        .find(|(code, _)| *code == 43)
+        .map(|(_, v)| v.clone());
+    let menu = menu.expect("no option 43");
+    assert!(
+        menu.windows(17).any(|w| w == b"Raspberry Pi Boot"),
+        "{menu:?}"
+    );
+    let server_id = parsed
+        .options
+        .iter()
+        .find(|(code, _)| *code == 54)
+        .map(|(_, v)| v.clone());
+    assert_eq!(server_id, Some(SERVER_IP.octets().to_vec()));
+    let api = Command::new("ip")
+        .env("PATH", path_with_sbin())
+        .args(["netns", "exec", &pair.server_ns, "curl", "-sS"])
+        .arg(format!("http://{SERVER_IP}/api/nodes"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&api.stdout).unwrap();
+    assert_eq!(v[0]["dhcp"]["requests"], 1, "{v}");
+    assert_eq!(v[0]["dhcp"]["last_what"], "DISCOVER", "{v}");
+}
