@@ -46,16 +46,23 @@ pub fn lock(file: &File, path: &Path, mode: Mode) -> Result<(), LockError> {
         Mode::Shared => FlockOperation::NonBlockingLockShared,
         Mode::Exclusive => FlockOperation::NonBlockingLockExclusive,
     };
+    // A holder that finished between our attempt and the look-up in
+    // /proc/locks has left the file free: try again (a few times, so a
+    // stream of short holders cannot keep us looping).
+    let mut vanished = 0;
     loop {
         match flock(file, op) {
             Ok(()) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(LockError::Busy {
-                    path: path.to_path_buf(),
-                    holder: holder(file).unwrap_or_else(|| "another process".into()),
-                });
-            }
+            Err(rustix::io::Errno::WOULDBLOCK) => match holder(file) {
+                None if vanished < 3 => vanished += 1,
+                found => {
+                    return Err(LockError::Busy {
+                        path: path.to_path_buf(),
+                        holder: found.unwrap_or_else(|| "another process".into()),
+                    });
+                }
+            },
             Err(e @ (rustix::io::Errno::NOLCK | rustix::io::Errno::OPNOTSUPP)) => {
                 tracing::warn!(
                     "{}: this filesystem cannot lock files ({e}); \
