@@ -119,7 +119,6 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
             address: Some(node.network.address.addr()),
         });
         served.push(Served {
-            name: plan.name.clone(),
             disk: watched,
             boot: boot_node,
         });

@@ -30,7 +30,6 @@ pub struct Setup {
 
 /// One node as the servers see it.
 pub struct Served {
-    pub name: String,
     /// The node's disk (its delta over the lower layer), watched for
     /// writes into the boot partition.
     pub disk: Arc<Watched>,
@@ -130,14 +129,10 @@ pub fn run(
         .enable_all()
         .build()
         .context("starting the server runtime")?;
-    let disks: Vec<(String, Arc<Watched>)> = nodes
-        .iter()
-        .map(|n| (n.name.clone(), Arc::clone(&n.disk)))
-        .collect();
     let exports = Arc::new(ProfileExports::new(
-        disks
+        nodes
             .iter()
-            .map(|(name, d)| (name.clone(), Arc::clone(d) as Arc<dyn Disk>))
+            .map(|n| (n.boot.name.clone(), Arc::clone(&n.disk) as Arc<dyn Disk>))
             .collect(),
         Arc::clone(&registry),
         setup.any,
@@ -176,7 +171,6 @@ pub fn run(
         .map(|(name, e)| format!("node {name}: flushing its disk: {e}"))
         .collect();
     drop(exports);
-    drop(disks);
     result?;
     if !flush_errors.is_empty() {
         anyhow::bail!("{}", flush_errors.join("\n"));
