@@ -38,12 +38,8 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
             );
         }
     }
-    let ports = Ports::with_base(args.port_base)
-        .ok_or_else(|| anyhow!("--port-base {}: the ports would pass 65535", args.port_base))?;
-    let address = match args.address {
-        Some(a) => a,
-        None => own_address(args.interface.as_deref(), &nodes)?,
-    };
+    let setup = setup(args, &nodes)?;
+    let (address, ports) = (setup.address, setup.ports);
     for n in &nodes {
         if let Some(server) = n.netboot.as_ref().and_then(|nb| nb.server)
             && server != address
@@ -56,13 +52,7 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         }
     }
 
-    let setup = Setup {
-        address,
-        interface: args.interface.clone(),
-        ports,
-        any: args.any,
-    };
-    crate::netboot::serve::check_ports(&setup, args.status_only)?;
+    crate::netboot::serve::check_ports(&setup, false)?;
 
     let progress = Progress::for_stderr(global.quiet);
     let names = names(&nodes);
@@ -105,18 +95,14 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         let netboot = node.netboot.as_ref();
         let boot_node = BootNode::new(
             &plan.name,
-            netboot.and_then(|nb| nb.serial),
-            node.network.mac,
             &watched,
             boot,
             crate::netboot::prepare::cmdline_ops(node, address, ports.nbd),
         )?;
         crate::netboot::prepare::check_initrd(&boot_node)?;
         ids.push(NodeId {
-            name: plan.name.clone(),
             serial: netboot.and_then(|nb| nb.serial),
-            mac: node.network.mac,
-            address: Some(node.network.address.addr()),
+            ..plain_id(node)
         });
         served.push(Served {
             disk: watched,
@@ -164,21 +150,9 @@ fn status_only(args: &ServeArgs, cluster: &Cluster, stop: &AtomicBool) -> Result
              (docs/PROFILE.md)"
         );
     }
-    let ports = Ports::with_base(args.port_base)
-        .ok_or_else(|| anyhow!("--port-base {}: the ports would pass 65535", args.port_base))?;
-    let address = match args.address {
-        Some(a) => a,
-        None => {
-            let nodes: Vec<&ResolvedNode> = cluster.nodes.iter().collect();
-            own_address(args.interface.as_deref(), &nodes)?
-        }
-    };
-    let setup = Setup {
-        address,
-        interface: args.interface.clone(),
-        ports,
-        any: args.any,
-    };
+    let nodes: Vec<&ResolvedNode> = cluster.nodes.iter().collect();
+    let setup = setup(args, &nodes)?;
+    let (address, ports) = (setup.address, setup.ports);
     crate::netboot::serve::check_ports(&setup, true)?;
     let tokens = load_tokens(cluster, &ids)?;
     let names: Vec<&str> = ids.iter().map(|i| i.name.as_str()).collect();
@@ -191,6 +165,23 @@ fn status_only(args: &ServeArgs, cluster: &Cluster, stop: &AtomicBool) -> Result
     crate::netboot::serve::run(&setup, Vec::new(), registry, tokens, stop)?;
     eprintln!("stopped");
     Ok(())
+}
+
+/// Where to serve: the ports with `--port-base`, and `--address`, else
+/// the address this machine reaches the first of `nodes` from.
+fn setup(args: &ServeArgs, nodes: &[&ResolvedNode]) -> Result<Setup> {
+    let ports = Ports::with_base(args.port_base)
+        .ok_or_else(|| anyhow!("--port-base {}: the ports would pass 65535", args.port_base))?;
+    let address = match args.address {
+        Some(a) => a,
+        None => own_address(args.interface.as_deref(), nodes)?,
+    };
+    Ok(Setup {
+        address,
+        interface: args.interface.clone(),
+        ports,
+        any: args.any,
+    })
 }
 
 /// A node known by name and address only (it boots from its own disk).

@@ -113,9 +113,8 @@ impl Disk for Watched {
 
 /// One node's boot files.
 pub struct BootNode {
+    /// The node's name, as the registry knows it (with its serial and MAC).
     pub name: String,
-    pub serial: Option<PiSerial>,
-    pub mac: Option<MacAddr>,
     disk: Arc<dyn Disk>,
     boot: ByteRange,
     generation: Arc<AtomicU64>,
@@ -136,16 +135,12 @@ impl BootNode {
     /// `serve` before it starts.
     pub fn new(
         name: &str,
-        serial: Option<PiSerial>,
-        mac: Option<MacAddr>,
         disk: &Arc<Watched>,
         boot: ByteRange,
         cmdline: Vec<CmdlineOp>,
     ) -> Result<BootNode> {
         let node = BootNode {
             name: name.to_owned(),
-            serial,
-            mac,
             disk: Arc::clone(disk) as Arc<dyn Disk>,
             boot,
             generation: Arc::clone(&disk.generation),
@@ -314,14 +309,16 @@ pub struct BootFiles {
 }
 
 impl BootFiles {
+    /// The node a prefix directory names: its serial, or its MAC with
+    /// dashes, looked up in the registry.
     fn node_for(&self, prefix: &str) -> Option<&BootNode> {
-        if let Ok(serial) = PiSerial::parse(prefix)
-            && prefix.len() == 8
-        {
-            return self.nodes.iter().find(|n| n.serial == Some(serial));
-        }
-        let mac = MacAddr::parse(&prefix.replace('-', ":")).ok()?;
-        self.nodes.iter().find(|n| n.mac == Some(mac))
+        let id = match PiSerial::parse(prefix) {
+            Ok(serial) if prefix.len() == 8 => self.registry.by_serial(&serial)?,
+            _ => self
+                .registry
+                .by_mac(&MacAddr::parse(&prefix.replace('-', ":")).ok()?)?,
+        };
+        self.nodes.iter().find(|n| n.name == id.name)
     }
 }
 
