@@ -660,26 +660,13 @@ fn bind_errors_say_what_is_missing() {
 fn serve_answers_a_profile_pi_in_a_namespace_and_counts_it() {
     let Some(pair) = NetPair::new() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("homelab.yaml");
-    std::fs::write(
-        &profile,
-        format!(
-            "defaults:
-  image: {{os: ubuntu-24.04, path: {}}}
-  board: rpi4
-  users:
-    - name: alice
-      ssh_keys:
-        - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 alice@laptop
-nodes:
-  - hostname: pi4
-    network: {{address: 10.77.0.21/24, gateway: 10.77.0.254, interface: eth0}}
-    netboot: {{serial: \"{PI4_SERIAL:08x}\", disk_size: 2GiB}}
-",
-            crate::util::fixture("ubuntu-raspi.img").display()
-        ),
-    )
-    .unwrap();
+    let profile = crate::netboot_serve::netboot_profile(
+        dir.path(),
+        &crate::util::fixture("ubuntu-raspi.img"),
+        "pi4",
+        "10.77.0.21/24, gateway: 10.77.0.254, interface: eth0",
+        &format!("{PI4_SERIAL:08x}"),
+    );
     let exe = assert_cmd::cargo::cargo_bin("homelab-image");
     let log = dir.path().join("serve.log");
     let mut serve = Command::new("ip")

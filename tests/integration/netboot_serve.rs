@@ -17,6 +17,24 @@ const SERIAL: &str = "abcd1234";
 
 /// A profile with one netbooted node over `base`.
 fn profile(dir: &Path, base: &Path) -> PathBuf {
+    netboot_profile(
+        dir,
+        base,
+        "pi1",
+        "127.0.0.21/8, gateway: 127.0.0.1, interface: eth0, mac: \"dc:a6:32:01:02:03\"",
+        SERIAL,
+    )
+}
+
+/// A profile with one netbooted Raspberry Pi 4 `node` over `base`, its
+/// `network:` being `address: NETWORK` and its serial `serial`.
+pub fn netboot_profile(
+    dir: &Path,
+    base: &Path,
+    node: &str,
+    network: &str,
+    serial: &str,
+) -> PathBuf {
     let p = dir.join("homelab.yaml");
     std::fs::write(
         &p,
@@ -29,9 +47,9 @@ fn profile(dir: &Path, base: &Path) -> PathBuf {
       ssh_keys:
         - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 alice@laptop
 nodes:
-  - hostname: pi1
-    network: {{address: 127.0.0.21/8, gateway: 127.0.0.1, interface: eth0, mac: \"dc:a6:32:01:02:03\"}}
-    netboot: {{serial: {SERIAL}, disk_size: 2GiB}}
+  - hostname: {node}
+    network: {{address: {network}}}
+    netboot: {{serial: \"{serial}\", disk_size: 2GiB}}
 ",
             base.display()
         ),
@@ -487,6 +505,33 @@ fn convert(base: u16, out: &Path) -> std::process::Output {
         .expect("run qemu-img")
 }
 
+/// `qemu-io -c WRITE` on the export at `url`, which must succeed.
+fn qemu_io_write(url: &str, write: &str) {
+    let out = Command::new("qemu-io")
+        .args(["-f", "raw", "-c", write, url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `qemu-io -r -c "read -P …"` on the export at `url`: the pattern must
+/// be there.
+fn qemu_io_read_back(url: &str, read: &str) {
+    let out = Command::new("qemu-io")
+        .args(["-f", "raw", "-r", "-c", read, url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("Pattern verification failed"),
+        "{text}"
+    );
+}
+
 fn sha256(path: &Path) -> String {
     let out = run_ok(Command::new("sha256sum").arg(path));
     String::from_utf8_lossy(&out.stdout)[..64].to_string()
@@ -556,17 +601,7 @@ fn writes_land_in_the_delta_survive_a_restart_and_never_touch_the_base() {
     let url = format!("nbd://127.0.0.1:{}/pi1", serving.base + 10809);
     // Into the root partition's first block and far past the image.
     for (pattern, at) in [("0x5a", "50M"), ("0xa5", "1G")] {
-        let out = Command::new("qemu-io")
-            .args(["-f", "raw", "-c"])
-            .arg(format!("write -P {pattern} {at} 64k"))
-            .arg(&url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        qemu_io_write(&url, &format!("write -P {pattern} {at} 64k"));
     }
     drop(serving);
     let delta = s.dir.path().join("out/netboot/pi1.delta");
@@ -590,17 +625,7 @@ fn writes_land_in_the_delta_survive_a_restart_and_never_touch_the_base() {
     let serving = start_serve(s.dir.path(), &s.profile, &["--any"]);
     let url = format!("nbd://127.0.0.1:{}/pi1", serving.base + 10809);
     for (pattern, at) in [("0x5a", "50M"), ("0xa5", "1G")] {
-        let out = Command::new("qemu-io")
-            .args(["-f", "raw", "-r", "-c"])
-            .arg(format!("read -P {pattern} {at} 64k"))
-            .arg(&url)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && !text.contains("Pattern verification failed"),
-            "{text}"
-        );
+        qemu_io_read_back(&url, &format!("read -P {pattern} {at} 64k"));
     }
     drop(serving);
     assert_eq!(sha256(&base), before, "the base image changed");
@@ -611,12 +636,7 @@ fn a_changed_profile_refuses_the_old_delta_until_reset() {
     let s = setup();
     let serving = start_serve(s.dir.path(), &s.profile, &["--any"]);
     let url = format!("nbd://127.0.0.1:{}/pi1", serving.base + 10809);
-    let out = Command::new("qemu-io")
-        .args(["-f", "raw", "-c", "write -P 0x5a 1G 4k"])
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    qemu_io_write(&url, "write -P 0x5a 1G 4k");
     drop(serving);
     // A new timezone changes the node's files, and so its disk.
     let text = std::fs::read_to_string(&s.profile).unwrap();
@@ -643,16 +663,7 @@ fn a_changed_profile_refuses_the_old_delta_until_reset() {
     assert!(err.contains("pi1") && err.contains("--reset"), "{err}");
     let serving = start_serve(s.dir.path(), &s.profile, &["--any", "--reset", "pi1"]);
     let url = format!("nbd://127.0.0.1:{}/pi1", serving.base + 10809);
-    let out = Command::new("qemu-io")
-        .args(["-f", "raw", "-r", "-c", "read -P 0 1G 4k"])
-        .arg(&url)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && !text.contains("Pattern verification failed"),
-        "{text}"
-    );
+    qemu_io_read_back(&url, "read -P 0 1G 4k");
 }
 
 fn http_get(base: u16, path: &str) -> String {
