@@ -820,3 +820,37 @@ fn a_node_whose_initramfs_lacks_nbd_client_is_refused_naming_what_is_missing() {
     }
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_disk_size_below_the_image_is_refused_naming_the_size_to_give() {
+    // A 1.5 GiB image (the fixture, then zeros) over a 1 GiB disk_size.
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.img");
+    std::fs::copy(fixture("ubuntu-raspi.img"), &base).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&base)
+        .unwrap()
+        .set_len(3 << 29)
+        .unwrap();
+    let p = profile(dir.path(), &base);
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("disk_size: 2GiB", "disk_size: 1GiB")).unwrap();
+    let out = bin()
+        .arg("--profile")
+        .arg(&p)
+        .args(["serve", "--address", "127.0.0.1", "--port-base"])
+        .arg(free_port_base().to_string())
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("node pi1: netboot.disk_size is 1GiB but the image is 1610612736 bytes")
+            && err.contains("raise disk_size to at least 1.5 GiB"),
+        "{err}"
+    );
+}

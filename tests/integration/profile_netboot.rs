@@ -429,3 +429,25 @@ fn a_netboot_node_needs_a_serial_or_a_mac() {
     let (code, stderr) = check(&p);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn a_bad_disk_size_is_refused_at_its_line_and_column() {
+    let dir = tempdir();
+    for bad in ["512MiB", "17TiB", "1.5G", "16 gb"] {
+        let p = write_profile(
+            dir.path(),
+            &format!(
+                "  - hostname: pi1
+    network:
+      address: 192.168.1.11/24
+    netboot:
+      serial: abcd1234
+      disk_size: '{bad}'
+"
+            ),
+        );
+        // Column 18: six spaces and `disk_size: ` before the value.
+        let at = format!("homelab.yaml:{}:18:", serial_line() + 1);
+        assert_refused(&p, &[&at, &format!("{bad:?} is not a disk size")]);
+    }
+}
