@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
-use clap::CommandFactory;
 
 use crate::cli::{CatArgs, Cli, ColorChoice, Command, GlobalArgs, InspectArgs, LsArgs};
 use crate::image::Image;
@@ -14,6 +13,7 @@ mod copy_cmds;
 mod device_cmds;
 mod flash_cmds;
 mod profile_cmds;
+pub mod say;
 mod serve_cmds;
 pub mod source_cmds;
 
@@ -21,6 +21,7 @@ pub mod source_cmds;
 /// only with `-q`; a server (`serve`) logs each request it serves (info)
 /// with the time. `RUST_LOG` overrides.
 pub fn init_logging(global: &GlobalArgs, server: bool) {
+    say::set_quiet(global.quiet);
     let level = if global.quiet {
         "error"
     } else {
@@ -59,6 +60,42 @@ pub fn init_logging(global: &GlobalArgs, server: bool) {
     };
 }
 
+/// clap's colour choice from the raw arguments (`--color WHEN` or
+/// `--color=WHEN`, the last one winning, as clap would take it), so its own
+/// help and usage errors follow the flag; NO_COLOR is honoured by clap's
+/// automatic choice. An invalid value is left for clap to report.
+pub fn clap_color(args: &[std::ffi::OsString]) -> clap::ColorChoice {
+    let mut choice = clap::ColorChoice::Auto;
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        let value = match word.strip_prefix("--color") {
+            Some("") => words.next().map(|v| v.into_owned()),
+            Some(rest) => rest.strip_prefix('=').map(str::to_string),
+            None => None,
+        };
+        match value.as_deref() {
+            Some("always") => choice = clap::ColorChoice::Always,
+            Some("never") => choice = clap::ColorChoice::Never,
+            Some("auto") => choice = clap::ColorChoice::Auto,
+            _ => {}
+        }
+    }
+    choice
+}
+
+/// Whether the error is (or was caused by) writing to a pipe whose reader
+/// has gone: `homelab-image manpage | head` ends quietly, with success.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Whether to colour output going to `stream`.
 pub fn use_color(choice: ColorChoice, stream: &impl std::io::IsTerminal) -> bool {
     match choice {
@@ -88,28 +125,40 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cat(args) => cat(&args),
         Command::Cp(args) => copy_cmds::cp(&args),
         Command::Rm(args) => copy_cmds::rm(&args),
-        Command::Images => source_cmds::images(),
+        Command::Images(args) => source_cmds::images(&args),
         Command::Pull(args) => source_cmds::pull(&cli.global, &args),
         Command::Cache(args) => source_cmds::cache(&cli.global, &args),
         Command::Devices(args) => device_cmds::devices(&cli.global, &args),
         Command::Flash(args) => flash_cmds::flash(&cli.global, &args),
         Command::Serve(args) => serve_cmds::serve(&cli.global, &args),
         Command::Completions(args) => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(
-                args.shell,
-                &mut cmd,
-                "homelab-image",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            write_stdout(&mut std::io::stdout().lock(), &completions(args.shell))
         }
         Command::Manpage => {
-            let man = clap_mangen::Man::new(Cli::command());
-            man.render(&mut std::io::stdout())
-                .context("writing the man page to stdout")
+            let mut page = Vec::new();
+            crate::cli::man::render(&mut page).context("rendering the man page")?;
+            write_stdout(&mut std::io::stdout().lock(), &page)
         }
     }
+}
+
+/// The completion script for `shell`. clap_complete's bash script names
+/// each subcommand's branch differently in the two places it uses it when
+/// the binary's name has a hyphen (`homelab__image__subcmd__build` when
+/// walking the words, `homelab__subcmd__image__subcmd__build` in the
+/// options table, clap#6421), so nothing after a subcommand was ever
+/// offered; the second spelling is rewritten to the first. A clap_complete
+/// that fixes the bug makes this a no-op.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut crate::cli::command(), "homelab-image", &mut out);
+    if shell == clap_complete::Shell::Bash {
+        let text = String::from_utf8_lossy(&out);
+        out = text
+            .replace("homelab__subcmd__image__", "homelab__image__")
+            .into_bytes();
+    }
+    out
 }
 
 /// Prints the report, then fails (exit 1, the first problem on stderr)

@@ -72,7 +72,21 @@ impl Image {
 
     /// Reads the table and probes the partitions of `len` bytes of `file`.
     pub fn over(path: &Path, file: Arc<dyn Storage>, len: u64) -> Result<Image> {
-        let table = disk::read_table(&*file, len).with_context(|| path.display().to_string())?;
+        let table = match disk::read_table(&*file, len) {
+            Ok(table) => table,
+            Err(e) => match compressed(&*file) {
+                // Not a partition table but a compressed file: say what
+                // it is and how to get the raw image out of it.
+                Some(format) => bail!(
+                    "{}: is compressed ({format}), not a raw disk image; \
+                     `homelab-image pull {}` decompresses it into the cache \
+                     and prints the raw image's path",
+                    path.display(),
+                    path.display()
+                ),
+                None => return Err(e).with_context(|| path.display().to_string()),
+            },
+        };
         let filesystems = table
             .data_partitions()
             .map(|p| {
@@ -259,6 +273,19 @@ impl Edit {
 
 /// Opens the image file at `path` (for writing too with `write`) and
 /// returns it with its length.
+/// The compression format of a file that starts like one (xz, gzip or
+/// zstd magic); asked only once its partition table failed to read, so a
+/// raw image whose boot code happens to start with those bytes is never
+/// mistaken for one.
+fn compressed(file: &dyn Storage) -> Option<crate::source::Format> {
+    let mut head = [0u8; 6];
+    let n = file.read_at(&mut head, 0).ok()?;
+    match crate::source::Format::detect(&head[..n]) {
+        crate::source::Format::Raw => None,
+        format => Some(format),
+    }
+}
+
 fn open_file(path: &Path, write: bool) -> Result<(File, u64)> {
     let shown = path.display();
     let meta = std::fs::metadata(path).with_context(|| format!("{shown}: cannot open"))?;

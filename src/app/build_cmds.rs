@@ -100,8 +100,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 /// Prints a pipeline notice on stderr, `warning:` or `note:` first.
 pub(super) fn print_notice(n: Notice) {
     match n {
-        Notice::Warning(w) => eprintln!("warning: {w}"),
-        Notice::Note(n) => eprintln!("note: {n}"),
+        Notice::Warning(w) => super::say::warning(w),
+        Notice::Note(n) => super::say::note(n),
     }
 }
 

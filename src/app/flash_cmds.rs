@@ -129,6 +129,11 @@ pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
         .transpose()?;
     let cluster = resolved.as_ref().map(|r| &r.cluster);
     let jobs = jobs(global, args, cluster)?;
+    for job in &jobs {
+        if let (What::Image { path, node: Some(name) }, Some(cluster)) = (&job.what, cluster) {
+            refuse_stale(global, args, cluster, name, path)?;
+        }
+    }
     let root = sysfs::system_root();
     let ov = Overrides {
         allow_internal: args.allow_internal,
@@ -285,6 +290,47 @@ fn choose(
     }
 
     Ok(chosen)
+}
+
+/// A node's built image is written by `--node` only while it is what
+/// `build` makes of the profile now: after the profile or the state
+/// changed, the old image would put yesterday's node on the disk.
+fn refuse_stale(
+    global: &GlobalArgs,
+    args: &FlashArgs,
+    cluster: &Cluster,
+    name: &str,
+    path: &Path,
+) -> Result<()> {
+    use crate::flash::current::{self, Currency};
+    let cache = super::source_cmds::cache_root(global).ok();
+    match current::judge(cluster, name, path, &args.out, cache.as_deref())? {
+        Currency::Current => Ok(()),
+        Currency::Unknown(why) => {
+            super::say::warning(format_args!(
+                "{}: cannot tell whether it is what `build` makes of the profile now: \
+                 {why}; writing it as built",
+                path.display()
+            ));
+            Ok(())
+        }
+        Currency::Stale(files) => {
+            let shown: Vec<&str> = files.iter().take(3).map(String::as_str).collect();
+            let more = match files.len() {
+                0..=3 => String::new(),
+                n => format!(" and {} more", n - 3),
+            };
+            bail!(
+                "{}: built from an older profile or state: {}{more} differ from what \
+                 `build` makes now; run `homelab-image build --node {name}` first, or \
+                 give the file's path (`flash {} DEVICE`) to write it as it is; \
+                 nothing was written",
+                path.display(),
+                shown.join(", "),
+                path.display()
+            )
+        }
+    }
 }
 
 /// The jobs the command line names.
@@ -508,11 +554,11 @@ fn build_in_memory(
     )?;
     let mut out = Vec::new();
     for n in &prepared.plan.nodes {
-        eprintln!(
+        super::say::line(format_args!(
             "{}: no {} yet: building it straight onto the disk",
             n.name,
             n.out.display()
-        );
+        ));
         let base = n
             .base_path
             .as_deref()
@@ -588,10 +634,10 @@ fn one(
     let written = write::flash(&src, map, &mut r.target, &report, stop)?;
     task.done();
     if let write::Reread::Failed(why) = &written.reread {
-        eprintln!(
-            "warning: {device}: the kernel did not re-read the partition table ({why}); \
+        super::say::warning(format_args!(
+            "{device}: the kernel did not re-read the partition table ({why}); \
              unplug and replug the disk before using it"
-        );
+        ));
     }
     events.emit(
         json!({"event": "written", "node": r.label, "device": device,

@@ -25,9 +25,8 @@ use crate::render::tree::{to_text, to_text_with, write_tree};
 pub fn load_and_resolve(path: &Path) -> Result<Resolved> {
     let profile = crate::profile::load(path)?;
     let resolved = crate::profile::resolve(&profile, &ResolveContext::from_process(path))?;
-    let mut err = std::io::stderr().lock();
     for w in &resolved.warnings {
-        let _ = writeln!(err, "warning: {}: {w}", path.display());
+        super::say::warning(format_args!("{}: {w}", path.display()));
     }
     Ok(resolved)
 }
@@ -39,9 +38,8 @@ fn peek_state(cluster: &Cluster) -> Result<State> {
     let dir = &cluster.state_dir;
     let state = State::peek(cluster, &mut OsEntropy)
         .with_context(|| format!("preparing the state directory {}", dir.display()))?;
-    let mut err = std::io::stderr().lock();
     for note in &state.notes {
-        let _ = writeln!(err, "warning: {note}");
+        super::say::warning(note);
     }
     Ok(state)
 }
@@ -62,7 +60,7 @@ fn examine_if_at_hand(
         Ok(path) => {
             let c = base_check::examine_at(node, &path)?;
             for w in &c.warnings {
-                eprintln!("warning: {w}");
+                super::say::warning(w);
                 *warnings += 1;
             }
             let line = format!("node {}: image {}", node.hostname, c.image);
@@ -131,10 +129,10 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
     let mut warnings = 0;
     let (checked, line) = examine_if_at_hand(global, node, &mut warnings)?;
     if checked.image.is_empty() {
-        eprintln!("note: {line}");
+        super::say::note(line);
     }
     for n in checked.uid_notes() {
-        eprintln!("note: node {}: {n}", node.hostname);
+        super::say::note(format_args!("node {}: {n}", node.hostname));
     }
     let specs = crate::render::node_on(&checked.node, &cluster, &state, &checked.base)
         .with_context(|| format!("rendering node {}", args.node))?;
@@ -151,12 +149,12 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
                     dir.display()
                 )
             })?;
-            eprintln!(
+            super::say::line(format_args!(
                 "wrote {} entries for node {} to {} (see manifest.json)",
                 specs.len(),
                 args.node,
                 dir.display()
-            );
+            ));
         }
         None => {
             let text = if args.show_secrets {
@@ -196,7 +194,7 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
             state_dir.display()
         )
     })?;
-    eprintln!(
+    super::say::line(format_args!(
         "wrote {} ({} SSH key{} found{}); next: homelab-image check",
         path.display(),
         detected.ssh_keys.len(),
@@ -210,7 +208,7 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
         } else {
             ""
         },
-    );
+    ));
     Ok(())
 }
 

@@ -44,11 +44,11 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         if let Some(server) = n.netboot.as_ref().and_then(|nb| nb.server)
             && server != address
         {
-            eprintln!(
-                "warning: node {}: the profile's netboot.server is {server}, but this \
+            super::say::warning(format_args!(
+                "node {}: the profile's netboot.server is {server}, but this \
                  machine serves as {address}; cmdline.txt is served with {address}",
                 n.hostname
-            );
+            ));
         }
     }
 
@@ -72,7 +72,11 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         let node = cluster
             .node(&plan.name)
             .ok_or_else(|| anyhow!("node {} is not in the profile", plan.name))?;
-        eprintln!("{}: laying its files over {}", plan.name, base_name(plan));
+        super::say::line(format_args!(
+            "{}: laying its files over {}",
+            plan.name,
+            base_name(plan)
+        ));
         let nd = crate::netboot::prepare::node_disk(node, plan, prepared.plan.epoch)?;
         let reset = args.reset.contains(&plan.name);
         let delta = crate::netboot::delta::Delta::open(crate::netboot::delta::DeltaSpec {
@@ -84,10 +88,10 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
             reset,
         })?;
         if reset {
-            eprintln!(
+            super::say::line(format_args!(
                 "{}: its disk starts from the image again (--reset)",
                 plan.name
-            );
+            ));
         }
         let disk: Arc<dyn Disk> = Arc::new(delta);
         let boot = boot_partition(&plan.name, &disk)?;
@@ -117,7 +121,7 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     }
     let tokens = load_tokens(cluster, &ids)?;
     let registry = Arc::new(Registry::new(ids));
-    eprintln!(
+    super::say::line(format_args!(
         "serving {} on {address}: ProxyDHCP port {}, TFTP port {}, NBD port {}, status page \
          http://{address}:{}/; disk writes in {}; Ctrl-C stops",
         names.join(", "),
@@ -126,9 +130,9 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         ports.nbd,
         ports.http,
         delta_dir.display()
-    );
+    ));
     crate::netboot::serve::run(&setup, served, registry, tokens, &stop)?;
-    eprintln!("stopped");
+    super::say::line(format_args!("stopped"));
     Ok(())
 }
 
@@ -156,14 +160,14 @@ fn status_only(args: &ServeArgs, cluster: &Cluster, stop: &AtomicBool) -> Result
     crate::netboot::serve::check_ports(&setup, true)?;
     let tokens = load_tokens(cluster, &ids)?;
     let names: Vec<&str> = ids.iter().map(|i| i.name.as_str()).collect();
-    eprintln!(
+    super::say::line(format_args!(
         "status page for {} on http://{address}:{}/; Ctrl-C stops",
         names.join(", "),
         ports.http
-    );
+    ));
     let registry = Arc::new(Registry::new(ids));
     crate::netboot::serve::run(&setup, Vec::new(), registry, tokens, stop)?;
-    eprintln!("stopped");
+    super::say::line(format_args!("stopped"));
     Ok(())
 }
 
@@ -214,11 +218,11 @@ fn load_tokens(cluster: &Cluster, ids: &[NodeId]) -> Result<Tokens> {
             )
         })?;
     for n in tokens.missing(reporting.iter().copied()) {
-        eprintln!(
-            "warning: node {n}: no status token in {} yet (`build` makes it), so its \
+        super::say::warning(format_args!(
+            "node {n}: no status token in {} yet (`build` makes it), so its \
              reports will be refused",
             cluster.state_dir.display()
-        );
+        ));
     }
     Ok(tokens)
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::GlobalArgs;
-use crate::cli::source_cmds::{CacheArgs, CacheCommand, FetchArgs, PullArgs};
+use crate::cli::source_cmds::{CacheArgs, CacheCommand, FetchArgs, ImagesArgs, PullArgs};
 use crate::io::units::human_size;
 use crate::source::{
     self, CATALOG, Cache, Entry, HttpOptions, Keyring, Progress, SourceOptions, SourceSpec,
@@ -18,21 +18,54 @@ use crate::source::{
 
 use super::write_stdout;
 
-pub fn images() -> Result<()> {
-    let mut text = format!("{:<20} {:<13} {:<10} {}\n", "NAME", "OS", "BOARDS", "FROM");
-    for e in CATALOG {
-        text.push_str(&format!(
-            "{:<20} {:<13} {:<10} {}\n",
-            e.name,
-            e.os.to_string(),
-            e.boards.join(","),
-            e.origin()
-        ));
-    }
-    text.push_str(
-        "\nUbuntu entries resolve to the newest point release listed in the signed\n\
-         SHA256SUMS; Armbian entries to the newest build behind the link (.sha + .asc).\n",
-    );
+/// One catalog entry as `images --json` prints it.
+#[derive(serde::Serialize)]
+struct CatalogRow {
+    name: &'static str,
+    os: String,
+    boards: &'static [&'static str],
+    description: &'static str,
+    /// Where the newest release is looked up.
+    from: &'static str,
+}
+
+pub fn images(args: &ImagesArgs) -> Result<()> {
+    let text = if args.json {
+        let rows: Vec<CatalogRow> = CATALOG
+            .iter()
+            .map(|e| CatalogRow {
+                name: e.name,
+                os: e.os.to_string(),
+                boards: e.boards,
+                description: e.description,
+                from: e.origin(),
+            })
+            .collect();
+        let mut json = serde_json::to_string_pretty(&rows).context("encoding the catalog")?;
+        json.push('\n');
+        json
+    } else {
+        // The host alone keeps the table inside 80 columns; --json gives
+        // the whole URL.
+        let mut text = format!("{:<20} {:<13} {:<10} {}\n", "NAME", "OS", "BOARDS", "FROM");
+        for e in CATALOG {
+            let origin = e.origin();
+            let host = origin
+                .split_once("://")
+                .map_or(origin, |(_, rest)| rest.split('/').next().unwrap_or(rest));
+            text.push_str(&format!(
+                "{:<20} {:<13} {:<10} {host}\n",
+                e.name,
+                e.os.to_string(),
+                e.boards.join(","),
+            ));
+        }
+        text.push_str(
+            "\nUbuntu entries resolve to the newest point release listed in the signed\n\
+             SHA256SUMS; Armbian entries to the newest build behind the link (.sha + .asc).\n",
+        );
+        text
+    };
     write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
 }
 
@@ -67,7 +100,8 @@ pub fn cache(global: &GlobalArgs, args: &CacheArgs) -> Result<()> {
     let cache =
         Cache::open(&root).with_context(|| format!("opening the cache {}", root.display()))?;
     match &args.command {
-        CacheCommand::List => cache_list(&cache),
+        CacheCommand::List { json: false } => cache_list(&cache),
+        CacheCommand::List { json: true } => cache_list_json(&cache),
         CacheCommand::Verify { sha256, remove } => {
             cache_verify(&cache, sha256.as_deref(), *remove, global.quiet)
         }
@@ -147,6 +181,81 @@ fn cache_list(cache: &Cache) -> Result<()> {
         ));
     }
     write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+/// One cached image as `cache list --json` prints it; `null` where the
+/// metadata cannot be read.
+#[derive(serde::Serialize)]
+struct CacheRow {
+    sha256: String,
+    path: std::path::PathBuf,
+    size: Option<u64>,
+    on_disk: u64,
+    /// When it was cached, RFC 3339 UTC.
+    added: Option<String>,
+    /// The catalog name, URL or path it was pulled as.
+    source: Option<String>,
+    file_name: Option<String>,
+    /// `intact`, `unsure` (re-hash to know) or `damaged`.
+    health: &'static str,
+    /// Why it is unsure or damaged.
+    problem: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct PartialRow {
+    path: std::path::PathBuf,
+    size: u64,
+}
+
+#[derive(serde::Serialize)]
+struct CacheListing {
+    cache: std::path::PathBuf,
+    images: Vec<CacheRow>,
+    partial_downloads: Vec<PartialRow>,
+}
+
+fn cache_list_json(cache: &Cache) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let images = cache
+        .entries()
+        .into_iter()
+        .map(|entry| {
+            let meta = entry.meta.as_ref().ok();
+            let (health, problem) = match &entry.health {
+                Quick::Intact => ("intact", None),
+                Quick::Unsure(why) => ("unsure", Some(why.clone())),
+                Quick::Damaged(why) => ("damaged", Some(why.clone())),
+            };
+            CacheRow {
+                sha256: entry.sha256.to_string(),
+                on_disk: std::fs::metadata(&entry.raw_path).map_or(0, |m| m.blocks() * 512),
+                path: entry.raw_path,
+                size: meta.map(|m| m.size),
+                added: meta.map(|m| {
+                    let utc = crate::time::format_utc(i64::try_from(m.created).unwrap_or(0));
+                    format!("{}Z", utc.replacen(' ', "T", 1))
+                }),
+                source: meta.map(|m| redact::text(&m.source)),
+                file_name: meta.map(|m| m.file_name.clone()),
+                health,
+                problem,
+            }
+        })
+        .collect();
+    let partial_downloads = cache
+        .partial_downloads()
+        .into_iter()
+        .map(|(path, size)| PartialRow { path, size })
+        .collect();
+    let listing = CacheListing {
+        cache: cache.root().to_path_buf(),
+        images,
+        partial_downloads,
+    };
+    let mut json = serde_json::to_string_pretty(&listing).context("encoding the cache listing")?;
+    json.push('\n');
+    write_stdout(&mut std::io::stdout().lock(), json.as_bytes())
 }
 
 /// `cache verify`: re-hashes the chosen entries; one line per entry on

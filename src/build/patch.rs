@@ -68,6 +68,27 @@ pub fn apply(image: &Image, specs: &[FileSpec], time: i64) -> Result<Vec<Expecta
     let parts = parts(image)?;
     let boot: Vec<&FileSpec> = specs.iter().filter(|s| s.target == Target::Boot).collect();
     let root: Vec<&FileSpec> = specs.iter().filter(|s| s.target == Target::Root).collect();
+    for spec in specs {
+        // Sizes only: the bytes may be secrets.
+        use crate::render::FileKind;
+        let what = match &spec.kind {
+            FileKind::File { bytes } => format!("{} bytes", bytes.len()),
+            FileKind::Dir => "directory".to_owned(),
+            FileKind::Symlink { target } => format!("symlink to {target}"),
+            FileKind::Absent => "removed".to_owned(),
+            FileKind::AccountEntries { .. } => "account entries merged".to_owned(),
+            FileKind::CmdlineEdit { .. } => "kernel command line edited".to_owned(),
+        };
+        tracing::debug!(
+            "{}: {:?} {} ({what}, mode {:o}, {}:{})",
+            image.path().display(),
+            spec.target,
+            spec.path,
+            spec.mode,
+            spec.uid,
+            spec.gid
+        );
+    }
     let mut expect = Vec::new();
     if !root.is_empty() {
         expect.extend(patch_root(image, parts.root, &root, time)?);

@@ -23,18 +23,14 @@ $SOURCE_DATE_EPOCH), so the same profile, base image and state directory
 give byte-identical images. The state directory is created on the first
 build; one that git tracks is refused. Next: `flash --node NODE` writes the
 image to a card or USB disk (docs/FLASH.md).")]
+#[group(id = "selection", required = true, multiple = false)]
 pub struct BuildArgs {
     /// Node (hostname) to build; repeat for several
-    #[arg(
-        long = "node",
-        value_name = "NAME",
-        required_unless_present = "all",
-        conflicts_with = "all"
-    )]
+    #[arg(long = "node", value_name = "NAME", group = "selection")]
     pub nodes: Vec<String>,
 
     /// Build every node of the profile
-    #[arg(long)]
+    #[arg(long, group = "selection")]
     pub all: bool,
 
     /// Output directory

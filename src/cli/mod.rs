@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod examples;
 mod image_cmds;
+pub mod man;
 
 mod build_cmds;
 pub use build_cmds::{BuildArgs, Compression};
@@ -33,7 +35,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The command tree as the binary shows it: the derived definition plus
+/// each command's Examples section. Help, the man page and completions
+/// are all made from this.
+pub fn command() -> clap::Command {
+    examples::add_examples(<Cli as clap::CommandFactory>::command(), "")
+}
+
+/// Options every command takes, listed under their own heading in each
+/// `--help` so a command's own options stand apart.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Inventory file describing the cluster
     #[arg(
@@ -91,7 +103,7 @@ pub enum Command {
     /// Remove files or symlinks from a partition of an image (ext4 or FAT)
     Rm(RmArgs),
     /// List the catalog of base images `pull` and the profile can name
-    Images,
+    Images(source_cmds::ImagesArgs),
     /// Download, verify and decompress a base image into the cache; print
     /// the path of the raw image
     Pull(source_cmds::PullArgs),

@@ -7,6 +7,13 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Print machine-readable JSON (shape in docs/JSON.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct PullArgs {
     /// Catalog name (see `images`), http(s) URL, or local image file
     /// (.img, .img.xz, .img.gz, .img.zst). Without it: every base image the
@@ -94,7 +101,11 @@ pub struct CacheArgs {
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
     /// List cached images (damaged ones marked) and partial downloads
-    List,
+    List {
+        /// Print machine-readable JSON (shape in docs/JSON.md)
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-hash cached images in full and compare them with the hash they
     /// were cached under; exits 1 if any is damaged (every use already
     /// checks an image's size and a sampled fingerprint)

@@ -7,10 +7,12 @@
 //! `bmap_read` reads the map of what to write, `write` writes it (mapped
 //! ranges only, the first MiB last, the partition table wiped on any
 //! failure), `verify` reads the medium back and opens it with our own
-//! readers, `blkdev` holds the block-device ioctls.
+//! readers, `blkdev` holds the block-device ioctls. `current` tells
+//! whether a node's built image is still what `build` makes of the profile.
 
 pub mod blkdev;
 pub mod bmap_read;
+pub mod current;
 pub mod devices;
 pub mod exclusive;
 pub mod mounts;

@@ -23,6 +23,13 @@ pub struct Position {
 
 #[derive(Debug, Error)]
 pub enum LoadError {
+    #[error(
+        "{}: no such profile; `{}` writes a starter one there \
+         (or name another with --profile FILE)",
+        path.display(),
+        init_command(path)
+    )]
+    Missing { path: PathBuf },
     #[error("reading profile {}", path.display())]
     Read {
         path: PathBuf,
@@ -45,6 +52,15 @@ pub enum LoadError {
         /// The source lines around the error, with a caret.
         snippet: String,
     },
+}
+
+/// The `init` command line that writes a profile at `path`.
+fn init_command(path: &Path) -> String {
+    if path == Path::new("homelab.yaml") {
+        "homelab-image init".to_string()
+    } else {
+        format!("homelab-image --profile {} init", path.display())
+    }
 }
 
 /// Displays a YAML error as `file:line:col: message` plus the snippet.
@@ -72,7 +88,8 @@ impl LoadError {
     /// The file the error is about.
     pub fn path(&self) -> &Path {
         match self {
-            Self::Read { path, .. }
+            Self::Missing { path }
+            | Self::Read { path, .. }
             | Self::TooLarge { path, .. }
             | Self::NotUtf8 { path, .. }
             | Self::Yaml { path, .. } => path,
@@ -93,7 +110,12 @@ fn read_capped(path: &Path) -> Result<String, LoadError> {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io_err)?;
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LoadError::Missing {
+            path: path.to_owned(),
+        },
+        _ => io_err(e),
+    })?;
     let size = file.metadata().map_err(io_err)?.len();
     if size > MAX_PROFILE_BYTES {
         return Err(LoadError::TooLarge {

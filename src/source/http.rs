@@ -40,6 +40,16 @@ pub enum HttpError {
         /// a redirect loop).
         retry: bool,
     },
+    /// No DNS answer or no route to the host: this machine looks offline.
+    /// Not retried; the message says what to do instead.
+    #[error(
+        "GET {}: cannot reach {} ({detail}); is this machine offline? Download \
+         the image elsewhere and set the node's `image.path` to it, or pass \
+         --mirror URL of a mirror you can reach",
+        redact::url(url),
+        url.host_str().unwrap_or("the server")
+    )]
+    Unreachable { url: Url, detail: String },
     #[error(
         "GET {}: the response is larger than {limit} bytes (not a checksum or signature file?)",
         redact::url(url)
@@ -59,6 +69,11 @@ impl HttpError {
             Self::Transport { detail, .. } => detail.clone(),
             other => other.to_string(),
         }
+    }
+
+    /// The host cannot be reached at all (no DNS answer, no route).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
     }
 
     /// Worth another try: transport failures (but not a certificate that
@@ -146,6 +161,7 @@ impl Http {
                 headers.insert(RANGE, v);
             }
         }
+        tracing::debug!("GET {} from byte {offset}", redact::url(url));
         let resp = self
             .client
             .get(url.clone())
@@ -338,11 +354,42 @@ pub fn apply_mirror(url: &Url, mirror: &Url) -> Url {
 }
 
 fn transport(url: &Url, e: &reqwest::Error) -> HttpError {
+    if e.is_connect() && unreachable(e) {
+        return HttpError::Unreachable {
+            url: url.clone(),
+            detail: chain(e),
+        };
+    }
     HttpError::Transport {
         url: url.clone(),
         detail: chain(e),
         retry: !(e.is_builder() || e.is_redirect()),
     }
+}
+
+/// Whether a connect error says the host cannot be reached at all: its
+/// name does not resolve, or there is no route to its network. Retrying
+/// those only makes an offline machine wait (31 s with the default
+/// retries) for the same answer.
+fn unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable
+            )
+        {
+            return true;
+        }
+        // hyper-util's resolver error: "dns error: failed to lookup
+        // address information: …".
+        if c.to_string().starts_with("dns error") {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// The causes of a reqwest error, without its own wording (which repeats

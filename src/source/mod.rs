@@ -203,7 +203,8 @@ pub fn ensure_base(
     let remote = match spec {
         SourceSpec::Catalog(entry) => match locate::catalog(entry, &http, &trust, progress) {
             Ok(r) => r,
-            Err(e) if matches!(&e, SourceError::Http(h) if h.is_transient()) => {
+            Err(e) if matches!(&e, SourceError::Http(h) if h.is_transient() || h.is_unreachable()) =>
+            {
                 let Some(cached) = cache.newest_from_catalog(entry.name, progress) else {
                     return Err(e);
                 };
