@@ -120,13 +120,14 @@ pub struct Asker<'a> {
 /// and notes about the status servers (one that did not answer).
 pub fn ask_all(targets: &[Target], asker: &Asker<'_>) -> (Vec<NodeStatus>, Vec<String>) {
     let mut notes = Vec::new();
-    let servers: Vec<(StatusUrl, Result<Vec<serve_api::ApiNode>, String>)> = match &asker.source
-    {
+    let servers: Vec<(StatusUrl, Result<Vec<serve_api::ApiNode>, String>)> = match &asker.source {
         Source::Ssh => Vec::new(),
         Source::Serve(url) => vec![(url.clone(), serve_api::fetch(url, asker.http_timeout))],
         Source::Auto => {
-            let mut urls: Vec<&StatusUrl> =
-                targets.iter().filter_map(|t| t.status_url.as_ref()).collect();
+            let mut urls: Vec<&StatusUrl> = targets
+                .iter()
+                .filter_map(|t| t.status_url.as_ref())
+                .collect();
             urls.sort_by_key(|u| u.to_string());
             urls.dedup();
             urls.into_iter()
@@ -137,7 +138,9 @@ pub fn ask_all(targets: &[Target], asker: &Asker<'_>) -> (Vec<NodeStatus>, Vec<S
     for (url, answer) in &servers {
         if let Err(e) = answer {
             notes.push(match asker.source {
-                Source::Auto => format!("status server {url} does not answer ({e}): asking over SSH"),
+                Source::Auto => {
+                    format!("status server {url} does not answer ({e}): asking over SSH")
+                }
                 _ => format!("status server {url}: {e}"),
             });
         }
@@ -255,8 +258,13 @@ pub fn over_ssh(t: &Target, settings: &Result<&ssh::SshSettings, String>) -> Nod
             .unwrap_or_default();
         s.add_error(format!(
             "the node's answer is incomplete (exit {}){}",
-            out.exit.map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
-            if why.is_empty() { String::new() } else { format!(": {why}") }
+            out.exit
+                .map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {why}")
+            }
         ));
     }
     read_firstboot(&mut s, answer.firstboot.as_ref());

@@ -123,10 +123,9 @@ pub fn parse(output: &str) -> Answer {
             ));
         } else if let Some((_, block)) = current.as_mut() {
             // The script indented lines that started with `@@`.
-            let line = line.strip_prefix(" @@").map_or_else(
-                || line.to_owned(),
-                |rest| format!("@@{rest}"),
-            );
+            let line = line
+                .strip_prefix(" @@")
+                .map_or_else(|| line.to_owned(), |rest| format!("@@{rest}"));
             block.lines.push(line);
         }
     }
@@ -185,12 +184,17 @@ pub struct Member {
     pub status: String,
 }
 
-/// The members, or None when a line is not such a row.
+/// The members, or None when a line is not such a row. sudo's own
+/// warnings (`sudo: unable to resolve host …`), which share the stream,
+/// are skipped.
 pub fn parse_members(lines: &[String]) -> Option<Vec<Member>> {
     let mut members = Vec::new();
     for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         let [name, address, role, _fingerprint, status] = fields.as_slice() else {
+            if line.starts_with("sudo: ") {
+                continue;
+            }
             return None;
         };
         if name.eq_ignore_ascii_case("name") {
@@ -268,7 +272,10 @@ mod tests {
         assert_eq!(s.state.as_deref(), Some("failed"));
         assert_eq!(s.node.as_deref(), Some("pi2"));
         assert_eq!(s.attempt, Some(5));
-        assert_eq!(s.reason.as_deref(), Some("snap install ?[31mmicroceph failed"));
+        assert_eq!(
+            s.reason.as_deref(),
+            Some("snap install ?[31mmicroceph failed")
+        );
     }
 
     #[test]
@@ -277,13 +284,20 @@ mod tests {
             parse_cloud_init(&lines("\nstatus: running\n")).as_deref(),
             Some("running")
         );
-        assert_eq!(parse_cloud_init(&lines("bash: cloud-init: not found")), None);
+        assert_eq!(
+            parse_cloud_init(&lines("bash: cloud-init: not found")),
+            None
+        );
         let m = parse_members(&lines(
-            "NAME,ADDRESS,ROLE,FINGERPRINT,STATUS\npi1,10.0.0.11:9443,voter,ab12,ONLINE\n",
+            "sudo: unable to resolve host pi1: Name or service not known\n\
+             NAME,ADDRESS,ROLE,FINGERPRINT,STATUS\npi1,10.0.0.11:9443,voter,ab12,ONLINE\n",
         ))
         .unwrap();
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].name.as_str(), m[0].status.as_str()), ("pi1", "ONLINE"));
+        assert_eq!(
+            (m[0].name.as_str(), m[0].status.as_str()),
+            ("pi1", "ONLINE")
+        );
         assert_eq!(parse_members(&lines("Error: no such socket")), None);
     }
 }

@@ -46,7 +46,9 @@ pub fn fetch(url: &StatusUrl, timeout: Duration) -> Result<Vec<ApiNode>, String>
     })
     .map_err(|e| e.to_string())?;
     let api = parse_url(&format!("{url}/api/nodes")).map_err(|e| e.to_string())?;
-    let (_, body) = http.get_small(&api, MAX_ANSWER).map_err(|e| e.to_string())?;
+    let (_, body) = http
+        .get_small(&api, MAX_ANSWER)
+        .map_err(|e| e.to_string())?;
     serde_json::from_slice(&body)
         .map_err(|e| format!("GET {api}: the answer is not serve's list of nodes: {e}"))
 }

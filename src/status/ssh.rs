@@ -55,7 +55,10 @@ pub struct SshOutput {
 /// options). Paths ssh cannot take so are refused by name.
 pub fn option_path(path: &Path) -> Result<String, String> {
     let Some(s) = path.to_str() else {
-        return Err(format!("{}: not UTF-8, which ssh cannot take", path.display()));
+        return Err(format!(
+            "{}: not UTF-8, which ssh cannot take",
+            path.display()
+        ));
     };
     if s.contains(['"', '\n', '\r']) {
         return Err(format!(
@@ -119,7 +122,9 @@ impl SshSettings {
         address: Ipv4Addr,
         command: &str,
     ) -> Result<SshOutput, SshFailure> {
-        let args = self.args(user, address, command).map_err(SshFailure::Spawn)?;
+        let args = self
+            .args(user, address, command)
+            .map_err(SshFailure::Spawn)?;
         let mut child = Command::new(&self.program)
             .args(&args)
             .stdin(Stdio::null())
@@ -161,7 +166,10 @@ impl SshSettings {
 
 /// Reads a pipe on a thread: the first `limit` bytes are kept (as text),
 /// the rest read and dropped so the writer never blocks on a full pipe.
-fn bounded_reader<R: Read + Send + 'static>(pipe: Option<R>, limit: usize) -> mpsc::Receiver<String> {
+fn bounded_reader<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    limit: usize,
+) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut kept = Vec::new();
@@ -219,8 +227,13 @@ fn last_words(stderr: &str) -> String {
         .lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty())
-        .unwrap_or("ssh failed without a message");
-    super::remote::clean(last)
+        .unwrap_or("failed without a message");
+    let last = super::remote::clean(last);
+    if last.starts_with("ssh:") {
+        last
+    } else {
+        format!("ssh: {last}")
+    }
 }
 
 #[cfg(test)]
@@ -255,7 +268,10 @@ mod tests {
         ] {
             assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
         }
-        assert_eq!(&args[args.len() - 5..], ["-l", "alice", "--", "10.0.0.11", "true"]);
+        assert_eq!(
+            &args[args.len() - 5..],
+            ["-l", "alice", "--", "10.0.0.11", "true"]
+        );
     }
 
     #[test]

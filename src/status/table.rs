@@ -96,10 +96,12 @@ pub fn cluster(rows: &[NodeStatus]) -> String {
         return String::new();
     };
     let Some(members) = &init.cluster else {
-        return format!(
-            "cluster: not listed (the initiator {} did not answer `microcloud cluster list`)\n",
-            init.node
-        );
+        let why = if init.reachable == Some(false) {
+            "is unreachable"
+        } else {
+            "gave no member list"
+        };
+        return format!("cluster: not listed: the initiator {} {why}\n", init.node);
     };
     let mut out = format!("cluster (microcloud cluster list on {}):\n", init.node);
     if members.is_empty() {
@@ -212,10 +214,19 @@ mod tests {
         let text = render(&[node("pi1", Some("done")), node("pi3", None)], false);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("NODE  ADDRESS"), "{text}");
-        assert!(lines[2].starts_with("pi3 ") && lines[2].contains(" no "), "{text}");
+        assert!(
+            lines[2].starts_with("pi3 ") && lines[2].contains(" no "),
+            "{text}"
+        );
         assert!(text.contains("\npi3: ssh: timed out\n"), "{text}");
-        assert!(text.contains("cluster (microcloud cluster list on pi1):"), "{text}");
-        assert!(text.contains("  pi1   10.0.0.1:9443  voter  ONLINE"), "{text}");
+        assert!(
+            text.contains("cluster (microcloud cluster list on pi1):"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  pi1   10.0.0.1:9443  voter  ONLINE"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -48,4 +48,5 @@ mod pull_support;
 mod render_golden;
 mod render_oracles;
 mod secrets_kept;
+mod status_cmd;
 mod util;
