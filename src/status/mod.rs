@@ -135,14 +135,15 @@ pub fn ask_all(targets: &[Target], asker: &Asker<'_>) -> (Vec<NodeStatus>, Vec<S
                 .collect()
         }
     };
-    for (url, answer) in &servers {
-        if let Err(e) = answer {
-            notes.push(match asker.source {
-                Source::Auto => {
-                    format!("status server {url} does not answer ({e}): asking over SSH")
-                }
-                _ => format!("status server {url}: {e}"),
-            });
+    // With --serve the server's failure is every row's error; in Auto it
+    // changes how the nodes are asked, which is worth a note.
+    if matches!(asker.source, Source::Auto) {
+        for (url, answer) in &servers {
+            if let Err(e) = answer {
+                notes.push(format!(
+                    "status server {url} does not answer ({e}): asking over SSH"
+                ));
+            }
         }
     }
     let rows = std::thread::scope(|scope| {
