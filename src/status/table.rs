@@ -120,7 +120,7 @@ pub fn cluster(rows: &[NodeStatus]) -> String {
         for (i, cell) in c.iter().enumerate() {
             l.push_str(cell);
             if i < 3 {
-                l.push_str(&" ".repeat(w[i] - cell.chars().count() + 2));
+                l.push_str(&" ".repeat(w[i].saturating_sub(cell.chars().count()) + 2));
             }
         }
         l.truncate(l.trim_end().len());
