@@ -811,6 +811,30 @@ fn status_reads_what_the_nodes_reported_to_serve_without_ssh() {
         "{text}"
     );
 
+    // On a terminal (script(1) gives it one) the table is redrawn from
+    // the top of a cleared screen, with when it was asked.
+    let exe = bin().get_program().to_owned();
+    let out = run_ok(
+        Command::new("script")
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .args(["-qec"])
+            .arg(format!(
+                "{} --profile homelab.yaml status --watch --node pi1",
+                exe.to_str().unwrap()
+            ))
+            .arg("/dev/null"),
+    );
+    let screen = stdout(&out);
+    assert!(
+        screen.starts_with("\x1b[H\x1b[2JNODE  ADDRESS"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("asked at ") && screen.contains("again every 5 s"),
+        "{screen:?}"
+    );
+
     // --serve names the server to read; one that does not answer is
     // each node's error, and nothing is asked over SSH instead.
     let serve = |url: &str| {
