@@ -49,4 +49,5 @@ mod render_golden;
 mod render_oracles;
 mod secrets_kept;
 mod status_cmd;
+mod status_serve;
 mod util;
