@@ -16,6 +16,7 @@ mod profile_cmds;
 pub mod say;
 mod serve_cmds;
 pub mod source_cmds;
+mod status_cmds;
 
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
 /// only with `-q`; a server (`serve`) logs each request it serves (info)
@@ -131,6 +132,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Devices(args) => device_cmds::devices(&cli.global, &args),
         Command::Flash(args) => flash_cmds::flash(&cli.global, &args),
         Command::Serve(args) => serve_cmds::serve(&cli.global, &args),
+        Command::Status(args) => status_cmds::status(&cli.global, &args),
         Command::Completions(args) => {
             write_stdout(&mut std::io::stdout().lock(), &completions(args.shell))
         }

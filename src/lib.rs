@@ -24,4 +24,5 @@ pub mod profile;
 pub mod progress;
 pub mod render;
 pub mod source;
+pub mod status;
 pub mod time;

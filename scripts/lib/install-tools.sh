@@ -20,7 +20,7 @@ ensure_tools() {
 		zstd:zstd gpg:gnupg gpgconf:gnupg gpg-agent:gnupg
 		dnsmasq:dnsmasq-base ip:iproute2
 		cpio:cpio lz4:lz4 bzip2:bzip2 lzma:xz-utils
-		git:git ssh-keygen:openssh-client mkfifo:coreutils getent:libc-bin mount:mount swapon:mount mkswap:util-linux
+		git:git ssh-keygen:openssh-client ssh:openssh-client sshd:openssh-server sudo:sudo mkfifo:coreutils getent:libc-bin mount:mount swapon:mount mkswap:util-linux
 		nbdinfo:libnbd-bin qemu-img:qemu-utils qemu-io:qemu-utils timeout:coreutils
 	)
 

@@ -94,7 +94,51 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         }
         writeln!(stdout, "known_hosts  {}", kh.display()).context("writing to stdout")?;
     }
+    if !global.quiet {
+        eprint!("{}", next_hint(&cluster, &names, &args.out));
+    }
     Ok(())
+}
+
+/// What to do after a build, on stderr: write the cards (or netboot the
+/// `netboot:` nodes), then follow the first boots with `status`.
+fn next_hint(
+    cluster: &crate::profile::resolved::Cluster,
+    names: &[String],
+    out: &std::path::Path,
+) -> String {
+    let built: Vec<_> = names.iter().filter_map(|n| cluster.node(n)).collect();
+    let card = built.iter().find(|n| n.netboot.is_none());
+    let netboot = built.iter().any(|n| n.netboot.is_some());
+    let out_arg = if out == std::path::Path::new("out") {
+        String::new()
+    } else {
+        format!(" --out {}", out.display())
+    };
+    let mut steps = Vec::new();
+    if let Some(n) = card {
+        steps.push((
+            format!("homelab-image flash --node {}{out_arg}", n.hostname),
+            "each node's image to its SD card or USB disk",
+        ));
+    }
+    if netboot {
+        steps.push((
+            format!("homelab-image serve{out_arg}"),
+            "netboot the netboot: nodes",
+        ));
+    }
+    steps.push((
+        format!("homelab-image status --watch{out_arg}"),
+        "then follow each node's first boot",
+    ));
+    let width = steps.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    for (i, (cmd, why)) in steps.iter().enumerate() {
+        let lead = if i == 0 { "next: " } else { "      " };
+        text.push_str(&format!("{lead}{cmd:width$}  # {why}\n"));
+    }
+    text
 }
 
 /// Prints a pipeline notice on stderr, `warning:` or `note:` first.

@@ -21,8 +21,10 @@ cp/rm meanwhile. Every output is created 0600: an image carries its node's
 SSH host key. Files the build creates are dated 2020-01-01 (or
 $SOURCE_DATE_EPOCH), so the same profile, base image and state directory
 give byte-identical images. The state directory is created on the first
-build; one that git tracks is refused. Next: `flash --node NODE` writes the
-image to a card or USB disk (docs/FLASH.md).")]
+build; one that git tracks is refused. Ends with a `next:` hint on stderr
+(not with -q): `flash --node NODE` writes the image to a card or USB disk
+(docs/FLASH.md), `serve` netboots, then `status --watch` follows the first
+boots (docs/STATUS.md).")]
 #[group(id = "selection", required = true, multiple = false)]
 pub struct BuildArgs {
     /// Node (hostname) to build; repeat for several

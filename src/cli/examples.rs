@@ -109,6 +109,13 @@ homelab-image serve --port-base 10000 --node pi1   # no root needed
 homelab-image serve --status-only --port-base 8000",
     ),
     (
+        "status",
+        "homelab-image status
+homelab-image status --watch                  # until every node is done
+homelab-image status --node pi1 --json
+homelab-image status --serve http://192.168.1.10 --watch",
+    ),
+    (
         "completions",
         "homelab-image completions bash > /etc/bash_completion.d/homelab-image
 homelab-image completions zsh > ~/.zfunc/_homelab-image",

@@ -21,6 +21,7 @@ pub use image_cmds::{CatArgs, CpArgs, InspectArgs, LsArgs, Owner, RmArgs};
 pub use serve_cmds::ServeArgs;
 pub mod profile_cmds;
 pub mod source_cmds;
+pub mod status_cmds;
 
 /// Turn a stock Ubuntu Server or Armbian arm64 image into one ready-to-boot
 /// image per node of a homelab cluster.
@@ -117,6 +118,9 @@ pub enum Command {
     /// Netboot the profile's Raspberry Pis from this machine: ProxyDHCP,
     /// TFTP and NBD from the node images, and a status page
     Serve(ServeArgs),
+    /// Show each node's first boot (reachable, state, cloud-init) and the
+    /// MicroCloud members, over SSH or from `serve`
+    Status(status_cmds::StatusArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

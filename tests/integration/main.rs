@@ -50,4 +50,6 @@ mod pull_support;
 mod render_golden;
 mod render_oracles;
 mod secrets_kept;
+mod status_cmd;
+mod status_serve;
 mod util;
