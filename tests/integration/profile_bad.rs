@@ -110,5 +110,5 @@ fn an_alias_bomb_is_refused() {
 #[test]
 fn a_missing_profile_names_the_file() {
     let dir = tempdir();
-    assert_refused(&dir.path().join("nope.yaml"), "reading profile");
+    assert_refused(&dir.path().join("nope.yaml"), "no such profile");
 }
