@@ -1,8 +1,16 @@
 //! Raspberry Pi EEPROM bootloader configuration (`boot.conf`): parsing and
 //! checking the presets shipped in `firmware/`, so a typo in a key or a
 //! boot mode is caught here rather than by a Pi that will not boot.
+//! `presets` embeds them, `eeprom` puts one into a bootloader image and
+//! `card` makes the recovery SD card that flashes it.
 
 use std::fmt;
+
+pub mod card;
+pub mod eeprom;
+mod presets;
+
+pub use presets::{PiModel, Preset, names as preset_names, preset, presets};
 
 /// One boot mode of `BOOT_ORDER` (eeprom-bootloader.adoc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
