@@ -12,6 +12,7 @@ use crate::image::Image;
 mod build_cmds;
 mod copy_cmds;
 mod device_cmds;
+mod firmware_cmds;
 mod flash_cmds;
 mod profile_cmds;
 mod serve_cmds;
@@ -94,6 +95,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Devices(args) => device_cmds::devices(&cli.global, &args),
         Command::Flash(args) => flash_cmds::flash(&cli.global, &args),
         Command::Serve(args) => serve_cmds::serve(&cli.global, &args),
+        Command::Firmware(args) => firmware_cmds::firmware(&cli.global, &args),
         Command::Completions(args) => {
             let mut cmd = Cli::command();
             clap_complete::generate(

@@ -11,6 +11,7 @@ mod image_cmds;
 mod build_cmds;
 pub use build_cmds::{BuildArgs, Compression};
 mod device_cmds;
+pub mod firmware_cmds;
 mod flash_cmds;
 mod serve_cmds;
 pub use device_cmds::DevicesArgs;
@@ -105,6 +106,9 @@ pub enum Command {
     /// Netboot the profile's Raspberry Pis from this machine: ProxyDHCP,
     /// TFTP and NBD from the node images, and a status page
     Serve(ServeArgs),
+    /// Raspberry Pi bootloader EEPROM: boot-order presets, the configuration
+    /// inside an EEPROM image, a recovery card that writes one
+    Firmware(firmware_cmds::FirmwareArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

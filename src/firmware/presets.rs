@@ -95,11 +95,7 @@ impl Preset {
 
     /// "USB, then SD, then restart".
     pub fn boot_order_words(&self) -> String {
-        self.boot_order
-            .iter()
-            .map(|m| m.to_string())
-            .collect::<Vec<_>>()
-            .join(", then ")
+        super::order_in_words(&self.boot_order)
     }
 
     /// "rpi4, rpi5".
