@@ -286,6 +286,8 @@ pub fn write_card(file: &File, shown: &std::path::Path, files: &[(&str, Vec<u8>)
         vol.write_file(name, bytes)
             .with_context(|| format!("writing {name} to the card"))?;
     }
+    vol.count_free_clusters()
+        .context("counting the card's free clusters")?;
     vol.unmount_checked()
         .context("checking the card's FAT32 after writing")?;
     // Read back through a fresh open of the table and the volume.
