@@ -86,8 +86,11 @@ pub enum EepromError {
     NoBootconf,
     #[error("offset {offset:#x}: a second bootconf.txt (the first is at {first:#x})")]
     TwoBootconfs { offset: usize, first: usize },
-    #[error("the new bootconf.txt is {len} bytes; at most {MAX_BOOTCONF} fit in its 4 KiB sector")]
-    TooLarge { len: usize },
+    #[error(
+        "offset {offset:#x}: the new bootconf.txt is {len} bytes; at most {MAX_BOOTCONF} fit \
+         in its 4 KiB sector"
+    )]
+    TooLarge { offset: usize, len: usize },
     #[error(
         "offset {offset:#x}: a bootconf.txt of {len} bytes would run to {end:#x}, past the \
          next section at {next:#x}"
@@ -246,10 +249,13 @@ impl Eeprom {
     /// `bootconf.txt` is the last section, as rpi-eeprom-config leaves
     /// it). The result is walked again before it is returned.
     pub fn with_bootconf(&self, conf: &[u8]) -> Result<Eeprom, EepromError> {
-        if conf.len() > MAX_BOOTCONF {
-            return Err(EepromError::TooLarge { len: conf.len() });
-        }
         let (offset, next) = self.bootconf_region();
+        if conf.len() > MAX_BOOTCONF {
+            return Err(EepromError::TooLarge {
+                offset,
+                len: conf.len(),
+            });
+        }
         let data_end = offset + FILE_HEADER + conf.len();
         if data_end > next {
             return Err(EepromError::NoRoom {
@@ -500,6 +506,7 @@ mod tests {
         assert_eq!(
             e.with_bootconf(&[b'#'; MAX_BOOTCONF + 1]).unwrap_err(),
             EepromError::TooLarge {
+                offset: e.bootconf_offset(),
                 len: MAX_BOOTCONF + 1
             }
         );
