@@ -76,7 +76,7 @@ pub enum Channel {
 #[command(after_help = "\
 Examples:
   homelab-image firmware card --preset boot-usb-sd --board rpi4 \\
-      --from ~/.cache/homelab-image/ubuntu-24.04.img
+      --from \"$(homelab-image pull ubuntu-24.04-raspi)\"
   homelab-image firmware card --preset boot-nvme-usb --board rpi5 \\
       --channel latest --out eeprom-rpi5.img
   homelab-image flash eeprom-rpi4.img /dev/sdX
