@@ -117,6 +117,7 @@ fn load_eeprom(path: &Path) -> Result<(Eeprom, Option<String>)> {
     if looks_like_eeprom(len, &head[..n]) {
         // Read through the handle already checked, bounded in case the
         // file grew since: a size other than 512 KiB or 2 MiB is refused.
+        // as: usize -> u64 widening.
         let mut bytes = Vec::new();
         file.seek(std::io::SeekFrom::Start(0))
             .and_then(|_| {
