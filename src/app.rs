@@ -11,6 +11,7 @@ use crate::image::Image;
 mod build_cmds;
 mod copy_cmds;
 mod device_cmds;
+mod firmware_cmds;
 mod flash_cmds;
 mod profile_cmds;
 pub mod say;
@@ -133,6 +134,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Flash(args) => flash_cmds::flash(&cli.global, &args),
         Command::Serve(args) => serve_cmds::serve(&cli.global, &args),
         Command::Status(args) => status_cmds::status(&cli.global, &args),
+        Command::Firmware(args) => firmware_cmds::firmware(&cli.global, &args),
         Command::Completions(args) => {
             write_stdout(&mut std::io::stdout().lock(), &completions(args.shell))
         }

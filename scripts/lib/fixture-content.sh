@@ -319,3 +319,25 @@ ubuntu_initrd() {
 	} >"$out"
 	rm -rf "$t"
 }
+
+# stage_bootloader_releases ROOT: the rpi-eeprom package's bootloader files
+# under /lib/firmware/raspberrypi (usrmerged: /usr/lib), which `firmware
+# card` reads. Made by scripts/lib/eeprom-fixture.py (the real section
+# layout; see there). Two releases in 2711/default, so "newest" is tested
+# (the older one has a file after bootconf.txt; the newer one an update
+# timestamp in the reserved last 4 KiB); a recovery.bin stand-in wherever
+# the package has one, except 2712/default, so a Pi 5 card without it is
+# tested too.
+stage_bootloader_releases() {
+	local fw=$1/usr/lib/firmware/raspberrypi
+	mkdir -p "$fw/bootloader-2711/default" "$fw/bootloader-2711/latest" \
+		"$fw/bootloader-2712/default" "$fw/bootloader-2712/latest"
+	python3 "$EEPROM_FIXTURE" build 2711 2024-04-15 "$fw/bootloader-2711/default/pieeprom-2024-04-15.bin" --after-bootconf
+	python3 "$EEPROM_FIXTURE" build 2711 2025-01-10 "$fw/bootloader-2711/default/pieeprom-2025-01-10.bin" --stamp
+	put_blob "$fw/bootloader-2711/default/recovery.bin" "rpi-eeprom 2711 default recovery.bin" 32768
+	python3 "$EEPROM_FIXTURE" build 2711 2025-05-08 "$fw/bootloader-2711/latest/pieeprom-2025-05-08.bin"
+	put_blob "$fw/bootloader-2711/latest/recovery.bin" "rpi-eeprom 2711 latest recovery.bin" 32768
+	python3 "$EEPROM_FIXTURE" build 2712 2025-01-10 "$fw/bootloader-2712/default/pieeprom-2025-01-10.bin"
+	python3 "$EEPROM_FIXTURE" build 2712 2025-02-12 "$fw/bootloader-2712/latest/pieeprom-2025-02-12.bin"
+	put_blob "$fw/bootloader-2712/latest/recovery.bin" "rpi-eeprom 2712 latest recovery.bin" 32768
+}

@@ -13,6 +13,7 @@ pub mod man;
 mod build_cmds;
 pub use build_cmds::{BuildArgs, Compression};
 mod device_cmds;
+pub mod firmware_cmds;
 mod flash_cmds;
 mod serve_cmds;
 pub use device_cmds::DevicesArgs;
@@ -121,6 +122,9 @@ pub enum Command {
     /// Show each node's first boot (reachable, state, cloud-init) and the
     /// MicroCloud members, over SSH or from `serve`
     Status(status_cmds::StatusArgs),
+    /// Raspberry Pi bootloader EEPROM: boot-order presets, the configuration
+    /// inside an EEPROM image, a recovery card that writes one
+    Firmware(firmware_cmds::FirmwareArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

@@ -1,8 +1,16 @@
 //! Raspberry Pi EEPROM bootloader configuration (`boot.conf`): parsing and
 //! checking the presets shipped in `firmware/`, so a typo in a key or a
 //! boot mode is caught here rather than by a Pi that will not boot.
+//! `presets` embeds them, `eeprom` puts one into a bootloader image and
+//! `card` makes the recovery SD card that flashes it.
 
 use std::fmt;
+
+pub mod card;
+pub mod eeprom;
+mod presets;
+
+pub use presets::{PiModel, Preset, names as preset_names, preset, presets};
 
 /// One boot mode of `BOOT_ORDER` (eeprom-bootloader.adoc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +137,43 @@ impl BootConf {
     }
 }
 
+/// The `BOOT_ORDER` a configuration sets for every board: the last one
+/// outside a conditional section (`[all]` or none), as text and parsed.
+/// `None` when it sets none (the bootloader then uses its default). For
+/// reading configurations we did not write, so other keys are not judged.
+pub fn boot_order_in(text: &str) -> Option<(String, Result<Vec<BootMode>, String>)> {
+    let mut unconditional = true;
+    let mut found = None;
+    for raw in text.lines() {
+        let l = raw.trim();
+        if l.starts_with('[') && l.ends_with(']') {
+            unconditional = l.eq_ignore_ascii_case("[all]");
+            continue;
+        }
+        if !unconditional {
+            continue;
+        }
+        if let Some((key, value)) = l.split_once('=')
+            && key.trim() == "BOOT_ORDER"
+        {
+            found = Some(value.trim().to_string());
+        }
+    }
+    found.map(|v| {
+        let parsed = parse_boot_order(&v);
+        (v, parsed)
+    })
+}
+
+/// "USB, then SD, then restart".
+pub fn order_in_words(modes: &[BootMode]) -> String {
+    modes
+        .iter()
+        .map(|m| m.to_string())
+        .collect::<Vec<_>>()
+        .join(", then ")
+}
+
 /// `0xf41` → [SD, USB, restart]: nibbles read right to left, ending at
 /// the first restart or stop.
 fn parse_boot_order(value: &str) -> Result<Vec<BootMode>, String> {
@@ -165,6 +210,21 @@ fn parse_boot_order(value: &str) -> Result<Vec<BootMode>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unconditional_boot_order_is_the_one_shown() {
+        let (hex, modes) = boot_order_in(
+            "[all]\nBOOT_ORDER=0xf41\n[gpio4=0]\nBOOT_ORDER=0xf2\n[all]\nBOOT_ORDER=0xf14\n",
+        )
+        .unwrap();
+        assert_eq!(hex, "0xf14");
+        assert_eq!(
+            order_in_words(&modes.unwrap()),
+            "USB, then SD, then restart"
+        );
+        assert!(boot_order_in("[all]\nBOOT_UART=1\n").is_none());
+        assert!(boot_order_in("BOOT_ORDER=0x9\n").unwrap().1.is_err());
+    }
 
     #[test]
     fn boot_order_reads_right_to_left() {

@@ -18,6 +18,8 @@ mod ext4_support;
 mod ext4_write;
 mod fat_hostile;
 mod fat_write;
+mod firmware_card;
+mod firmware_eeprom;
 mod flash_cmd;
 mod flash_devices;
 mod flash_fake_sys;

@@ -338,6 +338,16 @@ impl FatVolume {
             .map_err(|e| FsError::io(path, e))
     }
 
+    /// Counts the free clusters (a scan of the FAT) so that the FSInfo
+    /// sector `unmount` writes carries the count: a volume fatfs just
+    /// formatted has none, which fsck.fat reports.
+    pub fn count_free_clusters(&self) -> Result<u32, FsError> {
+        self.fs
+            .stats()
+            .map(|s| s.free_clusters())
+            .map_err(|e| FsError::io("/", e))
+    }
+
     /// Flushes the FSInfo sector and clears the dirty flag.
     pub fn unmount(self) -> Result<(), FsError> {
         (*self.fs).unmount().map_err(|e| FsError::io("/", e))
