@@ -16,6 +16,7 @@ mod flash_cmds;
 mod profile_cmds;
 mod serve_cmds;
 pub mod source_cmds;
+mod tty_ask;
 
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
 /// only with `-q`; a server (`serve`) logs each request it serves (info)

@@ -24,6 +24,7 @@ mod flash_rules;
 mod flash_write;
 mod http_server;
 mod image_check;
+mod init_ask;
 mod inspect;
 mod ls_cat;
 mod netboot_dhcp;
