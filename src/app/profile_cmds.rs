@@ -10,15 +10,17 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::build::base_check::{self, Checked};
 use crate::cli::GlobalArgs;
 use crate::cli::profile_cmds::{InitArgs, RenderArgs};
+use crate::inspect::base::BaseFacts;
 use crate::profile::Cluster;
 use crate::profile::ident::UserName;
 use crate::profile::named_file::{self, Kind};
+use crate::profile::platform::OsRelease;
 use crate::profile::resolve::{Context as ResolveContext, DEFAULT_STATE_DIR, Resolved};
 use crate::profile::ssh::SshPublicKey;
 use crate::profile::starter::{
     Detected, parse_proc_route, render as render_starter, starter_profile,
 };
-use crate::profile::starter_ask::{AskError, Place, Secret, ask_starter};
+use crate::profile::starter_ask::{AskError, ImageFacts, Place, Secret, ask_starter};
 use crate::profile::state::{OsEntropy, State, ensure_passphrase, ensure_state_dir};
 use crate::profile::tracked::refuse_tracked;
 use crate::render::redact::redact;
@@ -191,7 +193,8 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
     let ctx = ResolveContext::from_process(path);
     let state_dir = ctx.path(Path::new(DEFAULT_STATE_DIR));
     let wifi_path = state_dir.join(WIFI_PASSWORD_FILE);
-    let (text, wifi) = if !args.yes && super::tty_ask::interactive() {
+    let asked = !args.yes && super::tty_ask::interactive();
+    let (text, wifi) = if asked {
         let place = Place {
             profile_dir: std::path::absolute(ctx.path(Path::new("")))
                 .context("finding the profile's directory")?,
@@ -199,6 +202,7 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
             home: std::env::var_os("HOME").map(PathBuf::from),
             wifi_file: format!("{DEFAULT_STATE_DIR}/{WIFI_PASSWORD_FILE}"),
             wifi_file_taken: wifi_path.exists() && !args.force,
+            image_facts,
         };
         let answers = ask_starter(&mut Tty::new(), &detected, &place).map_err(|e| match e {
             // Ctrl-D or Ctrl-C: the user chose to stop; say so plainly.
@@ -248,7 +252,8 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
         } else {
             "s"
         },
-        if detected.route.is_some() {
+        // Asked, the LAN is the one answered, whatever the route said.
+        if detected.route.is_some() && !asked {
             ", LAN from the default route"
         } else {
             ""
@@ -260,6 +265,28 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
         },
     );
     Ok(())
+}
+
+/// The OS of a (raw) image file, and the board an Armbian image names,
+/// offered by `init`; `None` when the image cannot be read as one we
+/// build from (compressed, damaged, another layout).
+fn image_facts(path: &Path) -> Option<ImageFacts> {
+    let image = crate::image::Image::open(path).ok()?;
+    let facts = BaseFacts::read(&image).ok()?;
+    let release = facts.os.as_ref()?;
+    if let Some(armbian) = &release.armbian {
+        return Some((OsRelease::Armbian, armbian.board.clone()));
+    }
+    if release.id.as_deref() != Some("ubuntu") {
+        return None;
+    }
+    let os = match release.version_id.as_deref()? {
+        "22.04" => OsRelease::Ubuntu2204,
+        "24.04" => OsRelease::Ubuntu2404,
+        "26.04" => OsRelease::Ubuntu2604,
+        _ => return None,
+    };
+    Some((os, None))
 }
 
 /// The Wi-Fi passphrase file the interactive `init` writes into the

@@ -2,23 +2,24 @@
 //! entry or a local file), the board, the LAN, how many nodes, each node's
 //! name, address and (optional) MAC, and Wi-Fi. Every question offers a
 //! default in brackets (Enter takes it), checks the answer as it is typed
-//! and asks again with the reason, at most [`MAX_TRIES`] times. Pure over
-//! [`Asker`], so the rules are tested without a terminal; `app` supplies
-//! the terminal (and reads the passphrase without echo).
+//! and asks again with the reason, at most [`MAX_TRIES`] times. Written
+//! over [`Asker`], so the rules are tested without a terminal; `app`
+//! supplies the terminal (and reads the passphrase without echo). The
+//! network questions are in `nodes`.
 
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::profile::hostname::Hostname;
 use crate::profile::ident::CountryCode;
-use crate::profile::net::{Ipv4Cidr, MacAddr};
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::starter::{Detected, Starter, StarterImage, StarterNode, StarterWifi};
 use crate::source::catalog::{CATALOG, CatalogEntry};
+
+mod nodes;
+use nodes::{ask_lan, ask_node, hosts_in};
 
 /// Answers refused per question before `init` gives up.
 pub const MAX_TRIES: usize = 5;
@@ -74,6 +75,10 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// What an image file says it is: its OS, and the board an Armbian image
+/// names in `/etc/armbian-release`.
+pub type ImageFacts = (OsRelease, Option<String>);
+
 /// What the questions need to know about the place the profile goes.
 #[derive(Debug, Clone)]
 pub struct Place {
@@ -87,6 +92,9 @@ pub struct Place {
     /// profile, and whether it exists already (and may not be replaced).
     pub wifi_file: String,
     pub wifi_file_taken: bool,
+    /// Looks into an image file: its OS and, for Armbian, its board name
+    /// (`None` when it cannot tell, e.g. a compressed file).
+    pub image_facts: fn(&std::path::Path) -> Option<ImageFacts>,
 }
 
 /// What the user answered: the profile to write and the Wi-Fi passphrase
@@ -177,18 +185,13 @@ pub fn ask_starter(a: &mut dyn Asker, d: &Detected, place: &Place) -> Result<Ans
         nodes.push(ask_node(a, i, &nodes, subnet, gateway)?);
     }
     let (wifi, wifi_passphrase) = ask_wifi(a, place)?;
-    let subnet_note = if d.route.is_some() {
-        "the nodes' LAN (this machine's default route offered)"
-    } else {
-        "the nodes' LAN"
-    };
     Ok(Answers {
         starter: Starter {
             image,
             board,
             subnet,
             gateway,
-            subnet_note,
+            subnet_note: "the nodes' LAN",
             nodes,
             wifi,
         },
@@ -219,7 +222,8 @@ fn ask_image(a: &mut dyn Asker, place: &Place) -> Result<(StarterImage, Board), 
         .or(CATALOG.first());
     enum Choice {
         Catalog(&'static CatalogEntry),
-        File(String),
+        /// As the profile spells it, and where it is.
+        File(String, PathBuf),
     }
     let choice = ask(
         a,
@@ -237,7 +241,7 @@ fn ask_image(a: &mut dyn Asker, place: &Place) -> Result<(StarterImage, Board), 
                     .map(Choice::Catalog)
                     .ok_or_else(|| format!("there is no entry {n}: pick 1 to {}", CATALOG.len()));
             }
-            image_file(s, place).map(Choice::File)
+            image_file(s, place).map(|(spelled, full)| Choice::File(spelled, full))
         },
     )?;
     match choice {
@@ -266,13 +270,26 @@ fn ask_image(a: &mut dyn Asker, place: &Place) -> Result<(StarterImage, Board), 
             };
             Ok((StarterImage::Catalog(e), board))
         }
-        Choice::File(path) => {
+        Choice::File(path, full) => {
             let names = OS_NAMES.map(|(n, _)| n).join(", ");
+            let facts = (place.image_facts)(&full);
+            let (found_os, found_board) = match &facts {
+                Some((os, board)) => (Some(*os), board.as_deref()),
+                None => (None, None),
+            };
+            let offered_os = found_os.unwrap_or(OsRelease::Ubuntu2404).to_string();
             let os = ask(
                 a,
                 "image OS",
-                &format!("OS of that image ({names})"),
-                Some("ubuntu-24.04"),
+                &format!(
+                    "OS of that image ({names}){}",
+                    if found_os.is_some() {
+                        ", as found in it"
+                    } else {
+                        ""
+                    }
+                ),
+                Some(&offered_os),
                 |s| {
                     OS_NAMES
                         .iter()
@@ -285,7 +302,12 @@ fn ask_image(a: &mut dyn Asker, place: &Place) -> Result<(StarterImage, Board), 
                 a,
                 "board",
                 "Board (rpi4, rpi5 or an Armbian board like rock-5b)",
-                Some("rpi4"),
+                Some(
+                    found_board
+                        .and_then(|b| Board::parse(b).ok())
+                        .map_or_else(|| "rpi4".to_owned(), |b| b.to_string())
+                        .as_str(),
+                ),
                 |s| {
                     let b = Board::parse(s).map_err(|e| e.to_string())?;
                     if os != OsRelease::Armbian && !b.is_raspberry_pi() {
@@ -309,7 +331,7 @@ const OS_NAMES: [(&str, OsRelease); 4] = [
 /// An image file answer, checked to be a regular file and spelled as the
 /// profile will read it: relative to the profile's directory when it lies
 /// there, `~/…` as typed, else absolute.
-fn image_file(s: &str, place: &Place) -> Result<String, String> {
+fn image_file(s: &str, place: &Place) -> Result<(String, PathBuf), String> {
     let (full, keep_as_typed) = match (s.strip_prefix("~/"), &place.home) {
         (Some(rest), Some(home)) => (home.join(rest), true),
         (Some(_), None) => return Err("~/ needs $HOME, which is not set".to_owned()),
@@ -331,181 +353,15 @@ fn image_file(s: &str, place: &Place) -> Result<String, String> {
         Err(e) => return Err(format!("{}: {e}", full.display())),
     }
     if keep_as_typed {
-        return Ok(s.to_owned());
+        return Ok((s.to_owned(), full));
     }
     let spelled = match full.strip_prefix(&place.profile_dir) {
         Ok(rel) => rel.to_path_buf(),
         Err(_) => full.clone(),
     };
-    spelled
-        .to_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("{} is not valid UTF-8", full.display()))
-}
-
-/// The subnet and gateway, offered from the default route.
-fn ask_lan(a: &mut dyn Asker, detected: &Starter) -> Result<(Ipv4Cidr, Ipv4Addr), AskError> {
-    let subnet = ask(
-        a,
-        "subnet",
-        "Subnet of the nodes' LAN",
-        Some(&detected.subnet.to_string()),
-        |s| {
-            let net = Ipv4Cidr::parse(s).map_err(|e| e.to_string())?;
-            if !(8..=30).contains(&net.prefix()) {
-                return Err(format!(
-                    "{s} has a /{} prefix: give a LAN from /8 to /30",
-                    net.prefix()
-                ));
-            }
-            Ok(net.network())
-        },
-    )?;
-    let offered = if subnet.contains(detected.gateway) {
-        Some(detected.gateway)
-    } else {
-        subnet.nth_host(1)
-    }
-    .map(|g| g.to_string());
-    let gateway = ask(a, "gateway", "Gateway", offered.as_deref(), |s| {
-        let ip: Ipv4Addr = s
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IPv4 address, like 192.168.1.1"))?;
-        host_in(ip, subnet)?;
-        Ok(ip)
-    })?;
-    Ok((subnet, gateway))
-}
-
-/// How many host addresses `net` has (network and broadcast excluded).
-fn hosts_in(net: Ipv4Cidr) -> usize {
-    let bits = 32 - u32::from(net.prefix());
-    // Only /8 to /30 reach here: 2^24 fits any usize this runs on.
-    usize::try_from((1u64 << bits).saturating_sub(2)).unwrap_or(usize::MAX)
-}
-
-/// `ip` is a host of `net`: inside it, not its network or broadcast address.
-fn host_in(ip: Ipv4Addr, net: Ipv4Cidr) -> Result<Ipv4Cidr, String> {
-    if !net.contains(ip) {
-        return Err(format!("{ip} is outside the subnet {net}"));
-    }
-    if ip == net.network().addr() {
-        return Err(format!("{ip} is the subnet's network address"));
-    }
-    if ip == net.broadcast() {
-        return Err(format!("{ip} is the subnet's broadcast address"));
-    }
-    Ipv4Cidr::new(ip, net.prefix()).ok_or_else(|| format!("{ip}/{} is not valid", net.prefix()))
-}
-
-/// The address offered to the next node: from .11 on, then from .2,
-/// skipping the gateway and the addresses taken.
-fn next_free(net: Ipv4Cidr, gateway: Ipv4Addr, taken: &[StarterNode]) -> Option<Ipv4Cidr> {
-    let hosts = u32::try_from(hosts_in(net)).unwrap_or(u32::MAX);
-    (11..=hosts)
-        .chain(1..11.min(hosts + 1))
-        .filter_map(|i| net.nth_host(i))
-        .filter(|ip| *ip != gateway && taken.iter().all(|n| n.address.addr() != *ip))
-        .find_map(|ip| host_in(ip, net).ok())
-}
-
-/// Node `i`'s name, address and MAC, checked against the nodes before it.
-fn ask_node(
-    a: &mut dyn Asker,
-    i: usize,
-    before: &[StarterNode],
-    subnet: Ipv4Cidr,
-    gateway: Ipv4Addr,
-) -> Result<StarterNode, AskError> {
-    let free_name = (i..)
-        .take(MAX_NODES + 1)
-        .map(|n| format!("node{n}"))
-        .find(|n| before.iter().all(|b| b.hostname.as_str() != n));
-    let hostname = ask(
-        a,
-        &format!("node {i} hostname"),
-        &format!("Node {i}: hostname"),
-        free_name.as_deref(),
-        |s| {
-            let h = Hostname::parse(s).map_err(|e| e.to_string())?;
-            match before.iter().position(|b| b.hostname == h) {
-                Some(j) => Err(format!("{s} is node {}'s name already", j + 1)),
-                None => Ok(h),
-            }
-        },
-    )?;
-    let offered = next_free(subnet, gateway, before).map(|c| c.addr().to_string());
-    let address = ask(
-        a,
-        &format!("node {i} address"),
-        &format!("Node {i} ({}): address in {subnet}", hostname.as_str()),
-        offered.as_deref(),
-        |s| node_address(s, subnet, gateway, before),
-    )?;
-    let mac = ask(
-        a,
-        &format!("node {i} MAC"),
-        &format!(
-            "Node {i} ({}): MAC address of its wired NIC (optional, Enter for none)",
-            hostname.as_str()
-        ),
-        None,
-        |s| {
-            if s.is_empty() {
-                return Ok(None);
-            }
-            let mac = MacAddr::parse(s).map_err(|e| e.to_string())?;
-            // The group bit is the low bit of the first octet, shown first.
-            let first = mac
-                .to_string()
-                .get(..2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if first.is_some_and(|o| o & 1 == 1) {
-                return Err(format!("{mac} is a multicast address, not a NIC's"));
-            }
-            match before.iter().find(|b| b.mac == Some(mac)) {
-                Some(b) => Err(format!("{mac} is {}'s MAC already", b.hostname.as_str())),
-                None => Ok(Some(mac)),
-            }
-        },
-    )?;
-    Ok(StarterNode {
-        hostname,
-        address,
-        mac,
-    })
-}
-
-/// A node address answer: `a.b.c.d` or `a.b.c.d/prefix` with the subnet's
-/// prefix; a host of the subnet, not the gateway, not another node's.
-fn node_address(
-    s: &str,
-    subnet: Ipv4Cidr,
-    gateway: Ipv4Addr,
-    before: &[StarterNode],
-) -> Result<Ipv4Cidr, String> {
-    let (ip, prefix) = match s.split_once('/') {
-        Some((ip, p)) => (ip, Some(p)),
-        None => (s, None),
-    };
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 address, like 192.168.1.11"))?;
-    if let Some(p) = prefix
-        && p != subnet.prefix().to_string()
-    {
-        return Err(format!(
-            "the subnet is {subnet}: write {ip} or {ip}/{}",
-            subnet.prefix()
-        ));
-    }
-    let cidr = host_in(ip, subnet)?;
-    if ip == gateway {
-        return Err(format!("{ip} is the gateway"));
-    }
-    match before.iter().find(|b| b.address.addr() == ip) {
-        Some(b) => Err(format!("{ip} is {}'s address already", b.hostname.as_str())),
-        None => Ok(cidr),
+    match spelled.to_str() {
+        Some(text) => Ok((text.to_owned(), full)),
+        None => Err(format!("{} is not valid UTF-8", full.display())),
     }
 }
 
@@ -615,7 +471,10 @@ fn read_secret(a: &mut dyn Asker, field: &str, prompt: &str) -> Result<String, A
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
+    use crate::profile::net::Ipv4Cidr;
 
     /// Answers from a list; records what was said and asked.
     struct Script {
@@ -660,6 +519,7 @@ mod tests {
             home: None,
             wifi_file: ".homelab-state/wifi-password".to_owned(),
             wifi_file_taken: false,
+            image_facts: |_| None,
         }
     }
 
@@ -721,41 +581,6 @@ mod tests {
             s.said
                 .iter()
                 .any(|l| l.contains("ubuntu-24.04 images are for rpi4 or rpi5, not rock-5b"))
-        );
-    }
-
-    #[test]
-    fn node_addresses_are_checked_as_typed() {
-        let net = Ipv4Cidr::parse("10.0.0.0/24").unwrap();
-        let gw = Ipv4Addr::new(10, 0, 0, 1);
-        let before = [StarterNode {
-            hostname: Hostname::parse("a").unwrap(),
-            address: Ipv4Cidr::parse("10.0.0.11/24").unwrap(),
-            mac: None,
-        }];
-        let why = |s| node_address(s, net, gw, &before).unwrap_err();
-        assert_eq!(why("10.0.0.1"), "10.0.0.1 is the gateway");
-        assert_eq!(why("10.0.0.11"), "10.0.0.11 is a's address already");
-        assert_eq!(
-            why("10.0.1.5"),
-            "10.0.1.5 is outside the subnet 10.0.0.0/24"
-        );
-        assert_eq!(why("10.0.0.0"), "10.0.0.0 is the subnet's network address");
-        assert_eq!(
-            why("10.0.0.255"),
-            "10.0.0.255 is the subnet's broadcast address"
-        );
-        assert!(why("10.0.0.x").contains("is not an IPv4 address"));
-        assert_eq!(
-            node_address("10.0.0.12/24", net, gw, &before)
-                .unwrap()
-                .to_string(),
-            "10.0.0.12/24"
-        );
-        // The next offer skips the gateway and the taken .11.
-        assert_eq!(
-            next_free(net, gw, &before).unwrap().to_string(),
-            "10.0.0.12/24"
         );
     }
 

@@ -439,3 +439,49 @@ fn init_yes_on_a_terminal_and_init_with_piped_stdin_write_the_same_starter() {
         "no Wi-Fi file without Wi-Fi"
     );
 }
+
+#[test]
+fn init_offers_the_os_it_finds_in_an_image_file_and_the_profile_checks_against_it() {
+    let dir = tempdir();
+    let home = home_with_key();
+    let image = crate::util::fixture("ubuntu-raspi-2604.img");
+    let mut s = Session::start({
+        let mut c = command(dir.path(), home.path());
+        c.arg("init");
+        c
+    });
+    s.answer(
+        "Base image: a name or number above",
+        image.to_str().expect("utf-8 path"),
+    );
+    // Enter takes what the image says it is.
+    s.answer("as found in it [ubuntu-26.04]: ", "");
+    s.answer(
+        "Board (rpi4, rpi5 or an Armbian board like rock-5b) [rpi4]: ",
+        "",
+    );
+    s.answer("Subnet of the nodes' LAN [", "10.7.0.0/24");
+    s.answer("Gateway [", "");
+    s.answer("Number of nodes", "1");
+    s.answer("Node 1: hostname", "");
+    s.answer("Node 1 (node1): address", "");
+    s.answer("Node 1 (node1): MAC", "");
+    s.answer("Wi-Fi network name (SSID)", "");
+    let (status, shown, _) = s.finish();
+    assert!(status.success(), "{shown}");
+    let profile = dir.path().join("homelab.yaml");
+    assert_eq!(
+        yaml_value(&profile, "p['defaults']['image']"),
+        format!("{{'os': 'ubuntu-26.04', 'path': '{}'}}", image.display())
+    );
+    let out = command(dir.path(), home.path())
+        .arg("check")
+        .output()
+        .expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("Ubuntu 26.04") && stdout.contains("ok (1 node"),
+        "check: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
