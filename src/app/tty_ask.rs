@@ -79,7 +79,11 @@ impl Asker for Tty {
         let mut line = Vec::new();
         loop {
             match self.byte()? {
-                None if line.is_empty() => return Ok(None),
+                None if line.is_empty() => {
+                    // Ctrl-D leaves the cursor after the prompt.
+                    self.prompt("\n")?;
+                    return Ok(None);
+                }
                 None | Some(b'\n') => break,
                 Some(b) if line.len() < MAX_LINE => line.push(b),
                 Some(_) => {}

@@ -485,3 +485,22 @@ fn init_offers_the_os_it_finds_in_an_image_file_and_the_profile_checks_against_i
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn init_on_a_terminal_refuses_an_existing_profile_before_asking() {
+    let dir = tempdir();
+    let home = home_with_key();
+    let profile = dir.path().join("homelab.yaml");
+    std::fs::write(&profile, "# mine\n").expect("write profile");
+    let s = Session::start({
+        let mut c = command(dir.path(), home.path());
+        c.arg("init");
+        c
+    });
+    let (status, shown, _) = s.finish();
+    assert_eq!(status.code(), Some(1), "{shown}");
+    assert!(shown.contains("homelab.yaml already exists; pass --force to overwrite it"));
+    assert!(!shown.contains("Base image"), "nothing was asked:\n{shown}");
+    assert_eq!(std::fs::read_to_string(&profile).expect("read"), "# mine\n");
+    assert_eq!(names_in(dir.path()), ["homelab.yaml"]);
+}
