@@ -18,6 +18,7 @@ pub mod say;
 mod serve_cmds;
 pub mod source_cmds;
 mod status_cmds;
+mod tty_ask;
 
 /// Sets up `tracing` on stderr: warnings by default, more with `-v`, errors
 /// only with `-q`; a server (`serve`) logs each request it serves (info)

@@ -5,21 +5,28 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::build::base_check::{self, Checked};
 use crate::cli::GlobalArgs;
 use crate::cli::profile_cmds::{InitArgs, RenderArgs};
+use crate::inspect::base::BaseFacts;
 use crate::profile::Cluster;
 use crate::profile::ident::UserName;
 use crate::profile::named_file::{self, Kind};
+use crate::profile::platform::OsRelease;
 use crate::profile::resolve::{Context as ResolveContext, DEFAULT_STATE_DIR, Resolved};
 use crate::profile::ssh::SshPublicKey;
-use crate::profile::starter::{Detected, parse_proc_route, starter_profile};
-use crate::profile::state::{OsEntropy, State, ensure_passphrase};
+use crate::profile::starter::{
+    Detected, parse_proc_route, render as render_starter, starter_profile,
+};
+use crate::profile::starter_ask::{AskError, ImageFacts, Place, Secret, ask_starter};
+use crate::profile::state::{OsEntropy, State, ensure_passphrase, ensure_state_dir};
 use crate::profile::tracked::refuse_tracked;
 use crate::render::redact::redact;
 use crate::render::tree::{to_text, to_text_with, write_tree};
+
+use super::tty_ask::Tty;
 
 /// Loads and resolves the profile; prints warnings to stderr.
 pub fn load_and_resolve(path: &Path) -> Result<Resolved> {
@@ -181,13 +188,53 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
         );
     }
     let detected = detect();
-    let text = starter_profile(&detected);
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     let ctx = ResolveContext::from_process(path);
     let state_dir = ctx.path(Path::new(DEFAULT_STATE_DIR));
+    let wifi_path = state_dir.join(WIFI_PASSWORD_FILE);
+    let asked = !args.yes && super::tty_ask::interactive();
+    let (text, wifi) = if asked {
+        let place = Place {
+            profile_dir: std::path::absolute(ctx.path(Path::new("")))
+                .context("finding the profile's directory")?,
+            cwd: std::env::current_dir().context("finding the current directory")?,
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            wifi_file: format!("{DEFAULT_STATE_DIR}/{WIFI_PASSWORD_FILE}"),
+            wifi_file_taken: wifi_path.exists() && !args.force,
+            image_facts,
+        };
+        let answers = ask_starter(&mut Tty::new(), &detected, &place).map_err(|e| match e {
+            // Ctrl-D or Ctrl-C: the user chose to stop; say so plainly.
+            AskError::Eof { .. } | AskError::Interrupted { .. } => {
+                anyhow!("init stopped: {e}; nothing was written")
+            }
+            // Through anyhow so that {:#} shows an I/O error's cause.
+            _ => anyhow!("{:#}; nothing was written", anyhow::Error::from(e)),
+        })?;
+        (
+            render_starter(&detected, &answers.starter),
+            answers.wifi_passphrase,
+        )
+    } else {
+        (starter_profile(&detected), None)
+    };
+    // All or nothing: the profile is written aside, then the passphrase
+    // file it names, then the profile renamed into place; a failure
+    // removes what was written.
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+    if let Some(secret) = &wifi
+        && let Err(e) = write_wifi_passphrase(&state_dir, &wifi_path, secret)
+    {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        if wifi.is_some() {
+            let _ = std::fs::remove_file(&wifi_path);
+        }
+        return Err(e).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()));
+    }
     ensure_passphrase(&state_dir, &mut OsEntropy).with_context(|| {
         format!(
             "creating the MicroCloud passphrase in {}",
@@ -195,7 +242,7 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
         )
     })?;
     super::say::line(format_args!(
-        "wrote {} ({} SSH key{} found{}); next: homelab-image check",
+        "wrote {} ({} SSH key{} found{}){}; next: homelab-image check",
         path.display(),
         detected.ssh_keys.len(),
         if detected.ssh_keys.len() == 1 {
@@ -203,13 +250,74 @@ pub fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
         } else {
             "s"
         },
-        if detected.route.is_some() {
+        // Asked, the LAN is the one answered, whatever the route said.
+        if detected.route.is_some() && !asked {
             ", LAN from the default route"
         } else {
             ""
         },
+        if wifi.is_some() {
+            format!(" and {} (0600)", wifi_path.display())
+        } else {
+            String::new()
+        },
     ));
     Ok(())
+}
+
+/// The OS of a (raw) image file, and the board an Armbian image names,
+/// offered by `init`; `None` when the image cannot be read as one we
+/// build from (compressed, damaged, another layout).
+fn image_facts(path: &Path) -> Option<ImageFacts> {
+    let image = crate::image::Image::open(path).ok()?;
+    let facts = BaseFacts::read(&image).ok()?;
+    let release = facts.os.as_ref()?;
+    if let Some(armbian) = &release.armbian {
+        return Some((OsRelease::Armbian, armbian.board.clone()));
+    }
+    if release.id.as_deref() != Some("ubuntu") {
+        return None;
+    }
+    let os = match release.version_id.as_deref()? {
+        "22.04" => OsRelease::Ubuntu2204,
+        "24.04" => OsRelease::Ubuntu2404,
+        "26.04" => OsRelease::Ubuntu2604,
+        _ => return None,
+    };
+    Some((os, None))
+}
+
+/// The Wi-Fi passphrase file the interactive `init` writes into the
+/// state directory (0700, git-ignored), named by the profile's
+/// `wifi.password: {file: …}`.
+const WIFI_PASSWORD_FILE: &str = "wifi-password";
+
+/// Writes the passphrase 0600 from the first byte, into the state
+/// directory (created 0700 with its `.gitignore` if needed).
+fn write_wifi_passphrase(state_dir: &Path, path: &Path, secret: &Secret) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    ensure_state_dir(state_dir)
+        .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    // Replacing (--force): the old file goes first, so the new one is
+    // created with our mode whatever the old one had.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("replacing {}", path.display()));
+        }
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(format!("{}\n", secret.expose()).as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(path);
+        })
 }
 
 /// Best-effort look at the host: nothing here is allowed to fail `init`.

@@ -86,7 +86,8 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a commented starter profile (three nodes, detected defaults)
+    /// Write a commented starter profile: asks on a terminal, else three
+    /// nodes with detected defaults
     Init(profile_cmds::InitArgs),
     /// Validate the profile and the base images at hand
     Check,

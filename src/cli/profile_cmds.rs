@@ -6,10 +6,29 @@ use std::path::PathBuf;
 use clap::Args;
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+On a terminal (stdin and stderr), init asks for the base image (a catalog
+name or an image file), the board, the LAN, the number of nodes, each
+node's name, address and MAC (optional) and Wi-Fi (optional; the passphrase
+is read without echo and kept in .homelab-state/wifi-password, 0600), with
+the detected defaults in brackets: Enter takes them. Ctrl-D or Ctrl-C
+stops without writing anything. With --yes, or without a terminal, it
+writes the starter without asking: three Pi 4s on Ubuntu 24.04 in the
+subnet of this machine's default route, with your ~/.ssh/*.pub keys.
+
+Examples:
+  homelab-image init                  ask, then write ./homelab.yaml
+  homelab-image init --yes            the starter, no questions (scripts)
+  homelab-image --profile lab.yaml init --force")]
 pub struct InitArgs {
-    /// Overwrite an existing profile
+    /// Overwrite an existing profile (and Wi-Fi passphrase file)
     #[arg(long)]
     pub force: bool,
+
+    /// Ask nothing: write the starter with the detected defaults, as
+    /// without a terminal
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub mod resolve;
 pub mod resolved;
 pub mod ssh;
 pub mod starter;
+pub mod starter_ask;
 pub mod status_url;
 pub mod tracked;
 pub mod uid;

@@ -6,10 +6,13 @@
 
 use std::net::Ipv4Addr;
 
-use crate::profile::ident::UserName;
-use crate::profile::net::Ipv4Cidr;
+use crate::profile::hostname::Hostname;
+use crate::profile::ident::{CountryCode, UserName};
+use crate::profile::net::{Ipv4Cidr, MacAddr};
+use crate::profile::platform::{Board, OsRelease};
 use crate::profile::ssh::SshPublicKey;
 use crate::render::yaml::to_yaml;
+use crate::source::catalog::CatalogEntry;
 
 /// What `init` found on the host.
 #[derive(Debug, Clone, Default)]
@@ -66,28 +69,160 @@ fn scalar(s: &str) -> String {
     to_yaml("starter profile", &s).map_or_else(|_| format!("{s:?}"), |y| y.trim_end().to_owned())
 }
 
-/// The starter profile text.
+/// `line` with `# comment` from column 34 on, as the starter aligns them;
+/// a longer line keeps a space before the `#`, which YAML needs.
+fn commented(line: &str, comment: &str) -> String {
+    format!("{line:<32} # {comment}\n")
+}
+
+/// The base image a starter profile names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StarterImage {
+    /// `os:` alone: the catalog's default entry for the OS and board.
+    OsDefault(OsRelease),
+    /// A catalog entry, by name.
+    Catalog(&'static CatalogEntry),
+    /// A local image file, spelled as the profile will read it (relative
+    /// to the profile's directory, absolute, or `~/…`).
+    Path { os: OsRelease, path: String },
+}
+
+/// One node of the starter profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StarterNode {
+    pub hostname: Hostname,
+    pub address: Ipv4Cidr,
+    pub mac: Option<MacAddr>,
+}
+
+/// The Wi-Fi every node joins (DHCP, beside the static wired address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StarterWifi {
+    pub ssid: String,
+    /// The secret file holding the passphrase, relative to the profile;
+    /// `None` for an open network.
+    pub password_file: Option<String>,
+    pub country: Option<CountryCode>,
+}
+
+/// Everything the starter profile says about the cluster: what `init`
+/// detected, or what it asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Starter {
+    pub image: StarterImage,
+    pub board: Board,
+    /// The nodes' subnet (host bits clear) and its gateway.
+    pub subnet: Ipv4Cidr,
+    pub gateway: Ipv4Addr,
+    /// Where the subnet came from, shown beside it.
+    pub subnet_note: &'static str,
+    pub nodes: Vec<StarterNode>,
+    pub wifi: Option<StarterWifi>,
+}
+
+impl Starter {
+    /// The non-interactive starter: three Pi 4s on Ubuntu 24.04 in the
+    /// subnet of the default route (or 192.168.1.0/24 when there is none).
+    pub fn detected(d: &Detected) -> Self {
+        let fallback_net = Ipv4Cidr::new(Ipv4Addr::new(192, 168, 1, 0), 24);
+        let (net, gateway, detected) = match d
+            .route
+            .and_then(|(n, g)| Some((n, g, node_addresses(n, g)?)))
+        {
+            Some((n, g, addrs)) => (n, g, Some(addrs)),
+            None => (
+                fallback_net.unwrap_or_else(|| unreachable!("/24 is a valid prefix")),
+                Ipv4Addr::new(192, 168, 1, 1),
+                None,
+            ),
+        };
+        let addrs = detected
+            .or_else(|| node_addresses(net, gateway))
+            .unwrap_or_default();
+        let subnet_note = if d.route.is_some() && addrs.len() == 3 {
+            "taken from this machine's default route"
+        } else {
+            "no default route found: adjust to your LAN"
+        };
+        let nodes = addrs
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, address)| {
+                Some(StarterNode {
+                    hostname: Hostname::parse(&format!("node{}", i + 1)).ok()?,
+                    address,
+                    mac: None,
+                })
+            })
+            .collect();
+        Self {
+            image: StarterImage::OsDefault(OsRelease::Ubuntu2404),
+            board: Board::RaspberryPi4,
+            subnet: net.network(),
+            gateway,
+            subnet_note,
+            nodes,
+            wifi: None,
+        }
+    }
+}
+
+/// The starter profile text `init --yes` writes.
 pub fn starter_profile(d: &Detected) -> String {
-    let fallback_net = Ipv4Cidr::new(Ipv4Addr::new(192, 168, 1, 0), 24);
-    let (net, gateway, detected) = match d
-        .route
-        .and_then(|(n, g)| Some((n, g, node_addresses(n, g)?)))
-    {
-        Some((n, g, addrs)) => (n, g, Some(addrs)),
-        None => (
-            fallback_net.unwrap_or_else(|| unreachable!("/24 is a valid prefix")),
-            Ipv4Addr::new(192, 168, 1, 1),
-            None,
+    render(d, &Starter::detected(d))
+}
+
+/// The `image:` and `board:` lines.
+fn image_lines(s: &Starter) -> String {
+    let board = commented(
+        &format!("  board: {}", s.board),
+        "rpi4, rpi5 or an Armbian board (rock-5b, …)",
+    );
+    let image = match &s.image {
+        StarterImage::OsDefault(os) => commented(
+            &format!("    os: {os}"),
+            "ubuntu-22.04, ubuntu-24.04, ubuntu-26.04 or armbian",
         ),
+        StarterImage::Catalog(e) => {
+            commented(&format!("    os: {}", e.os), "the catalog entry's OS")
+                + &commented(
+                    &format!("    catalog: {}", e.name),
+                    "`homelab-image images` lists them",
+                )
+        }
+        StarterImage::Path { os, path } => {
+            commented(&format!("    os: {os}"), "the OS of the image file below")
+                + &format!("    path: {}\n", scalar(path))
+        }
     };
-    let addrs = detected
-        .or_else(|| node_addresses(net, gateway))
-        .unwrap_or_default();
-    let route_note = if d.route.is_some() && addrs.len() == 3 {
-        "taken from this machine's default route"
-    } else {
-        "no default route found: adjust to your LAN"
+    format!("  image:\n{image}{board}")
+}
+
+/// The `wifi:` section of `defaults`, empty without Wi-Fi.
+fn wifi_lines(w: Option<&StarterWifi>) -> String {
+    let Some(w) = w else {
+        return String::new();
     };
+    let mut s = commented("  wifi:", "DHCP on wlan0, beside the wired address");
+    s.push_str(&format!("    ssid: {}\n", scalar(&w.ssid)));
+    match &w.password_file {
+        Some(f) => s.push_str(&commented(
+            &format!("    password: {{file: {}}}", scalar(f)),
+            "0600, git-ignored",
+        )),
+        None => s.push_str("    # no password: an open network\n"),
+    }
+    if let Some(c) = &w.country {
+        s.push_str(&commented(
+            &format!("    country: {}", c.as_str()),
+            "Wi-Fi regulatory domain",
+        ));
+    }
+    s
+}
+
+/// The starter profile text for `s`, with the detected user and keys.
+pub fn render(d: &Detected, s: &Starter) -> String {
     let user = d.user.as_ref().map_or("admin", |u| u.as_str());
     let keys = if d.ssh_keys.is_empty() {
         // Without a key nobody could log in: the profile says so
@@ -103,38 +238,41 @@ pub fn starter_profile(d: &Detected) -> String {
         s
     };
     let mut nodes = String::new();
-    for (i, a) in addrs.iter().enumerate() {
+    for n in &s.nodes {
         nodes.push_str(&format!(
-            "  - hostname: node{}\n    network:\n      address: {a}\n",
-            i + 1
+            "  - hostname: {}\n    network:\n      address: {}\n",
+            n.hostname.as_str(),
+            n.address
         ));
+        if let Some(mac) = n.mac {
+            // Quoted: YAML 1.1 reads all-digit colon groups as base 60.
+            nodes.push_str(&format!("      mac: \"{mac}\"\n"));
+        }
     }
+    let initiator = s.nodes.first().map_or("node1", |n| n.hostname.as_str());
     format!(
         "# homelab.yaml: the inventory homelab-image builds one image per node from.
 # Every field is described in docs/PROFILE.md.
 #   homelab-image check                  validate this file
-#   homelab-image render --node node1    show what node1's image gets
-#   homelab-image build --all            build out/node1.img, …
+#   homelab-image render --node {initiator:<8} show what {initiator}'s image gets
+#   homelab-image build --all            build out/{initiator}.img, …
 
 # Values every node gets unless the node sets its own.
 defaults:
-  image:
-    os: ubuntu-24.04             # ubuntu-22.04, ubuntu-24.04, ubuntu-26.04 or armbian
-  board: rpi4                    # rpi4, rpi5 or an Armbian board (rock-5b, …)
-  domain: home.arpa
+{image}  domain: home.arpa
   timezone: Etc/UTC
   locale: en_US.UTF-8
   ntp: [pool.ntp.org]
   network:
     interface: eth0              # or match a NIC per node with `mac:`
-    subnet: {subnet:<21}# {route_note}
+    subnet: {subnet:<21}# {note}
     gateway: {gateway}
     dns: [{gateway}]
   users:
     - name: {user}
       groups: [adm, sudo]
       sudo: nopasswd             # none, password or nopasswd
-{keys}  # MicroCloud disks (whole disks, no partitions); uncomment to use:
+{keys}{wifi}  # MicroCloud disks (whole disks, no partitions); uncomment to use:
   # storage:                    # stable names (ls -l /dev/disk/by-id), not /dev/sdX
   #   local: /dev/disk/by-id/usb-…     # LXD's local storage pool
   #   ceph: [/dev/disk/by-id/usb-…]    # MicroCeph (needs disks on 3 nodes)
@@ -143,12 +281,16 @@ nodes:
 {nodes}
 # One MicroCloud over all nodes, set up on first boot.
 microcloud:
-  initiator: node1
+  initiator: {initiator}
   lookup_subnet: {subnet}
   session_passphrase:
     generate: true               # kept in .homelab-state/microcloud-passphrase
 ",
-        subnet = net.network().to_string(),
+        image = image_lines(s),
+        subnet = s.subnet.to_string(),
+        note = s.subnet_note,
+        gateway = s.gateway,
+        wifi = wifi_lines(s.wifi.as_ref()),
     )
 }
 
@@ -171,6 +313,42 @@ eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0
             assert_eq!(gw, Ipv4Addr::new(192, 168, 1, 1));
         }
         assert_eq!(parse_proc_route("Iface\tDestination\n"), None);
+    }
+
+    /// Compares with a committed file (`UPDATE_GOLDEN=1` rewrites it).
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/starter")
+            .join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap();
+        assert!(want == actual, "{} differs:\n{actual}", path.display());
+    }
+
+    /// `init --yes` writes today's bytes: with a route, a key and a user,
+    /// and with nothing detected.
+    #[test]
+    fn the_non_interactive_starter_keeps_its_bytes() {
+        let key = SshPublicKey::parse_many(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 me@host\n",
+        )
+        .unwrap();
+        let d = Detected {
+            route: Some((
+                Ipv4Cidr::parse("10.1.2.0/24").unwrap(),
+                Ipv4Addr::new(10, 1, 2, 1),
+            )),
+            ssh_keys: key,
+            user: Some(UserName::parse("alice").unwrap()),
+        };
+        golden("detected.yaml", &starter_profile(&d));
+        golden(
+            "nothing-detected.yaml",
+            &starter_profile(&Detected::default()),
+        );
     }
 
     #[test]

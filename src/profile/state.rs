@@ -204,6 +204,12 @@ pub fn ensure_passphrase(dir: &Path, entropy: &mut dyn Entropy) -> Result<String
     store.passphrase()
 }
 
+/// Creates the state directory (0700, with its `.gitignore`) if needed, or
+/// makes an existing one private again.
+pub fn ensure_state_dir(dir: &Path) -> Result<(), StateError> {
+    Store::new(dir, true, &mut OsEntropy).root()
+}
+
 /// One pass over the state directory: reads what exists, makes what is
 /// missing and, when `write` is set, saves it and repairs modes.
 struct Store<'a> {

@@ -28,6 +28,7 @@ mod flash_stale;
 mod flash_write;
 mod http_server;
 mod image_check;
+mod init_ask;
 mod inspect;
 mod ls_cat;
 mod netboot_dhcp;
