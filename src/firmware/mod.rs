@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::profile::platform::Board;
+
 /// One boot mode of `BOOT_ORDER` (eeprom-bootloader.adoc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootMode {
@@ -160,6 +162,58 @@ fn parse_boot_order(value: &str) -> Result<Vec<BootMode>, String> {
         ));
     }
     Ok(modes)
+}
+
+/// A preset shipped in `firmware/`, embedded so an installed binary has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    /// The file's stem, e.g. `boot-usb-sd`: what a profile names.
+    pub name: &'static str,
+    pub conf_text: &'static str,
+    /// The boards whose bootloader has every mode of its `BOOT_ORDER`.
+    pub boards: &'static [Board],
+    /// `BOOT_ORDER` as written in the file, e.g. `0xf14`.
+    pub boot_order: &'static str,
+}
+
+const PI4_PI5: &[Board] = &[Board::RaspberryPi4, Board::RaspberryPi5];
+
+static PRESETS: [Preset; 4] = [
+    Preset {
+        name: "boot-sd-usb",
+        conf_text: include_str!("../../firmware/boot-sd-usb.conf"),
+        boards: PI4_PI5,
+        boot_order: "0xf41",
+    },
+    Preset {
+        name: "boot-usb-sd",
+        conf_text: include_str!("../../firmware/boot-usb-sd.conf"),
+        boards: PI4_PI5,
+        boot_order: "0xf14",
+    },
+    Preset {
+        name: "boot-net-sd",
+        conf_text: include_str!("../../firmware/boot-net-sd.conf"),
+        boards: PI4_PI5,
+        boot_order: "0xf412",
+    },
+    // NVMe (mode 6) is a Pi 5 mode (a Pi 4 has it only as a CM4).
+    Preset {
+        name: "boot-nvme-usb",
+        conf_text: include_str!("../../firmware/boot-nvme-usb.conf"),
+        boards: &[Board::RaspberryPi5],
+        boot_order: "0xf146",
+    },
+];
+
+/// Every shipped preset.
+pub fn presets() -> &'static [Preset] {
+    &PRESETS
+}
+
+/// The preset named `name` (the file stem, e.g. `boot-usb-sd`).
+pub fn preset(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.name == name)
 }
 
 #[cfg(test)]
