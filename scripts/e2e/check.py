@@ -31,6 +31,13 @@ EXPECT.json (written by scripts/e2e-boot; absent keys skip their checks):
   allowed_failed_units  units allowed in `systemctl --failed`
   raw_regions        [{"offset", "file"}]: bytes outside the partitions (a
                      bootloader) that must be unchanged
+  bootloader         {"preset_file", "conf_path", "status"}: the profile's
+                     `firmware` preset is in the image at conf_path, the
+                     stand-in rpi-eeprom-config was asked for the installed
+                     configuration and then called with --apply conf_path
+                     (and read the preset), and firstboot.status has
+                     bootloader=status; null: the stand-in was never called
+                     and the status file has no bootloader= line
 """
 import argparse
 import json
@@ -369,6 +376,27 @@ def check_raw_regions(img, exp):
                "" if got == want else "differs from the replica's bytes")
 
 
+def check_bootloader(img, exp):
+    b = exp["bootloader"]
+    calls = (img.read("/var/lib/e2e/rpi-eeprom-config.log") or "").splitlines()
+    status = parse_env(img.read("/var/lib/homelab-image/firstboot.status"))
+    if b is None:
+        expect_eq("rpi-eeprom-config never called (no firmware in the profile)", [], calls)
+        expect_eq("firstboot.status has no bootloader line", None, status.get("bootloader"))
+        return
+    with open(b["preset_file"]) as f:
+        preset = f.read()
+    expect_eq("%s holds the preset %s" % (b["conf_path"], os.path.basename(b["preset_file"])),
+              preset, img.read(b["conf_path"]))
+    _, mode = img.stat_uid_mode(b["conf_path"])
+    expect_eq("%s mode" % b["conf_path"], "0o644", oct(mode) if mode is not None else None)
+    expect_eq("rpi-eeprom-config calls: read the installed configuration, then --apply",
+              ["rpi-eeprom-config", "rpi-eeprom-config --apply " + b["conf_path"]], calls)
+    expect_eq("rpi-eeprom-config --apply read the preset", preset,
+              img.read("/var/lib/e2e/eeprom-applied.conf"))
+    expect_eq("firstboot.status bootloader", b["status"], status.get("bootloader"))
+
+
 def check_failed_units(img, exp):
     text = img.read("/var/lib/e2e/report/failed-units.txt") or ""
     units = [l.split()[0] for l in text.splitlines() if l.strip()]
@@ -405,6 +433,8 @@ def main():
     if "cloud_init" in exp:
         check_cloud_init(img, exp, env)
     check_firstboot(img, exp)
+    if "bootloader" in exp:
+        check_bootloader(img, exp)
     check_failed_units(img, exp)
     failed = RESULTS.count(False)
     print("%d passed, %d failed" % (RESULTS.count(True), failed))

@@ -53,7 +53,7 @@ impl PiModel {
 
 /// One preset: its name (the file name without `.conf`), its text as
 /// shipped, the boards it fits and its `BOOT_ORDER`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preset {
     pub name: &'static str,
     pub conf_text: &'static str,
@@ -91,6 +91,13 @@ impl Preset {
             model.long_name(),
             self.boards_text()
         ))
+    }
+
+    /// `BOOT_ORDER` as the file writes it, e.g. `0xf14`.
+    pub fn boot_order_value(&self) -> String {
+        super::boot_order_in(self.conf_text)
+            .map(|(value, _)| value)
+            .unwrap_or_default()
     }
 
     /// "USB, then SD, then restart".

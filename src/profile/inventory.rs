@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::profile::firmware::PresetName;
 use crate::profile::hostname::{DomainName, Hostname};
 use crate::profile::ident::{
     CountryCode, DiskPath, Gecos, GroupName, Locale, Mode, NtpServer, PackageName, Shell,
@@ -70,6 +71,17 @@ pub struct NodeSpec {
     /// `http://HOST[:PORT]`: the first-boot unit reports each state change
     /// there (the status server of `serve`).
     pub status_url: Option<StatusUrl>,
+    /// The Raspberry Pi bootloader configuration the first boot applies.
+    pub firmware: Option<FirmwareSpec>,
+}
+
+/// `firmware: {boot_order: PRESET}` (docs/PROFILE.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareSpec {
+    /// A preset of `firmware/` by its file stem, e.g. `boot-usb-sd`;
+    /// spanned, so a preset the board cannot use is refused at its place.
+    pub boot_order: serde_saphyr::Spanned<PresetName>,
 }
 
 /// A Raspberry Pi 4/5 that boots over the network.

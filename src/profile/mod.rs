@@ -7,6 +7,7 @@
 //! Pipeline: `load(path)` → `resolve(&profile, &ctx)` → `Cluster` →
 //! `State::prepare` → `render::node`.
 
+pub mod firmware;
 pub mod hostname;
 pub mod ident;
 pub mod inventory;

@@ -267,6 +267,11 @@ fn resolve_node(
              or `network.mac` to be recognised by",
         );
     }
+    let firmware = pick(&spec.firmware, &defaults.firmware).and_then(|f| {
+        crate::profile::firmware::resolve(&f.boot_order, board.as_ref(), netboot.is_some())
+            .map_err(|(at, why)| r.error_at("firmware.boot_order", at, why))
+            .ok()
+    });
     let node = ResolvedNode {
         hostname: hostname?,
         domain: pick(&spec.domain, &defaults.domain).cloned(),
@@ -292,6 +297,7 @@ fn resolve_node(
             .unwrap_or(false),
         netboot,
         status_url: pick(&spec.status_url, &defaults.status_url).cloned(),
+        firmware,
     };
     let file_specs = pick(&spec.files, &defaults.files).map_or(&[][..], Vec::as_slice);
     check_file_paths(&node, file_specs, &mut r);

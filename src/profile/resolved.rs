@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use crate::profile::firmware::Firmware;
 use crate::profile::hostname::{DomainName, Hostname};
 use crate::profile::ident::{
     CountryCode, DiskPath, GroupName, Locale, Mode, NtpServer, PackageName, Shell, SnapChannel,
@@ -56,6 +57,8 @@ pub struct ResolvedNode {
     pub netboot: Option<Netboot>,
     /// Where the first-boot unit reports its state (`status_url`).
     pub status_url: Option<StatusUrl>,
+    /// The bootloader preset the first boot applies (`firmware`).
+    pub firmware: Option<Firmware>,
 }
 
 /// How a netbooted node is found and where its root disk is served from.

@@ -8,7 +8,8 @@
 //! With `status_url` in the profile the script also reports each state
 //! change to that status server (`serve`'s `POST /api/nodes/NODE/status`),
 //! best-effort, with the URL and the node's token in `STATUS_ENV_PATH`;
-//! without it the script is what it always was.
+//! without it the script is what it always was. The same goes for
+//! `firmware` (the bootloader step, `render::bootloader`).
 //!
 //! Snap commands live in `/snap/bin`, which systemd's default `PATH` lacks
 //! (on Ubuntu snapd's environment generator adds it at boot; where snapd
@@ -17,6 +18,7 @@
 
 use crate::profile::resolved::{MicroCloud, ResolvedNode};
 use crate::profile::status_url::StatusUrl;
+use crate::render::bootloader;
 use crate::render::quirks::Quirks;
 
 pub const UNIT_NAME: &str = "homelab-firstboot.service";
@@ -129,7 +131,7 @@ write_status() {
         printf 'attempt=%s\n' "${attempt}"
         printf 'updated=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
         printf 'reason=%s\n' "${reason//$'\n'/ }"
-    } >"${tmp}"
+@BOOTLOADER_STATUS@    } >"${tmp}"
     mv -f "${tmp}" "${STATUS_FILE}"
 @REPORT_CALL@}
 
@@ -201,7 +203,7 @@ run_once() {
     fi
 }
 
-@REPORTER@main() {
+@REPORTER@@BOOTLOADER@main() {
     mkdir -p "${STATE_DIR}"
     chmod 0700 "${STATE_DIR}"
     if [ -e "${DONE_FILE}" ]; then
@@ -216,7 +218,7 @@ run_once() {
         log "error: hostname is ${actual}, the preseed expects ${NODE_NAME}"
         return 1
     fi
-    local attempt delay="${BACKOFF_INITIAL}"
+@BOOTLOADER_CALL@    local attempt delay="${BACKOFF_INITIAL}"
     for ((attempt = 1; attempt <= MAX_ATTEMPTS; attempt++)); do
         write_status running "${attempt}" "attempt ${attempt} of ${MAX_ATTEMPTS}"
         FAIL_REASON=""
@@ -350,6 +352,7 @@ pub fn script(node: &ResolvedNode, microcloud: Option<&MicroCloud>, quirks: &Qui
     };
     let flag = |b: bool| if b { "1" } else { "0" };
     let reports = node.status_url.is_some();
+    let bootloader = bootloader::script_parts(node.firmware.as_ref());
     SCRIPT
         .replace("@NODE@", node.hostname.as_str())
         .replace("@STATE_DIR@", STATE_DIR)
@@ -376,4 +379,7 @@ pub fn script(node: &ResolvedNode, microcloud: Option<&MicroCloud>, quirks: &Qui
             },
         )
         .replace("@REPORT_CALL@", if reports { REPORT_CALL } else { "" })
+        .replace("@BOOTLOADER@", &bootloader.step)
+        .replace("@BOOTLOADER_CALL@", bootloader.call)
+        .replace("@BOOTLOADER_STATUS@", bootloader.status_line)
 }

@@ -12,6 +12,7 @@
 //!   (`direct`), including account entries merged at build time.
 
 pub mod accounts;
+pub mod bootloader;
 pub mod cloud_init;
 pub mod cmdline;
 pub mod direct;
@@ -95,6 +96,9 @@ pub fn node_on(
             0o600,
             firstboot::status_env(url, token),
         ));
+    }
+    if let Some(fw) = &node.firmware {
+        root.push(bootloader::conf_file(fw));
     }
     root.push(FileSpec::root_file(
         firstboot::SCRIPT_PATH,

@@ -41,6 +41,7 @@ mod netboot_serve;
 mod netboot_tftp;
 mod profile_bad;
 mod profile_cli;
+mod profile_firmware;
 mod profile_hostile;
 mod profile_netboot;
 mod profile_rules;
