@@ -326,7 +326,8 @@ fn a_node_nobody_can_log_in_to_is_refused_unless_the_profile_says_so() {
     assert_check_refuses(
         &small("", keyless),
         &[
-            "node pi1: users: nobody could log in",
+            // The keyless users are written in defaults.
+            "defaults.users: nobody could log in",
             "allow_no_login: true",
         ],
     );
