@@ -75,7 +75,7 @@ pub enum Command {
     /// Write a commented starter profile (three nodes, detected defaults)
     Init(profile_cmds::InitArgs),
     /// Validate the profile and the base images at hand
-    Check,
+    Check(profile_cmds::CheckArgs),
     /// Show the files the build step would put into one node's image
     Render(profile_cmds::RenderArgs),
     /// Build one ready-to-boot image per node from the profile

@@ -14,6 +14,23 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
+Every mistake is reported in one run, each at its file:line:column, sorted
+by position; a value written in defaults is reported once, at its line.
+Exit status: 0 when the profile is good, 1 when it is not.
+
+Examples:
+  homelab-image check
+  homelab-image --profile lab.yaml check --json | jq '.problems[]'")]
+pub struct CheckArgs {
+    /// Print one JSON object on stdout (problems with file, line, column,
+    /// field, message and hint; one result per node), shape in
+    /// docs/PROFILE.md
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
 Writes nothing to the state directory: where it has no host key (or
 generated passphrase) yet, one made for this run only is shown, with a
 warning; build creates the ones it keeps.")]

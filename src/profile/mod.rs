@@ -7,6 +7,7 @@
 //! Pipeline: `load(path)` → `resolve(&profile, &ctx)` → `Cluster` →
 //! `State::prepare` → `render::node`.
 
+pub mod check_json;
 pub mod hint;
 pub mod hostname;
 pub mod ident;
