@@ -210,9 +210,15 @@ fn parse_recovering(path: &Path, text: &str, fixes: usize) -> Result<Profile, Lo
         .tree
         .as_ref()
         .and_then(|t| removed_path(t, &without, layout.at.line, layout.key.as_deref()));
+    // A dropped `- key:` line began a list item: where it belonged is a
+    // guess, good enough to silence what it leaves missing, not to show.
+    let item = text
+        .lines()
+        .nth(usize::try_from(layout.at.line.saturating_sub(1)).unwrap_or(usize::MAX))
+        .is_some_and(|l| l.trim_start_matches([' ', '\t']).starts_with('-'));
     let (node, field) = match &removed {
-        Some(p) => salvage::label(profile.source.tree.as_ref(), &[], p),
-        None => (None, String::new()),
+        Some(p) if !item => salvage::label(profile.source.tree.as_ref(), &[], p),
+        _ => (None, String::new()),
     };
     let mut problem = Problem::new(node.as_deref(), field, layout.message);
     problem.at = Some(layout.at);

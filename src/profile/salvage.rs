@@ -245,9 +245,10 @@ impl Salvager<'_> {
     /// instead when it is what made the value wrong.
     fn problem(&mut self, prefix: &[Step], path: &[Step], at: Position, message: &str, end: u64) {
         let (node, field) = label(self.source.tree.as_ref(), prefix, path);
-        let layout = (end > at.line)
-            .then(|| ((at.line + 1)..=end).find_map(|n| hint::misindented(self.text, n)))
-            .flatten();
+        // A misaligned key shows on the value's next lines; a few are
+        // enough (a long block scalar is not searched line by line).
+        let layout =
+            ((at.line + 1)..=end.min(at.line + 3)).find_map(|n| hint::misindented(self.text, n));
         let p = match layout {
             Some(l) => {
                 let mut p = Problem::new(node.as_deref(), field, l.message);

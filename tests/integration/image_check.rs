@@ -346,14 +346,15 @@ fn time_zones_and_keyboard_layouts_must_be_names_the_image_knows() {
     assert_check_refuses(
         &small("  timezone: Europe/Berln\n", &user),
         &[
-            "node pi1: timezone: Europe/Berln is not a time zone",
+            // Written in defaults: reported there.
+            "node pi1: defaults.timezone: Europe/Berln is not a time zone",
             "did you mean Europe/Berlin?",
         ],
     );
     assert_check_refuses(
         &small("  keyboard: {layout: german}\n", &user),
         &[
-            "node pi1: keyboard.layout: \"german\" is not an XKB keyboard layout",
+            "node pi1: defaults.keyboard.layout: \"german\" is not an XKB keyboard layout",
             "did you mean de (German)?",
         ],
     );
