@@ -76,6 +76,19 @@ impl Report {
         self.errors.push(Problem::new(node, field, message));
     }
 
+    /// An error with a likely fix ("did you mean …"), shown after it.
+    pub fn error_with_hint(
+        &mut self,
+        node: Option<&str>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let mut p = Problem::new(node, field, message);
+        p.hint = hint;
+        self.errors.push(p);
+    }
+
     /// An error at a known position of the profile (shown as
     /// `file:line:column:` before the node and field).
     pub fn error_at(

@@ -374,3 +374,85 @@ pub fn salvage(text: &str, tree: Tree) -> Option<Profile> {
         source: s.source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::load::parse;
+    use std::path::Path;
+
+    fn read(text: &str) -> Profile {
+        parse(Path::new("h.yaml"), text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn shown(p: &Profile) -> Vec<String> {
+        p.source
+            .problems
+            .iter()
+            .map(|p| {
+                let at = p.at.unwrap();
+                format!("{}:{}: {p}", at.line, at.column)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_entry_of_a_flow_mapping_leaves_its_siblings() {
+        let p = read(
+            "nodes:\n  - {hostname: pi1, board: rpi4, \
+             network: {address: 10.0.0.300/24, gateway: 10.0.0.1}}\n",
+        );
+        assert_eq!(shown(&p).len(), 1, "{:?}", shown(&p));
+        assert!(
+            shown(&p)[0].starts_with("2:53: node pi1: network.address: "),
+            "{:?}",
+            shown(&p)
+        );
+        let node = &p.nodes[0];
+        assert!(node.board.is_some());
+        let net = node.network.as_ref().unwrap();
+        assert_eq!(net.gateway, Some("10.0.0.1".parse().unwrap()));
+        assert!(net.address.is_none());
+    }
+
+    #[test]
+    fn a_key_missing_only_because_its_value_was_bad_is_not_reported() {
+        let p = read(
+            "nodes:\n  - hostname: pi1\n    users:\n      - name: Not A Name\n        \
+             sudo: nopasswd\n",
+        );
+        let shown = shown(&p);
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with("4:15: node pi1: users[0].name: "),
+            "{shown:?}"
+        );
+        assert!(!shown[0].contains("missing"), "{shown:?}");
+        assert!(
+            p.source
+                .removed
+                .iter()
+                .any(|r| tree::join(r) == "nodes[0].users"),
+            "{:?}",
+            p.source.removed
+        );
+    }
+
+    #[test]
+    fn a_node_that_is_not_a_mapping_is_dropped_and_the_others_kept() {
+        let p = read("nodes:\n  - just-a-name\n  - hostname: pi2\n");
+        assert_eq!(p.nodes.len(), 1);
+        assert_eq!(p.source.origin, vec![1]);
+        assert!(p.source.nodes_dropped);
+        assert_eq!(shown(&p).len(), 1, "{:?}", shown(&p));
+    }
+
+    #[test]
+    fn a_profile_with_anchors_is_read_whole() {
+        let e = parse(
+            Path::new("h.yaml"),
+            "defaults: &d\n  board: rpi4\nnodes:\n  - hostname: pi_1\n",
+        );
+        assert!(e.is_err());
+    }
+}

@@ -124,29 +124,30 @@ pub fn names(
     if let Some(tz) = timezone
         && !known_names::is_timezone(tz.as_str())
     {
-        report.error(
+        report.error_with_hint(
             name,
             "timezone",
-            format!(
-                "{tz} is not a time zone of the tz database{}",
-                did_you_mean(known_names::suggest_timezone(tz.as_str()).map(str::to_owned))
-            ),
+            format!("{tz} is not a time zone of the tz database"),
+            known_names::suggest_timezone(tz.as_str()).map(|s| format!("did you mean {s}?")),
         );
     }
     if let Some(k) = keyboard {
         // XKB takes several layouts separated by commas (`us,de`).
         for layout in k.layout.as_str().split(',') {
             if !known_names::is_xkb_layout(layout) {
-                report.error(
+                let suggestion = known_names::suggest_xkb_layout(layout);
+                report.error_with_hint(
                     name,
                     "keyboard.layout",
                     format!(
                         "{layout:?} is not an XKB keyboard layout{}",
-                        known_names::suggest_xkb_layout(layout).map_or_else(
-                            || " (like de or us)".to_owned(),
-                            |s| format!("; did you mean {s}?")
-                        )
+                        if suggestion.is_none() {
+                            " (like de or us)"
+                        } else {
+                            ""
+                        }
                     ),
+                    suggestion.map(|s| format!("did you mean {s}?")),
                 );
             }
         }
@@ -194,10 +195,6 @@ pub fn node_settings(nodes: &[ResolvedNode], report: &mut Report) {
             }
         }
     }
-}
-
-fn did_you_mean(suggestion: Option<String>) -> String {
-    suggestion.map_or_else(String::new, |s| format!("; did you mean {s}?"))
 }
 
 /// `/dev/sda`, `/dev/sdb1`, `/dev/vdc`: names in order of discovery, as
