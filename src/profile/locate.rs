@@ -10,6 +10,33 @@ use crate::profile::problem::{Problem, Report};
 use crate::profile::salvage::Source;
 use crate::profile::tree::{self, Step, Value};
 
+/// Where each resolved node's hostname is written; `origin[i]` is the
+/// index in the file of resolved node `i`.
+pub fn hostname_positions(source: &Source, origin: &[usize]) -> Vec<Option<Position>> {
+    origin
+        .iter()
+        .map(|i| {
+            let nodes = &source.tree.as_ref()?.root.get("nodes")?.value;
+            Some(nodes.items().get(*i)?.get("hostname")?.value.start)
+        })
+        .collect()
+}
+
+/// Every node of the file by its label, read or not (for `check --json`).
+pub fn file_nodes(source: &Source, labels: &Labels) -> Vec<String> {
+    match source.tree.as_ref().and_then(|t| t.root.get("nodes")) {
+        Some(e) => (0..e.value.items().len())
+            .map(|i| {
+                let at = [Step::Key("nodes".to_owned()), Step::Index(i)];
+                crate::profile::salvage::label(source.tree.as_ref(), &[], &at)
+                    .0
+                    .unwrap_or_default()
+            })
+            .collect(),
+        None => labels.iter().map(|(l, _)| l.clone()).collect(),
+    }
+}
+
 /// Each node's label (hostname or `nodes[i]`) and its index in the file.
 pub type Labels = [(String, usize)];
 

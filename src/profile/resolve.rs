@@ -15,6 +15,7 @@ use crate::profile::inventory::{
     UserSpec,
 };
 use crate::profile::load::Position;
+use crate::profile::locate;
 use crate::profile::named_file::{self, Kind};
 use crate::profile::net::InterfaceName;
 use crate::profile::platform::{Board, OsRelease};
@@ -118,44 +119,15 @@ pub fn resolve(profile: &Profile, ctx: &Context<'_>) -> Result<Resolved, Report>
         })
         .collect();
     let all_resolved = nodes.len() == profile.nodes.len() && !source.nodes_dropped;
-    let hostname_at: Vec<Option<Position>> = resolved_origin
-        .iter()
-        .map(|i| {
-            let node = source
-                .tree
-                .as_ref()?
-                .root
-                .get("nodes")?
-                .value
-                .items()
-                .get(*i)?;
-            Some(node.get("hostname")?.value.start)
-        })
-        .collect();
+    let hostname_at = locate::hostname_positions(source, &resolved_origin);
     validate::cross_node(&nodes, &hostname_at, &mut report);
     validate::node_settings(&nodes, &mut report);
     let microcloud = profile
         .microcloud
         .as_ref()
         .and_then(|mc| validate::microcloud(mc, &nodes, all_resolved, ctx, &mut report));
-    crate::profile::locate::finish(&mut report, source, &labels);
-    report.nodes = match source.tree.as_ref().and_then(|t| t.root.get("nodes")) {
-        Some(e) => (0..e.value.items().len())
-            .map(|i| {
-                crate::profile::salvage::label(
-                    source.tree.as_ref(),
-                    &[],
-                    &[
-                        crate::profile::tree::Step::Key("nodes".to_owned()),
-                        crate::profile::tree::Step::Index(i),
-                    ],
-                )
-                .0
-                .unwrap_or_default()
-            })
-            .collect(),
-        None => labels.iter().map(|(l, _)| l.clone()).collect(),
-    };
+    locate::finish(&mut report, source, &labels);
+    report.nodes = locate::file_nodes(source, &labels);
     if report.has_errors() {
         return Err(report);
     }
