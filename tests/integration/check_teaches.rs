@@ -309,3 +309,34 @@ fn check_json_of_a_good_profile_is_ok_with_each_node() {
     let why = node["not_checked"].as_str().expect("a reason");
     assert!(why.contains("is not in the cache"), "{why}");
 }
+
+#[test]
+fn build_stops_with_the_same_full_list() {
+    let text = defaults(
+        "  timezone: Europe/Pariss
+nodes:
+  - hostname: pi1
+    network: {address: 192.168.1.11/24, gatway: 192.168.1.1}
+",
+    );
+    let dir = tempdir();
+    std::fs::write(dir.path().join("h.yaml"), &text).expect("write profile");
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["--profile", "h.yaml", "build", "--all", "--out", "out"])
+        .output()
+        .expect("run build");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            // One node inherits it: the node is named.
+            "error: h.yaml:7:13: node pi1: defaults.timezone: Europe/Pariss is not a time zone \
+             of the tz database; did you mean Europe/Paris?",
+            "h.yaml:10:41: node pi1: network.gatway: unknown key `gatway`; did you mean `gateway`?",
+            "h.yaml: 2 errors",
+        ]
+    );
+    assert!(!dir.path().join("out").exists(), "nothing written");
+}
