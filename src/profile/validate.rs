@@ -468,6 +468,15 @@ fn check_uplinks(spec: &MicroCloudSpec, nodes: &[ResolvedNode], report: &mut Rep
         nodes.iter().partition(|n| n.network.uplink.is_some());
     if !with.is_empty() && !without.is_empty() {
         let names: Vec<&str> = with.iter().map(|n| n.hostname.as_str()).collect();
+        // A node whose uplink was refused has one, written wrong: that
+        // error is the one to fix, not a "missing" uplink.
+        let refused = |n: &ResolvedNode| {
+            report.errors.iter().any(|e| {
+                e.node.as_deref() == Some(n.hostname.as_str())
+                    && e.field.starts_with("network.uplink")
+            })
+        };
+        let without: Vec<&ResolvedNode> = without.into_iter().filter(|n| !refused(n)).collect();
         for n in without {
             report.error(
                 Some(n.hostname.as_str()),

@@ -340,3 +340,24 @@ nodes:
     );
     assert!(!dir.path().join("out").exists(), "nothing written");
 }
+
+#[test]
+fn a_refused_uplink_is_one_error_not_also_a_missing_one() {
+    let text = defaults(
+        "nodes:
+  - hostname: pi1
+    network: {address: 192.168.1.11/24, uplink: {vlan: 10}}
+  - hostname: pi2
+    network: {address: 192.168.1.12/24, uplink: {vlan: 0}}
+microcloud:
+  initiator: pi1
+  lookup_subnet: 192.168.1.0/24
+  session_passphrase: {value: secret}
+  ovn: {ipv4_gateway: 192.168.1.1/24}
+",
+    );
+    assert_errors(
+        &text,
+        &["h.yaml:11:56: node pi2: network.uplink.vlan: VLAN id 0 is outside 1-4094"],
+    );
+}
