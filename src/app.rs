@@ -120,7 +120,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let color = cli.global.color;
     match cli.command {
         Command::Init(args) => profile_cmds::init(&cli.global, &args),
-        Command::Check => profile_cmds::check(&cli.global),
+        Command::Check(args) => profile_cmds::check(&cli.global, &args),
         Command::Render(args) => profile_cmds::render(&cli.global, &args),
         Command::Build(args) => build_cmds::build(&cli.global, &args),
         Command::Inspect(args) => inspect(&args, color),

@@ -9,9 +9,9 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::build::base_check::{self, Checked};
 use crate::cli::GlobalArgs;
-use crate::cli::profile_cmds::{InitArgs, RenderArgs};
+use crate::cli::profile_cmds::{CheckArgs, InitArgs, RenderArgs};
 use crate::inspect::base::BaseFacts;
-use crate::profile::Cluster;
+use crate::profile::check_json::{self, NodeResult};
 use crate::profile::ident::UserName;
 use crate::profile::named_file::{self, Kind};
 use crate::profile::platform::OsRelease;
@@ -23,6 +23,7 @@ use crate::profile::starter::{
 use crate::profile::starter_ask::{AskError, ImageFacts, Place, Secret, ask_starter};
 use crate::profile::state::{OsEntropy, State, ensure_passphrase, ensure_state_dir};
 use crate::profile::tracked::refuse_tracked;
+use crate::profile::{Cluster, Problem};
 use crate::render::redact::redact;
 use crate::render::tree::{to_text, to_text_with, write_tree};
 
@@ -33,9 +34,17 @@ pub fn load_and_resolve(path: &Path) -> Result<Resolved> {
     let profile = crate::profile::load(path)?;
     let resolved = crate::profile::resolve(&profile, &ResolveContext::from_process(path))?;
     for w in &resolved.warnings {
-        super::say::warning(format_args!("{}: {w}", path.display()));
+        super::say::warning(located(path, w));
     }
     Ok(resolved)
+}
+
+/// `file:line:column: problem`, or `file: problem` without a position.
+fn located(path: &Path, p: &Problem) -> String {
+    match p.at {
+        Some(at) => format!("{}:{}:{}: {p}", path.display(), at.line, at.column),
+        None => format!("{}: {p}", path.display()),
+    }
 }
 
 /// The state `render` shows: only looked at, with missing secrets made
@@ -54,11 +63,11 @@ fn peek_state(cluster: &Cluster) -> Result<State> {
 /// A node checked against its base image when the image is at hand (a
 /// local file or already in the cache), with a line saying what it is;
 /// when it is not, the node as the profile says and a line saying why it
-/// was not checked. Warnings are printed and counted.
+/// was not checked. Warnings go to `warn`.
 fn examine_if_at_hand(
     global: &GlobalArgs,
     node: &crate::profile::ResolvedNode,
-    warnings: &mut usize,
+    warn: &mut dyn FnMut(String),
 ) -> Result<(Checked, String)> {
     let at_hand = super::source_cmds::cache_root(global)
         .map_err(|e| format!("{e:#}"))
@@ -67,8 +76,7 @@ fn examine_if_at_hand(
         Ok(path) => {
             let c = base_check::examine_at(node, &path)?;
             for w in &c.warnings {
-                super::say::warning(w);
-                *warnings += 1;
+                warn(w.to_string());
             }
             let line = format!("node {}: image {}", node.hostname, c.image);
             Ok((c, line))
@@ -83,14 +91,88 @@ fn examine_if_at_hand(
     }
 }
 
-pub fn check(global: &GlobalArgs) -> Result<()> {
+pub fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<()> {
+    if !args.json {
+        return check_text(global);
+    }
+    let path = &global.profile;
+    let answer = |errors: &[Problem], warnings: &[Problem], nodes: &[NodeResult]| {
+        let value = check_json::report(path, errors, warnings, nodes);
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{value:#}").context("writing to stdout")?;
+        match errors.len() {
+            0 => Ok(()),
+            1 => bail!("{}: 1 error", path.display()),
+            n => bail!("{}: {n} errors", path.display()),
+        }
+    };
+    let profile = match crate::profile::load(path) {
+        Ok(p) => p,
+        Err(e) => return answer(&[check_json::load_error(&e)], &[], &[]),
+    };
+    let resolved = match crate::profile::resolve(&profile, &ResolveContext::from_process(path)) {
+        Ok(r) => r,
+        Err(report) => {
+            let nodes: Vec<NodeResult> = report
+                .nodes
+                .iter()
+                .map(|name| NodeResult {
+                    name: name.clone(),
+                    not_checked: Some("the profile has errors".to_owned()),
+                    ..NodeResult::default()
+                })
+                .collect();
+            return answer(&report.errors, &report.warnings, &nodes);
+        }
+    };
+    let mut warnings = resolved.warnings.clone();
+    let mut errors = Vec::new();
+    if let Err(e) = refuse_tracked(&resolved.cluster.state_dir) {
+        errors.push(Problem::new(None, "state_dir", format!("{e:#}")));
+    }
+    let mut nodes = Vec::new();
+    for node in &resolved.cluster.nodes {
+        let name = node.hostname.to_string();
+        let mut found = Vec::new();
+        let mut result = NodeResult {
+            name: name.clone(),
+            ..NodeResult::default()
+        };
+        match examine_if_at_hand(global, node, &mut |w| found.push(w)) {
+            Ok((c, line)) => {
+                if c.image.is_empty() {
+                    let prefix = format!("node {name}: image not checked against the profile: ");
+                    result.not_checked =
+                        Some(line.strip_prefix(&prefix).unwrap_or(&line).to_owned());
+                } else {
+                    result.image = Some(c.image.clone());
+                }
+                result.notes = c.uid_notes();
+            }
+            Err(e) => errors.push(Problem::new(Some(&name), "image", format!("{e:#}"))),
+        }
+        warnings.extend(
+            found
+                .into_iter()
+                .map(|w| Problem::new(Some(&name), "image", w)),
+        );
+        nodes.push(result);
+    }
+    answer(&errors, &warnings, &nodes)
+}
+
+fn check_text(global: &GlobalArgs) -> Result<()> {
     let resolved = load_and_resolve(&global.profile)?;
     refuse_tracked(&resolved.cluster.state_dir)?;
     let mut warnings = resolved.warnings.len();
     let mut lines = Vec::new();
     let mut refused = Vec::new();
     for node in &resolved.cluster.nodes {
-        match examine_if_at_hand(global, node, &mut warnings) {
+        let mut warn = |w: String| {
+            super::say::warning(w);
+            warnings += 1;
+        };
+        match examine_if_at_hand(global, node, &mut warn) {
             Ok((c, line)) => {
                 lines.push(line);
                 lines.extend(
@@ -133,8 +215,7 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         );
     };
     let state = peek_state(&cluster)?;
-    let mut warnings = 0;
-    let (checked, line) = examine_if_at_hand(global, node, &mut warnings)?;
+    let (checked, line) = examine_if_at_hand(global, node, &mut |w| super::say::warning(w))?;
     if checked.image.is_empty() {
         super::say::note(line);
     }

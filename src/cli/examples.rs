@@ -1,6 +1,7 @@
 //! The Examples section of every `--help` (and of the man page, which is
 //! made from the same command tree), kept in one table so each command
-//! shows how it is typed. `cli::command()` adds them; a test checks that
+//! shows how it is typed; a command whose help text carries its own
+//! Examples (`init`, `check`, `firmware …`) keeps those. `cli::command()` adds them; a test checks that
 //! every command has one.
 
 /// `(command path, examples)`: one example per line, `#` comments allowed.
@@ -11,16 +12,6 @@ const EXAMPLES: &[(&str, &str)] = &[
 homelab-image check                # what is wrong with it, all at once
 homelab-image build --all          # out/NODE.img for every node
 sudo homelab-image flash --node pi1 /dev/sdb",
-    ),
-    (
-        "init",
-        "homelab-image init
-homelab-image --profile lab.yaml init --force",
-    ),
-    (
-        "check",
-        "homelab-image check
-homelab-image --profile lab.yaml check",
     ),
     (
         "render",
@@ -134,7 +125,11 @@ pub fn examples(path: &str) -> Option<&'static str> {
 
 /// Adds an Examples section after each command's help text, recursively.
 pub fn add_examples(cmd: clap::Command, path: &str) -> clap::Command {
-    let mut cmd = match examples(path) {
+    // A command whose own help text already ends in examples keeps those.
+    let has_own = cmd
+        .get_after_help()
+        .is_some_and(|h| h.to_string().contains("Examples:\n"));
+    let mut cmd = match examples(path).filter(|_| !has_own) {
         Some(text) => {
             let mut section = String::from("Examples:\n");
             for line in text.lines() {

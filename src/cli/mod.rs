@@ -90,7 +90,7 @@ pub enum Command {
     /// nodes with detected defaults
     Init(profile_cmds::InitArgs),
     /// Validate the profile and the base images at hand
-    Check,
+    Check(profile_cmds::CheckArgs),
     /// Show the files the build step would put into one node's image
     Render(profile_cmds::RenderArgs),
     /// Build one ready-to-boot image per node from the profile

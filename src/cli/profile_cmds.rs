@@ -17,8 +17,8 @@ writes the starter without asking: three Pi 4s on Ubuntu 24.04 in the
 subnet of this machine's default route, with your ~/.ssh/*.pub keys.
 
 Examples:
-  homelab-image init                  ask, then write ./homelab.yaml
-  homelab-image init --yes            the starter, no questions (scripts)
+  homelab-image init                  # ask, then write ./homelab.yaml
+  homelab-image init --yes            # the starter, no questions (scripts)
   homelab-image --profile lab.yaml init --force")]
 pub struct InitArgs {
     /// Overwrite an existing profile (and Wi-Fi passphrase file)
@@ -29,6 +29,23 @@ pub struct InitArgs {
     /// without a terminal
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Every mistake is reported in one run, each at its file:line:column, sorted
+by position; a value written in defaults is reported once, at its line.
+Exit status: 0 when the profile is good, 1 when it is not.
+
+Examples:
+  homelab-image check
+  homelab-image --profile lab.yaml check --json | jq '.problems[]'")]
+pub struct CheckArgs {
+    /// Print one JSON object on stdout (problems with file, line, column,
+    /// field, message and hint; one result per node), shape in
+    /// docs/PROFILE.md
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,9 @@ pub struct Profile {
     pub nodes: Vec<NodeSpec>,
     #[serde(default)]
     pub microcloud: Option<MicroCloudSpec>,
+    /// Positions and the mistakes met while reading (not a key of the file).
+    #[serde(skip)]
+    pub source: crate::profile::salvage::Source,
 }
 
 /// One node, or the defaults for all nodes.

@@ -9,13 +9,17 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::profile::hint;
 use crate::profile::inventory::Profile;
+use crate::profile::problem::Problem;
+use crate::profile::salvage::{self, salvage};
+use crate::profile::tree::{self, Step, Tree};
 
 /// The largest profile we read.
 pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
 
 /// A position in the profile, 1-based.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Position {
     pub line: u64,
     pub column: u64,
@@ -170,9 +174,103 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, LoadError> {
             snippet: String::new(),
         });
     }
+    parse_recovering(path, text, 0)
+}
+
+/// How many layout mistakes (a tab, a misaligned key) are stepped over
+/// in one file before the first one is reported alone.
+const MAX_LAYOUT_FIXES: usize = 8;
+
+/// Reads the whole profile; when it does not deserialize, reads what it
+/// can section by section (`salvage`). A YAML syntax error explained by a
+/// tab or a misaligned key is reported in those words, and the rest of
+/// the file read without that line so its other mistakes show as well.
+fn parse_recovering(path: &Path, text: &str, fixes: usize) -> Result<Profile, LoadError> {
     // serde-saphyr's defaults refuse duplicate keys and bound alias
     // expansion, which is what a hand-written inventory wants.
-    serde_saphyr::from_str::<Profile>(text).map_err(|e| yaml_error(path, &e))
+    let whole = serde_saphyr::from_str::<Profile>(text);
+    let tree = tree::parse(text);
+    let e = match (whole, tree) {
+        (Ok(mut p), tree) => {
+            p.source.tree = tree.ok().flatten();
+            return Ok(p);
+        }
+        (Err(e), Ok(Some(t))) => return salvage(text, t).ok_or_else(|| yaml_error(path, &e)),
+        (Err(e), Ok(None)) => return Err(yaml_error(path, &e)),
+        (Err(e), Err(syntax)) => (e, syntax),
+    };
+    let (e, syntax) = e;
+    let Some(layout) = hint::explain(text, syntax.at, syntax.at.line + 1) else {
+        return Err(yaml_error(path, &e));
+    };
+    let worded = LoadError::Yaml {
+        path: path.to_owned(),
+        at: layout.at,
+        message: layout.message.clone(),
+        snippet: String::new(),
+    };
+    if fixes >= MAX_LAYOUT_FIXES {
+        return Err(worded);
+    }
+    let without: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let n = u64::try_from(i).unwrap_or(u64::MAX) + 1;
+            if n == layout.at.line {
+                "\n".to_owned()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let Ok(mut profile) = parse_recovering(path, &without, fixes + 1) else {
+        return Err(worded);
+    };
+    let removed = profile
+        .source
+        .tree
+        .as_ref()
+        .and_then(|t| removed_path(t, &without, layout.at.line, layout.key.as_deref()));
+    // A dropped `- key:` line began a list item: where it belonged is a
+    // guess, good enough to silence what it leaves missing, not to show.
+    let item = text
+        .lines()
+        .nth(usize::try_from(layout.at.line.saturating_sub(1)).unwrap_or(usize::MAX))
+        .is_some_and(|l| l.trim_start_matches([' ', '\t']).starts_with('-'));
+    let (node, field) = match &removed {
+        Some(p) if !item => salvage::label(profile.source.tree.as_ref(), &[], p),
+        _ => (None, String::new()),
+    };
+    let mut problem = Problem::new(node.as_deref(), field, layout.message);
+    problem.at = Some(layout.at);
+    profile.source.problems.insert(0, problem);
+    profile.source.removed.extend(removed);
+    Ok(profile)
+}
+
+/// The path the key on a dropped `line` would have had: beside the entry
+/// on the content line before it.
+fn removed_path(tree: &Tree, text: &str, line: u64, key: Option<&str>) -> Option<Vec<Step>> {
+    let key = key?;
+    let lines: Vec<&str> = text.lines().collect();
+    let before = usize::try_from(line).ok()?.checked_sub(1)?;
+    let (n, prev) = lines[..before.min(lines.len())]
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    let col = prev.len() - prev.trim_start_matches([' ', '-']).len();
+    let at = Position {
+        line: u64::try_from(n).ok()? + 1,
+        column: u64::try_from(col).ok()? + 1,
+    };
+    let (mut path, _) = tree.root.entry_at(at)?;
+    if !prev.trim_end().ends_with(':') {
+        path.pop();
+    }
+    path.push(Step::Key(key.to_owned()));
+    Some(path)
 }
 
 fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> LoadError {
@@ -221,8 +319,16 @@ fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> LoadError {
 mod tests {
     use super::*;
 
+    /// The whole-file error, or the first mistake found reading it.
     fn err(text: &str) -> String {
-        parse(Path::new("h.yaml"), text).unwrap_err().to_string()
+        match parse(Path::new("h.yaml"), text) {
+            Err(e) => e.to_string(),
+            Ok(p) => {
+                let first = &p.source.problems[0];
+                let at = first.at.unwrap();
+                format!("h.yaml:{}:{}: {first}", at.line, at.column)
+            }
+        }
     }
 
     #[test]
@@ -233,10 +339,14 @@ mod tests {
 
     #[test]
     fn unknown_and_duplicate_keys_are_refused() {
-        assert!(err("nodes: []\nnodez: []\n").starts_with("h.yaml:2:1: unknown field `nodez`"));
+        let unknown = err("nodes: []\nnodez: []\n");
+        assert!(
+            unknown.starts_with("h.yaml:2:1: nodez: unknown key `nodez`; did you mean `nodes`?"),
+            "{unknown}"
+        );
         let dup = err("nodes: []\nnodes: []\n");
         assert!(
-            dup.starts_with("h.yaml:2:1: duplicate mapping key: nodes"),
+            dup.starts_with("h.yaml:2:1: nodes: duplicate mapping key: nodes"),
             "{dup}"
         );
         assert!(!dup.contains("DuplicateKeyPolicy"), "{dup}");

@@ -7,12 +7,15 @@
 //! Pipeline: `load(path)` → `resolve(&profile, &ctx)` → `Cluster` →
 //! `State::prepare` → `render::node`.
 
+pub mod check_json;
+pub mod hint;
 pub mod firmware;
 pub mod hostname;
 pub mod ident;
 pub mod inventory;
 pub mod known_names;
 pub mod load;
+pub mod locate;
 pub mod named_file;
 pub mod net;
 pub mod netboot;
@@ -22,11 +25,13 @@ pub mod platform;
 pub mod problem;
 pub mod resolve;
 pub mod resolved;
+pub mod salvage;
 pub mod ssh;
 pub mod starter;
 pub mod starter_ask;
 pub mod status_url;
 pub mod tracked;
+pub mod tree;
 pub mod uid;
 
 pub mod state;

@@ -17,6 +17,8 @@ pub struct Problem {
     pub message: String,
     /// Where in the profile, when the value's position is known.
     pub at: Option<Position>,
+    /// What to do about it, when there is a likely fix ("did you mean …").
+    pub hint: Option<String>,
 }
 
 impl Problem {
@@ -26,15 +28,23 @@ impl Problem {
             field: field.into(),
             message: message.into(),
             at: None,
+            hint: None,
         }
     }
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.node {
-            Some(node) => write!(f, "node {node}: {}: {}", self.field, self.message),
-            None => write!(f, "{}: {}", self.field, self.message),
+        if let Some(node) = &self.node {
+            write!(f, "node {node}: ")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        write!(f, "{}", self.message)?;
+        match &self.hint {
+            Some(hint) => write!(f, "; {hint}"),
+            None => Ok(()),
         }
     }
 }
@@ -45,6 +55,8 @@ pub struct Report {
     pub path: PathBuf,
     pub errors: Vec<Problem>,
     pub warnings: Vec<Problem>,
+    /// Every node of the file by its label (hostname, or `nodes[i]`).
+    pub nodes: Vec<String>,
 }
 
 impl Report {
@@ -62,6 +74,19 @@ impl Report {
         message: impl Into<String>,
     ) {
         self.errors.push(Problem::new(node, field, message));
+    }
+
+    /// An error with a likely fix ("did you mean …"), shown after it.
+    pub fn error_with_hint(
+        &mut self,
+        node: Option<&str>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let mut p = Problem::new(node, field, message);
+        p.hint = hint;
+        self.errors.push(p);
     }
 
     /// An error at a known position of the profile (shown as

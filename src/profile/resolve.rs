@@ -15,6 +15,7 @@ use crate::profile::inventory::{
     UserSpec,
 };
 use crate::profile::load::Position;
+use crate::profile::locate;
 use crate::profile::named_file::{self, Kind};
 use crate::profile::net::InterfaceName;
 use crate::profile::platform::{Board, OsRelease};
@@ -92,23 +93,41 @@ pub enum SecretValue {
 /// Merges, reads and checks everything; all errors at once.
 pub fn resolve(profile: &Profile, ctx: &Context<'_>) -> Result<Resolved, Report> {
     let mut report = Report::new(ctx.profile_path.clone());
+    let source = &profile.source;
     check_defaults(&profile.defaults, &mut report);
-    if profile.nodes.is_empty() {
+    if profile.nodes.is_empty() && !source.nodes_dropped {
         report.error(None, "nodes", "the profile lists no nodes");
     }
+    // Each node's index in the file: they differ from the profile's when
+    // a node could not be read at all.
+    let origin = |i: usize| source.origin.get(i).copied().unwrap_or(i);
+    let labels: Vec<(String, usize)> = profile
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| (node_label(spec, origin(i)), origin(i)))
+        .collect();
+    let mut resolved_origin = Vec::new();
     let nodes: Vec<ResolvedNode> = profile
         .nodes
         .iter()
         .enumerate()
-        .filter_map(|(i, spec)| resolve_node(i, spec, &profile.defaults, ctx, &mut report))
+        .filter_map(|(i, spec)| {
+            let node = resolve_node(origin(i), spec, &profile.defaults, ctx, &mut report)?;
+            resolved_origin.push(origin(i));
+            Some(node)
+        })
         .collect();
-    let all_resolved = nodes.len() == profile.nodes.len();
-    validate::cross_node(&nodes, &mut report);
+    let all_resolved = nodes.len() == profile.nodes.len() && !source.nodes_dropped;
+    let hostname_at = locate::hostname_positions(source, &resolved_origin);
+    validate::cross_node(&nodes, &hostname_at, &mut report);
     validate::node_settings(&nodes, &mut report);
     let microcloud = profile
         .microcloud
         .as_ref()
         .and_then(|mc| validate::microcloud(mc, &nodes, all_resolved, ctx, &mut report));
+    locate::finish(&mut report, source, &labels);
+    report.nodes = locate::file_nodes(source, &labels);
     if report.has_errors() {
         return Err(report);
     }
@@ -168,6 +187,13 @@ impl NodeReport<'_> {
     }
 }
 
+/// How problems name a node: its hostname, else its place in `nodes`.
+fn node_label(spec: &NodeSpec, index: usize) -> String {
+    spec.hostname
+        .as_ref()
+        .map_or_else(|| format!("nodes[{index}]"), Hostname::to_string)
+}
+
 fn resolve_node(
     index: usize,
     spec: &NodeSpec,
@@ -175,10 +201,7 @@ fn resolve_node(
     ctx: &Context<'_>,
     report: &mut Report,
 ) -> Option<ResolvedNode> {
-    let label = spec
-        .hostname
-        .as_ref()
-        .map_or_else(|| format!("nodes[{index}]"), Hostname::to_string);
+    let label = node_label(spec, index);
     let mut r = NodeReport { label, report };
     let hostname = spec.hostname.clone();
     if hostname.is_none() {
@@ -247,6 +270,12 @@ fn resolve_node(
     });
     let storage = resolve_storage(pick(&spec.storage, &defaults.storage), &mut r);
     let keyboard = pick(&spec.keyboard, &defaults.keyboard).cloned();
+    validate::names(
+        &r.label,
+        pick(&spec.timezone, &defaults.timezone),
+        keyboard.as_ref(),
+        r.report,
+    );
     let netboot = spec.netboot.as_ref().map(|nb| Netboot {
         serial: nb.serial,
         server: nb.server,
@@ -513,9 +542,9 @@ fn resolve_network(
         );
         return None;
     };
-    if let Some(subnet) = pick(&n.subnet, &d.subnet)
-        && (!subnet.contains(address.addr()) || subnet.prefix() != address.prefix())
-    {
+    let outside = pick(&n.subnet, &d.subnet)
+        .filter(|subnet| !subnet.contains(address.addr()) || subnet.prefix() != address.prefix());
+    if let Some(subnet) = outside {
         r.error(
             "network.address",
             format!("{address} is outside the subnet {}", subnet.network()),
@@ -528,7 +557,9 @@ fn resolve_network(
         );
     }
     let gateway = pick(&n.gateway, &d.gateway).copied();
-    if let Some(gw) = gateway {
+    // An address outside the subnet is one mistake: its gateway being
+    // "outside" the address's subnet is the same one again.
+    if let Some(gw) = gateway.filter(|_| outside.is_none()) {
         if !address.contains(gw) {
             r.error(
                 "network.gateway",

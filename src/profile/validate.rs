@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::profile::ident::SnapChannel;
-use crate::profile::inventory::MicroCloudSpec;
+use crate::profile::ident::Timezone;
+use crate::profile::inventory::{KeyboardSpec, MicroCloudSpec};
 use crate::profile::known_names;
+use crate::profile::load::Position;
 use crate::profile::problem::Report;
 use crate::profile::resolve::{Context, SecretValue, read_secret_plain};
 use crate::profile::resolved::{Channels, Discovery, MicroCloud, Ovn, Passphrase, ResolvedNode};
@@ -29,20 +31,36 @@ pub const DEFAULT_SESSION_TIMEOUT: u32 = 3600;
 /// Ceph keeps three replicas, so fewer members with disks lose redundancy.
 const CEPH_MIN_NODES: usize = 3;
 
-/// Duplicate hostnames, addresses, MACs and Pi serials; gateways that are a node.
-pub fn cross_node(nodes: &[ResolvedNode], report: &mut Report) {
-    let mut hostnames = BTreeMap::new();
+/// Duplicate hostnames, addresses, MACs and Pi serials; gateways that are
+/// a node. `hostname_at[i]` is where node `i`'s hostname is written: a
+/// duplicate names both places.
+pub fn cross_node(nodes: &[ResolvedNode], hostname_at: &[Option<Position>], report: &mut Report) {
+    let mut hostnames: BTreeMap<&str, usize> = BTreeMap::new();
     let mut addresses: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
     let mut macs = BTreeMap::new();
     let mut serials = BTreeMap::new();
-    for n in nodes {
+    for (i, n) in nodes.iter().enumerate() {
         let name = n.hostname.as_str();
-        if hostnames.insert(name, ()).is_some() {
-            report.error(
-                Some(name),
-                "hostname",
-                format!("{name} is used by more than one node"),
-            );
+        if let Some(first) = hostnames.get(name).copied() {
+            let at = |k: usize| hostname_at.get(k).copied().flatten();
+            match (at(first), at(i)) {
+                (Some(was), Some(here)) => report.error_at(
+                    Some(name),
+                    "hostname",
+                    here,
+                    format!(
+                        "{name} is also the hostname of the node at line {}",
+                        was.line
+                    ),
+                ),
+                _ => report.error(
+                    Some(name),
+                    "hostname",
+                    format!("{name} is used by more than one node"),
+                ),
+            }
+        } else {
+            hostnames.insert(name, i);
         }
         let ip = n.network.address.addr();
         if let Some(other) = addresses.insert(ip, name) {
@@ -93,6 +111,49 @@ pub fn cross_node(nodes: &[ResolvedNode], report: &mut Report) {
     }
 }
 
+/// Time zones and keyboard layouts the image does not know (it falls
+/// back to UTC / us). Checked on every node as written, resolved or not,
+/// so that one node's other mistake does not hide these.
+pub fn names(
+    node: &str,
+    timezone: Option<&Timezone>,
+    keyboard: Option<&KeyboardSpec>,
+    report: &mut Report,
+) {
+    let name = Some(node);
+    if let Some(tz) = timezone
+        && !known_names::is_timezone(tz.as_str())
+    {
+        report.error_with_hint(
+            name,
+            "timezone",
+            format!("{tz} is not a time zone of the tz database"),
+            known_names::suggest_timezone(tz.as_str()).map(|s| format!("did you mean {s}?")),
+        );
+    }
+    if let Some(k) = keyboard {
+        // XKB takes several layouts separated by commas (`us,de`).
+        for layout in k.layout.as_str().split(',') {
+            if !known_names::is_xkb_layout(layout) {
+                let suggestion = known_names::suggest_xkb_layout(layout);
+                report.error_with_hint(
+                    name,
+                    "keyboard.layout",
+                    format!(
+                        "{layout:?} is not an XKB keyboard layout{}",
+                        if suggestion.is_none() {
+                            " (like de or us)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    suggestion.map(|s| format!("did you mean {s}?")),
+                );
+            }
+        }
+    }
+}
+
 /// Settings each node's image would accept and then get wrong at boot:
 /// time zones and keyboard layouts the image does not know (it falls back
 /// to UTC / us), a node nobody can log in to, and kernel disk names
@@ -100,36 +161,6 @@ pub fn cross_node(nodes: &[ResolvedNode], report: &mut Report) {
 pub fn node_settings(nodes: &[ResolvedNode], report: &mut Report) {
     for n in nodes {
         let name = Some(n.hostname.as_str());
-        if let Some(tz) = &n.timezone
-            && !known_names::is_timezone(tz.as_str())
-        {
-            report.error(
-                name,
-                "timezone",
-                format!(
-                    "{tz} is not a time zone of the tz database{}",
-                    did_you_mean(known_names::suggest_timezone(tz.as_str()).map(str::to_owned))
-                ),
-            );
-        }
-        if let Some(k) = &n.keyboard {
-            // XKB takes several layouts separated by commas (`us,de`).
-            for layout in k.layout.as_str().split(',') {
-                if !known_names::is_xkb_layout(layout) {
-                    report.error(
-                        name,
-                        "keyboard.layout",
-                        format!(
-                            "{layout:?} is not an XKB keyboard layout{}",
-                            known_names::suggest_xkb_layout(layout).map_or_else(
-                                || " (like de or us)".to_owned(),
-                                |s| format!("; did you mean {s}?")
-                            )
-                        ),
-                    );
-                }
-            }
-        }
         let can_log_in = n
             .users
             .iter()
@@ -164,10 +195,6 @@ pub fn node_settings(nodes: &[ResolvedNode], report: &mut Report) {
             }
         }
     }
-}
-
-fn did_you_mean(suggestion: Option<String>) -> String {
-    suggestion.map_or_else(String::new, |s| format!("; did you mean {s}?"))
 }
 
 /// `/dev/sda`, `/dev/sdb1`, `/dev/vdc`: names in order of discovery, as
@@ -375,7 +402,12 @@ fn discovery(
             };
             for n in nodes {
                 let ip = n.network.address.addr();
-                if !subnet.contains(ip) {
+                // An address already refused (outside `subnet`, say) is
+                // not reported a second time for the same mistake.
+                let refused = report.errors.iter().any(|e| {
+                    e.node.as_deref() == Some(n.hostname.as_str()) && e.field == "network.address"
+                });
+                if !subnet.contains(ip) && !refused {
                     report.error(
                         Some(n.hostname.as_str()),
                         "network.address",
@@ -436,6 +468,15 @@ fn check_uplinks(spec: &MicroCloudSpec, nodes: &[ResolvedNode], report: &mut Rep
         nodes.iter().partition(|n| n.network.uplink.is_some());
     if !with.is_empty() && !without.is_empty() {
         let names: Vec<&str> = with.iter().map(|n| n.hostname.as_str()).collect();
+        // A node whose uplink was refused has one, written wrong: that
+        // error is the one to fix, not a "missing" uplink.
+        let refused = |n: &ResolvedNode| {
+            report.errors.iter().any(|e| {
+                e.node.as_deref() == Some(n.hostname.as_str())
+                    && e.field.starts_with("network.uplink")
+            })
+        };
+        let without: Vec<&ResolvedNode> = without.into_iter().filter(|n| !refused(n)).collect();
         for n in without {
             report.error(
                 Some(n.hostname.as_str()),

@@ -326,7 +326,8 @@ fn a_node_nobody_can_log_in_to_is_refused_unless_the_profile_says_so() {
     assert_check_refuses(
         &small("", keyless),
         &[
-            "node pi1: users: nobody could log in",
+            // The keyless users are written in defaults.
+            "defaults.users: nobody could log in",
             "allow_no_login: true",
         ],
     );
@@ -345,14 +346,15 @@ fn time_zones_and_keyboard_layouts_must_be_names_the_image_knows() {
     assert_check_refuses(
         &small("  timezone: Europe/Berln\n", &user),
         &[
-            "node pi1: timezone: Europe/Berln is not a time zone",
+            // Written in defaults: reported there.
+            "node pi1: defaults.timezone: Europe/Berln is not a time zone",
             "did you mean Europe/Berlin?",
         ],
     );
     assert_check_refuses(
         &small("  keyboard: {layout: german}\n", &user),
         &[
-            "node pi1: keyboard.layout: \"german\" is not an XKB keyboard layout",
+            "node pi1: defaults.keyboard.layout: \"german\" is not an XKB keyboard layout",
             "did you mean de (German)?",
         ],
     );

@@ -9,6 +9,7 @@ mod bmap_usage;
 mod build;
 mod build_safety;
 mod build_sums;
+mod check_teaches;
 mod cli;
 mod cli_conventions;
 mod cp_rm;

@@ -90,9 +90,9 @@ fn a_preset_for_another_board_is_refused_at_its_line_and_column() {
         &p,
         &[
             &at,
-            "boot-nvme-usb does not fit rpi4",
+            "boot-nvme-usb boots from NVMe, which the Raspberry Pi 4 bootloader does not have",
             "NVMe",
-            "presets for rpi4: boot-sd-usb, boot-usb-sd, boot-net-sd",
+            "presets for rpi4: boot-net-sd, boot-sd-usb, boot-usb-sd",
         ],
     );
     // The same preset on a Pi 5 passes.
@@ -177,7 +177,7 @@ fn an_unknown_preset_or_key_is_refused_at_load_naming_the_choices() {
         &[
             &at,
             "\"boot-usb\" is not a firmware preset",
-            "boot-sd-usb, boot-usb-sd, boot-net-sd, boot-nvme-usb",
+            "boot-net-sd, boot-nvme-usb, boot-sd-usb, boot-usb-sd",
         ],
     );
     let with_suffix = write_profile(
