@@ -130,7 +130,14 @@ pub fn flash(global: &GlobalArgs, args: &FlashArgs) -> Result<()> {
     let cluster = resolved.as_ref().map(|r| &r.cluster);
     let jobs = jobs(global, args, cluster)?;
     for job in &jobs {
-        if let (What::Image { path, node: Some(name) }, Some(cluster)) = (&job.what, cluster) {
+        if let (
+            What::Image {
+                path,
+                node: Some(name),
+            },
+            Some(cluster),
+        ) = (&job.what, cluster)
+        {
             refuse_stale(global, args, cluster, name, path)?;
         }
     }

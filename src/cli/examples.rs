@@ -100,6 +100,12 @@ homelab-image serve --port-base 10000 --node pi1   # no root needed
 homelab-image serve --status-only --port-base 8000",
     ),
     (
+        "firmware",
+        "homelab-image firmware presets
+homelab-image firmware card --preset boot-usb-sd --board rpi4 --out pi4.img
+homelab-image firmware show pi4.img",
+    ),
+    (
         "status",
         "homelab-image status
 homelab-image status --watch                  # until every node is done

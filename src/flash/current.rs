@@ -87,9 +87,12 @@ fn manifest_in(path: &Path) -> Result<Option<Manifest>> {
     else {
         return Ok(None);
     };
-    Manifest::from_json(&bytes)
-        .map(Some)
-        .with_context(|| format!("{}: {MANIFEST_PATH} is not a build manifest", path.display()))
+    Manifest::from_json(&bytes).map(Some).with_context(|| {
+        format!(
+            "{}: {MANIFEST_PATH} is not a build manifest",
+            path.display()
+        )
+    })
 }
 
 /// `target:path` of every row that is in one list and not the other.
@@ -126,10 +129,7 @@ mod tests {
     fn changed_missing_and_extra_rows_are_named_once() {
         let want = [row("/a", "1"), row("/b", "2"), row("/c", "3")];
         let have = [row("/a", "1"), row("/b", "9"), row("/d", "4")];
-        assert_eq!(
-            differences(&want, &have),
-            ["root:/b", "root:/c", "root:/d"]
-        );
+        assert_eq!(differences(&want, &have), ["root:/b", "root:/c", "root:/d"]);
         assert!(differences(&want, &want).is_empty());
     }
 }

@@ -8,8 +8,8 @@
 //! `State::prepare` → `render::node`.
 
 pub mod check_json;
-pub mod hint;
 pub mod firmware;
+pub mod hint;
 pub mod hostname;
 pub mod ident;
 pub mod inventory;

@@ -29,7 +29,11 @@ fn a_built_image_older_than_the_profile_is_refused_by_node_but_not_by_path() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     workstation(&root);
-    let p = profile(tmp.path(), "pi4-microcloud.yaml", &fixture("ubuntu-raspi.img"));
+    let p = profile(
+        tmp.path(),
+        "pi4-microcloud.yaml",
+        &fixture("ubuntu-raspi.img"),
+    );
     let out = tmp.path().join("out");
     build_ok(&p, &["--node", "pi1", "--out", out.to_str().unwrap()]);
     let img = out.join("pi1.img");
@@ -56,8 +60,15 @@ fn a_built_image_older_than_the_profile_is_refused_by_node_but_not_by_path() {
     ] {
         assert!(err.contains(want), "{want:?} missing: {err}");
     }
-    assert!(!err.contains("test tree"), "the disk was judged first: {err}");
-    assert_eq!(std::fs::read(&img).unwrap(), before, "the image was touched");
+    assert!(
+        !err.contains("test tree"),
+        "the disk was judged first: {err}"
+    );
+    assert_eq!(
+        std::fs::read(&img).unwrap(),
+        before,
+        "the image was touched"
+    );
 
     // By its path the file is written as it is.
     let r = flash(&p, &root, &out, &[img.to_str().unwrap()]);

@@ -197,7 +197,7 @@ fn an_unknown_preset_or_key_is_refused_at_load_naming_the_choices() {
     assert_refused(
         &unknown_key,
         &[&format!(
-            "homelab.yaml:{}:7: unknown field `order`",
+            "homelab.yaml:{}:7: node pi1: firmware.order: unknown key `order`; known keys: boot_order",
             line_of("", nodes, "boot-usb") + 1
         )],
     );
