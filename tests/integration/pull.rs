@@ -97,6 +97,28 @@ fn ubuntu_catalog_image_is_verified_decompressed_and_cached() {
         "{}",
         stderr(&offline)
     );
+    // A host that does not resolve (a machine with no network): the cached
+    // release at once, not after the retries.
+    let started = std::time::Instant::now();
+    let unreachable = pull_loud(
+        cache.path(),
+        &[
+            "ubuntu-24.04-raspi",
+            "--mirror",
+            "http://homelab-image-test.invalid",
+        ],
+    );
+    assert_eq!(ok(&unreachable), path);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr(&unreachable).contains("cannot reach homelab-image-test.invalid"),
+        "{}",
+        stderr(&unreachable)
+    );
 
     let list = bin()
         .arg("cache")
