@@ -64,8 +64,9 @@ pub struct RenderArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Print SSH host private keys, the MicroCloud passphrase and Wi-Fi
-    /// passwords instead of <secret: N bytes, hidden; ...>
+    /// Print SSH host private keys, the MicroCloud passphrase, Wi-Fi
+    /// passwords, status tokens and users' password hashes instead of
+    /// <secret: N bytes, hidden; ...>
     #[arg(long)]
     pub show_secrets: bool,
 }

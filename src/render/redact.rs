@@ -1,6 +1,6 @@
 //! Hiding secrets from a person looking at rendered files (`render`
 //! without `--show-secrets`): SSH host private keys, the MicroCloud
-//! passphrase, Wi-Fi passwords and status tokens.
+//! passphrase, Wi-Fi passwords, status tokens and users' password hashes.
 //!
 //! The node is rendered a second time with every secret swapped for a
 //! unique stand-in token, and wherever a token shows up the real file is
@@ -111,6 +111,20 @@ pub fn redact(
             .iter()
             .zip(real)
             .all(|(a, b)| a.target == b.target && a.path == b.path);
+    // Password hashes are written as they are (a YAML scalar, a shadow
+    // field): their text is what is looked for. They are not secrets a
+    // token can stand in for (a plaintext is hashed with its salt), but
+    // one shown is one an attacker can try to crack offline.
+    let hashes: Vec<String> = node_
+        .users
+        .iter()
+        .filter_map(|u| {
+            crate::render::cloud_init::password_hash(node_, u, state)
+                .ok()
+                .flatten()
+        })
+        .filter(|h| !h.is_empty())
+        .collect();
     let mut out = Redacted {
         bodies: Vec::with_capacity(real.len()),
         secret: Vec::with_capacity(real.len()),
@@ -135,10 +149,18 @@ pub fn redact(
             }
             _ => bytes.clone(),
         };
+        if hashes.iter().any(|h| find(&shown, h.as_bytes())) {
+            let mut text = String::from_utf8_lossy(&shown).into_owned();
+            for h in &hashes {
+                text = text.replace(h.as_str(), &marker(h.len()));
+            }
+            shown = text.into_bytes();
+        }
         let holds_secret = tokens
             .pairs
             .iter()
-            .any(|(_, real)| find(&bytes, real.as_bytes()));
+            .any(|(_, real)| find(&bytes, real.as_bytes()))
+            || hashes.iter().any(|h| find(&bytes, h.as_bytes()));
         if tokens
             .pairs
             .iter()
@@ -169,6 +191,7 @@ defaults:
   users:
     - name: alice
       ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs']
+      password_hash: $y$j9T$CtIvPx0NL1ALzHlGtupaN0$vuQeLm9qXKbJjm0nHMZ8N5PqgKrzFgl3/oY9LK0JEq8
 nodes:
   - hostname: rock1
     network: {address: 192.168.1.21/24}
@@ -205,10 +228,18 @@ microcloud:
             &specs,
         )
         .unwrap();
+        let hash = "$y$j9T$CtIvPx0NL1ALzHlGtupaN0$vuQeLm9qXKbJjm0nHMZ8N5PqgKrzFgl3/oY9LK0JEq8";
+        assert!(
+            specs.iter().any(|s| shown_bytes(s)
+                .unwrap()
+                .is_some_and(|b| find(&b, hash.as_bytes()))),
+            "the hash is not in the rendering: nothing to hide"
+        );
         let secrets = [
             state.host_keys["rock1"].private_openssh.clone(),
             state.passphrase.clone().unwrap(),
             "wo#rd".to_owned(),
+            hash.to_owned(),
         ];
         let mut hidden = 0;
         for ((spec, body), secret) in specs.iter().zip(&r.bodies).zip(&r.secret) {
@@ -224,8 +255,9 @@ microcloud:
                 assert_eq!(Some(body.as_slice()), shown_bytes(spec).unwrap().as_deref());
             }
         }
-        // The private key, the preseed and the netplan file.
-        assert_eq!(hidden, 3, "{:?}", r.secret);
+        // The private key, the preseed, the netplan file and the shadow
+        // entries (Armbian: the hash goes into /etc/shadow).
+        assert_eq!(hidden, 4, "{:?}", r.secret);
         let key = specs
             .iter()
             .position(|s| s.path == crate::render::ssh_host::KEY_PATH)

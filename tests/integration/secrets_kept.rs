@@ -14,6 +14,9 @@ use crate::util::{bin, fixture, run_ok};
 
 const WIFI_PASSWORD: &str = "wifi-pass-7Hq2";
 const PASSPHRASE: &str = "mc-passphrase-Zk81";
+/// A yescrypt hash: shown, it can be cracked offline.
+const PASSWORD_HASH: &str =
+    "$y$j9T$CtIvPx0NL1ALzHlGtupaN0$vuQeLm9qXKbJjm0nHMZ8N5PqgKrzFgl3/oY9LK0JEq8";
 const ALICE_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 alice@laptop";
 
@@ -32,6 +35,7 @@ defaults:
   users:
     - name: alice
       ssh_keys: [{ALICE_KEY}]
+      password_hash: {PASSWORD_HASH}
 nodes:
   - hostname: pi1
     network: {{address: 192.168.1.11/24}}
@@ -63,6 +67,7 @@ defaults:
   users:
     - name: alice
       ssh_keys: [{ALICE_KEY}]
+      password_hash: {PASSWORD_HASH}
 nodes:
   - hostname: rock1
     network: {{address: 192.168.1.21/24}}
@@ -168,7 +173,7 @@ fn a_dry_run_and_render_write_nothing_at_all() {
 }
 
 #[test]
-fn render_hides_host_keys_passphrases_and_wifi_passwords() {
+fn render_hides_host_keys_passphrases_wifi_passwords_and_password_hashes() {
     let dir = tempdir();
     let home = tempdir();
     for (make, node) in [
@@ -183,7 +188,7 @@ fn render_hides_host_keys_passphrases_and_wifi_passwords() {
             home.path(),
             &["render", "--node", node],
         ));
-        for secret in ["PRIVATE KEY", WIFI_PASSWORD, PASSPHRASE] {
+        for secret in ["PRIVATE KEY", WIFI_PASSWORD, PASSPHRASE, PASSWORD_HASH] {
             assert!(
                 !hidden.contains(secret),
                 "{node}: {secret} shown:\n{hidden}"
@@ -210,7 +215,12 @@ fn render_hides_host_keys_passphrases_and_wifi_passwords() {
             home.path(),
             &["render", "--node", node, "--show-secrets"],
         ));
-        for secret in ["BEGIN OPENSSH PRIVATE KEY", WIFI_PASSWORD, PASSPHRASE] {
+        for secret in [
+            "BEGIN OPENSSH PRIVATE KEY",
+            WIFI_PASSWORD,
+            PASSPHRASE,
+            PASSWORD_HASH,
+        ] {
             assert!(shown.contains(secret), "{node}: {secret} not shown");
         }
         assert!(!shown.contains("<secret: "));
