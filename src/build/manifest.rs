@@ -94,6 +94,22 @@ impl Manifest {
         serde_json::from_slice(bytes)
     }
 
+    /// The manifest in `root`, an image's root filesystem, if it holds one;
+    /// `shown` names the image in errors. Read bounded, as every file we
+    /// parse out of an image.
+    pub fn read_from(root: &crate::fs::Filesystem, shown: &str) -> anyhow::Result<Option<Self>> {
+        use anyhow::Context as _;
+        let Some(text) = root
+            .read_bounded_if_exists(MANIFEST_PATH, crate::fs::limits::PARSED_FILE)
+            .with_context(|| format!("{shown}: reading {MANIFEST_PATH}"))?
+        else {
+            return Ok(None);
+        };
+        Self::from_json(&text)
+            .map(Some)
+            .with_context(|| format!("{shown}: {MANIFEST_PATH} is not a build manifest"))
+    }
+
     /// The file spec that puts this manifest into the image.
     pub fn spec(&self) -> FileSpec {
         FileSpec::root_file(MANIFEST_PATH, 0o644, self.to_json())

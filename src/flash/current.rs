@@ -81,18 +81,7 @@ fn manifest_in(path: &Path) -> Result<Option<Manifest>> {
     let image = Image::open(path)?;
     let parts = crate::build::patch::parts(&image)?;
     let (_, root) = image.filesystem(&parts.root.to_string())?;
-    let Some(bytes) = root
-        .read_bounded_if_exists(MANIFEST_PATH, crate::fs::limits::PARSED_FILE)
-        .with_context(|| format!("{}: reading {MANIFEST_PATH}", path.display()))?
-    else {
-        return Ok(None);
-    };
-    Manifest::from_json(&bytes).map(Some).with_context(|| {
-        format!(
-            "{}: {MANIFEST_PATH} is not a build manifest",
-            path.display()
-        )
-    })
+    Manifest::read_from(&root, &path.display().to_string())
 }
 
 /// `target:path` of every row that is in one list and not the other.

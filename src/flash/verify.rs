@@ -273,15 +273,10 @@ pub fn manifest_expectations(image: &Image) -> Result<Option<Vec<Expectation>>> 
         Some(n) => Some(image.filesystem(&n.to_string())?.1),
         None => None,
     };
-    let limit = crate::fs::limits::PARSED_FILE;
-    let Some(text) = root
-        .read_bounded_if_exists(MANIFEST_PATH, limit)
-        .with_context(|| format!("{shown}: reading {MANIFEST_PATH}"))?
-    else {
+    let Some(manifest) = Manifest::read_from(&root, &shown)? else {
         return Ok(None);
     };
-    let manifest = Manifest::from_json(&text)
-        .with_context(|| format!("{shown}: {MANIFEST_PATH} is not a build manifest"))?;
+    let limit = crate::fs::limits::PARSED_FILE;
     let mut out = Vec::with_capacity(manifest.files.len() + 1);
     let meta_of = |fs: &crate::fs::Filesystem, path: &str| -> Result<Option<(u16, u32, u32)>> {
         let st = fs.stat(path).with_context(|| format!("{shown}: {path}"))?;
