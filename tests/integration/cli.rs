@@ -6,8 +6,9 @@ use homelab_image::cli::Cli;
 
 use crate::util::{assert_fails, hi, hi_ok};
 
-/// Every subcommand path, e.g. `["inspect"]`.
-fn subcommand_paths() -> Vec<Vec<String>> {
+/// Every subcommand path, e.g. `["inspect"]`, `["cache", "list"]`, and
+/// `[]` for the top level.
+pub(crate) fn subcommand_paths() -> Vec<Vec<String>> {
     fn walk(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
         for sub in cmd.get_subcommands() {
             let mut path = prefix.clone();

@@ -10,22 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::{assert_fails, bin, example_profile, fixture, hi, hi_ok, run_ok};
 
-/// Every command path of the tree the binary shows (`[]`, `["cache",
-/// "list"]`, …), without clap's own `help`.
-fn command_paths() -> Vec<Vec<String>> {
-    fn walk(cmd: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-            let mut path = prefix.clone();
-            path.push(sub.get_name().to_string());
-            out.push(path.clone());
-            walk(sub, path, out);
-        }
-    }
-    let mut out = vec![vec![]];
-    walk(&homelab_image::cli::command(), vec![], &mut out);
-    out
-}
-
 /// The lines of the Examples section of a help screen.
 fn examples_of(help: &str) -> Vec<String> {
     let Some((_, rest)) = help.split_once("\nExamples:\n") else {
@@ -50,7 +34,7 @@ fn examples_of(help: &str) -> Vec<String> {
 
 #[test]
 fn every_help_has_examples_that_parse_and_global_options_apart() {
-    let paths = command_paths();
+    let paths = crate::cli::subcommand_paths();
     assert!(paths.len() >= 18, "{paths:?}");
     for path in paths {
         let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
