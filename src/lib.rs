@@ -19,6 +19,7 @@ pub mod fs;
 pub mod image;
 pub mod inspect;
 pub mod io;
+pub mod k3s;
 pub mod netboot;
 pub mod profile;
 pub mod progress;
