@@ -39,6 +39,9 @@ pub struct Profile {
     pub nodes: Vec<NodeSpec>,
     #[serde(default)]
     pub microcloud: Option<MicroCloudSpec>,
+    /// A k3s cluster instead of MicroCloud (docs/PROFILE.md, "k3s").
+    #[serde(default)]
+    pub k3s: Option<crate::profile::k3s::K3sSpec>,
     /// Positions and the mistakes met while reading (not a key of the file).
     #[serde(skip)]
     pub source: crate::profile::salvage::Source,
@@ -76,6 +79,10 @@ pub struct NodeSpec {
     pub status_url: Option<StatusUrl>,
     /// The Raspberry Pi bootloader configuration the first boot applies.
     pub firmware: Option<FirmwareSpec>,
+    /// k3s `--node-label`s (`key=value`), with a `k3s:` section only.
+    pub node_labels: Option<Vec<crate::profile::k3s::NodeLabel>>,
+    /// k3s `--node-taint`s (`key=value:Effect`), with a `k3s:` section only.
+    pub node_taints: Option<Vec<crate::profile::k3s::NodeTaint>>,
 }
 
 /// `firmware: {boot_order: PRESET}` (docs/PROFILE.md).

@@ -13,6 +13,8 @@ pub mod hint;
 pub mod hostname;
 pub mod ident;
 pub mod inventory;
+pub mod k3s;
+pub mod k3s_rules;
 pub mod known_names;
 pub mod load;
 pub mod locate;

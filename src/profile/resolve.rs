@@ -126,6 +126,29 @@ pub fn resolve(profile: &Profile, ctx: &Context<'_>) -> Result<Resolved, Report>
         .microcloud
         .as_ref()
         .and_then(|mc| validate::microcloud(mc, &nodes, all_resolved, ctx, &mut report));
+    for n in &nodes {
+        crate::profile::k3s_rules::duplicate_keys(n, &mut report);
+    }
+    let k3s = match &profile.k3s {
+        Some(spec) => crate::profile::k3s_rules::check(
+            spec,
+            &nodes,
+            all_resolved,
+            profile.microcloud.is_some(),
+            ctx,
+            &mut report,
+        ),
+        // A `k3s:` section that could not be read is reported already.
+        None if !source
+            .removed
+            .iter()
+            .any(|r| crate::profile::tree::join(r) == "k3s") =>
+        {
+            crate::profile::k3s_rules::labels_without_k3s(&nodes, &mut report);
+            None
+        }
+        None => None,
+    };
     locate::finish(&mut report, source, &labels);
     report.nodes = locate::file_nodes(source, &labels);
     if report.has_errors() {
@@ -141,6 +164,7 @@ pub fn resolve(profile: &Profile, ctx: &Context<'_>) -> Result<Resolved, Report>
         cluster: Cluster {
             nodes,
             microcloud,
+            k3s,
             state_dir,
         },
         warnings: report.warnings,
@@ -327,6 +351,12 @@ fn resolve_node(
         netboot,
         status_url: pick(&spec.status_url, &defaults.status_url).cloned(),
         firmware,
+        node_labels: pick(&spec.node_labels, &defaults.node_labels)
+            .cloned()
+            .unwrap_or_default(),
+        node_taints: pick(&spec.node_taints, &defaults.node_taints)
+            .cloned()
+            .unwrap_or_default(),
     };
     let file_specs = pick(&spec.files, &defaults.files).map_or(&[][..], Vec::as_slice);
     check_file_paths(&node, file_specs, &mut r);

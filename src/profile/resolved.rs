@@ -24,6 +24,7 @@ use crate::profile::status_url::StatusUrl;
 pub struct Cluster {
     pub nodes: Vec<ResolvedNode>,
     pub microcloud: Option<MicroCloud>,
+    pub k3s: Option<crate::profile::k3s::K3s>,
     /// The directory holding generated secrets and host keys.
     pub state_dir: PathBuf,
 }
@@ -59,6 +60,9 @@ pub struct ResolvedNode {
     pub status_url: Option<StatusUrl>,
     /// The bootloader preset the first boot applies (`firmware`).
     pub firmware: Option<Firmware>,
+    /// k3s node labels and taints (empty without `k3s:`).
+    pub node_labels: Vec<crate::profile::k3s::NodeLabel>,
+    pub node_taints: Vec<crate::profile::k3s::NodeTaint>,
 }
 
 /// How a netbooted node is found and where its root disk is served from.

@@ -1,6 +1,6 @@
 //! Reading a profile that does not deserialize as a whole, so that one
 //! mistake does not hide the rest. Each section (`defaults`, every node,
-//! `microcloud`, `state_dir`) is read on its own from a copy of the text
+//! `microcloud`, `k3s`, `state_dir`) is read on its own from a copy of the text
 //! in which everything else is blanked to spaces (lines and columns stay
 //! those of the file). When a section fails, the `key: value` entry the
 //! error points at is reported, blanked too, and the section read again,
@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::profile::hint;
 use crate::profile::inventory::{MicroCloudSpec, NodeSpec, Profile};
+use crate::profile::k3s::K3sSpec;
 use crate::profile::load::Position;
 use crate::profile::problem::Problem;
 use crate::profile::tree::{self, Entry, Step, Tree, Value};
@@ -287,7 +288,7 @@ pub fn label(tree: Option<&Tree>, prefix: &[Step], path: &[Step]) -> (Option<Str
     (None, tree::join(&full))
 }
 
-const TOP_KEYS: [&str; 4] = ["state_dir", "defaults", "nodes", "microcloud"];
+const TOP_KEYS: [&str; 5] = ["state_dir", "defaults", "nodes", "microcloud", "k3s"];
 
 /// Reads what can be read of a profile whose text parses as YAML but not
 /// as a `Profile`. `None` when the file's shape leaves nothing to salvage
@@ -363,6 +364,13 @@ pub fn salvage(text: &str, tree: Tree) -> Option<Profile> {
         }
         m
     });
+    let k3s = section("k3s").and_then(|v| {
+        let k = s.read::<K3sSpec>(v, &prefix("k3s"));
+        if k.is_none() {
+            s.source.removed.push(prefix("k3s"));
+        }
+        k
+    });
     if s.source.problems.is_empty() {
         return None;
     }
@@ -371,6 +379,7 @@ pub fn salvage(text: &str, tree: Tree) -> Option<Profile> {
         defaults,
         nodes,
         microcloud,
+        k3s,
         source: s.source,
     })
 }

@@ -8,6 +8,7 @@
 //! .homelab-state/                      0700
 //!   .gitignore                         `*`: state is never committed
 //!   microcloud-passphrase              0600  (only with `generate: true`)
+//!   k3s-token                          0600  (only with k3s's generated token)
 //!   nodes/<host>/ssh_host_ed25519_key  0600  OpenSSH private key
 //!   nodes/<host>/ssh_host_ed25519_key.pub
 //!   nodes/<host>/password-salt.<user>  0600  24 hex digits (12 bytes)
@@ -39,6 +40,8 @@ use crate::profile::password::Salt;
 use crate::profile::resolved::{Cluster, Passphrase, UserPassword};
 
 pub const PASSPHRASE_FILE: &str = "microcloud-passphrase";
+/// The k3s cluster's generated join secret (`k3s.token`, by default).
+pub const K3S_TOKEN_FILE: &str = "k3s-token";
 pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
 /// The node's bearer token for the status server (`status_url`).
 pub const STATUS_TOKEN_FILE: &str = "status-token";
@@ -121,6 +124,9 @@ pub struct State {
     /// Keyed by hostname: each reporting node's status token (64 hex
     /// digits), for nodes with `status_url` only.
     pub status_tokens: BTreeMap<String, String>,
+    /// The k3s cluster's generated token secret (32 hex digits), with a
+    /// `k3s:` section whose token is generated.
+    pub k3s_token: Option<String>,
     /// What the user should know about the state directory: modes that
     /// were fixed, a `.pub` rewritten, secrets made for this run only.
     pub notes: Vec<String>,
@@ -190,6 +196,12 @@ impl State {
                 let token = store.status_token(&node_dir, host)?;
                 state.status_tokens.insert(host.to_owned(), token);
             }
+        }
+        // Last, so a profile without k3s draws the same random bytes as
+        // before k3s existed.
+        if cluster.k3s.as_ref().map(|k| &k.token) == Some(&crate::profile::k3s::K3sToken::Generated)
+        {
+            state.k3s_token = Some(store.k3s_token()?);
         }
         state.notes = store.finish();
         Ok(state)
@@ -333,13 +345,23 @@ impl<'a> Store<'a> {
     }
 
     fn passphrase(&mut self) -> Result<String, StateError> {
-        let path = self.dir.join(PASSPHRASE_FILE);
+        self.secret_hex(PASSPHRASE_FILE, "MicroCloud passphrase")
+    }
+
+    fn k3s_token(&mut self) -> Result<String, StateError> {
+        self.secret_hex(K3S_TOKEN_FILE, "k3s token")
+    }
+
+    /// Reads the secret file `name`, or creates it (128 random bits as
+    /// hex); `what` names it in notes.
+    fn secret_hex(&mut self, name: &str, what: &str) -> Result<String, StateError> {
+        let path = self.dir.join(name);
         if let Some(text) = self.read_secret(&path)? {
             let text = text.trim().to_owned();
             if text.is_empty() {
                 return Err(StateError::Corrupt {
                     path,
-                    reason: "the passphrase file is empty".to_owned(),
+                    reason: format!("the {what} file is empty"),
                 });
             }
             return Ok(text);
@@ -347,11 +369,7 @@ impl<'a> Store<'a> {
         let mut bytes = [0u8; 16];
         self.entropy.fill(&mut bytes)?;
         let phrase = hex(&bytes);
-        self.save_secret(
-            &path,
-            format!("{phrase}\n").as_bytes(),
-            "MicroCloud passphrase",
-        )?;
+        self.save_secret(&path, format!("{phrase}\n").as_bytes(), what)?;
         Ok(phrase)
     }
 
