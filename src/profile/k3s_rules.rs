@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::k3s::{K3sArch, K3sVersion};
 use crate::profile::hint;
 use crate::profile::hostname::Hostname;
 use crate::profile::k3s::{
@@ -54,27 +55,12 @@ pub fn check(
         report,
     );
     overlaps(spec, cluster_cidr, service_cidr, nodes, report);
-    let published = spec.version.arches();
-    for n in nodes {
-        let arch = node_arch(n);
-        if !published.contains(&arch) {
-            report.error(
-                None,
-                "k3s.version",
-                format!(
-                    "k3s {} publishes no {arch} binary (node {} is {arch}); \
-                     it has {}",
-                    spec.version,
-                    n.hostname,
-                    published
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-            break;
-        }
+    // One message for the version: every node of one architecture has it.
+    if let Some(why) = nodes
+        .iter()
+        .find_map(|n| unpublished(&spec.version, node_arch(n), n.hostname.as_str()))
+    {
+        report.error(None, "k3s.version", why);
     }
     if report.errors.len() > before {
         return None;
@@ -89,6 +75,22 @@ pub fn check(
         cluster_cidr,
         service_cidr,
         airgap_images: spec.airgap_images,
+    })
+}
+
+/// Why `version` cannot run on node `host` of architecture `arch`, if it
+/// publishes no binary for it.
+fn unpublished(version: &K3sVersion, arch: K3sArch, host: &str) -> Option<String> {
+    let published = version.arches();
+    (!published.contains(&arch)).then(|| {
+        format!(
+            "k3s {version} publishes no {arch} binary (node {host} is {arch}); it has {}",
+            published
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     })
 }
 
@@ -329,5 +331,24 @@ fn overlaps(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_architecture_the_release_does_not_publish_is_named() {
+        let old = K3sVersion::parse("v1.25.3+k3s1").unwrap();
+        let why = unpublished(&old, K3sArch::S390x, "z1").expect("refused");
+        assert!(
+            why.contains("k3s v1.25.3+k3s1 publishes no s390x binary (node z1 is s390x)"),
+            "{why}"
+        );
+        assert!(why.ends_with("it has amd64, arm64, arm"), "{why}");
+        assert_eq!(unpublished(&old, K3sArch::Arm64, "pi1"), None);
+        let new = K3sVersion::parse("v1.31.4+k3s1").unwrap();
+        assert_eq!(unpublished(&new, K3sArch::S390x, "z1"), None);
     }
 }
