@@ -108,7 +108,10 @@ pub fn examine(node: &ResolvedNode, facts: &BaseFacts) -> Result<Checked> {
     warnings.extend(ntp_warning(node, facts, &quirks));
     Ok(Checked {
         node: adjusted,
-        base: BaseInfo { ntp },
+        base: BaseInfo {
+            ntp,
+            ..BaseInfo::default()
+        },
         image: format!("{}: {}", facts.image.display(), facts.describe()),
         uids,
         warnings,

@@ -44,6 +44,12 @@ impl FileRow {
     pub fn of(spec: &FileSpec) -> Self {
         let (size, sha256) = match &spec.kind {
             FileKind::File { bytes } => (Some(bytes.len()), Some(hex(&Sha256::digest(bytes)))),
+            // The checksum and length the cache verified; a file not at
+            // hand yet has none (the build refuses to write it).
+            FileKind::Cached { file } => match &file.found {
+                Some(b) => (usize::try_from(b.len).ok(), Some(b.sha256.to_string())),
+                None => (None, None),
+            },
             _ => (None, None),
         };
         let boot = spec.target == Target::Boot;

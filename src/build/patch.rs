@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use sha2::Digest as _;
 
 use crate::fs::ext4::{Content, Meta, Op};
 use crate::fs::{EntryKind, Filesystem, FsError};
@@ -31,6 +32,13 @@ pub enum Expect {
         target: String,
     },
     Absent,
+    /// A file copied from the cache: its checksum and length, mode and
+    /// owner (read back streaming, never whole into memory).
+    Cached {
+        sha256: crate::digest::Sha256,
+        len: u64,
+        meta: (u16, u32, u32),
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +86,7 @@ pub fn apply(image: &Image, specs: &[FileSpec], time: i64) -> Result<Vec<Expecta
             FileKind::Absent => "removed".to_owned(),
             FileKind::AccountEntries { .. } => "account entries merged".to_owned(),
             FileKind::CmdlineEdit { .. } => "kernel command line edited".to_owned(),
+            FileKind::Cached { file } => format!("{} from the cache", file.what),
         };
         tracing::debug!(
             "{}: {:?} {} ({what}, mode {:o}, {}:{})",
@@ -225,6 +234,33 @@ fn patch_root(image: &Image, n: u32, specs: &[&FileSpec], time: i64) -> Result<V
             FileKind::CmdlineEdit { .. } => {
                 bail!("{}: a cmdline edit belongs on the boot partition", s.path)
             }
+            FileKind::Cached { file } => {
+                let Some(blob) = &file.found else {
+                    bail!(
+                        "{shown}: {} for {} is not in the cache (`homelab-image pull` \
+                         fetches it)",
+                        file.what,
+                        s.path
+                    );
+                };
+                ensure_parent(&s.path, &mut ops);
+                // The writer streams the file and checks its length as it
+                // reads; its checksum is checked on the image afterwards
+                // (`verify`), so a cache file changed meanwhile is caught.
+                ops.push(Op::WriteFile {
+                    path: s.path.clone(),
+                    content: Content::File {
+                        path: blob.path.clone(),
+                        len: blob.len,
+                    },
+                    meta,
+                });
+                Expect::Cached {
+                    sha256: blob.sha256,
+                    len: blob.len,
+                    meta: (mode, s.uid, s.gid),
+                }
+            }
         };
         expect.push(Expectation {
             target: Target::Root,
@@ -368,7 +404,47 @@ pub fn verify_image(image: &Image, expect: &[Expectation]) -> Result<()> {
                     return Err(bad("still exists".into()));
                 }
             }
+            Expect::Cached { sha256, len, meta } => {
+                let mut hashing = HashingSink::default();
+                let got_len = fs.stream(&e.path, &mut hashing).map_err(|err| match err {
+                    crate::fs::StreamError::Read(r) => bad(r.to_string()),
+                    // Hashing never fails to write.
+                    crate::fs::StreamError::Write(w) => bad(w.to_string()),
+                })?;
+                let got = crate::digest::Sha256::from_bytes(hashing.hasher.finalize().into());
+                if got_len != *len || got != *sha256 {
+                    return Err(bad(format!(
+                        "holds {got_len} bytes with SHA-256 {got}, planned {len} bytes \
+                         with {sha256} (the cache file changed during the build?)"
+                    )));
+                }
+                let st = fs.stat(&e.path).map_err(|err| bad(err.to_string()))?;
+                let have = (
+                    st.mode.unwrap_or(0) & 0o7777,
+                    st.uid.unwrap_or(0),
+                    st.gid.unwrap_or(0),
+                );
+                if have != *meta {
+                    return Err(bad(format!("mode/owner {have:?}, planned {meta:?}")));
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// A writer that only hashes what it is given.
+#[derive(Default)]
+struct HashingSink {
+    hasher: sha2::Sha256,
+}
+
+impl std::io::Write for HashingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.hasher, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -57,6 +57,16 @@ pub fn judge(
             "its base image is not at hand (pull it to let flash check)".to_owned(),
         ));
     }
+    // A file the build copies from the download cache (the k3s binary) is
+    // recorded by its checksum, which only the cache knows.
+    if let Some(what) = plan.files.iter().find_map(|f| match &f.kind {
+        FileKind::Cached { file } if file.found.is_none() => Some(file.what.clone()),
+        _ => None,
+    }) {
+        return Ok(Currency::Unknown(format!(
+            "the {what} is not in the cache (pull it to let flash check)"
+        )));
+    }
     let Some(want) = plan.files.iter().find_map(|f| match &f.kind {
         FileKind::File { bytes } if f.path == MANIFEST_PATH => Manifest::from_json(bytes).ok(),
         _ => None,

@@ -56,6 +56,28 @@ pub enum FileKind {
     /// Edit the first line of an existing `cmdline.txt` token by token
     /// with `cmdline::edit_cmdline`.
     CmdlineEdit { ops: Vec<CmdlineOp> },
+    /// A regular file copied from the download cache (the k3s binary, its
+    /// air-gap images: tens of MiB), streamed into the image by the build
+    /// and never held in memory.
+    Cached { file: CachedFile },
+}
+
+/// What `FileKind::Cached` copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedFile {
+    /// What it is, for people: `k3s v1.31.4+k3s1 arm64 binary`.
+    pub what: String,
+    /// The verified file in the cache, when it is there (`pull`, or the
+    /// build itself, puts it there; `render` only looks).
+    pub found: Option<CachedBlob>,
+}
+
+/// A verified file of the download cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedBlob {
+    pub path: std::path::PathBuf,
+    pub sha256: crate::digest::Sha256,
+    pub len: u64,
 }
 
 impl FileKind {
@@ -67,6 +89,7 @@ impl FileKind {
             Self::Absent => "absent",
             Self::AccountEntries { .. } => "merge-accounts",
             Self::CmdlineEdit { .. } => "edit-cmdline",
+            Self::Cached { .. } => "from-cache",
         }
     }
 }
@@ -142,6 +165,18 @@ impl FileSpec {
             path: path.to_owned(),
             kind: FileKind::Absent,
             mode: 0,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    /// A root-owned regular file copied from the download cache.
+    pub fn root_cached(path: &str, mode: u32, file: CachedFile) -> Self {
+        Self {
+            target: Target::Root,
+            path: path.to_owned(),
+            kind: FileKind::Cached { file },
+            mode,
             uid: 0,
             gid: 0,
         }

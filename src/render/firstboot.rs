@@ -16,6 +16,7 @@
 //! arrives during this unit, as on Armbian, nothing does): the unit and the
 //! script both put it on `PATH`.
 
+use crate::profile::k3s::K3sRole;
 use crate::profile::resolved::{MicroCloud, ResolvedNode};
 use crate::profile::status_url::StatusUrl;
 use crate::render::bootloader;
@@ -131,7 +132,7 @@ write_status() {
         printf 'attempt=%s\n' "${attempt}"
         printf 'updated=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
         printf 'reason=%s\n' "${reason//$'\n'/ }"
-@BOOTLOADER_STATUS@    } >"${tmp}"
+@K3S_STATUS@@BOOTLOADER_STATUS@    } >"${tmp}"
     mv -f "${tmp}" "${STATUS_FILE}"
 @REPORT_CALL@}
 
@@ -201,9 +202,9 @@ run_once() {
         install_snaps || return 1
         join_microcloud || return 1
     fi
-}
+@K3S_CALL@}
 
-@REPORTER@@BOOTLOADER@main() {
+@REPORTER@@K3S@@BOOTLOADER@main() {
     mkdir -p "${STATE_DIR}"
     chmod 0700 "${STATE_DIR}"
     if [ -e "${DONE_FILE}" ]; then
@@ -311,6 +312,57 @@ report_status() {
 
 "#;
 
+/// The k3s step, inserted before `main` on a node of a `k3s:` cluster.
+/// The unit is started without blocking: a notify unit's start job waits
+/// for k3s's READY, which an agent sends only once its server answers,
+/// so the wait is bounded here and retried by `main` with backoff.
+const K3S: &str = r#"# k3s (docs/K3S.md): binary, configuration and unit are in the image;
+# this step installs what the kernel lacks, then enables and starts the unit.
+readonly K3S_ROLE='@ROLE@'
+readonly K3S_UNIT='@UNIT@'
+readonly K3S_ACTIVE_TIMEOUT=600
+readonly K3S_VXLAN_PACKAGES=@VXLAN@
+
+# Flannel's default backend needs the vxlan module, which Ubuntu's raspi
+# kernels since 21.10 ship in linux-modules-extra (docs.k3s.io, "Enabling
+# vxlan on Raspberry Pi"): the running kernel's, else the meta package.
+k3s_packages() {
+    if [ "${K3S_VXLAN_PACKAGES}" != 1 ] || modinfo vxlan >/dev/null 2>&1; then
+        return 0
+    fi
+    log "installing the vxlan kernel module for k3s"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q || { fail "apt-get update failed"; return 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "linux-modules-extra-$(uname -r)" ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-modules-extra-raspi ||
+        { fail "apt-get install linux-modules-extra-raspi failed"; return 1; }
+    if ! modinfo vxlan >/dev/null 2>&1; then
+        log "warning: the vxlan module arrived for a newer kernel; pod networking across nodes needs a reboot"
+    fi
+}
+
+start_k3s() {
+    local waited=0 state
+    k3s_packages || return 1
+    systemctl enable "${K3S_UNIT}" || { fail "systemctl enable ${K3S_UNIT} failed"; return 1; }
+    systemctl start --no-block "${K3S_UNIT}" || { fail "systemctl start ${K3S_UNIT} failed"; return 1; }
+    log "started ${K3S_UNIT} (k3s ${K3S_ROLE}); waiting until it is active"
+    while :; do
+        state="$(systemctl is-active "${K3S_UNIT}" 2>/dev/null || true)"
+        if [ "${state}" = active ]; then
+            log "${K3S_UNIT} is active"
+            return 0
+        fi
+        if [ "${waited}" -ge "${K3S_ACTIVE_TIMEOUT}" ]; then
+            fail "${K3S_UNIT} not active after ${K3S_ACTIVE_TIMEOUT}s (${state:-unknown}); see journalctl -u ${K3S_UNIT}"
+            return 1
+        fi
+        sleep 5
+        waited=$((waited + 5))
+    done
+}
+
+"#;
+
 /// The line `write_status` ends with when the node reports.
 const REPORT_CALL: &str = "    report_status \"${state}\" \"${reason}\"\n";
 
@@ -341,7 +393,12 @@ fn bash_words<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
 
 /// The script for `node`. Packages are installed here only on images
 /// without cloud-init (cloud-init installs them on Ubuntu).
-pub fn script(node: &ResolvedNode, microcloud: Option<&MicroCloud>, quirks: &Quirks) -> String {
+pub fn script(
+    node: &ResolvedNode,
+    microcloud: Option<&MicroCloud>,
+    k3s: Option<K3sRole>,
+    quirks: &Quirks,
+) -> String {
     let snaps = microcloud
         .map(|m| m.channels.snaps().to_vec())
         .unwrap_or_default();
@@ -379,6 +436,30 @@ pub fn script(node: &ResolvedNode, microcloud: Option<&MicroCloud>, quirks: &Qui
             },
         )
         .replace("@REPORT_CALL@", if reports { REPORT_CALL } else { "" })
+        .replace(
+            "@K3S@",
+            &k3s.map_or_else(String::new, |role| {
+                K3S.replace("@ROLE@", role.name())
+                    .replace("@UNIT@", crate::render::k3s::unit_name(role))
+                    .replace("@VXLAN@", flag(quirks.k3s_needs_vxlan_package()))
+            }),
+        )
+        .replace(
+            "@K3S_CALL@",
+            if k3s.is_some() {
+                "    start_k3s || return 1\n"
+            } else {
+                ""
+            },
+        )
+        .replace(
+            "@K3S_STATUS@",
+            if k3s.is_some() {
+                "        printf 'k3s=%s\\n' \"${K3S_ROLE}\"\n"
+            } else {
+                ""
+            },
+        )
         .replace("@BOOTLOADER@", &bootloader.step)
         .replace("@BOOTLOADER_CALL@", bootloader.call)
         .replace("@BOOTLOADER_STATUS@", bootloader.status_line)

@@ -18,6 +18,7 @@ pub mod cmdline;
 pub mod direct;
 pub mod file_spec;
 pub mod firstboot;
+pub mod k3s;
 pub mod microcloud;
 pub mod netboot;
 pub mod netplan;
@@ -33,7 +34,7 @@ use thiserror::Error;
 
 use crate::profile::resolved::{Cluster, ResolvedNode};
 use crate::profile::state::State;
-pub use file_spec::{AccountDb, FileKind, FileSpec, Target};
+pub use file_spec::{AccountDb, CachedBlob, CachedFile, FileKind, FileSpec, Target};
 use quirks::Quirks;
 
 #[derive(Debug, Error)]
@@ -46,11 +47,14 @@ pub enum RenderError {
     Password(#[from] crate::profile::password::PasswordError),
 }
 
-/// What the build found in the node's base image that changes what is
-/// rendered for it (the default: nothing is known).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the build found in the node's base image (and, for a k3s node,
+/// in the download cache) that changes what is rendered for it (the
+/// default: nothing is known).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BaseInfo {
     pub ntp: quirks::NtpFound,
+    /// The k3s files the cache holds for the node.
+    pub k3s: k3s::K3sFiles,
 }
 
 /// Everything the build step writes for `node`, in a stable order, when
@@ -100,10 +104,15 @@ pub fn node_on(
     if let Some(fw) = &node.firmware {
         root.push(bootloader::conf_file(fw));
     }
+    let k3s_role = cluster.k3s.as_ref().and_then(|k| k.role(&node.hostname));
+    if let Some(k3s) = &cluster.k3s {
+        let arch = crate::profile::k3s::node_arch(node);
+        root.extend(k3s::files(node, cluster, k3s, state, arch, &base.k3s)?);
+    }
     root.push(FileSpec::root_file(
         firstboot::SCRIPT_PATH,
         0o755,
-        firstboot::script(node, cluster.microcloud.as_ref(), &quirks),
+        firstboot::script(node, cluster.microcloud.as_ref(), k3s_role, &quirks),
     ));
     root.push(FileSpec::root_file(
         firstboot::UNIT_PATH,
@@ -116,6 +125,10 @@ pub fn node_on(
     ));
     if !quirks.uses_cloud_init() {
         root.extend(direct::files(node, state, &quirks)?);
+        // Armbian on a Pi: its cmdline.txt is on the boot FAT.
+        if let (Some(_), Some(path)) = (k3s_role, quirks.k3s_cmdline_path()) {
+            root.push(cmdline_edit(path, quirks.k3s_cmdline_ops()));
+        }
         return Ok(root);
     }
     let mut boot = Vec::new();
@@ -127,22 +140,29 @@ pub fn node_on(
     let network = yaml::to_yaml("network-config", &netplan::document(node, &quirks))?;
     boot.push(FileSpec::boot_file("network-config", network));
     if let Some(path) = quirks.cmdline_path() {
-        boot.push(FileSpec {
-            target: Target::Boot,
-            path: path.to_owned(),
-            kind: FileKind::CmdlineEdit {
-                ops: cmdline_ops(node, &quirks),
-            },
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-        });
+        let mut ops = cmdline_ops(node, &quirks);
+        if k3s_role.is_some() {
+            ops.extend(quirks.k3s_cmdline_ops());
+        }
+        boot.push(cmdline_edit(path, ops));
     }
     let digest = digest(boot.iter().chain(&root));
     let meta = yaml::to_yaml("meta-data", &cloud_init::meta_data(node, &digest))?;
     boot.insert(0, FileSpec::boot_file("meta-data", meta));
     boot.extend(root);
     Ok(boot)
+}
+
+/// An edit of the kernel command line at `path` on the boot FAT.
+fn cmdline_edit(path: &str, ops: Vec<cmdline::CmdlineOp>) -> FileSpec {
+    FileSpec {
+        target: Target::Boot,
+        path: path.to_owned(),
+        kind: FileKind::CmdlineEdit { ops },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    }
 }
 
 /// The kernel command line edits for `node`: the seed's, then a netbooted
@@ -173,11 +193,21 @@ fn digest<'a>(specs: impl Iterator<Item = &'a FileSpec>) -> String {
             FileKind::Symlink { target } => h.update(target.as_bytes()),
             FileKind::CmdlineEdit { ops } => ops.iter().for_each(|op| h.update(op.to_string())),
             FileKind::AccountEntries { entries, .. } => h.update(format!("{entries:?}")),
+            FileKind::Cached { file } => h.update(cached_identity(file)),
             FileKind::Dir | FileKind::Absent => {}
         }
         h.update(b"\n");
     }
     crate::digest::hex(&h.finalize()[..8])
+}
+
+/// What identifies a cached file's content: its checksum and length when
+/// it is at hand, else what it is.
+fn cached_identity(file: &CachedFile) -> String {
+    match &file.found {
+        Some(b) => format!("{} {}", b.sha256, b.len),
+        None => file.what.clone(),
+    }
 }
 
 /// One `known_hosts` line per node, for `out/known_hosts`.

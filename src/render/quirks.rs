@@ -115,6 +115,35 @@ impl Quirks {
         }]
     }
 
+    /// Where a k3s node's kernel command line gets the memory cgroup
+    /// tokens: the Pi firmware's `cmdline.txt` (Ubuntu's, or Armbian
+    /// bcm2711's on its `RPICFG` FAT, which already carries them). Other
+    /// Armbian boards boot a mainline kernel through U-Boot whose cgroup v2
+    /// has the memory controller on by default: nothing to add.
+    pub fn k3s_cmdline_path(&self) -> Option<&'static str> {
+        if !self.board.is_raspberry_pi() {
+            return None;
+        }
+        self.cmdline_path().or(Some("cmdline.txt"))
+    }
+
+    /// The Raspberry Pi kernel keeps the memory cgroup off unless asked
+    /// (docs.k3s.io, Requirements, "Raspberry Pi").
+    pub fn k3s_cmdline_ops(&self) -> Vec<CmdlineOp> {
+        ["cgroup_memory=1", "cgroup_enable=memory"]
+            .into_iter()
+            .map(|t| CmdlineOp::Add {
+                token: t.to_owned(),
+            })
+            .collect()
+    }
+
+    /// Ubuntu's raspi kernels since 21.10 keep vxlan (flannel's default
+    /// backend) in linux-modules-extra, which the images do not ship.
+    pub fn k3s_needs_vxlan_package(&self) -> bool {
+        self.uses_cloud_init() && self.board.is_raspberry_pi()
+    }
+
     /// netplan learned `regulatory-domain` in 0.105; 22.04 shipped 0.104.
     pub fn netplan_has_regulatory_domain(&self) -> bool {
         !matches!(self.os, OsRelease::Ubuntu2204)

@@ -1,6 +1,7 @@
 //! Hiding secrets from a person looking at rendered files (`render`
 //! without `--show-secrets`): SSH host private keys, the MicroCloud
-//! passphrase, Wi-Fi passwords, status tokens and users' password hashes.
+//! passphrase, the k3s token, Wi-Fi passwords, status tokens and users'
+//! password hashes.
 //!
 //! The node is rendered a second time with every secret swapped for a
 //! unique stand-in token, and wherever a token shows up the real file is
@@ -68,6 +69,12 @@ fn masked(cluster: &Cluster, state: &State) -> (Cluster, State, Tokens) {
     }
     if let Some(p) = &mut s.passphrase {
         tokens.mask(p);
+    }
+    if let Some(t) = &mut s.k3s_token {
+        tokens.mask(t);
+    }
+    if let Some(crate::profile::k3s::K3sToken::Known(t)) = c.k3s.as_mut().map(|k| &mut k.token) {
+        tokens.mask(t);
     }
     if let Some(Passphrase::Known(p)) = c.microcloud.as_mut().and_then(|m| m.passphrase.as_mut()) {
         tokens.mask(p);

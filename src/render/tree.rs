@@ -66,6 +66,23 @@ pub fn header_line(spec: &FileSpec) -> Result<String, TreeError> {
                 let _ = write!(line, " [{op}]");
             }
         }
+        // One line: the file is tens of MiB and lives in the cache.
+        FileKind::Cached { file } => match &file.found {
+            Some(b) => {
+                let _ = write!(
+                    line,
+                    " [{}, {} bytes] sha256={}",
+                    file.what, b.len, b.sha256
+                );
+            }
+            None => {
+                let _ = write!(
+                    line,
+                    " [{}: not in the cache yet; `homelab-image pull` fetches it]",
+                    file.what
+                );
+            }
+        },
         _ => {}
     }
     if let Some(bytes) = shown_bytes(spec)? {
@@ -130,7 +147,9 @@ pub fn write_tree(
             FileKind::Symlink { target } => {
                 std::os::unix::fs::symlink(target, &path).map_err(at("creating symlink", &path))?;
             }
-            FileKind::Absent | FileKind::CmdlineEdit { .. } => {}
+            // Cached files are listed in manifest.json only: a tree for a
+            // person to read does not need 70 MiB of binary.
+            FileKind::Absent | FileKind::CmdlineEdit { .. } | FileKind::Cached { .. } => {}
             FileKind::File { .. } | FileKind::AccountEntries { .. } => {
                 let bytes = shown_bytes(spec)?.unwrap_or_default();
                 let mode = if secret.get(i).copied().unwrap_or(true) {
