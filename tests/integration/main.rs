@@ -32,6 +32,7 @@ mod image_check;
 mod init_ask;
 mod inspect;
 mod k3s_check;
+mod k3s_render;
 mod ls_cat;
 mod netboot_dhcp;
 mod netboot_http;
