@@ -7,6 +7,7 @@ mod bad_input;
 mod bmap_dirty;
 mod bmap_usage;
 mod build;
+mod build_qcow2;
 mod build_safety;
 mod build_sums;
 mod check_teaches;
