@@ -37,8 +37,8 @@ use std::path::PathBuf;
 use reqwest::StatusCode;
 use thiserror::Error;
 
-pub use record::{K3sEntry, K3sRecord, entries, remove, verify};
 pub(crate) use record::prune;
+pub use record::{K3sEntry, K3sRecord, entries, remove, verify};
 pub use sums::{SumsError, expected_sha256};
 
 use super::cache::{Cache, CacheError};
@@ -137,22 +137,8 @@ pub enum K3sFetchError {
         url: String,
         reason: SumsError,
     },
-    #[error(
-        "refusing k3s {version} {file} for {arch} from {url}: checksum mismatch: expected \
-         sha256 {expected} ({sums}), got {got} in {size} bytes{}",
-        if *deleted { "; the download was deleted" } else { "" }
-    )]
-    Mismatch {
-        version: String,
-        arch: K3sArch,
-        file: String,
-        url: String,
-        sums: String,
-        expected: Sha256,
-        got: Sha256,
-        size: u64,
-        deleted: bool,
-    },
+    #[error(transparent)]
+    Mismatch(Box<ChecksumMismatch>),
     /// A transfer that failed for good (the cause says how; a `.part` cut
     /// short stays for the next run to resume).
     #[error("downloading k3s {version} {file} for {arch}")]
@@ -161,7 +147,7 @@ pub enum K3sFetchError {
         arch: K3sArch,
         file: String,
         #[source]
-        source: FetchError,
+        source: Box<FetchError>,
     },
     #[error("k3s {version} {file} for {arch}")]
     Http {
@@ -169,12 +155,32 @@ pub enum K3sFetchError {
         arch: K3sArch,
         file: String,
         #[source]
-        source: HttpError,
+        source: Box<HttpError>,
     },
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error(transparent)]
     Io(#[from] crate::io::path_error::PathIoError),
+}
+
+/// A download whose SHA-256 is not the checksum file's.
+#[derive(Debug, Error)]
+#[error(
+    "refusing k3s {version} {file} for {arch} from {url}: checksum mismatch: expected \
+     sha256 {expected} ({sums}), got {got} in {size} bytes{}",
+    if *deleted { "; the download was deleted" } else { "" }
+)]
+pub struct ChecksumMismatch {
+    pub version: String,
+    pub arch: K3sArch,
+    pub file: String,
+    pub url: String,
+    /// The checksum file's URL.
+    pub sums: String,
+    pub expected: Sha256,
+    pub got: Sha256,
+    pub size: u64,
+    pub deleted: bool,
 }
 
 /// The URL of `file` in release `version`: upstream's, or the mirror's
@@ -268,15 +274,14 @@ pub fn ensure_k3s(
     let (_, body) = client
         .get_small(&sums_url, sums::LIMIT)
         .map_err(|e| ctx.sums_error(&sums_url, e))?;
-    let expected = sums::expected_sha256(&body, &file).map_err(|reason| {
-        K3sFetchError::Checksums {
+    let expected =
+        sums::expected_sha256(&body, &file).map_err(|reason| K3sFetchError::Checksums {
             version: version.to_string(),
             arch,
             file: file.clone(),
             url: redact::url(&sums_url),
             reason,
-        }
-    })?;
+        })?;
 
     let _lock = cache.lock(&expected.to_string(), progress)?;
     // Another run may have finished it while we waited.
@@ -287,11 +292,17 @@ pub fn ensure_k3s(
     if !blob_matches(&blob, &expected, progress) {
         let part = cache.part_path(&expected);
         progress.note(format!("downloading {}", redact::url(&url)));
-        let got = fetch::download(&client, &url, &part, &file, progress)
-            .map_err(|e| ctx.download_error(&url, e))?;
+        let got = fetch::download(&client, &url, &part, &file, progress).map_err(|e| {
+            // A request refused before any byte came (a 404) leaves the
+            // empty file `download` opened: nothing to resume.
+            if std::fs::metadata(&part).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(&part);
+            }
+            ctx.download_error(&url, e)
+        })?;
         if got.sha256 != expected {
             let deleted = std::fs::remove_file(&part).is_ok();
-            return Err(K3sFetchError::Mismatch {
+            return Err(K3sFetchError::Mismatch(Box::new(ChecksumMismatch {
                 version: version.to_string(),
                 arch,
                 file,
@@ -301,7 +312,7 @@ pub fn ensure_k3s(
                 got: got.sha256,
                 size: got.size,
                 deleted,
-            });
+            })));
         }
         progress.note(format!("sha256 {expected} matches"));
         std::fs::rename(&part, &blob)
@@ -361,7 +372,7 @@ impl Ctx<'_> {
             version: self.version.to_string(),
             arch: self.arch,
             file: self.file.to_owned(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -395,14 +406,16 @@ impl Ctx<'_> {
 
     fn download_error(&self, url: &Url, e: FetchError) -> K3sFetchError {
         match e {
-            FetchError::Http(HttpError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
+            FetchError::Http(HttpError::Status { status, .. })
+                if status == StatusCode::NOT_FOUND =>
+            {
                 self.not_published(url)
             }
             source => K3sFetchError::Download {
                 version: self.version.to_string(),
                 arch: self.arch,
                 file: self.file.to_owned(),
-                source,
+                source: Box::new(source),
             },
         }
     }

@@ -82,7 +82,9 @@ mod tests {
         );
         assert_eq!(
             expected_sha256(text.as_bytes(), "k3s-airgap-images-arm64.tar.gz"),
-            Err(SumsError::NotListed("k3s-airgap-images-arm64.tar.gz".into()))
+            Err(SumsError::NotListed(
+                "k3s-airgap-images-arm64.tar.gz".into()
+            ))
         );
     }
 
