@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use homelab_image::k3s::{K3sArch, K3sVersion};
+use homelab_image::source::fingerprint::Quick;
 use homelab_image::source::http::{HttpOptions, Url};
 use homelab_image::source::k3s::{
     K3sArtifact, K3sAsset, K3sFetchError, cached_k3s, ensure_k3s, entries,
@@ -166,11 +167,102 @@ fn a_verified_binary_is_cached_by_its_sha256_and_found_again_offline() {
     assert_eq!(offline, got);
     assert_eq!(server.hits(&sums_path).len(), 1);
     assert_eq!(server.hits(&bin_path).len(), 1);
+    // Nor a reachable server: nothing listens on port 1.
+    let offline = ensure_k3s(
+        &cache,
+        &opts("http://127.0.0.1:1"),
+        &version(),
+        K3sArch::Arm64,
+        K3sAsset::Binary,
+        &Progress::quiet(),
+    )
+    .unwrap();
+    assert_eq!(offline, got);
     // Another release, architecture or asset is not that one.
     let other = K3sVersion::parse("v1.31.5+k3s1").unwrap();
     assert!(cached_k3s(&cache, &other, K3sArch::Arm64, K3sAsset::Binary).is_none());
     assert!(cached_k3s(&cache, &version(), K3sArch::Amd64, K3sAsset::Binary).is_none());
     assert!(cached_k3s(&cache, &version(), K3sArch::Arm64, K3sAsset::AirgapImages).is_none());
+}
+
+#[test]
+fn two_runs_at_once_download_the_binary_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let server = Server::start();
+    let bin = serve_release(&server, dir.path(), "");
+    let bin_path = format!("{DIR}/k3s-arm64");
+    // Slow enough (about 1 s) for the second run to arrive mid-transfer.
+    server.route(
+        &bin_path,
+        Route {
+            body: bin.clone(),
+            chunk_delay: Some(Duration::from_millis(20)),
+            ..Route::default()
+        },
+    );
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let root = root.clone();
+            let base = server.base.clone();
+            std::thread::spawn(move || {
+                let cache = Cache::open(&root).unwrap();
+                ensure_k3s(
+                    &cache,
+                    &opts(&base),
+                    &version(),
+                    K3sArch::Arm64,
+                    K3sAsset::Binary,
+                    &Progress::quiet(),
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    let got: Vec<K3sArtifact> = runs.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(got[0], got[1]);
+    assert_eq!(std::fs::read(&got[0].path).unwrap(), bin);
+    assert_eq!(server.hits(&bin_path).len(), 1);
+}
+
+#[test]
+fn a_blob_whose_time_moved_is_rehashed_and_kept_only_if_it_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let server = Server::start();
+    serve_release(&server, dir.path(), "");
+    let cache = Cache::open(&root).unwrap();
+    let got = fetch(&cache, &server, K3sArch::Arm64, K3sAsset::Binary).unwrap();
+    let record = root.join("k3s/v1.31.4+k3s1_arm64_binary.json");
+    let before = std::fs::read(&record).unwrap();
+
+    // Copied without -p: same bytes, another time. Re-hashed, kept, and
+    // given the new time so the next use is cheap again.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&got.path)
+        .unwrap();
+    let later = f.metadata().unwrap().modified().unwrap() + Duration::from_secs(3600);
+    f.set_modified(later).unwrap();
+    drop(f);
+    assert_eq!(
+        cached_k3s(&cache, &version(), K3sArch::Arm64, K3sAsset::Binary),
+        Some(got.clone())
+    );
+    assert_ne!(std::fs::read(&record).unwrap(), before);
+    assert_eq!(entries(&cache)[0].health, Quick::Intact);
+
+    // A byte changed (the time moves with it): the samples or the re-hash
+    // see it, and the blob is not used.
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&got.path)
+        .unwrap();
+    f.write_all_at(b"Z", 70_000).unwrap();
+    drop(f);
+    assert!(cached_k3s(&cache, &version(), K3sArch::Arm64, K3sAsset::Binary).is_none());
+    assert_eq!(server.hits(&format!("{DIR}/k3s-arm64")).len(), 1);
 }
 
 #[test]
