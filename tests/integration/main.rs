@@ -32,6 +32,7 @@ mod http_server;
 mod image_check;
 mod init_ask;
 mod inspect;
+mod k3s_download;
 mod ls_cat;
 mod netboot_dhcp;
 mod netboot_http;
