@@ -60,16 +60,12 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let xz_threads = args.compress.map(|_| crate::source::default_threads());
-    let built = pipeline::execute(
-        &prepared,
-        &cluster,
-        jobs,
-        xz_threads,
-        args.sha256,
-        &progress,
-        &stop,
-    )?;
+    let extras = crate::build::Extras {
+        xz_threads: args.compress.map(|_| crate::source::default_threads()),
+        image_sha256: args.sha256,
+        qcow2: args.format == crate::cli::ImageFormat::Qcow2,
+    };
+    let built = pipeline::execute(&prepared, &cluster, jobs, extras, &progress, &stop)?;
     let results = &built.nodes;
     let kh = &built.known_hosts;
     if args.json {

@@ -13,7 +13,7 @@ use crate::cli::source_cmds::{CacheArgs, CacheCommand, FetchArgs, ImagesArgs, Pu
 use crate::io::units::human_size;
 use crate::source::{
     self, CATALOG, Cache, Entry, HttpOptions, Keyring, Progress, SourceOptions, SourceSpec,
-    Verdict, catalog, fingerprint::Quick, http::parse_url, redact,
+    Verdict, catalog, fingerprint::Quick, http::parse_url, k3s, redact,
 };
 
 use super::write_stdout;
@@ -173,6 +173,7 @@ fn cache_list(cache: &Cache) -> Result<()> {
             if damaged == 1 { "it" } else { "them" }
         ));
     }
+    text.push_str(&k3s_list(cache));
     for (path, len) in cache.partial_downloads() {
         text.push_str(&format!(
             "partial download {} ({})\n",
@@ -181,6 +182,45 @@ fn cache_list(cache: &Cache) -> Result<()> {
         ));
     }
     write_stdout(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+/// The k3s downloads in the cache, a table after the images' (nothing
+/// when there are none).
+fn k3s_list(cache: &Cache) -> String {
+    let entries = k3s::entries(cache);
+    if entries.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        "\nk3s downloads\n{:<12}  {:>9}  {:<10}  {:<16}  {:<6}  {}\n",
+        "SHA256", "SIZE", "ADDED", "VERSION", "ARCH", "FILE"
+    );
+    for e in &entries {
+        let line = match &e.record {
+            Ok(r) => {
+                let added = crate::time::format_utc(i64::try_from(r.created).unwrap_or(0));
+                let file = match &e.health {
+                    Quick::Intact => r.file_name.clone(),
+                    Quick::Unsure(why) => format!("{} — unverified: {why}", r.file_name),
+                    Quick::Damaged(why) => format!("{} — DAMAGED: {why}", r.file_name),
+                };
+                format!(
+                    "{:<12}  {:>9}  {:<10}  {:<16}  {:<6}  {file}\n",
+                    r.sha256.short(),
+                    human_size(r.size),
+                    added.get(..10).unwrap_or(&added),
+                    r.version,
+                    r.arch,
+                )
+            }
+            Err(why) => format!(
+                "{:<12}  {:>9}  {:<10}  {:<16}  {:<6}  DAMAGED: {why}\n",
+                "?", "?", "?", "?", "?"
+            ),
+        };
+        text.push_str(&line);
+    }
+    text
 }
 
 /// One cached image as `cache list --json` prints it; `null` where the
@@ -208,11 +248,44 @@ struct PartialRow {
     size: u64,
 }
 
+/// One cached k3s download as `cache list --json` prints it; `null` where
+/// its record cannot be read.
+#[derive(serde::Serialize)]
+struct K3sRow {
+    version: Option<String>,
+    arch: Option<String>,
+    /// `binary` or `airgap-images`.
+    asset: Option<String>,
+    file_name: Option<String>,
+    sha256: Option<String>,
+    path: Option<std::path::PathBuf>,
+    size: Option<u64>,
+    added: Option<String>,
+    url: Option<String>,
+    record: std::path::PathBuf,
+    health: &'static str,
+    problem: Option<String>,
+}
+
 #[derive(serde::Serialize)]
 struct CacheListing {
     cache: std::path::PathBuf,
     images: Vec<CacheRow>,
+    k3s: Vec<K3sRow>,
     partial_downloads: Vec<PartialRow>,
+}
+
+fn rfc3339(secs: u64) -> String {
+    let utc = crate::time::format_utc(i64::try_from(secs).unwrap_or(0));
+    format!("{}Z", utc.replacen(' ', "T", 1))
+}
+
+fn health_of(q: &Quick) -> (&'static str, Option<String>) {
+    match q {
+        Quick::Intact => ("intact", None),
+        Quick::Unsure(why) => ("unsure", Some(why.clone())),
+        Quick::Damaged(why) => ("damaged", Some(why.clone())),
+    }
 }
 
 fn cache_list_json(cache: &Cache) -> Result<()> {
@@ -243,6 +316,27 @@ fn cache_list_json(cache: &Cache) -> Result<()> {
             }
         })
         .collect();
+    let k3s = k3s::entries(cache)
+        .into_iter()
+        .map(|e| {
+            let r = e.record.as_ref().ok();
+            let (health, problem) = health_of(&e.health);
+            K3sRow {
+                version: r.map(|r| r.version.clone()),
+                arch: r.map(|r| r.arch.clone()),
+                asset: r.map(|r| r.asset.clone()),
+                file_name: r.map(|r| r.file_name.clone()),
+                sha256: r.map(|r| r.sha256.to_string()),
+                path: e.blob.clone(),
+                size: r.map(|r| r.size),
+                added: r.map(|r| rfc3339(r.created)),
+                url: r.map(|r| redact::text(&r.url)),
+                record: e.record_path,
+                health,
+                problem,
+            }
+        })
+        .collect();
     let partial_downloads = cache
         .partial_downloads()
         .into_iter()
@@ -251,6 +345,7 @@ fn cache_list_json(cache: &Cache) -> Result<()> {
     let listing = CacheListing {
         cache: cache.root().to_path_buf(),
         images,
+        k3s,
         partial_downloads,
     };
     let mut json = serde_json::to_string_pretty(&listing).context("encoding the cache listing")?;
@@ -258,16 +353,57 @@ fn cache_list_json(cache: &Cache) -> Result<()> {
     write_stdout(&mut std::io::stdout().lock(), json.as_bytes())
 }
 
-/// `cache verify`: re-hashes the chosen entries; one line per entry on
-/// stdout, an error naming the damaged ones.
+/// Something `cache verify` re-hashes: a cached image or a k3s download.
+enum Checked {
+    Image(Entry),
+    K3s(k3s::K3sEntry),
+}
+
+impl Checked {
+    /// The hash it is cached under (none for an unreadable k3s record).
+    fn sha256(&self) -> Option<source::Sha256> {
+        match self {
+            Self::Image(e) => Some(e.sha256),
+            Self::K3s(e) => e.record.as_ref().ok().map(|r| r.sha256),
+        }
+    }
+
+    /// The file a line of output names.
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Image(e) => &e.raw_path,
+            Self::K3s(e) => e.blob.as_deref().unwrap_or(&e.record_path),
+        }
+    }
+
+    fn verify(&self, cache: &Cache, progress: &Progress) -> Verdict {
+        match self {
+            Self::Image(e) => cache.verify(e, progress),
+            Self::K3s(e) => k3s::verify(e, progress),
+        }
+    }
+
+    fn remove(&self, cache: &Cache) -> Result<()> {
+        match self {
+            Self::Image(e) => cache.remove(e).map(drop),
+            Self::K3s(e) => k3s::remove(e).map(drop),
+        }
+        .with_context(|| format!("removing {}", self.path().display()))
+    }
+}
+
+/// `cache verify`: re-hashes the chosen entries (images, then k3s
+/// downloads); one line per entry on stdout, an error naming the damaged
+/// ones.
 fn cache_verify(cache: &Cache, prefix: Option<&str>, remove: bool, quiet: bool) -> Result<()> {
-    let mut entries = cache.entries();
+    let mut entries: Vec<Checked> = cache.entries().into_iter().map(Checked::Image).collect();
+    entries.extend(k3s::entries(cache).into_iter().map(Checked::K3s));
     if let Some(p) = prefix {
         let p = p.to_ascii_lowercase();
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!("{p:?} is not the start of a SHA-256 (hexadecimal digits)");
         }
-        entries.retain(|e| e.sha256.to_string().starts_with(&p));
+        entries.retain(|e| e.sha256().is_some_and(|s| s.to_string().starts_with(&p)));
         match entries.len() {
             0 => {
                 bail!("no cached image's SHA-256 starts with {p} (see `homelab-image cache list`)")
@@ -277,13 +413,13 @@ fn cache_verify(cache: &Cache, prefix: Option<&str>, remove: bool, quiet: bool) 
         }
     }
     let progress = Progress::for_stderr(quiet);
-    let mut bad: Vec<(&Entry, String)> = Vec::new();
+    let mut bad: Vec<(&Checked, String)> = Vec::new();
     let mut out = std::io::stdout().lock();
     for entry in &entries {
-        let line = match cache.verify(entry, &progress) {
-            Verdict::Good => format!("ok       {}\n", entry.raw_path.display()),
+        let line = match entry.verify(cache, &progress) {
+            Verdict::Good => format!("ok       {}\n", entry.path().display()),
             Verdict::Bad(why) => {
-                let line = format!("DAMAGED  {}: {why}\n", entry.raw_path.display());
+                let line = format!("DAMAGED  {}: {why}\n", entry.path().display());
                 bad.push((entry, why));
                 line
             }
@@ -298,7 +434,7 @@ fn cache_verify(cache: &Cache, prefix: Option<&str>, remove: bool, quiet: bool) 
     }
     let names: Vec<String> = bad
         .iter()
-        .map(|(e, why)| format!("{} ({why})", e.raw_path.display()))
+        .map(|(e, why)| format!("{} ({why})", e.path().display()))
         .collect();
     let (n, s, them) = if bad.len() == 1 {
         (1, "", "it")
@@ -307,9 +443,7 @@ fn cache_verify(cache: &Cache, prefix: Option<&str>, remove: bool, quiet: bool) 
     };
     if remove {
         for (entry, _) in &bad {
-            cache
-                .remove(entry)
-                .with_context(|| format!("removing {}", entry.raw_path.display()))?;
+            entry.remove(cache)?;
         }
         bail!(
             "{n} damaged cached image{s}, removed (the next pull or build makes {them} \

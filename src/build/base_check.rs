@@ -195,6 +195,14 @@ fn os_mismatch(node: &ResolvedNode, facts: &BaseFacts) -> Option<String> {
         );
         return Some(format!("{it}: {fix}"));
     }
+    if facts.layout.kind == LayoutKind::UbuntuCloud {
+        return Some(format!(
+            "{it}: this is a cloud image, for virtual machines; a {} node needs \
+             Ubuntu's preinstalled Raspberry Pi image (its seed goes on the FAT \
+             partition system-boot)",
+            node.board
+        ));
+    }
     if facts.layout.kind != LayoutKind::UbuntuRaspi {
         return Some(format!(
             "{it}: Ubuntu nodes are configured through the FAT partition system-boot, \

@@ -18,6 +18,7 @@ pub mod patch;
 mod pieces;
 pub mod pipeline;
 pub mod plan;
+pub mod qcow2_out;
 pub mod range_sums;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,9 @@ pub struct NodeResult {
     pub bmap: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xz: Option<String>,
+    /// `NODE.qcow2` (`--format qcow2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qcow2: Option<String>,
     /// The image's SHA-256 (`--sha256`); `null` in JSON when not taken.
     pub sha256: Option<String>,
     pub size: u64,
@@ -51,15 +55,24 @@ pub struct NodeResult {
     pub seconds: f64,
 }
 
+/// The files a build writes besides `NODE.img` and its `.bmap`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras {
+    /// `NODE.img.xz` with this many encoder threads (`--compress xz`).
+    pub xz_threads: Option<u32>,
+    /// `NODE.img.sha256` (`--sha256`).
+    pub image_sha256: bool,
+    /// `NODE.qcow2` (`--format qcow2`).
+    pub qcow2: bool,
+}
+
 /// Builds every node of `plan` from its raw base image (each node's
-/// `base_path`), at most `jobs` at a time; `image_sha256` also writes each
-/// image's `.sha256`. `stop` is set by SIGINT, SIGTERM, SIGHUP or SIGQUIT;
+/// `base_path`), at most `jobs` at a time, with the `extras` asked for. `stop` is set by SIGINT, SIGTERM, SIGHUP or SIGQUIT;
 /// work checks it between steps and chunks.
 pub fn run(
     plan: &BuildPlan,
     jobs: usize,
-    xz_threads: Option<u32>,
-    image_sha256: bool,
+    extras: Extras,
     progress: &Progress,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<NodeResult>> {
@@ -101,8 +114,7 @@ pub fn run(
                         let size = base_guard::size_of(b);
                         let opts = NodeOptions {
                             epoch: plan.epoch,
-                            xz_threads,
-                            image_sha256,
+                            extras,
                         };
                         build_node(n, b, &opts, k, progress, stop)
                             .map_err(|e| base_guard::explain_changed_base(e, b, size))
@@ -224,8 +236,7 @@ pub fn ranges_with_kept_sums(patched: &Patched, base: &Path) -> Vec<(u64, u64, O
 /// What every node of a run is built with.
 struct NodeOptions {
     epoch: i64,
-    xz_threads: Option<u32>,
-    image_sha256: bool,
+    extras: Extras,
 }
 
 fn build_node(
@@ -272,7 +283,7 @@ fn build_node(
         len,
         pages: &pages,
         mapped: &usage.runs,
-        image_sha256: opts.image_sha256,
+        image_sha256: opts.extras.image_sha256,
     };
     let fin = emit::emit(&src, &dst, known, &task, stop)
         .with_context(|| format!("writing {} from {}", tmp.display(), base.display()))?;
@@ -310,11 +321,11 @@ fn build_node(
 
     let mut xz_path = None;
     let fin_xz = PathBuf::from(format!("{}.xz", n.out.display()));
-    if opts.xz_threads.is_none() {
+    if opts.extras.xz_threads.is_none() {
         // An older build's compressed image is not this image.
         partial.remove_on_commit(&fin_xz);
     }
-    if let Some(threads) = opts.xz_threads {
+    if let Some(threads) = opts.extras.xz_threads {
         tracing::info!("{}: compressing with xz", n.name);
         let p = output::partial_name(&fin_xz);
         let out = partial.create(&fin_xz)?;
@@ -327,6 +338,24 @@ fn build_node(
     }
     check_stop(stop)?;
 
+    let fin_qcow2 = n.out.with_extension("qcow2");
+    let mut qcow2_path = None;
+    if opts.extras.qcow2 {
+        tracing::info!("{}: writing qcow2", n.name);
+        let p = output::partial_name(&fin_qcow2);
+        let out = partial.create(&fin_qcow2)?;
+        let f = std::fs::File::open(&tmp).with_context(|| format!("opening {}", tmp.display()))?;
+        let task = progress.task(&format!("{} qcow2", n.name), 0, Some(len));
+        qcow2_out::qcow2(&f, len, out, &task, stop)
+            .with_context(|| format!("writing {}", p.display()))?;
+        task.done();
+        qcow2_path = Some(fin_qcow2.display().to_string());
+    } else {
+        // An older build's qcow2 is not this image.
+        partial.remove_on_commit(&fin_qcow2);
+    }
+    check_stop(stop)?;
+
     step(&n.name, 5, "renaming into place");
     partial.commit()?;
     Ok(NodeResult {
@@ -334,6 +363,7 @@ fn build_node(
         image: n.out.display().to_string(),
         bmap: bmap_path.display().to_string(),
         xz: xz_path,
+        qcow2: qcow2_path,
         sha256: fin.sha256,
         size: len,
         mapped_bytes: fin.mapped_blocks * bmap::BLOCK,

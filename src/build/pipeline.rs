@@ -148,8 +148,7 @@ pub fn execute(
     prepared: &Prepared,
     cluster: &Cluster,
     jobs: usize,
-    xz_threads: Option<u32>,
-    image_sha256: bool,
+    extras: super::Extras,
     progress: &Progress,
     stop: &Arc<AtomicBool>,
 ) -> Result<Built> {
@@ -159,14 +158,7 @@ pub fn execute(
     // One build per output directory at a time: held until known_hosts is
     // written.
     let _out_lock = crate::io::lock::lock_dir(out)?;
-    let nodes = super::run(
-        &prepared.plan,
-        jobs,
-        xz_threads,
-        image_sha256,
-        progress,
-        stop,
-    )?;
+    let nodes = super::run(&prepared.plan, jobs, extras, progress, stop)?;
     let known_hosts = write_known_hosts(prepared, cluster)?;
     Ok(Built { nodes, known_hosts })
 }

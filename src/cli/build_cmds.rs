@@ -9,11 +9,22 @@ pub enum Compression {
     Xz,
 }
 
+/// The image formats `build` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ImageFormat {
+    /// NODE.img only
+    #[default]
+    Raw,
+    /// NODE.img and NODE.qcow2 (for Proxmox, libvirt, qemu)
+    Qcow2,
+}
+
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Writes OUT/NODE.img, NODE.img.bmap (for `flash` or bmaptool copy; SHA-256
-per range) and OUT/known_hosts, and NODE.img.sha256 with --sha256. Files are
-written under hidden .partial names and renamed into place at the end; on
+per range) and OUT/known_hosts; NODE.img.sha256 with --sha256, NODE.qcow2
+with --format qcow2. Files are written under hidden .partial names and
+renamed into place at the end; on
 any error, Ctrl-C, SIGTERM, SIGHUP or SIGQUIT they are removed and an
 existing good image is left as it was. One build at a time per OUT directory
 (a second is refused, naming the first); the base image is locked against
@@ -57,6 +68,11 @@ pub struct BuildArgs {
     /// removes an older one)
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub compress: Option<Compression>,
+
+    /// Also write NODE.qcow2 with `qcow2` (sparse, uncompressed; a build
+    /// without it removes an older one)
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ImageFormat::Raw)]
+    pub format: ImageFormat,
 
     /// Nodes built at the same time (default: the number of CPUs)
     #[arg(long, value_name = "N")]

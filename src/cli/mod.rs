@@ -11,7 +11,7 @@ mod image_cmds;
 pub mod man;
 
 mod build_cmds;
-pub use build_cmds::{BuildArgs, Compression};
+pub use build_cmds::{BuildArgs, Compression, ImageFormat};
 mod device_cmds;
 pub mod firmware_cmds;
 mod flash_cmds;

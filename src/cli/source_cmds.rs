@@ -43,7 +43,8 @@ pub struct PullArgs {
 #[derive(Debug, Clone, Args)]
 pub struct FetchArgs {
     /// Fetch catalog images from this mirror: its scheme, host and path
-    /// replace the publisher's scheme and host
+    /// replace the publisher's scheme and host. For k3s releases it
+    /// replaces https://github.com/k3s-io/k3s/releases/download
     #[arg(long, value_name = "URL", env = "HOMELAB_MIRROR")]
     pub mirror: Option<String>,
 
@@ -100,15 +101,16 @@ pub struct CacheArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// List cached images (damaged ones marked) and partial downloads
+    /// List cached images and k3s downloads (damaged ones marked) and
+    /// partial downloads
     List {
         /// Print machine-readable JSON (shape in docs/JSON.md)
         #[arg(long)]
         json: bool,
     },
-    /// Re-hash cached images in full and compare them with the hash they
-    /// were cached under; exits 1 if any is damaged (every use already
-    /// checks an image's size and a sampled fingerprint)
+    /// Re-hash cached images and k3s downloads in full and compare them
+    /// with the hash they were cached under; exits 1 if any is damaged
+    /// (every use already checks the size and a sampled fingerprint)
     Verify {
         /// Only the image whose SHA-256 starts with HEX (as `cache list`
         /// shows it) [default: every image]
@@ -121,7 +123,7 @@ pub enum CacheCommand {
     /// Delete partial downloads, compressed files already decompressed,
     /// and images superseded by a newer release of the same catalog entry
     Prune {
-        /// Delete every cached image as well
+        /// Delete every cached image and k3s download as well
         #[arg(long)]
         all: bool,
     },

@@ -4,7 +4,11 @@
 //! - Ubuntu raspi: MBR, FAT `system-boot` + ext4 `writable`;
 //! - Armbian Raspberry Pi: MBR, FAT `RPICFG` + ext4 root;
 //! - Armbian single root: GPT or MBR, one ext4 with `/boot` inside and the
-//!   bootloader in the raw area before it (never to be touched).
+//!   bootloader in the raw area before it (never to be touched);
+//! - Ubuntu cloud image (for virtual machines): GPT, ext4 `cloudimg-rootfs`,
+//!   an EFI system partition, a BIOS boot partition, and since 24.04 a
+//!   separate ext4 `/boot` labelled `BOOT`. The cloud-init seed goes into
+//!   the root file system (`/var/lib/cloud/seed/nocloud/`), not a FAT.
 
 use std::fmt;
 
@@ -19,6 +23,7 @@ pub enum LayoutKind {
     UbuntuRaspi,
     ArmbianRpi,
     ArmbianSingleRoot,
+    UbuntuCloud,
 }
 
 impl fmt::Display for LayoutKind {
@@ -27,6 +32,7 @@ impl fmt::Display for LayoutKind {
             LayoutKind::UbuntuRaspi => "Ubuntu raspi (FAT system-boot + ext4 writable)",
             LayoutKind::ArmbianRpi => "Armbian Raspberry Pi (FAT RPICFG + ext4 root)",
             LayoutKind::ArmbianSingleRoot => "Armbian single root (ext4 with /boot inside)",
+            LayoutKind::UbuntuCloud => "Ubuntu cloud image (GPT, ext4 cloudimg-rootfs)",
         })
     }
 }
@@ -49,8 +55,8 @@ pub enum LayoutError {
     #[error("no ext4 partition (every layout we build needs an ext4 root)")]
     NoExt4,
     #[error(
-        "no FAT boot partition labelled system-boot or RPICFG, and not a single-root \
-         image (partitions with filesystems: {found})"
+        "no FAT boot partition labelled system-boot or RPICFG, no ext4 labelled \
+         cloudimg-rootfs, and not a single-root image (partitions with filesystems: {found})"
     )]
     Unrecognised { found: String },
     #[error("a FAT partition labelled {label:?} but no ext4 partition after it to be the root")]
@@ -63,6 +69,8 @@ pub enum LayoutError {
 /// cloud-init and the firmware do.
 const UBUNTU_BOOT_LABEL: &str = "system-boot";
 const ARMBIAN_RPI_BOOT_LABEL: &str = "RPICFG";
+/// The root file system's label in Ubuntu's cloud images.
+const CLOUD_ROOT_LABEL: &str = "cloudimg-rootfs";
 
 /// Classifies the image from its table and per-partition filesystems.
 pub fn detect(
@@ -110,6 +118,21 @@ pub fn detect(
                 raw_area_bytes,
             });
         }
+    }
+    // A cloud image: found by its root's label, whatever else it has (an
+    // ESP, a BIOS boot partition, an ext4 /boot).
+    let cloud_root = filesystems.iter().find(|(_, i)| {
+        i.is_some_and(|i| {
+            matches!(i.fs_type, FsType::Ext(_)) && i.label.as_deref() == Some(CLOUD_ROOT_LABEL)
+        })
+    });
+    if let Some((root, _)) = cloud_root {
+        return Ok(Layout {
+            kind: LayoutKind::UbuntuCloud,
+            boot: None,
+            root: root.number,
+            raw_area_bytes,
+        });
     }
     let with_fs: Vec<(&Partition, &FsInfo)> = filesystems
         .iter()

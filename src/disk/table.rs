@@ -63,6 +63,8 @@ impl PartitionType {
                 "0FC63DAF-8483-4772-8E79-3D69D8477DE4" => "Linux filesystem",
                 "B921B045-1DF0-41C3-AF44-4C6F280D3FAE" => "Linux root (ARM-64)",
                 "BC13C2FF-59E6-4262-A352-B275FD6F7172" => "Linux extended boot",
+                "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709" => "Linux root (x86-64)",
+                "21686148-6449-6E6F-744E-656564454649" => "BIOS boot",
                 "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7" => "Microsoft basic data",
                 "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" => "Linux swap",
                 _ => "unknown",

@@ -119,6 +119,7 @@ impl BaseFacts {
             LayoutKind::UbuntuRaspi => "Ubuntu raspi layout",
             LayoutKind::ArmbianRpi => "Armbian Raspberry Pi layout",
             LayoutKind::ArmbianSingleRoot => "Armbian single-root layout",
+            LayoutKind::UbuntuCloud => "Ubuntu cloud-image layout",
         };
         let cmdline = self
             .cmdline

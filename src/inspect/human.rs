@@ -121,6 +121,10 @@ pub fn render_human(r: &Report, color: bool) -> String {
         (Some(l), _) => {
             let parts = match l.boot {
                 Some(b) => format!("boot p{b}, root p{}", l.root),
+                // The space before a cloud image's partitions is the GPT's.
+                None if l.kind == crate::disk::layout::LayoutKind::UbuntuCloud => {
+                    format!("root p{}; the seed goes into it", l.root)
+                }
                 None => format!(
                     "root p{}, {} raw bootloader area before it",
                     l.root,

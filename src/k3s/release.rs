@@ -19,6 +19,9 @@ pub struct VersionError(pub String);
 pub struct K3sVersion {
     text: String,
     minor: u32,
+    patch: u32,
+    /// The `N` of `+k3sN` (upstream re-releases a patch as k3s2, k3s3…).
+    build: u32,
 }
 
 impl K3sVersion {
@@ -30,6 +33,7 @@ impl K3sVersion {
         if n.is_empty() || n.len() > 3 || !n.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err());
         }
+        let build: u32 = n.parse().map_err(|_| err())?;
         let (core, pre) = match core.split_once('-') {
             Some((c, p)) => (c, Some(p)),
             None => (core, None),
@@ -47,11 +51,14 @@ impl K3sVersion {
                 .flatten()
         };
         match parts.as_slice() {
-            [maj, min, pat] if number(maj) == Some(1) && number(pat).is_some() => {
+            [maj, min, pat] if number(maj) == Some(1) => {
                 let minor = number(min).ok_or_else(err)?;
+                let patch = number(pat).ok_or_else(err)?;
                 Ok(Self {
                     text: s.to_owned(),
                     minor,
+                    patch,
+                    build,
                 })
             }
             _ => Err(err()),
@@ -77,7 +84,7 @@ impl K3sVersion {
     pub fn arches(&self) -> Vec<K3sArch> {
         K3sArch::ALL
             .into_iter()
-            .filter(|a| self.minor >= a.first_minor())
+            .filter(|a| a.published_in(self))
             .collect()
     }
 }
@@ -145,12 +152,34 @@ impl K3sArch {
         format!("k3s-airgap-images-{}.tar.zst", self.name())
     }
 
-    /// The first Kubernetes minor version k3s published this architecture
-    /// for (s390x binaries start with the v1.26 line).
-    fn first_minor(self) -> u32 {
+    /// Whether release `v` has assets for this architecture.
+    ///
+    /// s390x came and went: added by k3s-io/k3s#5018 and its backports,
+    /// first shipped in v1.22.10, v1.23.7 and v1.24.1 (k3s-io/k3s#3221:
+    /// "validated in v1.24.1-rc3+k3s1, v1.23.7-rc1+k3s1 and
+    /// v1.22.10-rc1+k3s1"); dropped when its build runners went away in
+    /// December 2023 (k3s-io/k3s#8983, backports #8998/#8999/#9000;
+    /// k3s-io/k3s#9044: "since v1.28.4+k3s2 the s390x platform is
+    /// disabled", v1.28.4+k3s1 still installs). The last of each line is
+    /// the November 2023 patch's first build; v1.29 and later have none
+    /// (today's release workflow builds amd64, arm64 and arm only).
+    fn published_in(self, v: &K3sVersion) -> bool {
         match self {
-            Self::Amd64 | Self::Arm64 | Self::Arm => 0,
-            Self::S390x => 26,
+            Self::Amd64 | Self::Arm64 | Self::Arm => true,
+            Self::S390x => {
+                let at_least = |patch| v.patch >= patch;
+                let until = |patch, build| (v.patch, v.build) <= (patch, build);
+                match v.minor {
+                    22 => at_least(10),
+                    23 => at_least(7),
+                    24 => at_least(1),
+                    25 => true,
+                    26 => until(11, 1),
+                    27 => until(8, 1),
+                    28 => until(4, 1),
+                    _ => false,
+                }
+            }
         }
     }
 }
@@ -198,7 +227,41 @@ mod tests {
         );
         assert_eq!(K3sArch::from_debian("armhf"), Some(K3sArch::Arm));
         assert_eq!(K3sArch::from_debian("riscv64"), None);
-        let old = K3sVersion::parse("v1.25.3+k3s1").unwrap();
-        assert!(!old.arches().contains(&K3sArch::S390x));
+    }
+
+    #[test]
+    fn s390x_is_published_only_between_v1_22_10_and_november_2023() {
+        let has = |v: &str| {
+            K3sVersion::parse(v)
+                .unwrap()
+                .arches()
+                .contains(&K3sArch::S390x)
+        };
+        for yes in [
+            "v1.22.10+k3s1",
+            "v1.23.7-rc1+k3s1",
+            "v1.24.1+k3s1",
+            "v1.25.3+k3s1",
+            "v1.26.11+k3s1",
+            "v1.27.8+k3s1",
+            "v1.28.4+k3s1",
+        ] {
+            assert!(has(yes), "{yes}");
+        }
+        for no in [
+            "v1.21.14+k3s1",
+            "v1.22.9+k3s1",
+            "v1.23.6+k3s1",
+            "v1.24.0+k3s1",
+            "v1.28.4+k3s2",
+            "v1.28.5+k3s1",
+            "v1.27.9+k3s1",
+            "v1.29.0+k3s1",
+            "v1.31.4+k3s1",
+        ] {
+            assert!(!has(no), "{no}");
+        }
+        let v = K3sVersion::parse("v1.31.4+k3s1").unwrap();
+        assert_eq!(v.arches(), [K3sArch::Amd64, K3sArch::Arm64, K3sArch::Arm]);
     }
 }

@@ -8,6 +8,8 @@
 //! images/<sha256>.ranges     SHA-256 of its bmap ranges (build::range_sums)
 //! index/<key>.json           compressed hash (or local file identity) → image hash
 //! locks/<key>.lock           flock(2)ed while an entry is being made
+//! blobs/<sha256>.k3s         a verified k3s binary (`.tar.zst`: air-gap images)
+//! k3s/<v>_<arch>_<asset>.json  which k3s release asset that blob is (`source::k3s`)
 //! ```
 //!
 //! Entries appear only by rename once complete, the index last, so a
@@ -140,7 +142,7 @@ pub struct EntryLock {
     _file: File,
 }
 
-const DIRS: [&str; 5] = ["downloads", "blobs", "images", "index", "locks"];
+const DIRS: [&str; 6] = ["downloads", "blobs", "images", "index", "locks", "k3s"];
 
 impl Cache {
     /// `$XDG_CACHE_HOME/homelab-image`, else `~/.cache/homelab-image`.
@@ -264,7 +266,7 @@ impl Cache {
     }
 
     /// Whether entry `key` is locked by a running pull.
-    fn is_busy(&self, key: &str) -> bool {
+    pub(crate) fn is_busy(&self, key: &str) -> bool {
         let path = self.root.join("locks").join(format!("{key}.lock"));
         match OpenOptions::new().write(true).open(&path) {
             Ok(f) => matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)),
@@ -613,6 +615,9 @@ impl Cache {
                 }
             }
         }
+        // k3s downloads: kept (unless `all`) while their record and blob
+        // are sound.
+        super::k3s::prune(self, all, &mut report)?;
         // Index entries whose image is gone.
         let index = self.root.join("index");
         for name in read_dir_names(&index) {
@@ -669,7 +674,7 @@ pub struct PruneReport {
 }
 
 impl PruneReport {
-    fn remove(&mut self, path: &Path) -> Result<(), CacheError> {
+    pub(crate) fn remove(&mut self, path: &Path) -> Result<(), CacheError> {
         use std::os::unix::fs::MetadataExt;
         let Ok(meta) = fs::symlink_metadata(path) else {
             return Ok(());
@@ -687,7 +692,7 @@ impl PruneReport {
 }
 
 /// Names of the entries of `dir` (none if it cannot be read).
-fn read_dir_names(dir: &Path) -> Vec<String> {
+pub(crate) fn read_dir_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -719,7 +724,7 @@ fn write_meta(path: &Path, meta: &ImageMeta) -> Result<(), CacheError> {
 
 /// Writes `path` by rename from a temporary file of this process (two runs
 /// refreshing the same entry do not write into one file), mode 0600.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let mut f = OpenOptions::new()
         .write(true)

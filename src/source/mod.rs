@@ -17,6 +17,7 @@ pub mod decompress;
 pub mod fetch;
 pub mod fingerprint;
 pub mod http;
+pub mod k3s;
 pub mod locate;
 pub mod redact;
 pub mod sparse;

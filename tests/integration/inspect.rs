@@ -313,3 +313,93 @@ fn human_output_names_the_essentials() {
     ]);
     assert!(coloured.contains("\x1b[1m"));
 }
+
+/// A disk laid out like Ubuntu 24.04's cloud images (GPT: p14 BIOS boot,
+/// p15 ESP "UEFI", p16 ext4 "BOOT", p1 ext4 "cloudimg-rootfs" last), made
+/// here with sgdisk, mkfs.vfat and mke2fs at partition offsets.
+fn cloud_layout_disk(dir: &Path) -> std::path::PathBuf {
+    let img = dir.join("cloud.img");
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(64 << 20).unwrap();
+    drop(f);
+    crate::util::run_ok(
+        Command::new("sgdisk")
+            .arg("--clear")
+            .args([
+                "--new=14:2048:+4M",
+                "--typecode=14:EF02",
+                "--new=15:0:+16M",
+                "--typecode=15:EF00",
+                "--new=16:0:+16M",
+                "--typecode=16:EA00",
+                "--new=1:0:0",
+                "--typecode=1:8300",
+            ])
+            .arg(&img),
+    );
+    for (n, args) in [
+        (15u64, vec!["mkfs.vfat", "-F", "16", "-n", "UEFI"]),
+        (16, vec!["mke2fs", "-q", "-F", "-t", "ext4", "-L", "BOOT"]),
+        (
+            1,
+            vec!["mke2fs", "-q", "-F", "-t", "ext4", "-L", "cloudimg-rootfs"],
+        ),
+    ] {
+        // sfdisk, not inspect: the partitions are still empty here.
+        let table = sfdisk_json(&img);
+        let entry = table["partitiontable"]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["node"].as_str().unwrap().ends_with(&format!("img{n}")))
+            .unwrap()
+            .clone();
+        let start = entry["start"].as_u64().unwrap() * 512;
+        let len = entry["size"].as_u64().unwrap() * 512;
+        let part = dir.join(format!("p{n}"));
+        extract_partition(&img, start, len, &part);
+        crate::util::run_ok(Command::new(args[0]).args(&args[1..]).arg(&part));
+        crate::util::run_ok(
+            Command::new("dd")
+                .arg(format!("if={}", part.display()))
+                .arg(format!("of={}", img.display()))
+                .args([
+                    "bs=1M",
+                    "oflag=seek_bytes",
+                    "conv=notrunc,sparse",
+                    "status=none",
+                ])
+                .arg(format!("seek={start}")),
+        );
+    }
+    img
+}
+
+#[test]
+fn a_cloud_image_layout_is_recognised_by_its_root_label() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = cloud_layout_disk(tmp.path());
+    let ours = inspect_json(&img);
+    let l = &ours["layout"];
+    assert_eq!(l["kind"], "ubuntu-cloud", "{ours}");
+    assert!(l["boot"].is_null(), "the seed goes into the root: {l}");
+    assert_eq!(l["root"], 1);
+    let types: Vec<&str> = ours["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type_name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "Linux filesystem",
+            "BIOS boot",
+            "EFI System",
+            "Linux extended boot"
+        ],
+        "{ours}"
+    );
+    let human = hi_ok(&["inspect", img.to_str().unwrap()]);
+    assert!(human.contains("Ubuntu cloud image"), "{human}");
+}
