@@ -215,7 +215,11 @@ pub fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<()> {
         );
     };
     let state = peek_state(&cluster)?;
-    let (checked, line) = examine_if_at_hand(global, node, &mut |w| super::say::warning(w))?;
+    let (mut checked, line) = examine_if_at_hand(global, node, &mut |w| super::say::warning(w))?;
+    // The k3s binary is shown by its checksum when the cache has it.
+    let cache_dir = super::source_cmds::cache_root(global).ok();
+    checked.base.k3s =
+        crate::build::k3s_files::at_hand(&cluster, &checked.node, cache_dir.as_deref());
     if checked.image.is_empty() {
         super::say::note(line);
     }

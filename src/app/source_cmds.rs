@@ -72,13 +72,14 @@ pub fn images(args: &ImagesArgs) -> Result<()> {
 pub fn pull(global: &GlobalArgs, args: &PullArgs) -> Result<()> {
     let opts = source_options(global, &args.fetch)?;
     let progress = Progress::for_stderr(global.quiet);
-    let specs = match &args.source {
-        Some(s) => vec![parse_source(s, args)?],
+    let (specs, cluster) = match &args.source {
+        Some(s) => (vec![parse_source(s, args)?], None),
         None => {
             if args.sha256.is_some() || args.checksums.is_some() {
                 bail!("--sha256 and --checksums need an image URL or file to go with");
             }
-            profile_specs(global)?
+            let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
+            (profile_specs(&resolved.cluster), Some(resolved.cluster))
         }
     };
     for spec in &specs {
@@ -91,6 +92,24 @@ pub fn pull(global: &GlobalArgs, args: &PullArgs) -> Result<()> {
         };
         let line = format!("{}\n", image.raw_path.display());
         write_stdout(&mut std::io::stdout().lock(), line.as_bytes())?;
+    }
+    // A k3s profile's release files, once per architecture.
+    let mut pulled = Vec::new();
+    for node in cluster
+        .iter()
+        .flat_map(|c| c.nodes.iter().map(move |n| (c, n)))
+    {
+        let (cluster, node) = node;
+        let arch = crate::profile::k3s::node_arch(node);
+        if pulled.contains(&arch) {
+            continue;
+        }
+        pulled.push(arch);
+        let files = crate::build::k3s_files::fetch(cluster, node, &opts, &progress)?;
+        for blob in files.binary.iter().chain(&files.airgap) {
+            let line = format!("{}\n", blob.path.display());
+            write_stdout(&mut std::io::stdout().lock(), line.as_bytes())?;
+        }
     }
     Ok(())
 }
@@ -509,16 +528,15 @@ fn parse_source(s: &str, args: &PullArgs) -> Result<SourceSpec> {
 }
 
 /// The distinct base images of the profile's nodes, in node order.
-fn profile_specs(global: &GlobalArgs) -> Result<Vec<SourceSpec>> {
-    let resolved = super::profile_cmds::load_and_resolve(&global.profile)?;
+fn profile_specs(cluster: &crate::profile::Cluster) -> Vec<SourceSpec> {
     let mut specs: Vec<SourceSpec> = Vec::new();
-    for node in &resolved.cluster.nodes {
+    for node in &cluster.nodes {
         let spec = SourceSpec::for_node(&node.image);
         if !specs.contains(&spec) {
             specs.push(spec);
         }
     }
-    Ok(specs)
+    specs
 }
 
 pub(crate) fn cache_root(global: &GlobalArgs) -> Result<PathBuf> {

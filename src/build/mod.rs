@@ -11,6 +11,7 @@ pub mod base_guard;
 pub mod bmap;
 pub mod compress;
 pub mod emit;
+pub mod k3s_files;
 pub mod manifest;
 pub mod mapped;
 pub mod output;

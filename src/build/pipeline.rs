@@ -82,7 +82,8 @@ pub fn prepare(
         };
         match base {
             Ok(path) => match base_check::examine_at(node, &path) {
-                Ok(c) => {
+                Ok(mut c) => {
+                    c.base.k3s = k3s_files(req, node, progress)?;
                     for w in &c.warnings {
                         notify(Notice::Warning(w.clone()));
                     }
@@ -97,11 +98,15 @@ pub fn prepare(
                 }
                 Err(e) => refused.push(format!("{e:#}")),
             },
-            Err(why) => checked_nodes.push((
-                Checked::unexamined(node),
-                None,
-                vec![format!("image not checked against the profile: {why}")],
-            )),
+            Err(why) => {
+                let mut c = Checked::unexamined(node);
+                c.base.k3s = k3s_files(req, node, progress)?;
+                checked_nodes.push((
+                    c,
+                    None,
+                    vec![format!("image not checked against the profile: {why}")],
+                ))
+            }
         }
     }
     if !refused.is_empty() {
@@ -173,6 +178,19 @@ pub fn write_known_hosts(prepared: &Prepared, cluster: &Cluster) -> Result<PathB
     partial.write(&known_hosts, hosts.as_bytes())?;
     partial.commit()?;
     Ok(known_hosts)
+}
+
+/// The k3s files of `node`: fetched for a real build, looked up otherwise.
+fn k3s_files(
+    req: &Request<'_>,
+    node: &ResolvedNode,
+    progress: &Progress,
+) -> Result<crate::render::k3s::K3sFiles> {
+    use super::k3s_files::{at_hand, fetch};
+    Ok(match &req.bases {
+        Bases::Fetch(opts) => fetch(req.cluster, node, opts, progress)?,
+        Bases::AtHand(dir) => at_hand(req.cluster, node, *dir),
+    })
 }
 
 /// The cluster's nodes named in `names`, in that order.

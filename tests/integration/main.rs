@@ -32,6 +32,7 @@ mod http_server;
 mod image_check;
 mod init_ask;
 mod inspect;
+mod k3s_build;
 mod k3s_check;
 mod k3s_download;
 mod k3s_render;
