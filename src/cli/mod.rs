@@ -107,8 +107,9 @@ pub enum Command {
     Rm(RmArgs),
     /// List the catalog of base images `pull` and the profile can name
     Images(source_cmds::ImagesArgs),
-    /// Download, verify and decompress a base image into the cache; print
-    /// the path of the raw image
+    /// Download, verify and decompress a base image into the cache (with
+    /// no image named: the profile's, and its k3s release files); print
+    /// the paths
     Pull(source_cmds::PullArgs),
     /// Show or clean the image cache
     Cache(source_cmds::CacheArgs),
