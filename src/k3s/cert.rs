@@ -12,12 +12,14 @@ use std::time::Duration;
 use p256::SecretKey;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::elliptic_curve::zeroize::Zeroizing;
 use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
 use x509_cert::certificate::Version;
 use x509_cert::der::asn1::{BitString, GeneralizedTime, OctetString, UtcTime};
 use x509_cert::der::oid::AssociatedOid;
 use x509_cert::der::oid::db::rfc5280::ID_KP_CLIENT_AUTH;
-use x509_cert::der::oid::db::rfc5912::ECDSA_WITH_SHA_256;
+use x509_cert::der::oid::db::rfc5912::{ECDSA_WITH_SHA_256, SECP_256_R_1};
 use x509_cert::der::pem::LineEnding;
 use x509_cert::der::{Decode, DecodePem, Encode, EncodePem};
 use x509_cert::ext::Extension;
@@ -87,10 +89,23 @@ pub fn key_from_bytes(bytes: &[u8; 32]) -> Option<SecretKey> {
     SecretKey::from_slice(bytes).ok()
 }
 
-/// A private key as PEM (`EC PRIVATE KEY`, SEC 1, what k3s itself writes).
+/// A private key as PEM: SEC 1 `EC PRIVATE KEY` with the named curve, what
+/// k3s (Go's `x509.MarshalECPrivateKey`) writes. p256's own `to_sec1_pem`
+/// leaves the curve out, and Go's `ParseECPrivateKey` and OpenSSL then
+/// refuse the key ("unknown elliptic curve", "unsupported").
 pub fn key_pem(key: &SecretKey) -> Result<String, String> {
-    key.to_sec1_pem(LineEnding::LF)
-        .map(|pem| pem.as_str().to_owned())
+    let private = Zeroizing::new(key.to_bytes());
+    let public = key.public_key().to_encoded_point(false);
+    let der = Zeroizing::new(
+        sec1::EcPrivateKey {
+            private_key: &private,
+            parameters: Some(sec1::EcParameters::NamedCurve(SECP_256_R_1)),
+            public_key: Some(public.as_bytes()),
+        }
+        .to_der()
+        .map_err(|e| format!("encoding a private key: {e}"))?,
+    );
+    x509_cert::der::pem::encode_string("EC PRIVATE KEY", LineEnding::LF, &der)
         .map_err(|e| format!("encoding a private key: {e}"))
 }
 
@@ -391,7 +406,11 @@ mod tests {
         check_ca(&parsed, &k).unwrap();
         assert_eq!(parsed.not_after(), 2_000_000_000);
         let text = key_pem(&k).unwrap();
-        assert!(text.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{text}");
+        // SEQUENCE of 0x77 bytes with [0] prime256v1: what Go and OpenSSL write.
+        assert!(
+            text.starts_with("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE"),
+            "{text}"
+        );
         assert_eq!(parse_key(&text).unwrap().to_bytes(), k.to_bytes());
     }
 

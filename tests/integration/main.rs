@@ -31,6 +31,7 @@ mod http_server;
 mod image_check;
 mod init_ask;
 mod inspect;
+mod k3s_pki;
 mod ls_cat;
 mod netboot_dhcp;
 mod netboot_http;

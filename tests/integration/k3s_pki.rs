@@ -1,0 +1,683 @@
+//! The k3s certificate authorities and the kubeconfig (`k3s::pki`), judged
+//! by openssl (x509, verify, pkey, a real TLS handshake with s_server and
+//! s_client) and PyYAML.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use homelab_image::k3s::pki::{Pki, PkiError};
+use homelab_image::profile::state::SeededEntropy;
+
+use crate::util::run_ok;
+
+const DAY: i64 = 86_400;
+const ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
+
+fn now() -> i64 {
+    homelab_image::time::now()
+}
+
+fn prepare(state: &Path, seed: &[u8], at: i64) -> Pki {
+    Pki::prepare_at(state, &mut SeededEntropy::new(seed), at).unwrap()
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(p.clone(), fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Writes the first server's TLS files under `dir` as the image would hold them.
+fn write_tls(pki: &Pki, dir: &Path) {
+    for (path, mode, bytes) in pki.server_tls_files() {
+        let p = dir.join(&path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, bytes).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    Command::new("openssl").args(args).output().unwrap()
+}
+
+fn openssl_ok(args: &[&str]) -> String {
+    String::from_utf8(run_ok(Command::new("openssl").args(args)).stdout).unwrap()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The kubeconfig read by PyYAML: its fields as JSON, and its three base64
+/// fields decoded into `dir` (ca.pem, admin.crt, admin.key).
+fn read_kubeconfig(kubeconfig: &Path, dir: &Path) -> serde_json::Value {
+    let script = r#"
+import base64, json, sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+out = sys.argv[2]
+cluster = doc["clusters"][0]["cluster"]
+user = doc["users"][0]["user"]
+for name, data in [("ca.pem", cluster["certificate-authority-data"]),
+                   ("admin.crt", user["client-certificate-data"]),
+                   ("admin.key", user["client-key-data"])]:
+    open(out + "/" + name, "wb").write(base64.b64decode(data, validate=True))
+print(json.dumps(doc))
+"#;
+    let out = run_ok(
+        Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .arg(kubeconfig)
+            .arg(dir),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn each_ca_is_a_self_signed_p256_ca_whose_key_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = prepare(&tmp.path().join("state"), b"cas", now());
+    let tls = tmp.path().join("tls");
+    write_tls(&pki, &tls);
+    let names: Vec<String> = pki.server_tls_files().into_iter().map(|f| f.0).collect();
+    assert_eq!(
+        names,
+        [
+            "server-ca.crt",
+            "server-ca.key",
+            "client-ca.crt",
+            "client-ca.key",
+            "request-header-ca.crt",
+            "request-header-ca.key",
+            "etcd/server-ca.crt",
+            "etcd/server-ca.key",
+            "etcd/peer-ca.crt",
+            "etcd/peer-ca.key",
+        ]
+    );
+    for (ca, cn) in [
+        ("server-ca", "k3s-server-ca@"),
+        ("client-ca", "k3s-client-ca@"),
+        ("request-header-ca", "k3s-request-header-ca@"),
+        ("etcd/server-ca", "etcd-server-ca@"),
+        ("etcd/peer-ca", "etcd-peer-ca@"),
+    ] {
+        let crt = tls.join(format!("{ca}.crt"));
+        let key = tls.join(format!("{ca}.key"));
+        let text = openssl_ok(&["x509", "-noout", "-text", "-in", path(&crt)]);
+        for needle in [
+            "CA:TRUE",
+            "Certificate Sign",
+            "Digital Signature",
+            "ecdsa-with-SHA256",
+            "prime256v1",
+        ] {
+            assert!(text.contains(needle), "{ca}: no {needle} in\n{text}");
+        }
+        assert!(
+            text.contains(&format!("Subject: CN = {cn}")),
+            "{ca}: subject in\n{text}"
+        );
+        // Self-signed and valid now; 10 years, not 11.
+        openssl_ok(&["verify", "-CAfile", path(&crt), path(&crt)]);
+        openssl_ok(&[
+            "x509",
+            "-noout",
+            "-in",
+            path(&crt),
+            "-checkend",
+            &(3640 * DAY).to_string(),
+        ]);
+        assert!(
+            !openssl(&[
+                "x509",
+                "-noout",
+                "-in",
+                path(&crt),
+                "-checkend",
+                &(3660 * DAY).to_string()
+            ])
+            .status
+            .success(),
+            "{ca} is valid for more than 10 years"
+        );
+        let from_key = openssl_ok(&["pkey", "-in", path(&key), "-pubout"]);
+        let from_cert = openssl_ok(&["x509", "-noout", "-pubkey", "-in", path(&crt)]);
+        assert_eq!(
+            from_key, from_cert,
+            "{ca}: the key is not the certificate's"
+        );
+    }
+    // Five distinct keys.
+    let keys: std::collections::BTreeSet<Vec<u8>> = pki
+        .server_tls_files()
+        .into_iter()
+        .filter(|f| f.0.ends_with(".key"))
+        .map(|f| f.2)
+        .collect();
+    assert_eq!(keys.len(), 5);
+}
+
+#[test]
+fn the_kubeconfig_holds_a_system_masters_client_of_the_client_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let pki = prepare(&state, b"admin", now());
+    let tls = tmp.path().join("tls");
+    write_tls(&pki, &tls);
+    let kubeconfig = tmp.path().join("kubeconfig");
+    fs::write(&kubeconfig, pki.kubeconfig("homelab", ADDR)).unwrap();
+    let doc = read_kubeconfig(&kubeconfig, tmp.path());
+    assert_eq!(doc["apiVersion"], "v1");
+    assert_eq!(doc["kind"], "Config");
+    assert_eq!(doc["current-context"], "homelab");
+    assert_eq!(doc["contexts"][0]["name"], "homelab");
+    assert_eq!(doc["contexts"][0]["context"]["cluster"], "homelab");
+    assert_eq!(
+        doc["contexts"][0]["context"]["user"],
+        doc["users"][0]["name"]
+    );
+    assert_eq!(doc["clusters"][0]["name"], "homelab");
+    assert_eq!(
+        doc["clusters"][0]["cluster"]["server"],
+        "https://10.0.0.5:6443"
+    );
+    // The base64 fields decode to the PEMs the state directory keeps.
+    let k3s = state.join("k3s");
+    assert_eq!(
+        fs::read(tmp.path().join("ca.pem")).unwrap(),
+        fs::read(k3s.join("tls/server-ca.crt")).unwrap()
+    );
+    assert_eq!(
+        fs::read(tmp.path().join("admin.crt")).unwrap(),
+        fs::read(k3s.join("admin.crt")).unwrap()
+    );
+    assert_eq!(
+        fs::read(tmp.path().join("admin.key")).unwrap(),
+        fs::read(k3s.join("admin.key")).unwrap()
+    );
+    let admin = tmp.path().join("admin.crt");
+    let client_ca = tls.join("client-ca.crt");
+    openssl_ok(&["verify", "-CAfile", path(&client_ca), path(&admin)]);
+    for other in ["server-ca.crt", "request-header-ca.crt", "etcd/peer-ca.crt"] {
+        let out = openssl(&["verify", "-CAfile", path(&tls.join(other)), path(&admin)]);
+        assert!(
+            !out.status.success(),
+            "the admin cert verifies against {other}"
+        );
+    }
+    let text = openssl_ok(&["x509", "-noout", "-text", "-in", path(&admin)]);
+    for needle in [
+        "Subject: O = system:masters, CN = homelab-image-admin",
+        "TLS Web Client Authentication",
+        "CA:FALSE",
+        "Digital Signature",
+    ] {
+        assert!(text.contains(needle), "no {needle} in\n{text}");
+    }
+    assert!(!text.contains("Certificate Sign"), "{text}");
+    let from_key = openssl_ok(&[
+        "pkey",
+        "-in",
+        path(&tmp.path().join("admin.key")),
+        "-pubout",
+    ]);
+    let from_cert = openssl_ok(&["x509", "-noout", "-pubkey", "-in", path(&admin)]);
+    assert_eq!(from_key, from_cert);
+    // A year, not more: valid in 300 days, not in 366.
+    openssl_ok(&[
+        "x509",
+        "-noout",
+        "-in",
+        path(&admin),
+        "-checkend",
+        &(300 * DAY).to_string(),
+    ]);
+    assert!(
+        !openssl(&[
+            "x509",
+            "-noout",
+            "-in",
+            path(&admin),
+            "-checkend",
+            &(366 * DAY).to_string()
+        ])
+        .status
+        .success()
+    );
+    // The full token pins the server CA file's SHA-256, as k3s's hashCA does
+    // for a bundle of one certificate.
+    let sum =
+        String::from_utf8(run_ok(Command::new("sha256sum").arg(tls.join("server-ca.crt"))).stdout)
+            .unwrap();
+    let digest = sum.split_whitespace().next().unwrap();
+    assert_eq!(
+        pki.full_token("s3cret"),
+        format!("K10{digest}::server:s3cret")
+    );
+}
+
+/// A running `openssl s_server`, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `s_server -www` with a certificate for 127.0.0.1 signed by our server CA,
+/// asking for a client certificate that `client_ca` must verify.
+fn serve(dir: &Path, tls: &Path, client_ca: &Path) -> (Server, u16) {
+    let (key, csr, crt, ext) = (
+        dir.join("srv.key"),
+        dir.join("srv.csr"),
+        dir.join("srv.crt"),
+        dir.join("srv.ext"),
+    );
+    if !crt.exists() {
+        openssl_ok(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            path(&key),
+        ]);
+        openssl_ok(&[
+            "req",
+            "-new",
+            "-key",
+            path(&key),
+            "-subj",
+            "/CN=kube-apiserver",
+            "-out",
+            path(&csr),
+        ]);
+        fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl_ok(&[
+            "x509",
+            "-req",
+            "-in",
+            path(&csr),
+            "-CA",
+            path(&tls.join("server-ca.crt")),
+            "-CAkey",
+            path(&tls.join("server-ca.key")),
+            "-set_serial",
+            "7",
+            "-days",
+            "2",
+            "-extfile",
+            path(&ext),
+            "-out",
+            path(&crt),
+        ]);
+    }
+    let port = free_port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-cert", path(&crt), "-key", path(&key)])
+        .args([
+            "-Verify",
+            "1",
+            "-verify_return_error",
+            "-CAfile",
+            path(client_ca),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "s_server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, port)
+}
+
+/// `s_client` to 127.0.0.1:`port` trusting `ca`, presenting the admin
+/// certificate, sending a GET; whether an HTTP response came back.
+fn fetch(port: u16, ca: &Path, dir: &Path) -> (bool, String) {
+    let mut child = Command::new("timeout")
+        .args(["20", "openssl", "s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-verify_return_error",
+            "-verify_ip",
+            "127.0.0.1",
+            "-CAfile",
+            path(ca),
+        ])
+        .args([
+            "-cert",
+            path(&dir.join("admin.crt")),
+            "-key",
+            path(&dir.join("admin.key")),
+        ])
+        .arg("-ign_eof")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.contains("HTTP/1.0 200 ok"), text)
+}
+
+#[test]
+fn a_tls_handshake_trusts_the_server_ca_and_the_client_ca_accepts_the_admin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = prepare(&tmp.path().join("state"), b"tls", now());
+    let tls = tmp.path().join("tls");
+    write_tls(&pki, &tls);
+    let kubeconfig = tmp.path().join("kubeconfig");
+    fs::write(&kubeconfig, pki.kubeconfig("lab", Ipv4Addr::LOCALHOST)).unwrap();
+    read_kubeconfig(&kubeconfig, tmp.path());
+    let ca = tmp.path().join("ca.pem");
+
+    let (server, port) = serve(tmp.path(), &tls, &tls.join("client-ca.crt"));
+    let (ok, text) = fetch(port, &ca, tmp.path());
+    assert!(
+        ok,
+        "the handshake with the kubeconfig's CA and admin failed:\n{text}"
+    );
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    // The client refuses the server when it trusts another of our CAs.
+    let (ok, text) = fetch(port, &tls.join("client-ca.crt"), tmp.path());
+    assert!(!ok, "the server verified against the client CA:\n{text}");
+    drop(server);
+
+    // The server refuses the admin when it trusts another CA for clients.
+    let (_server, port) = serve(tmp.path(), &tls, &tls.join("request-header-ca.crt"));
+    let (ok, text) = fetch(port, &ca, tmp.path());
+    assert!(
+        !ok,
+        "a server trusting the request-header CA accepted the admin:\n{text}"
+    );
+}
+
+#[test]
+fn the_same_state_dir_gives_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let t = now();
+    let first = prepare(&state, b"one", t);
+    let files = snapshot(&state);
+    // Other random bytes and another day: what is kept is used as it is.
+    let again = prepare(&state, b"two", t + DAY);
+    assert_eq!(snapshot(&state), files);
+    assert_eq!(first.server_tls_files(), again.server_tls_files());
+    assert_eq!(first.kubeconfig("c", ADDR), again.kubeconfig("c", ADDR));
+    assert_eq!(first.full_token("x"), again.full_token("x"));
+    assert!(again.notes.is_empty(), "{:?}", again.notes);
+    let peeked = Pki::peek_at(&state, &mut SeededEntropy::new(b"three"), t + DAY).unwrap();
+    assert_eq!(peeked.kubeconfig("c", ADDR), first.kubeconfig("c", ADDR));
+    // Making is deterministic too: the same seed and clock in a new
+    // directory give the same bytes.
+    let other = tmp.path().join("other");
+    let twin = prepare(&other, b"one", t);
+    assert_eq!(twin.server_tls_files(), first.server_tls_files());
+    assert_eq!(twin.kubeconfig("c", ADDR), first.kubeconfig("c", ADDR));
+    let other_seed = prepare(&tmp.path().join("third"), b"nine", t);
+    assert_ne!(other_seed.server_tls_files(), first.server_tls_files());
+}
+
+#[test]
+fn peeking_writes_nothing_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let t = now();
+    let peeked = Pki::peek_at(&state, &mut SeededEntropy::new(b"p"), t).unwrap();
+    assert!(!state.exists(), "peeking created {}", state.display());
+    let notes = peeked.notes.join("\n");
+    assert!(notes.contains("made for this run only"), "{notes}");
+    assert!(
+        notes.contains("k3s server-ca") && notes.contains("admin"),
+        "{notes}"
+    );
+    // What `build` then keeps is what was shown.
+    let kept = prepare(&state, b"p", t);
+    assert_eq!(kept.kubeconfig("c", ADDR), peeked.kubeconfig("c", ADDR));
+}
+
+#[test]
+fn state_keys_are_0600_and_dirs_0700() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    prepare(&state, b"m", now());
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let k3s = state.join("k3s");
+    for dir in [
+        state.clone(),
+        k3s.clone(),
+        k3s.join("tls"),
+        k3s.join("tls/etcd"),
+    ] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    let files = snapshot(&state);
+    let keys: Vec<_> = files
+        .keys()
+        .filter(|p| p.extension().is_some_and(|e| e == "key"))
+        .collect();
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    for (p, _) in &files {
+        let want = match p.extension().and_then(|e| e.to_str()) {
+            Some("key") => 0o600,
+            Some("crt") => 0o644,
+            _ => continue,
+        };
+        assert_eq!(mode(p), want, "{}", p.display());
+    }
+    // A key open to others: peeking reports it, building makes it private.
+    let key = k3s.join("tls/etcd/peer-ca.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let peeked = Pki::peek_at(&state, &mut SeededEntropy::new(b"m"), now()).unwrap();
+    assert!(
+        peeked.notes.join("\n").contains("`build` sets it to 0600"),
+        "{:?}",
+        peeked.notes
+    );
+    assert_eq!(mode(&key), 0o644);
+    let built = prepare(&state, b"m", now());
+    assert!(
+        built.notes.join("\n").contains("set to 0600"),
+        "{:?}",
+        built.notes
+    );
+    assert_eq!(mode(&key), 0o600);
+    fs::set_permissions(k3s.join("tls"), fs::Permissions::from_mode(0o755)).unwrap();
+    prepare(&state, b"m", now());
+    assert_eq!(mode(&k3s.join("tls")), 0o700);
+}
+
+/// Both `prepare` and `peek` refuse the state, naming `file`, and leave
+/// every file as it was.
+fn assert_refused(state: &Path, file: &str, needles: &[&str]) {
+    let before = snapshot(state);
+    for write in [false, true] {
+        let mut entropy = SeededEntropy::new(b"again");
+        let err: PkiError = if write {
+            Pki::prepare_at(state, &mut entropy, now()).unwrap_err()
+        } else {
+            Pki::peek_at(state, &mut entropy, now()).unwrap_err()
+        };
+        let msg = err.to_string();
+        assert!(msg.contains(file), "{file} not named in: {msg}");
+        for n in needles {
+            assert!(msg.contains(n), "no {n:?} in: {msg}");
+        }
+        assert_eq!(snapshot(state), before, "refusing {file} changed the state");
+    }
+}
+
+#[test]
+fn a_damaged_or_half_present_ca_is_refused_by_name_and_left_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = |name: &str| {
+        let state = tmp.path().join(name);
+        prepare(&state, b"orig", now());
+        let tls = state.join("k3s/tls");
+        (state, tls)
+    };
+
+    let (state, tls) = fresh("garbage");
+    fs::write(tls.join("server-ca.crt"), "not a certificate\n").unwrap();
+    assert_refused(
+        &state,
+        "server-ca.crt",
+        &["not a PEM certificate", "never remade"],
+    );
+
+    let (state, tls) = fresh("half");
+    fs::remove_file(tls.join("client-ca.key")).unwrap();
+    assert_refused(&state, "client-ca.key", &["is missing", "client-ca.crt"]);
+
+    let (state, tls) = fresh("keyless-cert");
+    fs::remove_file(tls.join("etcd/server-ca.crt")).unwrap();
+    assert_refused(&state, "etcd/server-ca.crt", &["is missing"]);
+
+    let (state, tls) = fresh("swapped");
+    fs::copy(tls.join("server-ca.crt"), tls.join("etcd/peer-ca.crt")).unwrap();
+    assert_refused(
+        &state,
+        "etcd/peer-ca.crt",
+        &["public key of the private key"],
+    );
+
+    // A certificate that matches its key but is not a CA: the admin pair.
+    let (state, tls) = fresh("not-a-ca");
+    let k3s = state.join("k3s");
+    fs::copy(k3s.join("admin.crt"), tls.join("request-header-ca.crt")).unwrap();
+    fs::copy(k3s.join("admin.key"), tls.join("request-header-ca.key")).unwrap();
+    assert_refused(&state, "request-header-ca.crt", &["not a CA certificate"]);
+
+    let (state, tls) = fresh("bad-key");
+    fs::write(
+        tls.join("server-ca.key"),
+        "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    assert_refused(&state, "server-ca.key", &["not a P-256 private key"]);
+
+    let (state, tls) = fresh("truncated");
+    let crt = tls.join("client-ca.crt");
+    let text = fs::read_to_string(&crt).unwrap();
+    fs::write(&crt, &text[..text.len() / 2]).unwrap();
+    assert_refused(&state, "client-ca.crt", &[]);
+}
+
+#[test]
+fn an_admin_certificate_not_from_this_client_ca_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    prepare(&a, b"a", now());
+    prepare(&b, b"b", now());
+    for f in ["admin.crt", "admin.key"] {
+        fs::copy(b.join("k3s").join(f), a.join("k3s").join(f)).unwrap();
+    }
+    assert_refused(&a, "admin.crt", &["delete admin.crt and admin.key"]);
+    fs::remove_file(a.join("k3s/admin.key")).unwrap();
+    assert_refused(&a, "admin.key", &["is missing"]);
+}
+
+#[test]
+fn the_admin_certificate_is_renewed_when_fewer_than_30_days_remain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let t = now();
+    prepare(&state, b"r", t);
+    let k3s = state.join("k3s");
+    let (crt, key) = (k3s.join("admin.crt"), k3s.join("admin.key"));
+    let (old_crt, old_key) = (fs::read(&crt).unwrap(), fs::read(&key).unwrap());
+
+    // 300 days on, 65 remain: kept.
+    let kept = prepare(&state, b"r2", t + 300 * DAY);
+    assert_eq!(fs::read(&crt).unwrap(), old_crt);
+    assert!(kept.notes.is_empty(), "{:?}", kept.notes);
+
+    // 336 days on, 29 remain: peek shows a renewed one and writes nothing,
+    // build saves it (same key, a year from then).
+    let later = t + 336 * DAY;
+    let peeked = Pki::peek_at(&state, &mut SeededEntropy::new(b"r3"), later).unwrap();
+    assert!(
+        peeked.notes.join("\n").contains("`build` saves"),
+        "{:?}",
+        peeked.notes
+    );
+    assert_eq!(fs::read(&crt).unwrap(), old_crt);
+    assert!(peeked.admin_not_after() >= later + 364 * DAY);
+    let renewed = prepare(&state, b"r3", later);
+    assert!(
+        renewed.notes.join("\n").contains("renewed until"),
+        "{:?}",
+        renewed.notes
+    );
+    assert_ne!(fs::read(&crt).unwrap(), old_crt);
+    assert_eq!(fs::read(&key).unwrap(), old_key);
+    assert_eq!(renewed.admin_not_after(), peeked.admin_not_after());
+    let attime = later.to_string();
+    let client_ca = k3s.join("tls/client-ca.crt");
+    openssl_ok(&[
+        "verify",
+        "-attime",
+        &attime,
+        "-CAfile",
+        path(&client_ca),
+        path(&crt),
+    ]);
+    let from_key = openssl_ok(&["pkey", "-in", path(&key), "-pubout"]);
+    let from_cert = openssl_ok(&["x509", "-noout", "-pubkey", "-in", path(&crt)]);
+    assert_eq!(from_key, from_cert);
+    // Renewed once: the next build keeps it.
+    let next = prepare(&state, b"r4", later + DAY);
+    assert!(next.notes.is_empty(), "{:?}", next.notes);
+}
