@@ -91,8 +91,8 @@ pub fn key_from_bytes(bytes: &[u8; 32]) -> Option<SecretKey> {
 
 /// A private key as PEM: SEC 1 `EC PRIVATE KEY` with the named curve, what
 /// k3s (Go's `x509.MarshalECPrivateKey`) writes. p256's own `to_sec1_pem`
-/// leaves the curve out, and Go's `ParseECPrivateKey` and OpenSSL then
-/// refuse the key ("unknown elliptic curve", "unsupported").
+/// leaves the curve out, and both Go (kubectl: "tls: failed to parse
+/// private key") and OpenSSL ("unsupported") refuse such a key.
 pub fn key_pem(key: &SecretKey) -> Result<String, String> {
     let private = Zeroizing::new(key.to_bytes());
     let public = key.public_key().to_encoded_point(false);

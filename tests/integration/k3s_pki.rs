@@ -509,7 +509,7 @@ fn state_keys_are_0600_and_dirs_0700() {
         .filter(|p| p.extension().is_some_and(|e| e == "key"))
         .collect();
     assert_eq!(keys.len(), 6, "{keys:?}");
-    for (p, _) in &files {
+    for p in files.keys() {
         let want = match p.extension().and_then(|e| e.to_str()) {
             Some("key") => 0o600,
             Some("crt") => 0o644,
@@ -680,4 +680,56 @@ fn the_admin_certificate_is_renewed_when_fewer_than_30_days_remain() {
     // Renewed once: the next build keeps it.
     let next = prepare(&state, b"r4", later + DAY);
     assert!(next.notes.is_empty(), "{:?}", next.notes);
+}
+
+/// kubectl (client-go: Go's TLS stack and key parser, what users run)
+/// reads the kubeconfig, trusts the server CA and presents the admin
+/// certificate, which a server trusting only the client CA accepts.
+#[test]
+fn kubectl_reaches_a_server_with_the_kubeconfig() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = prepare(&tmp.path().join("state"), b"kubectl", now());
+    let tls = tmp.path().join("tls");
+    write_tls(&pki, &tls);
+    let kubeconfig = tmp.path().join("kubeconfig");
+    fs::write(&kubeconfig, pki.kubeconfig("lab", ADDR)).unwrap();
+    let kubectl = |port: u16| {
+        Command::new("timeout")
+            .args(["30", "kubectl", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .arg(format!("--server=https://127.0.0.1:{port}"))
+            .args(["--request-timeout=10s", "get", "--raw", "/"])
+            .output()
+            .unwrap()
+    };
+    let view = run_ok(
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["config", "view", "-o", "json"]),
+    );
+    let view: serde_json::Value = serde_json::from_slice(&view.stdout).unwrap();
+    assert_eq!(view["current-context"], "lab");
+    assert_eq!(
+        view["clusters"][0]["cluster"]["server"],
+        "https://10.0.0.5:6443"
+    );
+
+    let (_server, port) = serve(tmp.path(), &tls, &tls.join("client-ca.crt"));
+    let out = kubectl(port);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubectl failed:\n{text}");
+    assert!(text.contains("s_server"), "not s_server's page:\n{text}");
+
+    let (_other, port) = serve(tmp.path(), &tls, &tls.join("etcd/server-ca.crt"));
+    let out = kubectl(port);
+    assert!(
+        !out.status.success(),
+        "a server trusting another CA for clients accepted kubectl:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
