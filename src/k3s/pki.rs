@@ -402,7 +402,10 @@ impl<'a> Store<'a> {
         let issued = cert::parse_cert(&cert_pem).map_err(|r| corrupt(&crt, r, ADMIN_FIX))?;
         cert::check_signed_by(&issued, &secret, &ca.cert, &ca.key)
             .map_err(|r| corrupt(&crt, r, ADMIN_FIX))?;
-        if issued.not_after() - self.now >= RENEW_DAYS * DAY {
+        // Kept while 30 days remain, and also when a new one could not end
+        // later (the client CA ends first): renewing then would only change
+        // the bytes on every build.
+        if issued.not_after() - self.now >= RENEW_DAYS * DAY || not_after <= issued.not_after() {
             return Ok(Pair {
                 key: secret,
                 key_pem,

@@ -453,7 +453,7 @@ fn the_same_state_dir_gives_the_same_bytes() {
     let files = snapshot(&state);
     // Other random bytes and another day: what is kept is used as it is.
     let again = prepare(&state, b"two", t + DAY);
-    assert_eq!(snapshot(&state), files);
+    assert!(snapshot(&state) == files, "the kept files changed");
     assert_eq!(first.server_tls_files(), again.server_tls_files());
     assert_eq!(first.kubeconfig("c", ADDR), again.kubeconfig("c", ADDR));
     assert_eq!(first.full_token("x"), again.full_token("x"));
@@ -555,7 +555,10 @@ fn assert_refused(state: &Path, file: &str, needles: &[&str]) {
         for n in needles {
             assert!(msg.contains(n), "no {n:?} in: {msg}");
         }
-        assert_eq!(snapshot(state), before, "refusing {file} changed the state");
+        assert!(
+            snapshot(state) == before,
+            "refusing {file} changed the state"
+        );
     }
 }
 
@@ -732,4 +735,68 @@ fn kubectl_reaches_a_server_with_the_kubeconfig() {
         "a server trusting another CA for clients accepted kubectl:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Near the CA's end the admin certificate cannot outlive it: renewed once
+/// up to the CA's notAfter, then kept (no new bytes on every build), and a
+/// note says to rotate the CAs.
+#[test]
+fn near_the_ca_end_the_admin_certificate_is_renewed_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let t = now();
+    prepare(&state, b"end", t);
+    let late = t + (3650 - 20) * DAY;
+    let first = prepare(&state, b"end2", late);
+    let notes = first.notes.join("\n");
+    assert!(
+        notes.contains("rotate-ca") && notes.contains("renewed until"),
+        "{notes}"
+    );
+    let ca_end = openssl_ok(&[
+        "x509",
+        "-noout",
+        "-enddate",
+        "-in",
+        path(&state.join("k3s/tls/client-ca.crt")),
+    ]);
+    let admin_end = openssl_ok(&[
+        "x509",
+        "-noout",
+        "-enddate",
+        "-in",
+        path(&state.join("k3s/admin.crt")),
+    ]);
+    assert_eq!(admin_end, ca_end);
+    let files = snapshot(&state);
+    let again = prepare(&state, b"end3", late + DAY);
+    assert!(
+        snapshot(&state) == files,
+        "renewed again: {:?}",
+        again.notes
+    );
+    assert!(
+        !again.notes.join("\n").contains("renewed"),
+        "{:?}",
+        again.notes
+    );
+}
+
+/// A CA key in PKCS #8 (`PRIVATE KEY`, what `openssl genpkey` writes) is
+/// read, and goes to the image byte for byte.
+#[test]
+fn a_pkcs8_ca_key_is_accepted_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    prepare(&state, b"p8", now());
+    let key = state.join("k3s/tls/etcd/peer-ca.key");
+    let p8 = tmp.path().join("p8.key");
+    openssl_ok(&["pkey", "-in", path(&key), "-out", path(&p8)]);
+    let text = fs::read(&p8).unwrap();
+    assert!(text.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+    fs::write(&key, &text).unwrap();
+    let pki = prepare(&state, b"p8", now());
+    let files = pki.server_tls_files();
+    let shipped = files.iter().find(|f| f.0 == "etcd/peer-ca.key").unwrap();
+    assert_eq!(shipped.2, text);
 }
