@@ -15,7 +15,8 @@
 //!   certificate", "Using Custom CA Certificates") says they must be present
 //!   before k3s first starts and not change afterwards.
 //! - `service.key` is not needed: `genServiceAccount` makes it when missing
-//!   (dynamiclistener's `cert.NewPrivateKey`, RSA 2048). The script passes an
+//!   (rancher/dynamiclistener `cert/cert.go` at 445046c72c919849593d2388fb36954768b68c86,
+//!   `NewPrivateKey`: RSA 2048). The script passes an
 //!   existing one through only so that old service-account tokens stay valid
 //!   across a CA rotation; kube-apiserver accepts RSA and ECDSA keys for it.
 //!   We leave it to k3s.
@@ -248,6 +249,9 @@ impl Pki {
 
     /// What agents and joining servers put in `token` to pin the server CA:
     /// `K10<sha256 of server-ca.crt>::server:<secret>` (see the module doc).
+    /// The first server (`cluster-init`) is given the bare secret, as
+    /// upstream's installer does; whether k3s also checks a full token's
+    /// hash there was not verified.
     pub fn full_token(&self, secret: &str) -> String {
         let digest = Sha256::digest(self.cas[0].cert.pem.as_bytes());
         format!("K10{}::server:{secret}", hex(&digest))
