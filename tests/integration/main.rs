@@ -33,6 +33,8 @@ mod image_check;
 mod init_ask;
 mod inspect;
 mod k3s_download;
+mod k3s_pki;
+mod k3s_pki_state;
 mod ls_cat;
 mod netboot_dhcp;
 mod netboot_http;
