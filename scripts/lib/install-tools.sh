@@ -22,6 +22,7 @@ ensure_tools() {
 		cpio:cpio lz4:lz4 bzip2:bzip2 lzma:xz-utils
 		git:git ssh-keygen:openssh-client ssh:openssh-client sshd:openssh-server sudo:sudo mkfifo:coreutils getent:libc-bin mount:mount swapon:mount mkswap:util-linux
 		nbdinfo:libnbd-bin qemu-img:qemu-utils qemu-io:qemu-utils timeout:coreutils
+		openssl:openssl sha256sum:coreutils kubectl:kubernetes-client
 	)
 
 	packages=()

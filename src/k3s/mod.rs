@@ -3,6 +3,8 @@
 //! `profile::k3s`, the download in `source::k3s`, the certificates in
 //! `k3s::pki`; this module is the vocabulary they share.
 
+mod cert;
+pub mod pki;
 mod release;
 
 pub use release::{K3sArch, K3sVersion, VersionError};

@@ -14,6 +14,9 @@
 //!   nodes/<host>/password-salt.<user>  0600  24 hex digits (12 bytes)
 //!   nodes/<host>/status-token          0600  64 hex digits (32 bytes; only
 //!                                            with `status_url`)
+//!   k3s/                               0700  the k3s CAs and the kubeconfig's
+//!                                            admin certificate: `k3s::pki`
+//!                                            (its own prepare/peek)
 //! ```
 //!
 //! `State::prepare` (build) saves what it makes, keeps the `.pub` the

@@ -35,6 +35,8 @@ mod inspect;
 mod k3s_build;
 mod k3s_check;
 mod k3s_download;
+mod k3s_pki;
+mod k3s_pki_state;
 mod k3s_render;
 mod ls_cat;
 mod netboot_dhcp;
