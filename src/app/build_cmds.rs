@@ -89,6 +89,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .context("writing to stdout")?;
         }
         writeln!(stdout, "known_hosts  {}", kh.display()).context("writing to stdout")?;
+        if let Some(k) = &built.kubeconfig {
+            writeln!(stdout, "kubeconfig   {}", k.display()).context("writing to stdout")?;
+        }
     }
     if !global.quiet {
         eprint!("{}", next_hint(&cluster, &names, &args.out));

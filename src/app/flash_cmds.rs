@@ -587,6 +587,7 @@ fn build_in_memory(
         .with_context(|| format!("creating {}", args.out.display()))?;
     let _out_lock = crate::io::lock::lock_dir(&args.out)?;
     crate::build::pipeline::write_known_hosts(&prepared, cluster)?;
+    crate::build::pipeline::write_kubeconfig(&prepared)?;
     Ok(out)
 }
 

@@ -53,6 +53,8 @@ pub struct Prepared {
 pub struct Built {
     pub nodes: Vec<NodeResult>,
     pub known_hosts: PathBuf,
+    /// `OUT/kubeconfig`, for a k3s cluster.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Notices for the user, one line each, no prefix.
@@ -165,7 +167,12 @@ pub fn execute(
     let _out_lock = crate::io::lock::lock_dir(out)?;
     let nodes = super::run(&prepared.plan, jobs, extras, progress, stop)?;
     let known_hosts = write_known_hosts(prepared, cluster)?;
-    Ok(Built { nodes, known_hosts })
+    let kubeconfig = write_kubeconfig(prepared)?;
+    Ok(Built {
+        nodes,
+        known_hosts,
+        kubeconfig,
+    })
 }
 
 /// Writes `OUT/known_hosts` for every node of the cluster, whole or not
@@ -178,6 +185,20 @@ pub fn write_known_hosts(prepared: &Prepared, cluster: &Cluster) -> Result<PathB
     partial.write(&known_hosts, hosts.as_bytes())?;
     partial.commit()?;
     Ok(known_hosts)
+}
+
+/// Writes `OUT/kubeconfig` (0600: it holds the admin key) for a k3s
+/// cluster, whole or not at all; the caller holds the output directory's
+/// lock. `None` without `k3s:`.
+pub fn write_kubeconfig(prepared: &Prepared) -> Result<Option<PathBuf>> {
+    let Some(k3s) = &prepared.state.k3s else {
+        return Ok(None);
+    };
+    let path = prepared.plan.out_dir.join("kubeconfig");
+    let mut partial = output::Partial::new();
+    partial.write(&path, k3s.kubeconfig.as_bytes())?;
+    partial.commit()?;
+    Ok(Some(path))
 }
 
 /// The k3s files of `node`: fetched for a real build, looked up otherwise.

@@ -61,6 +61,9 @@ pub enum StateError {
     Read(#[from] NamedFileError),
     #[error("getting random bytes from the operating system: {0}")]
     Entropy(String),
+    /// The k3s certificates (`k3s::pki`), boxed: they are the rare case.
+    #[error(transparent)]
+    Pki(Box<crate::k3s::pki::PkiError>),
 }
 
 /// Where random bytes come from: the OS, or a fixed seed in tests.
@@ -127,13 +130,32 @@ pub struct State {
     /// Keyed by hostname: each reporting node's status token (64 hex
     /// digits), for nodes with `status_url` only.
     pub status_tokens: BTreeMap<String, String>,
-    /// The k3s cluster's generated token secret (32 hex digits), with a
-    /// `k3s:` section whose token is generated.
-    pub k3s_token: Option<String>,
+    /// With a `k3s:` section: its token and certificates.
+    pub k3s: Option<K3sState>,
     /// What the user should know about the state directory: modes that
     /// were fixed, a `.pub` rewritten, secrets made for this run only.
     pub notes: Vec<String>,
 }
+
+/// What a k3s cluster takes from the state directory: the token's secret
+/// (the profile's, or the generated `k3s-token`) and, from `k3s::pki`, the
+/// full token joiners pin the server CA with, the first server's CA files
+/// and the admin kubeconfig.
+#[derive(Debug, Clone, Default)]
+pub struct K3sState {
+    /// The bare secret (what the first server is given).
+    pub secret: String,
+    /// `K10<sha256 of server-ca.crt>::server:<secret>` (every other node).
+    pub full_token: String,
+    /// (path under /var/lib/rancher/k3s/server/tls/, mode, PEM text).
+    pub tls_files: Vec<(String, u32, String)>,
+    /// `out/kubeconfig`: the first server's address and the admin
+    /// certificate.
+    pub kubeconfig: String,
+}
+
+/// The name of the cluster, its context and user in `out/kubeconfig`.
+pub const KUBECONFIG_NAME: &str = "homelab";
 
 /// The `.gitignore` written into every state directory we create: state is
 /// never committed (a published host key is everybody's host key).
@@ -156,17 +178,31 @@ impl State {
     /// Loads what the cluster needs from `cluster.state_dir`, creating and
     /// saving whatever is missing (what `build` does).
     pub fn prepare(cluster: &Cluster, entropy: &mut dyn Entropy) -> Result<Self, StateError> {
-        Self::gather(cluster, Store::new(&cluster.state_dir, true, entropy))
+        Self::prepare_at(cluster, entropy, crate::time::now())
+    }
+
+    /// [`State::prepare`] with the clock given (seconds since 1970): the
+    /// k3s certificates it makes are dated by it (reproducible tests).
+    pub fn prepare_at(
+        cluster: &Cluster,
+        entropy: &mut dyn Entropy,
+        now: i64,
+    ) -> Result<Self, StateError> {
+        Self::gather(cluster, Store::new(&cluster.state_dir, true, entropy), now)
     }
 
     /// Loads what exists without writing anything: missing secrets are made
     /// in memory for this run only and a note says so (what `render` and
     /// `build --dry-run` do).
     pub fn peek(cluster: &Cluster, entropy: &mut dyn Entropy) -> Result<Self, StateError> {
-        Self::gather(cluster, Store::new(&cluster.state_dir, false, entropy))
+        Self::gather(
+            cluster,
+            Store::new(&cluster.state_dir, false, entropy),
+            crate::time::now(),
+        )
     }
 
-    fn gather(cluster: &Cluster, mut store: Store<'_>) -> Result<Self, StateError> {
+    fn gather(cluster: &Cluster, mut store: Store<'_>, now: i64) -> Result<Self, StateError> {
         store.root()?;
         let mut state = State::default();
         if cluster
@@ -202,9 +238,12 @@ impl State {
         }
         // Last, so a profile without k3s draws the same random bytes as
         // before k3s existed.
-        if cluster.k3s.as_ref().map(|k| &k.token) == Some(&crate::profile::k3s::K3sToken::Generated)
-        {
-            state.k3s_token = Some(store.k3s_token()?);
+        if let Some(k3s) = &cluster.k3s {
+            let secret = match &k3s.token {
+                crate::profile::k3s::K3sToken::Known(t) => t.clone(),
+                crate::profile::k3s::K3sToken::Generated => store.k3s_token()?,
+            };
+            state.k3s = Some(store.k3s_pki(cluster, secret, now)?);
         }
         state.notes = store.finish();
         Ok(state)
@@ -353,6 +392,45 @@ impl<'a> Store<'a> {
 
     fn k3s_token(&mut self) -> Result<String, StateError> {
         self.secret_hex(K3S_TOKEN_FILE, "k3s token")
+    }
+
+    /// The k3s certificates under `k3s/`, made by `k3s::pki` (saved on a
+    /// writing pass), and what the nodes and the kubeconfig take of them.
+    fn k3s_pki(
+        &mut self,
+        cluster: &Cluster,
+        secret: String,
+        now: i64,
+    ) -> Result<K3sState, StateError> {
+        use crate::k3s::pki::Pki;
+        let pki = if self.write {
+            Pki::prepare_at(&self.dir, &mut *self.entropy, now)
+        } else {
+            Pki::peek_at(&self.dir, &mut *self.entropy, now)
+        }
+        .map_err(|e| StateError::Pki(Box::new(e)))?;
+        self.notes.extend(pki.notes.iter().cloned());
+        let first = cluster
+            .k3s
+            .as_ref()
+            .and_then(|k| k.servers.first())
+            .and_then(|h| cluster.node(h.as_str()))
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |n| {
+                n.network.address.addr()
+            });
+        Ok(K3sState {
+            full_token: pki.full_token(&secret),
+            secret,
+            tls_files: pki
+                .server_tls_files()
+                .into_iter()
+                // PEM is ASCII text.
+                .map(|(path, mode, bytes)| {
+                    (path, mode, String::from_utf8_lossy(&bytes).into_owned())
+                })
+                .collect(),
+            kubeconfig: pki.kubeconfig(KUBECONFIG_NAME, first),
+        })
     }
 
     /// Reads the secret file `name`, or creates it (128 random bits as

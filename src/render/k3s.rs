@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use crate::k3s::K3sArch;
-use crate::profile::k3s::{K3s, K3sRole, K3sToken};
+use crate::profile::k3s::{K3s, K3sRole};
 use crate::profile::resolved::{Cluster, ResolvedNode};
 use crate::profile::state::State;
 use crate::render::RenderError;
@@ -76,16 +76,22 @@ pub struct Config {
     pub service_cidr: Option<String>,
 }
 
-/// The token every node is given.
-fn token(k3s: &K3s, state: &State) -> Result<String, RenderError> {
-    match &k3s.token {
-        K3sToken::Known(t) => Ok(t.clone()),
-        K3sToken::Generated => state
-            .k3s_token
-            .clone()
-            .ok_or_else(|| RenderError::MissingState("generated k3s token".to_owned())),
-    }
+/// The token `role` is given: the bare secret on the first server (as
+/// upstream's installer gives it), the full token that pins the server
+/// CA everywhere else, so a joiner refuses a server with another CA.
+fn token(role: K3sRole, state: &State) -> Result<String, RenderError> {
+    let k = state
+        .k3s
+        .as_ref()
+        .ok_or_else(|| RenderError::MissingState("k3s token and certificates".to_owned()))?;
+    Ok(match role {
+        K3sRole::FirstServer => k.secret.clone(),
+        _ => k.full_token.clone(),
+    })
 }
+
+/// Where the first server's CA files go (k3s's own directory).
+pub const TLS_DIR: &str = "/var/lib/rancher/k3s/server/tls";
 
 /// The first server's address, which every other node joins.
 fn first_server(cluster: &Cluster, k3s: &K3s) -> Option<std::net::Ipv4Addr> {
@@ -128,7 +134,7 @@ pub fn config(
     Ok(Config {
         cluster_init: (role == K3sRole::FirstServer).then_some(true),
         server,
-        token: token(k3s, state)?,
+        token: token(role, state)?,
         node_name: node.hostname.to_string(),
         node_ip: node.network.address.addr().to_string(),
         tls_san,
@@ -214,6 +220,27 @@ pub fn files(
             },
         ),
     ];
+    // The cluster's CAs, made at build time so `out/kubeconfig` works as
+    // soon as the server is up: k3s uses a CA pair it finds in its TLS
+    // directory on first start (`k3s::pki`). Only the first server gets
+    // them; joiners fetch them from it with the token.
+    if role == K3sRole::FirstServer {
+        let k = state
+            .k3s
+            .as_ref()
+            .ok_or_else(|| RenderError::MissingState("k3s token and certificates".to_owned()))?;
+        out.push(FileSpec::root_dir(TLS_DIR, 0o700));
+        if k.tls_files.iter().any(|(p, _, _)| p.contains('/')) {
+            out.push(FileSpec::root_dir(&format!("{TLS_DIR}/etcd"), 0o700));
+        }
+        for (path, mode, pem) in &k.tls_files {
+            out.push(FileSpec::root_file(
+                &format!("{TLS_DIR}/{path}"),
+                *mode,
+                pem.clone(),
+            ));
+        }
+    }
     for link in LINKS {
         out.push(FileSpec::root_symlink(
             &format!("/usr/local/bin/{link}"),

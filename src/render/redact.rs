@@ -1,6 +1,6 @@
 //! Hiding secrets from a person looking at rendered files (`render`
 //! without `--show-secrets`): SSH host private keys, the MicroCloud
-//! passphrase, the k3s token, Wi-Fi passwords, status tokens and users'
+//! passphrase, the k3s token and CA keys, Wi-Fi passwords, status tokens and users'
 //! password hashes.
 //!
 //! The node is rendered a second time with every secret swapped for a
@@ -70,8 +70,15 @@ fn masked(cluster: &Cluster, state: &State) -> (Cluster, State, Tokens) {
     if let Some(p) = &mut s.passphrase {
         tokens.mask(p);
     }
-    if let Some(t) = &mut s.k3s_token {
-        tokens.mask(t);
+    if let Some(k) = &mut s.k3s {
+        tokens.mask(&mut k.full_token);
+        tokens.mask(&mut k.secret);
+        for (_, mode, pem) in &mut k.tls_files {
+            // The CA keys; certificates are public.
+            if *mode & 0o077 == 0 {
+                tokens.mask(pem);
+            }
+        }
     }
     if let Some(crate::profile::k3s::K3sToken::Known(t)) = c.k3s.as_mut().map(|k| &mut k.token) {
         tokens.mask(t);

@@ -158,6 +158,55 @@ fn pull_caches_the_binary_and_build_then_works_offline() {
         assert_eq!(row["size"], binary.len());
         assert_eq!(row["mode"], "0755");
     }
+    // out/kubeconfig: private, pointing at the first server, trusting the
+    // very CA certificate the first server's image holds; the agent's
+    // token pins that certificate's SHA-256.
+    let kubeconfig = out_dir.join("kubeconfig");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&kubeconfig)
+        .expect("out/kubeconfig")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let code = "import base64,json,sys,yaml; k=yaml.safe_load(open(sys.argv[1])); \
+                c=k['clusters'][0]['cluster']; \
+                print(json.dumps([c['server'], base64.b64decode(c['certificate-authority-data']).decode()]))";
+    let o = run_ok(
+        Command::new("/usr/bin/python3")
+            .args(["-c", code])
+            .arg(&kubeconfig),
+    );
+    let (server, ca): (String, String) = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(server, "https://192.168.1.11:6443");
+    let on_server = dump(
+        &out_dir.join("pi1.img"),
+        2,
+        "/var/lib/rancher/k3s/server/tls/server-ca.crt",
+        tmp.path(),
+    );
+    assert!(!on_server.is_empty() && on_server == ca.as_bytes());
+    let agent_config = String::from_utf8(dump(
+        &out_dir.join("pi2.img"),
+        2,
+        "/etc/rancher/k3s/config.yaml",
+        tmp.path(),
+    ))
+    .unwrap();
+    let pin = homelab_image::digest::Sha256::of(&on_server).to_string();
+    assert!(
+        agent_config.contains(&format!("token: K10{pin}::server:")),
+        "{agent_config}"
+    );
+    assert!(
+        dump(
+            &out_dir.join("pi2.img"),
+            2,
+            "/var/lib/rancher/k3s/server/tls/server-ca.key",
+            tmp.path()
+        )
+        .is_empty(),
+        "the agent got a CA key"
+    );
     // flash's stale check renders the node again with the cached binary
     // and finds the manifest's row the same.
     let profile_ = homelab_image::profile::load(&p).unwrap();

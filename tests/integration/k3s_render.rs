@@ -125,11 +125,14 @@ fn pyyaml_reads_each_roles_config_as_k3s_should_see_it() {
             "service-cidr": "10.53.0.0/16",
         })
     );
+    // Joiners pin the server CA: K10<sha256 of server-ca.crt>::server:<secret>.
+    let full = &r.state.k3s.as_ref().expect("k3s state").full_token;
+    assert!(full.starts_with("K10") && full.ends_with("::server:s3cr3t-k3s-token"));
     assert_eq!(
         config("pi3"),
         json!({
             "server": "https://192.168.1.11:6443",
-            "token": "s3cr3t-k3s-token",
+            "token": full,
             "node-name": "pi3",
             "node-ip": "192.168.1.13",
             "tls-san": ["192.168.1.13", "pi3.lab.home.arpa", "k8s.lab.home.arpa"],
@@ -143,7 +146,7 @@ fn pyyaml_reads_each_roles_config_as_k3s_should_see_it() {
         config("pi4"),
         json!({
             "server": "https://192.168.1.11:6443",
-            "token": "s3cr3t-k3s-token",
+            "token": full,
             "node-name": "pi4",
             "node-ip": "192.168.1.14",
             "node-label": ["disk=ssd"],
@@ -241,11 +244,81 @@ fn the_k3s_first_boot_script_passes_bash_n_and_shellcheck() {
     }
 }
 
+/// The good k3s profile rendered with a seeded state directory made at a
+/// fixed time (the certificates are dated by it).
+fn render_fixed(path: &Path) -> Vec<(String, String)> {
+    use homelab_image::profile::resolve::Context;
+    use homelab_image::profile::state::{SeededEntropy, State};
+    let profile = homelab_image::profile::load(path).unwrap();
+    let ctx = Context {
+        profile_path: path.to_owned(),
+        home: None,
+        env: Box::new(|_| None),
+    };
+    let mut cluster = homelab_image::profile::resolve(&profile, &ctx)
+        .unwrap()
+        .cluster;
+    let dir = tempdir();
+    cluster.state_dir = dir.path().to_owned();
+    let state = State::prepare_at(
+        &cluster,
+        &mut SeededEntropy::new(b"k3s.yaml"),
+        1_767_225_600,
+    )
+    .unwrap();
+    cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let specs = homelab_image::render::node(n, &cluster, &state).unwrap();
+            (n.hostname.to_string(), to_text(&specs).unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn golden_files_pin_the_k3s_rendering() {
-    let r = render_profile(&repo().join("tests/profiles/good/k3s.yaml"));
-    for (node, specs) in &r.nodes {
-        crate::render_golden::check_golden(&format!("k3s/{node}.txt"), &to_text(specs).unwrap());
+    let path = repo().join("tests/profiles/good/k3s.yaml");
+    let (a, b) = (render_fixed(&path), render_fixed(&path));
+    assert_eq!(a, b, "the same state gives the same bytes");
+    for (node, text) in &a {
+        crate::render_golden::check_golden(&format!("k3s/{node}.txt"), text);
+    }
+}
+
+#[test]
+fn only_the_first_server_gets_the_cluster_cas_and_its_keys_are_private() {
+    let dir = tempdir();
+    let r = render_profile(&write_profile(dir.path(), HA));
+    let tls = "/var/lib/rancher/k3s/server/tls/";
+    let first = specs_of(&r, "pi1");
+    for name in [
+        "server-ca",
+        "client-ca",
+        "request-header-ca",
+        "etcd/server-ca",
+        "etcd/peer-ca",
+    ] {
+        let crt = first
+            .iter()
+            .find(|s| s.path == format!("{tls}{name}.crt"))
+            .expect(name);
+        let key = first
+            .iter()
+            .find(|s| s.path == format!("{tls}{name}.key"))
+            .expect(name);
+        assert_eq!((crt.mode, key.mode), (0o644, 0o600), "{name}");
+    }
+    let dirmode = first
+        .iter()
+        .find(|s| s.path == tls.trim_end_matches('/'))
+        .unwrap();
+    assert_eq!(dirmode.mode, 0o700);
+    for node in ["pi2", "pi3", "pi4", "rock1"] {
+        assert!(
+            !specs_of(&r, node).iter().any(|s| s.path.starts_with(tls)),
+            "{node} got CA files"
+        );
     }
 }
 
@@ -270,12 +343,26 @@ fn render_hides_the_k3s_token_unless_asked() {
     };
     let hidden = render(&[]);
     assert!(!hidden.contains("s3cr3t-k3s-token"), "{hidden}");
+    // pi2 joins: its token is the full one (K10, 64 hex digits,
+    // ::server:, the 16-byte secret: 92 bytes).
     assert!(
-        hidden.contains("token: <secret: 16 bytes, hidden"),
+        hidden.contains("token: <secret: 92 bytes, hidden"),
         "{hidden}"
     );
     let shown = render(&["--show-secrets"]);
-    assert!(shown.contains("token: s3cr3t-k3s-token"));
+    assert!(shown.contains("::server:s3cr3t-k3s-token"));
+    // The first server's CA keys are hidden, its certificates shown.
+    let first = {
+        let out = bin()
+            .arg("--profile")
+            .arg(&p)
+            .args(["render", "--node", "pi1"])
+            .output()
+            .expect("render");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    assert!(!first.contains("PRIVATE KEY"), "a CA key is shown");
+    assert!(first.contains("BEGIN CERTIFICATE"));
     let tree = dir.path().join("tree");
     let out = bin()
         .arg("--profile")
