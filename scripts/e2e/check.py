@@ -38,6 +38,14 @@ EXPECT.json (written by scripts/e2e-boot; absent keys skip their checks):
                      (and read the preset), and firstboot.status has
                      bootloader=status; null: the stand-in was never called
                      and the status file has no bootloader= line
+  k3s                {"role": "server"|"agent", "config": host path of the
+                     rendered config.yaml, "cmdline": tokens}: the stand-in
+                     k3s (scripts/e2e/k3s-stand-in) ran as `k3s ROLE` under
+                     systemd (NOTIFY_SOCKET and INVOCATION_ID set) from the
+                     role's unit, which first boot enabled (and not the
+                     other one), read exactly that config.yaml, and
+                     firstboot.status says k3s=ROLE; the tokens are on the
+                     running kernel's command line
 """
 import argparse
 import json
@@ -397,6 +405,34 @@ def check_bootloader(img, exp):
     expect_eq("firstboot.status bootloader", b["status"], status.get("bootloader"))
 
 
+def check_k3s(img, exp):
+    k = exp.get("k3s")
+    if not k:
+        return
+    role = k["role"]
+    unit, other = ("k3s.service", "k3s-agent.service") if role == "server" else \
+        ("k3s-agent.service", "k3s.service")
+    expect_eq("k3s argv", role + "\n", img.read("/var/lib/e2e/k3s/argv"))
+    env = parse_env(img.read("/var/lib/e2e/k3s/env") or "")
+    expect_eq("k3s ran under systemd with a notify socket",
+              ("set", "set"), (env.get("NOTIFY_SOCKET"), env.get("INVOCATION_ID")))
+    calls = (img.read("/var/lib/e2e/k3s/calls") or "").splitlines()
+    expect_eq("k3s started once (no restarts)", [role], calls)
+    want = open(k["config"]).read()
+    expect_eq("config.yaml k3s read is the rendered one", want, img.read("/var/lib/e2e/k3s/config.yaml"))
+    wants = "/etc/systemd/system/multi-user.target.wants/"
+    record(img.exists(wants + unit), "%s enabled by first boot" % unit)
+    record(not img.exists(wants + other), "%s not enabled" % other)
+    record(not img.exists("/etc/systemd/system/" + other), "%s not in the image" % other)
+    status = parse_env(img.read("/var/lib/homelab-image/firstboot.status") or "")
+    expect_eq("firstboot.status k3s", role, status.get("k3s"))
+    journal = img.read("/var/lib/e2e/report/firstboot-journal.txt") or ""
+    record("%s is active" % unit in journal, "first boot saw %s active" % unit)
+    running = (img.read("/var/lib/e2e/report/cmdline.txt") or "").split()
+    for tok in k.get("cmdline", []):
+        record(running.count(tok) == 1, "%s once on the running kernel's command line" % tok)
+
+
 def check_failed_units(img, exp):
     text = img.read("/var/lib/e2e/report/failed-units.txt") or ""
     units = [l.split()[0] for l in text.splitlines() if l.strip()]
@@ -433,6 +469,7 @@ def main():
     if "cloud_init" in exp:
         check_cloud_init(img, exp, env)
     check_firstboot(img, exp)
+    check_k3s(img, exp)
     if "bootloader" in exp:
         check_bootloader(img, exp)
     check_failed_units(img, exp)
