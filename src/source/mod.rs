@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod fingerprint;
 pub mod http;
 pub mod locate;
+pub mod qcow2;
 pub mod redact;
 pub mod sparse;
 pub mod verify;
