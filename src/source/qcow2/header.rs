@@ -46,14 +46,18 @@ const COMPRESSION_TYPE_BIT: u64 = 1 << 3;
 pub enum Qcow2Error {
     #[error("not a qcow2 image (no QFI\\xfb magic at byte 0)")]
     BadMagic,
-    #[error("the file ends at byte {len}, inside the {what} (bytes {start}..{end}): truncated file?")]
+    #[error(
+        "the file ends at byte {len}, inside the {what} (bytes {start}..{end}): truncated file?"
+    )]
     Truncated {
         what: String,
         start: u64,
         end: u64,
         len: u64,
     },
-    #[error("qcow2 version {0} (header field version, byte 4) is not supported; only versions 2 and 3 are")]
+    #[error(
+        "qcow2 version {0} (header field version, byte 4) is not supported; only versions 2 and 3 are"
+    )]
     Version(u32),
     #[error(
         "qcow2 header field cluster_bits (byte 20) is {0}; qcow2 clusters are 2^9 to 2^21 bytes"
@@ -96,7 +100,9 @@ pub enum Qcow2Error {
         needed: u64,
         why: &'static str,
     },
-    #[error("the {what} at byte {offset} of the file is not aligned to a {cluster_size}-byte cluster")]
+    #[error(
+        "the {what} at byte {offset} of the file is not aligned to a {cluster_size}-byte cluster"
+    )]
     Misaligned {
         what: String,
         offset: u64,
@@ -274,7 +280,13 @@ impl Header {
         }
         let l1_offset = be64(h, 40);
         if needed > 0 {
-            check_table("L1 table", l1_offset, u64::from(l1_size) * 8, cluster_size, file_len)?;
+            check_table(
+                "L1 table",
+                l1_offset,
+                u64::from(l1_size) * 8,
+                cluster_size,
+                file_len,
+            )?;
         }
         Ok(Header {
             version,

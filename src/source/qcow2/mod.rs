@@ -31,6 +31,8 @@ const L2_COMPRESSED: u64 = 1 << 62;
 const L2_ZERO: u64 = 1;
 /// Disk bytes one thread decodes per batch.
 const PART_BYTES: u64 = 4 << 20;
+/// 4 MiB: twice the largest cluster.
+const ZSTD_WINDOW_LOG_MAX: u32 = 22;
 /// More threads than this gain nothing on the disk I/O they share.
 const MAX_THREADS: u32 = 16;
 
@@ -81,13 +83,27 @@ pub fn decode(
         check_table(&what, l2_offset, cs, cs, header.file_len)?;
         read_exact(file, &mut table, l2_offset, &what, header.file_len)?;
         l2.clear();
-        l2.extend(table.chunks_exact(8).take(to_usize(count)).map(|e| be64(e, 0)));
+        l2.extend(
+            table
+                .chunks_exact(8)
+                .take(to_usize(count))
+                .map(|e| be64(e, 0)),
+        );
         // Batches of `threads` parts, decoded at once, written in order.
         let batch_len = part_clusters * u64::from(threads);
         for (b, batch) in (0u64..).zip(l2.chunks(to_usize(batch_len))) {
             let batch_first = first + b * batch_len;
-            decode_batch(file, header, batch, batch_first, part_clusters, &mut workers)?;
-            for (k, (w, part)) in (0u64..).zip(workers.iter().zip(batch.chunks(to_usize(part_clusters)))) {
+            decode_batch(
+                file,
+                header,
+                batch,
+                batch_first,
+                part_clusters,
+                &mut workers,
+            )?;
+            for (k, (w, part)) in
+                (0u64..).zip(workers.iter().zip(batch.chunks(to_usize(part_clusters))))
+            {
                 let part_first = batch_first + k * part_clusters;
                 let len = (len64(part.len()) * cs).min(header.size - part_first * cs);
                 write(out, &mut &w.out[..to_usize(len)], on_progress)?;
@@ -254,7 +270,17 @@ fn unzstd(
             d.reinit().map_err(|e| format!("zstd: {e}"))?;
             d
         }
-        None => dec.insert(zstd::stream::raw::Decoder::new().map_err(|e| format!("zstd: {e}"))?),
+        None => {
+            let mut d = zstd::stream::raw::Decoder::new().map_err(|e| format!("zstd: {e}"))?;
+            // A cluster is at most 2 MiB: a frame asking for a bigger
+            // window is damage, and must not make each thread allocate
+            // zstd's default 128 MiB limit.
+            d.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
+                ZSTD_WINDOW_LOG_MAX,
+            ))
+            .map_err(|e| format!("zstd: {e}"))?;
+            dec.insert(d)
+        }
     };
     let mut src = InBuffer::around(input);
     let mut dst = OutBuffer::around(out);
@@ -266,7 +292,9 @@ fn unzstd(
             break;
         }
         let (in_before, out_before) = (src.pos(), dst.pos());
-        hint = dec.run(&mut src, &mut dst).map_err(|e| format!("zstd: {e}"))?;
+        hint = dec
+            .run(&mut src, &mut dst)
+            .map_err(|e| format!("zstd: {e}"))?;
         if src.pos() == in_before && dst.pos() == out_before {
             break;
         }
