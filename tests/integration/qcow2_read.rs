@@ -414,6 +414,31 @@ fn feature_bits_and_bad_header_fields_are_refused_by_name() {
     );
 }
 
+/// `image.path: x.qcow2` in a profile: `pull` without a source decodes it.
+#[test]
+fn a_profile_image_path_to_a_qcow2_file_is_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("ubuntu-raspi.img");
+    let q = convert(&src, &dir.path().join("base.qcow2"), &["-c"]);
+    let profile = dir.path().join("homelab.yaml");
+    std::fs::write(
+        &profile,
+        format!(
+            "defaults: {{allow_no_login: true}}\nnodes:\n  - hostname: n1\n    \
+             image: {{os: ubuntu-24.04, path: {}}}\n    board: rpi4\n    \
+             network: {{address: 10.0.0.5/24}}\n",
+            q.display()
+        ),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let raw = ok(&pull(
+        cache.path(),
+        &["--profile", profile.to_str().unwrap()],
+    ));
+    cmp(&src, &raw);
+}
+
 #[test]
 fn inspect_of_a_qcow2_image_says_how_to_pull_it() {
     let dir = tempfile::tempdir().unwrap();
