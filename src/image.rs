@@ -75,8 +75,15 @@ impl Image {
         let table = match disk::read_table(&*file, len) {
             Ok(table) => table,
             Err(e) => match compressed(&*file) {
-                // Not a partition table but a compressed file: say what
-                // it is and how to get the raw image out of it.
+                // Not a partition table but a compressed file or a qcow2
+                // image: say what it is and how to get the raw image out.
+                Some(crate::source::Format::Qcow2) => bail!(
+                    "{}: is a qcow2 image, not a raw disk image; \
+                     `homelab-image pull {}` decodes it into the cache \
+                     and prints the raw image's path",
+                    path.display(),
+                    path.display()
+                ),
                 Some(format) => bail!(
                     "{}: is compressed ({format}), not a raw disk image; \
                      `homelab-image pull {}` decompresses it into the cache \
@@ -273,8 +280,8 @@ impl Edit {
 
 /// Opens the image file at `path` (for writing too with `write`) and
 /// returns it with its length.
-/// The compression format of a file that starts like one (xz, gzip or
-/// zstd magic); asked only once its partition table failed to read, so a
+/// The format of a file that starts like a compressed one (xz, gzip or
+/// zstd magic) or a qcow2 image; asked only once its partition table failed to read, so a
 /// raw image whose boot code happens to start with those bytes is never
 /// mistaken for one.
 fn compressed(file: &dyn Storage) -> Option<crate::source::Format> {

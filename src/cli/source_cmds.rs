@@ -16,8 +16,8 @@ pub struct ImagesArgs {
 #[derive(Debug, Args)]
 pub struct PullArgs {
     /// Catalog name (see `images`), http(s) URL, or local image file
-    /// (.img, .img.xz, .img.gz, .img.zst). Without it: every base image the
-    /// profile's nodes need
+    /// (.img, .img.xz, .img.gz, .img.zst, .qcow2). Without it: every base
+    /// image the profile's nodes need
     #[arg(value_name = "NAME|URL|PATH")]
     pub source: Option<String>,
 

@@ -286,10 +286,16 @@ impl Cache {
 
     /// A verified compressed file with this hash, if kept.
     pub fn find_blob(&self, sha: &Sha256) -> Option<(PathBuf, Format)> {
-        [Format::Xz, Format::Gzip, Format::Zstd, Format::Raw]
-            .into_iter()
-            .map(|f| (self.blob_path(sha, f), f))
-            .find(|(p, _)| p.is_file())
+        [
+            Format::Xz,
+            Format::Gzip,
+            Format::Zstd,
+            Format::Qcow2,
+            Format::Raw,
+        ]
+        .into_iter()
+        .map(|f| (self.blob_path(sha, f), f))
+        .find(|(p, _)| p.is_file())
     }
 
     /// Moves a verified download into `blobs/`.

@@ -12,6 +12,7 @@ use std::os::unix::fs::FileExt;
 
 use thiserror::Error;
 
+use super::qcow2::{self, Qcow2Error};
 use super::sparse::{CopyError, SparseWriter};
 use super::xz_index;
 use crate::digest::{Hasher, Sha256};
@@ -22,6 +23,8 @@ pub enum Format {
     Xz,
     Gzip,
     Zstd,
+    /// A qcow2 disk image (QEMU's format), read cluster by cluster.
+    Qcow2,
     Raw,
 }
 
@@ -39,6 +42,8 @@ impl Format {
             Self::Gzip
         } else if head.starts_with(ZSTD_MAGIC) {
             Self::Zstd
+        } else if head.starts_with(qcow2::MAGIC) {
+            Self::Qcow2
         } else {
             Self::Raw
         }
@@ -49,6 +54,7 @@ impl Format {
             Self::Xz => XZ_MAGIC,
             Self::Gzip => GZIP_MAGIC,
             Self::Zstd => ZSTD_MAGIC,
+            Self::Qcow2 => qcow2::MAGIC,
             Self::Raw => &[],
         }
     }
@@ -59,6 +65,7 @@ impl Format {
             Self::Xz => "xz",
             Self::Gzip => "gz",
             Self::Zstd => "zst",
+            Self::Qcow2 => "qcow2",
             Self::Raw => "img",
         }
     }
@@ -70,6 +77,7 @@ impl fmt::Display for Format {
             Self::Xz => "xz",
             Self::Gzip => "gzip",
             Self::Zstd => "zstd",
+            Self::Qcow2 => "qcow2",
             Self::Raw => "raw",
         })
     }
@@ -98,6 +106,8 @@ pub enum DecompressError {
     Write(#[source] io::Error),
     #[error("starting the xz decoder: {0}")]
     Decoder(String),
+    #[error(transparent)]
+    Qcow2(#[from] Qcow2Error),
 }
 
 /// How the input was decoded, for the user and the cache metadata.
@@ -128,6 +138,8 @@ pub struct Plan {
     pub output_size: Option<u64>,
     pub xz_blocks: Option<u64>,
     pub threads: u32,
+    /// qcow2 only: its checked header.
+    pub qcow2: Option<qcow2::Header>,
 }
 
 /// Looks at the head and (for xz) the index of `input`.
@@ -141,7 +153,14 @@ pub fn plan(input: &mut File, opts: &DecodeOptions) -> Result<Plan, DecompressEr
         output_size: (format == Format::Raw).then_some(size),
         xz_blocks: None,
         threads: 1,
+        qcow2: None,
     };
+    if format == Format::Qcow2 {
+        let header = qcow2::Header::read(input)?;
+        p.output_size = Some(header.size);
+        p.threads = opts.threads.max(1);
+        p.qcow2 = Some(header);
+    }
     if format == Format::Xz
         && let Some(layout) = xz_index::read_layout(input)
     {
@@ -169,6 +188,9 @@ pub fn decompress(
     out: &mut SparseWriter,
     on_progress: impl FnMut(u64),
 ) -> Result<Decoded, DecompressError> {
+    if let Some(header) = &plan.qcow2 {
+        return decode_qcow2(&input, header, plan, opts, out, on_progress);
+    }
     // `plan` read the index at the end of the file.
     input
         .seek(io::SeekFrom::Start(0))
@@ -194,6 +216,8 @@ pub fn decompress(
                 let mut dec = flate2::bufread::GzDecoder::new(&mut reader);
                 out.copy_from(&mut dec, &mut on_progress)
             }
+            // `plan` sets `qcow2` for every qcow2 file: handled above.
+            Format::Qcow2 => unreachable!("qcow2 is decoded by decode_qcow2"),
             Format::Zstd => {
                 let dec = zstd::stream::read::Decoder::with_buffer(&mut reader)
                     .map_err(|e| DecompressError::Decoder(e.to_string()))?;
@@ -226,6 +250,46 @@ pub fn decompress(
         threads: plan.threads,
         input_sha256: counting.hasher.map(Hasher::finish),
         input_size: counting.pos,
+    })
+}
+
+/// Decodes a qcow2 image, hashing the file on another thread when asked
+/// (the decoder reads it out of order).
+fn decode_qcow2(
+    input: &File,
+    header: &qcow2::Header,
+    plan: &Plan,
+    opts: &DecodeOptions,
+    out: &mut SparseWriter,
+    mut on_progress: impl FnMut(u64),
+) -> Result<Decoded, DecompressError> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (decoded, hashed) = std::thread::scope(|s| {
+        let hasher = opts
+            .hash_input
+            .then(|| s.spawn(|| qcow2::hash_file(input, header.file_len, &stop)));
+        let decoded = qcow2::decode(input, header, plan.threads, out, &mut on_progress);
+        if decoded.is_err() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        // The hasher only reads and hashes; a panic there is a bug, passed on.
+        let hashed = hasher.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        (decoded, hashed)
+    });
+    decoded.map_err(|e| match e {
+        qcow2::DecodeError::Qcow2(e) => DecompressError::Qcow2(e),
+        qcow2::DecodeError::Write(e) => DecompressError::Write(e),
+    })?;
+    let input_sha256 = hashed.transpose()?.flatten();
+    if out.position() == 0 {
+        return Err(DecompressError::Empty);
+    }
+    Ok(Decoded {
+        format: Format::Qcow2,
+        xz_blocks: None,
+        threads: plan.threads,
+        input_sha256,
+        input_size: header.file_len,
     })
 }
 

@@ -19,6 +19,7 @@ pub mod fingerprint;
 pub mod http;
 pub mod k3s;
 pub mod locate;
+pub mod qcow2;
 pub mod redact;
 pub mod sparse;
 pub mod verify;

@@ -2,7 +2,8 @@
 //! for the structure, `compare` for the guest bytes, `info` for the size),
 //! on a sparse raw file with holes, all-zero clusters inside data, data past
 //! the first L2 table's 512 MiB and a tail shorter than a cluster; and
-//! through `build` on a fixture.
+//! through `build` on a fixture, whose qcow2 our own reader (`pull`) decodes
+//! back to the raw image.
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -130,6 +131,18 @@ fn build_format_qcow2_writes_the_node_image_as_qcow2_and_a_plain_build_removes_i
     let q = Path::new(node["qcow2"].as_str().unwrap()).to_path_buf();
     assert_eq!(q, img.with_extension("qcow2"));
     assert_same_guest(&img, &q);
+    // Our own reader (pull) decodes it to the same bytes.
+    let cache = tempfile::tempdir().unwrap();
+    let raw = crate::pull_support::ok(&crate::pull_support::pull(
+        cache.path(),
+        &[q.to_str().unwrap()],
+    ));
+    let same = Command::new("cmp").arg(&img).arg(&raw).output().unwrap();
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
     let mode = std::fs::metadata(&q).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the qcow2 carries the node's secrets too");
 

@@ -59,6 +59,7 @@ mod pull_cache;
 mod pull_hostile;
 mod pull_local;
 mod pull_support;
+mod qcow2_read;
 mod render_golden;
 mod render_oracles;
 mod secrets_kept;
