@@ -185,6 +185,7 @@ fn pull_caches_the_binary_and_build_then_works_offline() {
         tmp.path(),
     );
     assert!(!on_server.is_empty() && on_server == ca.as_bytes());
+    server_sans_cover_the_kubeconfig(&out_dir.join("pi1.img"), &kubeconfig, tmp.path());
     let agent_config = String::from_utf8(dump(
         &out_dir.join("pi2.img"),
         2,
@@ -276,4 +277,118 @@ fn build_without_the_binary_at_hand_or_a_server_fails_and_names_what_is_missing(
         !out_dir.join("pi1.img").exists() && !out_dir.join("pi2.img").exists(),
         "a refused build left an image"
     );
+}
+
+/// The serving certificate k3s makes at the first server's first start
+/// carries `node-ip` and every `tls-san` of its config.yaml as SANs and is
+/// signed by the server CA in its TLS directory. Made here the same way
+/// with openssl from what the image holds, it must verify against the
+/// kubeconfig's CA for the kubeconfig's server address (`-verify_ip`), and
+/// the kubeconfig's client certificate against the image's client CA as a
+/// TLS client.
+fn server_sans_cover_the_kubeconfig(img: &Path, kubeconfig: &Path, tmp: &Path) {
+    let dir = tmp.join("sans");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tls = "/var/lib/rancher/k3s/server/tls";
+    for name in ["server-ca.crt", "server-ca.key", "client-ca.crt"] {
+        std::fs::write(dir.join(name), dump(img, 2, &format!("{tls}/{name}"), tmp)).unwrap();
+    }
+    std::fs::write(
+        dir.join("config.yaml"),
+        dump(img, 2, "/etc/rancher/k3s/config.yaml", tmp),
+    )
+    .unwrap();
+    let code = "import base64,ipaddress,sys,yaml; c=yaml.safe_load(open(sys.argv[1])); \
+                k=yaml.safe_load(open(sys.argv[2])); u=k['users'][0]['user']; \
+                open(sys.argv[3]+'/admin.crt','wb').write(base64.b64decode(u['client-certificate-data'])); \
+                open(sys.argv[3]+'/kube-ca.crt','wb').write(base64.b64decode(k['clusters'][0]['cluster']['certificate-authority-data'])); \
+                n=[c['node-ip']]+c.get('tls-san',[]); \
+                f=lambda s: ('IP:' if all(p.isdigit() for p in s.split('.')) else 'DNS:')+s; \
+                print('subjectAltName='+','.join(f(x) for x in n)); \
+                print(k['clusters'][0]['cluster']['server'].split('//')[1].split(':')[0], file=sys.stderr)";
+    let o = run_ok(
+        Command::new("/usr/bin/python3")
+            .args(["-c", code])
+            .arg(dir.join("config.yaml"))
+            .arg(kubeconfig)
+            .arg(&dir),
+    );
+    let san = String::from_utf8(o.stdout).unwrap();
+    let host = String::from_utf8(o.stderr).unwrap().trim().to_owned();
+    assert!(san.contains(&format!("IP:{host}")), "{san} lacks {host}");
+    std::fs::write(
+        dir.join("ext"),
+        format!("{san}extendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+    let openssl = |args: &[&str]| run_ok(Command::new("openssl").args(args));
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &p("srv.key"),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &p("srv.key"),
+        "-subj",
+        "/CN=k3s",
+        "-out",
+        &p("srv.csr"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("srv.csr"),
+        "-CA",
+        &p("server-ca.crt"),
+        "-CAkey",
+        &p("server-ca.key"),
+        "-set_serial",
+        "9",
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext"),
+        "-out",
+        &p("srv.crt"),
+    ]);
+    let ok = |args: &[&str]| Command::new("openssl").args(args).output().unwrap();
+    let v = ok(&[
+        "verify",
+        "-CAfile",
+        &p("kube-ca.crt"),
+        "-verify_ip",
+        &host,
+        "-purpose",
+        "sslserver",
+        &p("srv.crt"),
+    ]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    // The check can fail: an address not among the SANs is refused.
+    let v = ok(&[
+        "verify",
+        "-CAfile",
+        &p("kube-ca.crt"),
+        "-verify_ip",
+        "192.0.2.77",
+        &p("srv.crt"),
+    ]);
+    assert!(!v.status.success());
+    let v = ok(&[
+        "verify",
+        "-CAfile",
+        &p("client-ca.crt"),
+        "-purpose",
+        "sslclient",
+        &p("admin.crt"),
+    ]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
