@@ -200,6 +200,12 @@ fn traversal_and_absolute_paths_are_access_violations_with_no_bytes() {
         assert!(text.contains("Error code 2"), "tftp-hpa {path}: {text}");
         no_bytes(&out);
     }
+    // The server counts a refusal after sending it: the client can see
+    // the error first (seen on a loaded machine), so wait a little.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while s.stats.refused.load(Ordering::Relaxed) < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(s.stats.refused.load(Ordering::Relaxed), 5);
     assert_eq!(s.stats.bytes.load(Ordering::Relaxed), 0);
 }

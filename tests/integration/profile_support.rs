@@ -65,7 +65,13 @@ pub fn render_profile(path: &Path) -> Rendered {
         .expect("file name")
         .to_string_lossy()
         .into_owned();
-    let state = State::prepare(&cluster, &mut SeededEntropy::new(seed.as_bytes())).expect("state");
+    // A fixed clock too: the k3s certificates carry their dates.
+    let state = State::prepare_at(
+        &cluster,
+        &mut SeededEntropy::new(seed.as_bytes()),
+        1_767_225_600, // 2026-01-01
+    )
+    .expect("state");
     let nodes = cluster
         .nodes
         .iter()
