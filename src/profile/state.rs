@@ -71,6 +71,38 @@ pub trait Entropy {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), StateError>;
 }
 
+/// A state file or directory readable by others: on the writing pass its
+/// mode is set to `private`, else it is only reported. Returns the note to
+/// show (`leaked` says what a reader of it could have taken), or `None` when
+/// the mode was already private. Shared by the host-key state and the k3s
+/// certificates.
+pub(crate) fn keep_private(
+    path: &Path,
+    meta: &fs::Metadata,
+    private: u32,
+    write: bool,
+    leaked: &str,
+) -> Result<Option<String>, PathIoError> {
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    if write {
+        fs::set_permissions(path, fs::Permissions::from_mode(private))
+            .map_err(at("setting the mode of", path))?;
+        Ok(Some(format!(
+            "{} was open to other users (mode {mode:04o}); set to {private:04o}. \
+             If anyone else could read it, {leaked}",
+            path.display()
+        )))
+    } else {
+        Ok(Some(format!(
+            "{} is open to other users (mode {mode:04o}); `build` sets it to {private:04o}",
+            path.display()
+        )))
+    }
+}
+
 /// The operating system's random source.
 #[derive(Debug, Default)]
 pub struct OsEntropy;
@@ -337,24 +369,9 @@ impl<'a> Store<'a> {
         meta: &fs::Metadata,
         private: u32,
     ) -> Result<(), StateError> {
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 == 0 {
-            return Ok(());
-        }
-        if self.write {
-            fs::set_permissions(path, fs::Permissions::from_mode(private))
-                .map_err(at("setting the mode of", path))?;
-            self.notes.push(format!(
-                "{} was open to other users (mode {mode:04o}); set to {private:04o}. \
-                 If anyone else could read it, treat its secrets as leaked: delete \
-                 it and build again to make new ones",
-                path.display()
-            ));
-        } else {
-            self.notes.push(format!(
-                "{} is open to other users (mode {mode:04o}); `build` sets it to {private:04o}",
-                path.display()
-            ));
+        let leaked = "treat its secrets as leaked: delete it and build again to make new ones";
+        if let Some(note) = keep_private(path, meta, private, self.write, leaked)? {
+            self.notes.push(note);
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use p256::SecretKey;
@@ -222,24 +222,9 @@ impl<'a> Store<'a> {
         meta: &fs::Metadata,
         private: u32,
     ) -> Result<(), PkiError> {
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 == 0 {
-            return Ok(());
-        }
-        if self.write {
-            fs::set_permissions(path, fs::Permissions::from_mode(private))
-                .map_err(at("setting the mode of", path))?;
-            self.notes.push(format!(
-                "{} was open to other users (mode {mode:04o}); set to {private:04o}. \
-                 If anyone else could read it, treat the cluster's keys as leaked",
-                path.display()
-            ));
-        } else {
-            self.notes.push(format!(
-                "{} is open to other users (mode {mode:04o}); `build` sets it to {private:04o}",
-                path.display()
-            ));
-        }
+        let leaked = "treat the cluster's keys as leaked";
+        let note = crate::profile::state::keep_private(path, meta, private, self.write, leaked)?;
+        self.notes.extend(note);
         Ok(())
     }
 
