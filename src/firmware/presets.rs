@@ -67,9 +67,9 @@ impl Preset {
         let model = match board {
             Board::RaspberryPi4 => PiModel::Pi4,
             Board::RaspberryPi5 => PiModel::Pi5,
-            Board::Armbian(name) => {
+            Board::Armbian(_) | Board::Vm => {
                 return Err(format!(
-                    "preset {} is for a Raspberry Pi 4 or 5 bootloader EEPROM, and board {name} \
+                    "preset {} is for a Raspberry Pi 4 or 5 bootloader EEPROM, and board {board} \
                      has none",
                     self.name
                 ));

@@ -94,7 +94,7 @@ pub fn resolve(
     let refuse = |why: String| Err((at, why));
     let fits = |b: &Board| names(presets().iter().filter(|p| p.fits(b).is_ok()));
     match board {
-        Some(b @ Board::Armbian(_)) => {
+        Some(b @ (Board::Armbian(_) | Board::Vm)) => {
             return refuse(format!(
                 "{b} has no Raspberry Pi EEPROM bootloader to configure; `firmware` is for \
                  rpi4 and rpi5 nodes only"

@@ -83,6 +83,10 @@ pub struct NodeSpec {
     pub node_labels: Option<Vec<crate::profile::k3s::NodeLabel>>,
     /// k3s `--node-taint`s (`key=value:Effect`), with a `k3s:` section only.
     pub node_taints: Option<Vec<crate::profile::k3s::NodeTaint>>,
+    /// The CPU architecture: arm64 (every board) or amd64 (`board: vm`).
+    pub arch: Option<crate::profile::platform::Arch>,
+    /// A VM's hypervisor settings (`board: vm` only).
+    pub vm: Option<crate::profile::vm::VmSpec>,
 }
 
 /// `firmware: {boot_order: PRESET}` (docs/PROFILE.md).

@@ -361,11 +361,13 @@ impl K3s {
     }
 }
 
-/// The architecture a node's k3s binary is built for. Every board we
-/// build for (Raspberry Pi 4/5, the Armbian boards of the catalog) runs
-/// an arm64 userland, as do the Ubuntu raspi and Armbian images.
-pub fn node_arch(_node: &ResolvedNode) -> K3sArch {
-    K3sArch::Arm64
+/// The architecture a node's k3s binary is built for: the node's `arch`
+/// (arm64 on every board; a VM may be amd64).
+pub fn node_arch(node: &ResolvedNode) -> K3sArch {
+    match node.arch {
+        crate::profile::platform::Arch::Amd64 => K3sArch::Amd64,
+        crate::profile::platform::Arch::Arm64 => K3sArch::Arm64,
+    }
 }
 
 #[cfg(test)]

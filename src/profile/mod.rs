@@ -38,6 +38,7 @@ pub mod uid;
 
 pub mod state;
 pub mod validate;
+pub mod vm;
 
 pub use hostname::{DomainName, Hostname};
 pub use inventory::Profile;

@@ -21,6 +21,9 @@ pub enum Board {
     RaspberryPi5,
     /// An Armbian board name as used in Armbian's download paths.
     Armbian(String),
+    /// A virtual machine booting an Ubuntu cloud image (`board: vm`, with
+    /// `arch` and a `vm:` section).
+    Vm,
 }
 
 impl Board {
@@ -29,6 +32,7 @@ impl Board {
             // Armbian calls the Pi 4 "rpi4b"; it is the same board.
             "rpi4" | "rpi4b" => Ok(Self::RaspberryPi4),
             "rpi5" => Ok(Self::RaspberryPi5),
+            "vm" => Ok(Self::Vm),
             _ => {
                 let ok = !s.is_empty()
                     && s.len() <= 40
@@ -48,6 +52,11 @@ impl Board {
     pub fn is_raspberry_pi(&self) -> bool {
         matches!(self, Self::RaspberryPi4 | Self::RaspberryPi5)
     }
+
+    /// A virtual machine (`board: vm`).
+    pub fn is_vm(&self) -> bool {
+        matches!(self, Self::Vm)
+    }
 }
 
 impl fmt::Display for Board {
@@ -56,11 +65,38 @@ impl fmt::Display for Board {
             Self::RaspberryPi4 => f.write_str("rpi4"),
             Self::RaspberryPi5 => f.write_str("rpi5"),
             Self::Armbian(name) => f.write_str(name),
+            Self::Vm => f.write_str("vm"),
         }
     }
 }
 
 crate::profile::newtype::string_serde!(Board, Board::parse);
+
+/// A node's CPU architecture (`arch`): every board is arm64; a VM may be
+/// either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Amd64,
+    #[default]
+    Arm64,
+}
+
+impl Arch {
+    /// Debian's (and Ubuntu's) name, as in image and package file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Amd64 => "amd64",
+            Self::Arm64 => "arm64",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The distribution and release of a node's base image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -102,5 +138,7 @@ mod tests {
         assert!(Board::parse("Rock 5B").is_err());
         assert_eq!(Board::parse("rpi4b").unwrap(), Board::RaspberryPi4);
         assert!(!Board::parse("rock-5b").unwrap().is_raspberry_pi());
+        assert!(Board::parse("vm").unwrap().is_vm());
+        assert_eq!(Board::Vm.to_string(), "vm");
     }
 }

@@ -18,7 +18,7 @@ use crate::profile::load::Position;
 use crate::profile::locate;
 use crate::profile::named_file::{self, Kind};
 use crate::profile::net::InterfaceName;
-use crate::profile::platform::{Board, OsRelease};
+use crate::profile::platform::{Arch, Board, OsRelease};
 use crate::profile::problem::{Problem, Report};
 use crate::profile::resolved::{
     BaseImage, Cluster, ExtraFile, ImageSource, Netboot, Network, ResolvedNode, Storage, Uplink,
@@ -180,6 +180,9 @@ fn check_defaults(d: &NodeSpec, report: &mut Report) {
     if d.netboot.is_some() {
         report.error(None, "defaults.netboot", msg);
     }
+    if d.vm.as_ref().is_some_and(|v| v.vmid.is_some()) {
+        report.error(None, "defaults.vm.vmid", msg);
+    }
     if let Some(net) = &d.network {
         if net.address.is_some() {
             report.error(None, "defaults.network.address", msg);
@@ -238,12 +241,25 @@ fn resolve_node(
             None
         });
     let board = pick(&spec.board, &defaults.board).cloned();
+    let arch = resolve_arch(board.as_ref(), pick(&spec.arch, &defaults.arch), &mut r);
     let image = match (&board, choice) {
         (None, _) => {
             r.error("board", "no board: set `board` here or in defaults");
             None
         }
-        (Some(b), Some((os, _))) if os != OsRelease::Armbian && !b.is_raspberry_pi() => {
+        (Some(Board::Vm), Some((os @ OsRelease::Armbian, _))) => {
+            r.error(
+                "board",
+                format!(
+                    "{os} publishes no cloud image: a vm node runs an Ubuntu cloud image \
+                     (os: ubuntu-24.04 or ubuntu-26.04)"
+                ),
+            );
+            None
+        }
+        (Some(b), Some((os, _)))
+            if os != OsRelease::Armbian && !b.is_raspberry_pi() && !b.is_vm() =>
+        {
             r.error(
                 "board",
                 format!("{os} images run only on rpi4 or rpi5, not on {b}"),
@@ -251,12 +267,21 @@ fn resolve_node(
             None
         }
         (Some(b), Some((os, ImageChoice::Catalog(name)))) => {
-            choose_catalog(name.as_deref(), os, b, &mut r).map(|source| BaseImage { os, source })
+            choose_catalog(name.as_deref(), os, b, arch, &mut r)
+                .map(|source| BaseImage { os, source })
         }
         (_, Some((os, ImageChoice::Done(source)))) => Some(BaseImage { os, source }),
         (_, None) => None,
     };
-    let network = resolve_network(spec.network.as_ref(), defaults.network.as_ref(), &mut r);
+    let mut network = resolve_network(spec.network.as_ref(), defaults.network.as_ref(), &mut r);
+    let vm = resolve_vm(spec, defaults, board.as_ref(), &mut r);
+    // A VM's seed matches its NIC by MAC, and proxmox.sh gives the NIC
+    // that MAC: one is derived from the hostname when the profile has none.
+    if let (Some(_), Some(net), Some(h)) = (&vm, network.as_mut(), &hostname)
+        && net.mac.is_none()
+    {
+        net.mac = Some(crate::profile::vm::derived_mac(h));
+    }
     let users = resolve_users(
         pick(&spec.users, &defaults.users).map_or(&[][..], Vec::as_slice),
         ctx,
@@ -264,6 +289,12 @@ fn resolve_node(
     );
     let os = image.as_ref().map(|i| i.os);
     let files = resolve_files(spec, defaults, os, &users, ctx, &mut r);
+    if board.as_ref().is_some_and(Board::is_vm) && pick(&spec.wifi, &defaults.wifi).is_some() {
+        r.error(
+            "wifi",
+            "a vm node has no Wi-Fi: its NIC is virtual, on vm.bridge",
+        );
+    }
     let wifi = pick(&spec.wifi, &defaults.wifi).and_then(|w| {
         let password = match &w.password {
             Some(s) => match read_secret(s, "wifi.password", false, ctx, &mut r)? {
@@ -357,10 +388,59 @@ fn resolve_node(
         node_taints: pick(&spec.node_taints, &defaults.node_taints)
             .cloned()
             .unwrap_or_default(),
+        arch,
+        vm,
     };
     let file_specs = pick(&spec.files, &defaults.files).map_or(&[][..], Vec::as_slice);
     check_file_paths(&node, file_specs, &mut r);
     Some(node)
+}
+
+/// A node's architecture: every board is arm64; a VM is amd64 unless the
+/// profile says arm64.
+fn resolve_arch(board: Option<&Board>, given: Option<&Arch>, r: &mut NodeReport<'_>) -> Arch {
+    match (board, given) {
+        (Some(Board::Vm), None) => Arch::Amd64,
+        (Some(b), Some(&Arch::Amd64)) if !b.is_vm() => {
+            r.error(
+                "arch",
+                format!("{b} is an arm64 board; only a vm node can be amd64"),
+            );
+            Arch::Arm64
+        }
+        (_, given) => given.copied().unwrap_or_default(),
+    }
+}
+
+/// `vm:` (merged over the defaults') for a vm node; refused on a board.
+fn resolve_vm(
+    spec: &NodeSpec,
+    defaults: &NodeSpec,
+    board: Option<&Board>,
+    r: &mut NodeReport<'_>,
+) -> Option<crate::profile::vm::Vm> {
+    let merged = crate::profile::vm::merge(spec.vm.as_ref(), defaults.vm.as_ref());
+    match board {
+        Some(Board::Vm) => match crate::profile::vm::resolve(merged.as_ref()) {
+            Ok(vm) => Some(vm),
+            Err(problems) => {
+                for (field, why) in problems {
+                    r.error(field, why);
+                }
+                None
+            }
+        },
+        Some(b) => {
+            if spec.vm.is_some() {
+                r.error(
+                    "vm",
+                    format!("`vm` is for `board: vm` nodes; this node is a {b}"),
+                );
+            }
+            None
+        }
+        None => None,
+    }
 }
 
 /// Only a Raspberry Pi 4/5 boots from the network this way (its EEPROM
@@ -499,16 +579,22 @@ fn choose_catalog(
     name: Option<&str>,
     os: OsRelease,
     board: &Board,
+    arch: Arch,
     r: &mut NodeReport<'_>,
 ) -> Option<ImageSource> {
     use crate::source::catalog;
     let Some(name) = name else {
-        let found = catalog::default_for(os, board);
+        let found = catalog::default_for(os, board, arch);
         if found.is_none() {
+            let what = if board.is_vm() {
+                format!("{board} ({arch})")
+            } else {
+                board.to_string()
+            };
             r.error(
                 "image",
                 format!(
-                    "the catalog has no {os} image for {board}: set image.url \
+                    "the catalog has no {os} image for {what}: set image.url \
                      (with image.sha256) or image.path"
                 ),
             );
@@ -533,6 +619,10 @@ fn choose_catalog(
         Some(e) if !e.supports(board) => r.error(
             "image.catalog",
             format!("{name} is for {}, not {board}", e.boards.join(", ")),
+        ),
+        Some(e) if e.arch != arch => r.error(
+            "image.catalog",
+            format!("{name} is an {} image, but the node is {arch}", e.arch),
         ),
         Some(entry) => {
             return Some(ImageSource::Catalog { entry, named: true });

@@ -63,6 +63,10 @@ pub struct ResolvedNode {
     /// k3s node labels and taints (empty without `k3s:`).
     pub node_labels: Vec<crate::profile::k3s::NodeLabel>,
     pub node_taints: Vec<crate::profile::k3s::NodeTaint>,
+    /// The CPU architecture (arm64 unless a VM says amd64).
+    pub arch: crate::profile::platform::Arch,
+    /// A VM's settings (`board: vm`); `None` for a board.
+    pub vm: Option<crate::profile::vm::Vm>,
 }
 
 /// How a netbooted node is found and where its root disk is served from.

@@ -39,6 +39,7 @@ pub fn cross_node(nodes: &[ResolvedNode], hostname_at: &[Option<Position>], repo
     let mut addresses: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
     let mut macs = BTreeMap::new();
     let mut serials = BTreeMap::new();
+    let mut vmids = BTreeMap::new();
     for (i, n) in nodes.iter().enumerate() {
         let name = n.hostname.as_str();
         if let Some(first) = hostnames.get(name).copied() {
@@ -77,6 +78,15 @@ pub fn cross_node(nodes: &[ResolvedNode], hostname_at: &[Option<Position>], repo
                 Some(name),
                 "netboot.serial",
                 format!("serial {serial} is also node {other}'s"),
+            );
+        }
+        if let Some(id) = n.vm.as_ref().and_then(|vm| vm.vmid)
+            && let Some(other) = vmids.insert(id, name)
+        {
+            report.error(
+                Some(name),
+                "vm.vmid",
+                format!("VM id {id} is also node {other}'s"),
             );
         }
         let uplink_mac = match &n.network.uplink {

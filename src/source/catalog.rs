@@ -4,7 +4,7 @@
 //! URL patterns and checksum/signature formats: shared/reference/targets.md
 //! §1.1 (Ubuntu) and §2.1 (Armbian).
 
-use crate::profile::platform::{Board, OsRelease};
+use crate::profile::platform::{Arch, Board, OsRelease};
 
 /// Whose signing keys vouch for an entry (see `keys/README.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct CatalogEntry {
     pub os: OsRelease,
     /// Board names as the profile spells them.
     pub boards: &'static [&'static str],
+    /// The architecture the image is built for.
+    pub arch: Arch,
     pub publisher: Publisher,
     pub locator: Locator,
     pub description: &'static str,
@@ -46,6 +48,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         name: "ubuntu-26.04-raspi",
         os: OsRelease::Ubuntu2604,
         boards: &["rpi4", "rpi5"],
+        arch: Arch::Arm64,
         publisher: Publisher::Ubuntu,
         locator: Locator::UbuntuRelease {
             dir: "https://cdimage.ubuntu.com/releases/26.04/release/",
@@ -57,6 +60,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         name: "ubuntu-24.04-raspi",
         os: OsRelease::Ubuntu2404,
         boards: &["rpi4", "rpi5"],
+        arch: Arch::Arm64,
         publisher: Publisher::Ubuntu,
         locator: Locator::UbuntuRelease {
             dir: "https://cdimage.ubuntu.com/releases/24.04/release/",
@@ -69,6 +73,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         os: OsRelease::Ubuntu2204,
         // Ubuntu supports the Pi 5 from 23.10 on.
         boards: &["rpi4"],
+        arch: Arch::Arm64,
         publisher: Publisher::Ubuntu,
         locator: Locator::UbuntuRelease {
             dir: "https://cdimage.ubuntu.com/releases/22.04/release/",
@@ -82,6 +87,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         // Armbian's rpi4b image is built for the whole bcm2711 family and
         // boots the Pi 5 too.
         boards: &["rpi4", "rpi5"],
+        arch: Arch::Arm64,
         publisher: Publisher::Armbian,
         locator: Locator::ArmbianLatest {
             link: "https://dl.armbian.com/rpi4b/Noble_current_minimal",
@@ -92,6 +98,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         name: "armbian-rock-5b",
         os: OsRelease::Armbian,
         boards: &["rock-5b"],
+        arch: Arch::Arm64,
         publisher: Publisher::Armbian,
         locator: Locator::ArmbianLatest {
             link: "https://dl.armbian.com/rock-5b/Noble_current_minimal",
@@ -102,6 +109,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         name: "armbian-orangepi5",
         os: OsRelease::Armbian,
         boards: &["orangepi5"],
+        arch: Arch::Arm64,
         publisher: Publisher::Armbian,
         locator: Locator::ArmbianLatest {
             link: "https://dl.armbian.com/orangepi5/Noble_current_minimal",
@@ -115,9 +123,12 @@ pub fn find(name: &str) -> Option<&'static CatalogEntry> {
     CATALOG.iter().find(|e| e.name == name)
 }
 
-/// The default entry for a node: the first for its OS and board.
-pub fn default_for(os: OsRelease, board: &Board) -> Option<&'static CatalogEntry> {
-    CATALOG.iter().find(|e| e.os == os && e.supports(board))
+/// The default entry for a node: the first for its OS, board and
+/// architecture.
+pub fn default_for(os: OsRelease, board: &Board, arch: Arch) -> Option<&'static CatalogEntry> {
+    CATALOG
+        .iter()
+        .find(|e| e.os == os && e.arch == arch && e.supports(board))
 }
 
 /// All names, for error messages.
@@ -180,21 +191,29 @@ mod tests {
         let rock = Board::parse("rock-5b").unwrap();
         let odroid = Board::parse("odroidn2").unwrap();
         assert_eq!(
-            default_for(OsRelease::Ubuntu2404, &rpi5).unwrap().name,
+            default_for(OsRelease::Ubuntu2404, &rpi5, Arch::Arm64)
+                .unwrap()
+                .name,
             "ubuntu-24.04-raspi"
         );
-        assert!(default_for(OsRelease::Ubuntu2204, &rpi5).is_none());
+        assert!(default_for(OsRelease::Ubuntu2204, &rpi5, Arch::Arm64).is_none());
         assert_eq!(
-            default_for(OsRelease::Armbian, &rock).unwrap().name,
+            default_for(OsRelease::Armbian, &rock, Arch::Arm64)
+                .unwrap()
+                .name,
             "armbian-rock-5b"
         );
         assert_eq!(
-            default_for(OsRelease::Armbian, &Board::parse("rpi4b").unwrap())
-                .unwrap()
-                .name,
+            default_for(
+                OsRelease::Armbian,
+                &Board::parse("rpi4b").unwrap(),
+                Arch::Arm64
+            )
+            .unwrap()
+            .name,
             "armbian-rpi4b"
         );
-        assert!(default_for(OsRelease::Armbian, &odroid).is_none());
+        assert!(default_for(OsRelease::Armbian, &odroid, Arch::Arm64).is_none());
     }
 
     #[test]
