@@ -74,6 +74,13 @@ pub struct BuildArgs {
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ImageFormat::Raw)]
     pub format: ImageFormat,
 
+    /// Write only OUT/NODE-cidata.img per node: a small FAT disk labelled
+    /// CIDATA with the node's cloud-init seed (what the build writes into
+    /// the image travels in its user-data), to attach to a stock cloud
+    /// image; no base image is read
+    #[arg(long, conflicts_with_all = ["dry_run", "sha256", "compress", "format"])]
+    pub seed_only: bool,
+
     /// Nodes built at the same time (default: the number of CPUs)
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
