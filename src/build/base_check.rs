@@ -195,6 +195,20 @@ fn os_mismatch(node: &ResolvedNode, facts: &BaseFacts) -> Option<String> {
         );
         return Some(format!("{it}: {fix}"));
     }
+    if let Some(arch) = facts.arch.filter(|a| *a != node.arch) {
+        return Some(format!(
+            "{} is an {arch} image, but node {} is {}: use an {} image{}",
+            facts.image.display(),
+            node.hostname,
+            node.arch,
+            node.arch,
+            if node.board.is_vm() {
+                format!(" or set `arch: {arch}` for this node")
+            } else {
+                String::new()
+            }
+        ));
+    }
     if node.board.is_vm() {
         if facts.layout.kind != LayoutKind::UbuntuCloud {
             return Some(format!(

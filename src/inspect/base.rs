@@ -40,6 +40,9 @@ pub struct BaseFacts {
     /// `current/cmdline.txt` in Ubuntu 26.04's A/B layout), if any.
     pub cmdline: Option<&'static str>,
     pub accounts: AccountFiles,
+    /// The CPU architecture of the image's programs (from the ELF header
+    /// of `/usr/bin/env`), when it can tell.
+    pub arch: Option<crate::profile::platform::Arch>,
 }
 
 impl BaseFacts {
@@ -73,6 +76,7 @@ impl BaseFacts {
                     .find(|p| fat.exists(p))
             }
         };
+        let arch = elf_arch(&root).with_context(|| in_root("/usr/bin/env"))?;
         Ok(BaseFacts {
             image: image.path().to_owned(),
             layout,
@@ -81,6 +85,7 @@ impl BaseFacts {
             ntp,
             cmdline,
             accounts,
+            arch,
         })
     }
 
@@ -171,4 +176,24 @@ fn small_text(fs: &Filesystem, path: &str) -> Result<Option<String>> {
         }
     }
     bail!("{path}: too many symbolic links")
+}
+
+/// The architecture `/usr/bin/env` (coreutils, in every image) is built
+/// for: the ELF header's `e_machine` (x86-64 62, AArch64 183). `None`
+/// when there is no such file or it is not a 64-bit little-endian ELF of
+/// either.
+fn elf_arch(root: &Filesystem) -> Result<Option<crate::profile::platform::Arch>> {
+    use crate::profile::platform::Arch;
+    // coreutils' env is tens of KiB; a damaged inode cannot make us read more.
+    let Some(elf) = root.read_bounded_if_exists("/usr/bin/env", 4 << 20)? else {
+        return Ok(None);
+    };
+    if elf.len() < 20 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
+        return Ok(None);
+    }
+    Ok(match u16::from_le_bytes([elf[18], elf[19]]) {
+        62 => Some(Arch::Amd64),
+        183 => Some(Arch::Arm64),
+        _ => None,
+    })
 }

@@ -312,3 +312,44 @@ fn a_vm_node_on_a_raspberry_pi_image_is_refused_naming_the_cloud_image() {
     );
     assert!(!out.join("vm1.img").exists());
 }
+
+#[test]
+fn an_image_built_for_another_architecture_is_refused_naming_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = crate::util::copy_fixture("ubuntu-cloud.img", tmp.path());
+    // An AArch64 ELF header as /usr/bin/env (e_machine 183 at byte 18).
+    let mut elf = vec![0u8; 64];
+    elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    elf[18..20].copy_from_slice(&183u16.to_le_bytes());
+    let env = tmp.path().join("env");
+    std::fs::write(&env, &elf).unwrap();
+    let at = crate::util::our_partition(&base, 1).0;
+    let fs = format!("{}?offset={at}", base.display());
+    run_ok(
+        Command::new("debugfs")
+            .args(["-w", "-R", "rm /usr/bin/env"])
+            .arg(&fs),
+    );
+    run_ok(
+        Command::new("debugfs")
+            .args(["-w", "-R"])
+            .arg(format!("write {} /usr/bin/env", env.display()))
+            .arg(&fs),
+    );
+    let p = vm_profile(tmp.path(), &base, "1GiB");
+    let out = tmp.path().join("out");
+    let o = bin()
+        .arg("--profile")
+        .arg(&p)
+        .args(["build", "--node", "vm1", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_fails(&o, 1, &["is an arm64 image", "vm1 is amd64", "arch: arm64"]);
+    assert!(!out.join("vm1.img").exists());
+    // Said to be arm64, the same node builds.
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("  board: vm\n", "  board: vm\n  arch: arm64\n");
+    std::fs::write(&p, text).unwrap();
+    build_ok(&p, &["--node", "vm1", "--out", out.to_str().unwrap()]);
+}
