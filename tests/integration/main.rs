@@ -67,3 +67,4 @@ mod secrets_kept;
 mod status_cmd;
 mod status_serve;
 mod util;
+mod vm_check;
