@@ -68,3 +68,4 @@ mod status_cmd;
 mod status_serve;
 mod util;
 mod vm_check;
+mod vm_proxmox;
