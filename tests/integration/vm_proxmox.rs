@@ -18,7 +18,8 @@ const HASH: &str = "$6$rounds=4096$saltsalt$Wnq5yF0zQ2uVY0jBfD8p1m1dXGZ9X1Q7k6lq
 
 /// A Pi and four VMs: vm1 with an id and per-node settings, vm2 with the
 /// defaults only (derived MAC, next free id), vm3 with its own MAC and
-/// bridge, vm4 arm64 (left out). `image` is each node's image.path.
+/// bridge, vm4 arm64 (left out). `image` is the VMs' image.path (the
+/// cloud-image fixture), the Pi's is the raspi fixture.
 fn profile(image: &Path) -> String {
     format!(
         "\
@@ -32,10 +33,11 @@ defaults:
     - name: alice
       password_hash: \"{HASH}\"
       ssh_keys: [\"{KEY}\"]
-  vm: {{memory: 8GiB, bridge: vmbr1}}
+  vm: {{memory: 8GiB, bridge: vmbr1, disk_size: 2GiB}}
 nodes:
   - hostname: pi1
     board: rpi4
+    image: {{os: ubuntu-24.04, path: {raspi}}}
     network: {{address: 192.168.1.11/24}}
   - hostname: vm1
     network: {{address: 192.168.1.21/24}}
@@ -49,7 +51,8 @@ nodes:
     arch: arm64
     network: {{address: 192.168.1.24/24}}
 ",
-        img = image.display()
+        img = image.display(),
+        raspi = fixture("ubuntu-raspi.img").display()
     )
 }
 
@@ -246,7 +249,7 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn the_proxmox_script_passes_shellcheck_and_bash_n_and_holds_no_secret() {
     let dir = tempdir();
-    let script = script_in(dir.path(), &profile(&fixture("ubuntu-raspi.img")));
+    let script = script_in(dir.path(), &profile(&fixture("ubuntu-cloud.img")));
     let s = script.to_str().expect("utf-8");
     let o = Command::new("bash").args(["-n", s]).output().expect("bash");
     assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
@@ -272,7 +275,7 @@ fn the_proxmox_script_passes_shellcheck_and_bash_n_and_holds_no_secret() {
 #[test]
 fn a_real_run_gives_each_amd64_vm_its_exact_qm_create() {
     let dir = tempdir();
-    let script = script_in(dir.path(), &profile(&fixture("ubuntu-raspi.img")));
+    let script = script_in(dir.path(), &profile(&fixture("ubuntu-cloud.img")));
     let (o, calls) = run(&script, &[], &[], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(creates(&calls), expected("local-lvm", dir.path()));
@@ -297,7 +300,7 @@ fn a_real_run_gives_each_amd64_vm_its_exact_qm_create() {
 #[test]
 fn storage_and_image_dir_come_from_the_environment() {
     let dir = tempdir();
-    let script = script_in(dir.path(), &profile(&fixture("ubuntu-raspi.img")));
+    let script = script_in(dir.path(), &profile(&fixture("ubuntu-cloud.img")));
     let moved = dir.path().join("images");
     std::fs::rename(dir.path().join("out"), &moved).expect("move images");
     let script = moved.join(script.file_name().expect("name"));
@@ -329,7 +332,7 @@ fn canonical(p: &Path) -> String {
 #[test]
 fn a_dry_run_prints_the_same_commands_and_creates_nothing() {
     let dir = tempdir();
-    let script = script_in(dir.path(), &profile(&fixture("ubuntu-raspi.img")));
+    let script = script_in(dir.path(), &profile(&fixture("ubuntu-cloud.img")));
     let (o, calls) = run(&script, &["--dry-run"], &[], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(creates(&calls).is_empty(), "{calls:?}");
@@ -347,7 +350,7 @@ fn a_dry_run_prints_the_same_commands_and_creates_nothing() {
 #[test]
 fn an_existing_vmid_name_or_a_missing_image_creates_nothing() {
     let dir = tempdir();
-    let script = script_in(dir.path(), &profile(&fixture("ubuntu-raspi.img")));
+    let script = script_in(dir.path(), &profile(&fixture("ubuntu-cloud.img")));
     // vm1's id exists on this host.
     let (o, calls) = run(&script, &[], &[("FAKE_IDS", "100 201")], dir.path());
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -386,7 +389,7 @@ fn an_existing_vmid_name_or_a_missing_image_creates_nothing() {
 #[test]
 fn unknown_nodes_options_and_storages_are_refused_by_name() {
     let dir = tempdir();
-    let script = script_in(dir.path(), &profile(&fixture("ubuntu-raspi.img")));
+    let script = script_in(dir.path(), &profile(&fixture("ubuntu-cloud.img")));
     for (args, env, needle) in [
         (
             &["vm4"][..],
@@ -412,7 +415,7 @@ fn unknown_nodes_options_and_storages_are_refused_by_name() {
 #[test]
 fn build_writes_proxmox_sh_only_for_a_profile_with_vm_nodes() {
     let dir = tempdir();
-    let img = fixture("ubuntu-raspi.img");
+    let img = fixture("ubuntu-cloud.img");
     let with_vms = dir.path().join("vms.yaml");
     std::fs::write(&with_vms, profile(&img)).expect("write");
     let out = dir.path().join("out");
@@ -424,9 +427,10 @@ fn build_writes_proxmox_sh_only_for_a_profile_with_vm_nodes() {
     assert_eq!(written, std::fs::read_to_string(again).expect("read"));
     // A profile of boards only: no proxmox.sh, and the old one is gone.
     let pis = dir.path().join("pis.yaml");
-    let text = profile(&img).replace("  board: vm\n", "  board: rpi4\n");
-    let text = text[..text.find("  - hostname: vm1").expect("vm1")].to_owned();
-    let text = text.replace("  vm: {memory: 8GiB, bridge: vmbr1}\n", "");
+    let text = profile(&img);
+    let text = text[..text.find("  - hostname: vm1").expect("vm1")]
+        .replace("  board: vm\n", "  board: rpi4\n")
+        .replace("  vm: {memory: 8GiB, bridge: vmbr1, disk_size: 2GiB}\n", "");
     std::fs::write(&pis, text).expect("write");
     let stdout = build_ok(&pis, &["--node", "pi1", "--out", o]);
     assert!(!stdout.contains("proxmox.sh"), "{stdout}");
