@@ -95,6 +95,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         if let Some(k) = &built.kubeconfig {
             writeln!(stdout, "kubeconfig   {}", k.display()).context("writing to stdout")?;
         }
+        if let Some(p) = &built.proxmox {
+            writeln!(stdout, "proxmox.sh   {}", p.display()).context("writing to stdout")?;
+        }
     }
     if !global.quiet {
         eprint!("{}", next_hint(&cluster, &names, &args.out));
@@ -141,7 +144,7 @@ fn next_hint(
     out: &std::path::Path,
 ) -> String {
     let built: Vec<_> = names.iter().filter_map(|n| cluster.node(n)).collect();
-    let card = built.iter().find(|n| n.netboot.is_none());
+    let card = built.iter().find(|n| n.netboot.is_none() && n.vm.is_none());
     let netboot = built.iter().any(|n| n.netboot.is_some());
     let out_arg = if out == std::path::Path::new("out") {
         String::new()
@@ -159,6 +162,12 @@ fn next_hint(
         steps.push((
             format!("homelab-image serve{out_arg}"),
             "netboot the netboot: nodes",
+        ));
+    }
+    if built.iter().any(|n| n.vm.is_some()) {
+        steps.push((
+            format!("bash {}", out.join("proxmox.sh").display()),
+            "on the Proxmox VE host, with the output copied there (docs/VMS.md)",
         ));
     }
     steps.push((

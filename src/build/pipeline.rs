@@ -55,6 +55,8 @@ pub struct Built {
     pub known_hosts: PathBuf,
     /// `OUT/kubeconfig`, for a k3s cluster.
     pub kubeconfig: Option<PathBuf>,
+    /// `OUT/proxmox.sh`, for a cluster with vm nodes.
+    pub proxmox: Option<PathBuf>,
 }
 
 /// Notices for the user, one line each, no prefix.
@@ -168,10 +170,12 @@ pub fn execute(
     let nodes = super::run(&prepared.plan, jobs, extras, progress, stop)?;
     let known_hosts = write_known_hosts(prepared, cluster)?;
     let kubeconfig = write_kubeconfig(prepared)?;
+    let proxmox = write_proxmox_script(prepared, cluster)?;
     Ok(Built {
         nodes,
         known_hosts,
         kubeconfig,
+        proxmox,
     })
 }
 
@@ -199,6 +203,30 @@ pub fn write_kubeconfig(prepared: &Prepared) -> Result<Option<PathBuf>> {
     partial.write(&path, k3s.kubeconfig.as_bytes())?;
     partial.commit()?;
     Ok(Some(path))
+}
+
+/// Writes `OUT/proxmox.sh` (every vm node of the cluster, like
+/// known_hosts) whole or not at all, or removes an older one when the
+/// cluster has no vm node; the caller holds the output directory's lock.
+/// It holds no secret; 0600 like every output.
+pub fn write_proxmox_script(prepared: &Prepared, cluster: &Cluster) -> Result<Option<PathBuf>> {
+    let path = prepared
+        .plan
+        .out_dir
+        .join(crate::render::proxmox::FILE_NAME);
+    let mut partial = output::Partial::new();
+    let written = match crate::render::proxmox::script(cluster) {
+        Some(text) => {
+            partial.write(&path, text.as_bytes())?;
+            Some(path)
+        }
+        None => {
+            partial.remove_on_commit(&path);
+            None
+        }
+    };
+    partial.commit()?;
+    Ok(written)
 }
 
 /// The k3s files of `node`: fetched for a real build, looked up otherwise.

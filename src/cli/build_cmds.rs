@@ -23,9 +23,10 @@ pub enum ImageFormat {
 #[command(after_help = "\
 Writes OUT/NODE.img, NODE.img.bmap (for `flash` or bmaptool copy; SHA-256
 per range) and OUT/known_hosts; NODE.img.sha256 with --sha256, NODE.qcow2
-with --format qcow2. A `board: vm` node's image is grown to its
-vm.disk_size; --seed-only writes OUT/NODE-cidata.img instead (docs/VMS.md).
-Files are written under hidden .partial names and
+with --format qcow2; OUT/proxmox.sh for a profile with `board: vm` nodes
+(`qm create` for each, run on the Proxmox host). A vm node's image is grown
+to its vm.disk_size; --seed-only writes OUT/NODE-cidata.img instead
+(docs/VMS.md). Files are written under hidden .partial names and
 renamed into place at the end; on
 any error, Ctrl-C, SIGTERM, SIGHUP or SIGQUIT they are removed and an
 existing good image is left as it was. One build at a time per OUT directory

@@ -170,6 +170,12 @@ impl MacAddr {
         Ok(Self(out))
     }
 
+    /// A group address (the I/G bit of the first octet set): never a NIC's
+    /// own.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+
     /// The address a DHCP request's chaddr carries.
     pub fn from_octets(octets: [u8; 6]) -> Self {
         Self(octets)

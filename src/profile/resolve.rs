@@ -275,6 +275,19 @@ fn resolve_node(
     };
     let mut network = resolve_network(spec.network.as_ref(), defaults.network.as_ref(), &mut r);
     let vm = resolve_vm(spec, defaults, board.as_ref(), &mut r);
+    // The hypervisor gives the NIC this MAC: Proxmox and libvirt refuse a
+    // group address.
+    if let (Some(_), Some(mac)) = (&vm, network.as_ref().and_then(|n| n.mac))
+        && mac.is_multicast()
+    {
+        r.error(
+            "network.mac",
+            format!(
+                "{mac} is a multicast address: a VM's NIC needs a unicast one \
+                 (an even first octet), like 52:54:00:12:34:56"
+            ),
+        );
+    }
     // A VM's seed matches its NIC by MAC, and proxmox.sh gives the NIC
     // that MAC: one is derived from the hostname when the profile has none.
     if let (Some(_), Some(net), Some(h)) = (&vm, network.as_mut(), &hostname)

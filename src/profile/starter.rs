@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use crate::profile::hostname::Hostname;
 use crate::profile::ident::{CountryCode, UserName};
 use crate::profile::net::{Ipv4Cidr, MacAddr};
+use crate::profile::platform::Arch;
 use crate::profile::platform::{Board, OsRelease};
 use crate::profile::ssh::SshPublicKey;
 use crate::render::yaml::to_yaml;
@@ -195,7 +196,16 @@ fn image_lines(s: &Starter) -> String {
                 + &format!("    path: {}\n", scalar(path))
         }
     };
-    format!("  image:\n{image}{board}")
+    // A vm is amd64 unless it says otherwise: an arm64 cloud image names
+    // its architecture, or the node would not match its own catalog entry.
+    let arch = match &s.image {
+        StarterImage::Catalog(e) if s.board.is_vm() && e.arch != Arch::Amd64 => commented(
+            &format!("  arch: {}", e.arch),
+            "the catalog image's architecture",
+        ),
+        _ => String::new(),
+    };
+    format!("  image:\n{image}{board}{arch}")
 }
 
 /// The `wifi:` section of `defaults`, empty without Wi-Fi.
@@ -349,6 +359,32 @@ eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0
             "nothing-detected.yaml",
             &starter_profile(&Detected::default()),
         );
+    }
+
+    /// An arm64 cloud image's starter says `arch: arm64` (a vm is amd64
+    /// otherwise, and would not match its own catalog entry).
+    #[test]
+    fn an_arm64_vm_catalog_image_writes_its_arch() {
+        static ARM_CLOUD: CatalogEntry = CatalogEntry {
+            name: "test-cloud-arm64",
+            os: crate::profile::platform::OsRelease::Ubuntu2404,
+            boards: &["vm"],
+            arch: Arch::Arm64,
+            publisher: crate::source::catalog::Publisher::Ubuntu,
+            locator: crate::source::catalog::Locator::UbuntuRelease {
+                dir: "https://example.net/",
+                series: "24.04",
+            },
+            description: "test",
+        };
+        let d = Detected::default();
+        let mut s = Starter::detected(&d);
+        s.image = StarterImage::Catalog(&ARM_CLOUD);
+        s.board = Board::Vm;
+        let text = render(&d, &s);
+        assert!(text.contains("\n  arch: arm64"), "{text}");
+        s.board = Board::RaspberryPi4;
+        assert!(!render(&d, &s).contains("arch:"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -23,14 +23,17 @@ pub struct VmSpec {
     /// Guest memory, like `4GiB` or `2048MiB`.
     pub memory: Option<MemSize>,
     /// Virtual CPU cores.
+    #[serde(default, deserialize_with = "cores_field")]
     pub cores: Option<u16>,
     /// The size the image file is grown to; cloud-init grows the root
     /// partition and file system into it on the first boot.
     pub disk_size: Option<DiskSize>,
     /// The host bridge the NIC is attached to.
+    #[serde(default, deserialize_with = "bridge_field")]
     pub bridge: Option<InterfaceName>,
     /// The Proxmox VM id; without it `proxmox.sh` asks Proxmox for the
     /// next free one.
+    #[serde(default, deserialize_with = "vmid_field")]
     pub vmid: Option<u32>,
 }
 
@@ -114,6 +117,102 @@ impl fmt::Display for MemSize {
 
 crate::profile::newtype::string_serde!(MemSize, MemSize::parse);
 
+/// `cores` as written: a whole number within [`Vm::CORES`]. Read as text
+/// so that `-1` or `two` get this message, not the YAML reader's.
+fn cores_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let cores = match whole_number(&raw) {
+        Some(n) => check_cores(n),
+        None => Err(format!(
+            "{raw:?} is not a number of cores: a VM has {} to {}",
+            Vm::CORES.start(),
+            Vm::CORES.end()
+        )),
+    };
+    cores.map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `vmid` as written: a whole number within [`Vm::VMIDS`].
+fn vmid_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let id = match whole_number(&raw) {
+        Some(n) => check_vmid(n),
+        None => Err(vmid_refusal(&format!("{raw:?}"))),
+    };
+    id.map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `bridge` as written: an interface name Proxmox takes as a bridge.
+fn bridge_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<InterfaceName>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let name = InterfaceName::parse(&raw).map_err(serde::de::Error::custom)?;
+    check_bridge(&name).map_err(serde::de::Error::custom)?;
+    Ok(Some(name))
+}
+
+/// Digits only (no sign, no fraction), within u64.
+fn whole_number(raw: &str) -> Option<u64> {
+    let t = raw.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
+}
+
+fn check_cores(n: u64) -> Result<u16, String> {
+    u16::try_from(n)
+        .ok()
+        .filter(|c| Vm::CORES.contains(c))
+        .ok_or_else(|| {
+            format!(
+                "{n} cores: a VM has {} to {}",
+                Vm::CORES.start(),
+                Vm::CORES.end()
+            )
+        })
+}
+
+fn check_vmid(n: u64) -> Result<u32, String> {
+    u32::try_from(n)
+        .ok()
+        .filter(|id| Vm::VMIDS.contains(id))
+        .ok_or_else(|| vmid_refusal(&n.to_string()))
+}
+
+fn vmid_refusal(what: &str) -> String {
+    format!(
+        "{what} is not a Proxmox VM id: ids run from {} to {} (Proxmox keeps 0-99 \
+         for itself)",
+        Vm::VMIDS.start(),
+        Vm::VMIDS.end()
+    )
+}
+
+/// Proxmox takes a bridge name of letters, digits, `-`, `_` and `.` only
+/// (its `pve-bridge-id` format); anything else, a `,` or `=` above all,
+/// would also change the meaning of the `--net0` option proxmox.sh writes.
+fn check_bridge(name: &InterfaceName) -> Result<(), String> {
+    let ok = name
+        .as_str()
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not a bridge name Proxmox accepts: letters, digits, '-', '_' \
+             and '.' only, like vmbr0",
+            name.as_str()
+        ))
+    }
+}
+
 /// The node's `vm:` merged over the defaults' (field by field).
 pub fn merge(node: Option<&VmSpec>, defaults: Option<&VmSpec>) -> Option<VmSpec> {
     match (node, defaults) {
@@ -136,26 +235,16 @@ pub fn resolve(spec: Option<&VmSpec>) -> Result<Vm, Vec<(&'static str, String)>>
     let spec = spec.unwrap_or(&empty);
     let mut problems = Vec::new();
     let cores = spec.cores.unwrap_or(Vm::DEFAULT_CORES);
-    if !Vm::CORES.contains(&cores) {
-        problems.push((
-            "vm.cores",
-            format!(
-                "{cores} cores: a VM has {} to {}",
-                Vm::CORES.start(),
-                Vm::CORES.end()
-            ),
-        ));
+    // The YAML reader applies the same checks; a spec built in code may not
+    // have been through it.
+    if let Err(why) = check_cores(u64::from(cores)) {
+        problems.push(("vm.cores", why));
     }
-    if let Some(id) = spec.vmid.filter(|id| !Vm::VMIDS.contains(id)) {
-        problems.push((
-            "vm.vmid",
-            format!(
-                "{id} is not a Proxmox VM id: ids run from {} to {} (Proxmox keeps 0-99 \
-                 for itself)",
-                Vm::VMIDS.start(),
-                Vm::VMIDS.end()
-            ),
-        ));
+    if let Some(Err(why)) = spec.vmid.map(|id| check_vmid(u64::from(id))) {
+        problems.push(("vm.vmid", why));
+    }
+    if let Some(Err(why)) = spec.bridge.as_ref().map(check_bridge) {
+        problems.push(("vm.bridge", why));
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -231,6 +320,33 @@ mod tests {
         let fields: Vec<_> = problems.iter().map(|p| p.0).collect();
         assert_eq!(fields, ["vm.cores", "vm.vmid"]);
         assert!(problems[1].1.contains("42 is not a Proxmox VM id"));
+    }
+
+    #[test]
+    fn a_bridge_proxmox_would_refuse_is_named() {
+        let spec = VmSpec {
+            bridge: Some(InterfaceName::parse("br0,tag=5").unwrap()),
+            ..VmSpec::default()
+        };
+        let problems = resolve(Some(&spec)).unwrap_err();
+        assert_eq!(problems[0].0, "vm.bridge");
+        assert!(
+            problems[0].1.contains("Proxmox accepts"),
+            "{}",
+            problems[0].1
+        );
+        assert!(check_bridge(&InterfaceName::parse("vmbr0.20").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn counts_are_whole_numbers_within_range() {
+        assert_eq!(whole_number(" 42 "), Some(42));
+        for bad in ["-1", "2.5", "", "two", "99999999999999999999999"] {
+            assert_eq!(whole_number(bad), None, "{bad}");
+        }
+        assert_eq!(check_cores(512), Ok(512));
+        assert!(check_cores(70_000).unwrap_err().starts_with("70000 cores"));
+        assert!(check_vmid(u64::MAX).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod k3s;
 pub mod microcloud;
 pub mod netboot;
 pub mod netplan;
+pub mod proxmox;
 pub mod quirks;
 pub mod redact;
 pub mod reserved;

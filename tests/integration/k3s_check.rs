@@ -44,7 +44,7 @@ fn at(text: &str, needle: &str, nth: usize) -> String {
 
 /// Runs `check` on `text` and asserts it fails with one line that starts
 /// at `needle`'s position and holds every fragment.
-fn refused_at(text: &str, needle: &str, nth: usize, fragments: &[&str]) {
+pub(crate) fn refused_at(text: &str, needle: &str, nth: usize, fragments: &[&str]) {
     let dir = tempdir();
     let path = write(dir.path(), text);
     let out = bin()

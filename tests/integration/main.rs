@@ -68,3 +68,5 @@ mod secrets_kept;
 mod status_cmd;
 mod status_serve;
 mod util;
+mod vm_check;
+mod vm_proxmox;

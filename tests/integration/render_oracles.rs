@@ -80,7 +80,7 @@ fn every_user_data_passes_cloud_init_schema() {
     let trees = Trees::new();
     let mut checked = 0;
     for (label, root) in trees.nodes() {
-        let ud = root.join("boot/user-data");
+        let ud = seed(&root, "user-data");
         if !ud.exists() {
             continue; // Armbian: no cloud-init
         }
@@ -109,7 +109,7 @@ fn every_network_config_passes_netplan_generate() {
     let mut checked = 0;
     for (label, root) in trees.nodes() {
         let candidates = [
-            root.join("boot/network-config"),
+            seed(&root, "network-config"),
             root.join("root/etc/netplan/30-homelab.yaml"),
         ];
         for src in candidates.iter().filter(|p| p.exists()) {
@@ -192,6 +192,17 @@ fn the_script_passes_bash_n_and_shellcheck() {
     }
 }
 
+/// A seed file of a rendered tree: on the boot FAT, or in the root file
+/// system's NoCloud seed directory (a vm node's cloud image).
+fn seed(root: &Path, name: &str) -> PathBuf {
+    let boot = root.join("boot").join(name);
+    if boot.exists() {
+        boot
+    } else {
+        root.join("root/var/lib/cloud/seed/nocloud").join(name)
+    }
+}
+
 /// PyYAML's view of a YAML file, as JSON.
 fn pyyaml(path: &Path) -> serde_json::Value {
     let code = "import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1], encoding='utf-8'))))";
@@ -219,19 +230,14 @@ fn pyyaml_reads_back_exactly_the_intended_values() {
                 let ud =
                     serde_json::to_value(user_data(node, &r.state, &quirks).expect("user-data"))
                         .expect("json");
+                assert_eq!(pyyaml(&seed(&root, "user-data")), ud, "{}", node.hostname);
                 assert_eq!(
-                    pyyaml(&root.join("boot/user-data")),
-                    ud,
-                    "{}",
-                    node.hostname
-                );
-                assert_eq!(
-                    pyyaml(&root.join("boot/network-config")),
+                    pyyaml(&seed(&root, "network-config")),
                     net,
                     "{}",
                     node.hostname
                 );
-                let meta = pyyaml(&root.join("boot/meta-data"));
+                let meta = pyyaml(&seed(&root, "meta-data"));
                 assert_eq!(
                     meta["local-hostname"],
                     serde_json::json!(node.hostname.as_str())
