@@ -13,6 +13,7 @@ mod build_sums;
 mod check_teaches;
 mod cli;
 mod cli_conventions;
+mod cloud_catalog;
 mod cp_rm;
 mod cp_rm_atomic;
 mod ext4_hostile;
