@@ -23,6 +23,7 @@ use super::write_stdout;
 struct CatalogRow {
     name: &'static str,
     os: String,
+    arch: &'static str,
     boards: &'static [&'static str],
     description: &'static str,
     /// Where the newest release is looked up.
@@ -36,6 +37,7 @@ pub fn images(args: &ImagesArgs) -> Result<()> {
             .map(|e| CatalogRow {
                 name: e.name,
                 os: e.os.to_string(),
+                arch: e.arch.name(),
                 boards: e.boards,
                 description: e.description,
                 from: e.origin(),
@@ -47,22 +49,32 @@ pub fn images(args: &ImagesArgs) -> Result<()> {
     } else {
         // The host alone keeps the table inside 80 columns; --json gives
         // the whole URL.
-        let mut text = format!("{:<20} {:<13} {:<10} {}\n", "NAME", "OS", "BOARDS", "FROM");
+        let name_w = CATALOG.iter().map(|e| e.name.len()).max().unwrap_or(4);
+        let boards = |e: &source::CatalogEntry| e.boards.join(",");
+        let boards_w = CATALOG.iter().map(|e| boards(e).len()).max().unwrap_or(6);
+        let mut text = format!(
+            "{:<name_w$} {:<12} {:<5} {:<boards_w$} {}\n",
+            "NAME", "OS", "ARCH", "BOARDS", "FROM"
+        );
         for e in CATALOG {
             let origin = e.origin();
             let host = origin
                 .split_once("://")
                 .map_or(origin, |(_, rest)| rest.split('/').next().unwrap_or(rest));
             text.push_str(&format!(
-                "{:<20} {:<13} {:<10} {host}\n",
+                "{:<name_w$} {:<12} {:<5} {:<boards_w$} {host}\n",
                 e.name,
                 e.os.to_string(),
-                e.boards.join(","),
+                e.arch.name(),
+                boards(e),
             ));
         }
         text.push_str(
-            "\nUbuntu entries resolve to the newest point release listed in the signed\n\
-             SHA256SUMS; Armbian entries to the newest build behind the link (.sha + .asc).\n",
+            "\nUbuntu raspi entries resolve to the newest point release listed in the\n\
+             signed SHA256SUMS; cloud entries (qcow2, board vm) to the newest\n\
+             release-YYYYMMDD[.N] build serial in the series directory, checked against\n\
+             its signed SHA256SUMS; Armbian entries to the newest build behind the link\n\
+             (.sha + .asc).\n",
         );
         text
     };
@@ -159,10 +171,10 @@ fn cache_list(cache: &Cache) -> Result<()> {
             Ok(meta) => {
                 let added = crate::time::format_utc(i64::try_from(meta.created).unwrap_or(0));
                 let source = redact::text(&meta.source);
-                let from = if source.ends_with(&meta.file_name) {
+                let from = if source.ends_with(&meta.file_name) && meta.serial.is_none() {
                     source
                 } else {
-                    format!("{source} ({})", meta.file_name)
+                    format!("{source} ({})", meta.release_name())
                 };
                 (
                     human_size(meta.size),
@@ -255,6 +267,8 @@ struct CacheRow {
     /// The catalog name, URL or path it was pulled as.
     source: Option<String>,
     file_name: Option<String>,
+    /// A cloud image's build serial.
+    serial: Option<String>,
     /// `intact`, `unsure` (re-hash to know) or `damaged`.
     health: &'static str,
     /// Why it is unsure or damaged.
@@ -330,6 +344,7 @@ fn cache_list_json(cache: &Cache) -> Result<()> {
                 }),
                 source: meta.map(|m| redact::text(&m.source)),
                 file_name: meta.map(|m| m.file_name.clone()),
+                serial: meta.and_then(|m| m.serial.clone()),
                 health,
                 problem,
             }

@@ -71,12 +71,27 @@ pub struct ImageMeta {
     /// Who signed it ("… (8439 38DF …)"), "skipped", or absent when the
     /// source carries no signature (a checksum the user gave, a local file).
     pub signature: Option<String>,
+    /// The build serial of a cloud image (`20250201.1`): its file name is
+    /// the same in every build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
     /// Seconds since the epoch.
     pub created: u64,
     /// What each use checks cheaply; absent in entries cached by versions
     /// before it existed (those are re-hashed once, then given one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+}
+
+impl ImageMeta {
+    /// The published file and, for a cloud image, its build serial:
+    /// `ubuntu-24.04-server-cloudimg-amd64.img, serial 20250201.1`.
+    pub fn release_name(&self) -> String {
+        match &self.serial {
+            Some(serial) => format!("{}, serial {serial}", self.file_name),
+            None => self.file_name.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -2,7 +2,8 @@
 //! exist, for which OS and boards, and where their newest release is
 //! published. Pure data; `locate` turns an entry into a concrete download.
 //! URL patterns and checksum/signature formats: shared/reference/targets.md
-//! §1.1 (Ubuntu) and §2.1 (Armbian).
+//! §1.1 (Ubuntu) and §2.1 (Armbian); the cloud images' layout
+//! (`releases/<series>/release-<serial>/`) is described in docs/CACHE.md.
 
 use crate::profile::platform::{Arch, Board, OsRelease};
 
@@ -11,6 +12,8 @@ use crate::profile::platform::{Arch, Board, OsRelease};
 pub enum Publisher {
     Ubuntu,
     Armbian,
+    /// cloud-images.ubuntu.com, signed by the UEC image key.
+    UbuntuCloud,
 }
 
 /// How to find the newest image of an entry.
@@ -27,6 +30,13 @@ pub enum Locator {
     /// archived `.sha` of the newest build (`<hex> <file name>`); the image
     /// lies beside it and its detached signature at `<image>.asc`.
     ArmbianLatest { link: &'static str },
+    /// A cloud-images series directory (`…/releases/noble/`). Its index
+    /// lists one `release-<serial>/` directory per build; the newest holds
+    /// `file` and a `SHA256SUMS` signed by `SHA256SUMS.gpg`.
+    UbuntuCloud {
+        dir: &'static str,
+        file: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +90,54 @@ pub const CATALOG: &[CatalogEntry] = &[
             series: "22.04",
         },
         description: "Ubuntu Server 22.04 LTS, preinstalled, Raspberry Pi",
+    },
+    CatalogEntry {
+        name: "ubuntu-26.04-cloud-amd64",
+        os: OsRelease::Ubuntu2604,
+        boards: &["vm"],
+        arch: Arch::Amd64,
+        publisher: Publisher::UbuntuCloud,
+        locator: Locator::UbuntuCloud {
+            dir: "https://cloud-images.ubuntu.com/releases/resolute/",
+            file: "ubuntu-26.04-server-cloudimg-amd64.img",
+        },
+        description: "Ubuntu Server 26.04 LTS cloud image (qcow2), amd64",
+    },
+    CatalogEntry {
+        name: "ubuntu-26.04-cloud-arm64",
+        os: OsRelease::Ubuntu2604,
+        boards: &["vm"],
+        arch: Arch::Arm64,
+        publisher: Publisher::UbuntuCloud,
+        locator: Locator::UbuntuCloud {
+            dir: "https://cloud-images.ubuntu.com/releases/resolute/",
+            file: "ubuntu-26.04-server-cloudimg-arm64.img",
+        },
+        description: "Ubuntu Server 26.04 LTS cloud image (qcow2), arm64",
+    },
+    CatalogEntry {
+        name: "ubuntu-24.04-cloud-amd64",
+        os: OsRelease::Ubuntu2404,
+        boards: &["vm"],
+        arch: Arch::Amd64,
+        publisher: Publisher::UbuntuCloud,
+        locator: Locator::UbuntuCloud {
+            dir: "https://cloud-images.ubuntu.com/releases/noble/",
+            file: "ubuntu-24.04-server-cloudimg-amd64.img",
+        },
+        description: "Ubuntu Server 24.04 LTS cloud image (qcow2), amd64",
+    },
+    CatalogEntry {
+        name: "ubuntu-24.04-cloud-arm64",
+        os: OsRelease::Ubuntu2404,
+        boards: &["vm"],
+        arch: Arch::Arm64,
+        publisher: Publisher::UbuntuCloud,
+        locator: Locator::UbuntuCloud {
+            dir: "https://cloud-images.ubuntu.com/releases/noble/",
+            file: "ubuntu-24.04-server-cloudimg-arm64.img",
+        },
+        description: "Ubuntu Server 24.04 LTS cloud image (qcow2), arm64",
     },
     CatalogEntry {
         name: "armbian-rpi4b",
@@ -151,6 +209,7 @@ impl CatalogEntry {
         match self.locator {
             Locator::UbuntuRelease { dir, .. } => dir,
             Locator::ArmbianLatest { link } => link,
+            Locator::UbuntuCloud { dir, .. } => dir,
         }
     }
 }
@@ -214,6 +273,46 @@ mod tests {
             "armbian-rpi4b"
         );
         assert!(default_for(OsRelease::Armbian, &odroid, Arch::Arm64).is_none());
+    }
+
+    #[test]
+    fn cloud_images_are_the_vm_defaults_per_arch() {
+        let vm = Board::Vm;
+        let name = |os, arch| default_for(os, &vm, arch).map(|e| e.name);
+        assert_eq!(
+            name(OsRelease::Ubuntu2404, Arch::Amd64),
+            Some("ubuntu-24.04-cloud-amd64")
+        );
+        assert_eq!(
+            name(OsRelease::Ubuntu2404, Arch::Arm64),
+            Some("ubuntu-24.04-cloud-arm64")
+        );
+        assert_eq!(
+            name(OsRelease::Ubuntu2604, Arch::Amd64),
+            Some("ubuntu-26.04-cloud-amd64")
+        );
+        assert_eq!(
+            name(OsRelease::Ubuntu2604, Arch::Arm64),
+            Some("ubuntu-26.04-cloud-arm64")
+        );
+        assert_eq!(name(OsRelease::Ubuntu2204, Arch::Amd64), None);
+        assert_eq!(name(OsRelease::Armbian, Arch::Arm64), None);
+        // A Pi never gets a cloud image.
+        let rpi4 = Board::parse("rpi4").unwrap();
+        assert_eq!(
+            default_for(OsRelease::Ubuntu2404, &rpi4, Arch::Arm64)
+                .unwrap()
+                .name,
+            "ubuntu-24.04-raspi"
+        );
+        for e in CATALOG {
+            if let Locator::UbuntuCloud { dir, file } = e.locator {
+                assert_eq!(e.publisher, Publisher::UbuntuCloud, "{}", e.name);
+                assert!(file.ends_with(&format!("-{}.img", e.arch)), "{}", e.name);
+                assert!(file.starts_with(&format!("{}-server", e.os)), "{}", e.name);
+                assert!(dir.ends_with('/'), "{}", e.name);
+            }
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub enum HttpError {
     )]
     Unreachable { url: Url, detail: String },
     #[error(
-        "GET {}: the response is larger than {limit} bytes (not a checksum or signature file?)",
+        "GET {}: the response is larger than {limit} bytes (not a checksum, signature or index file?)",
         redact::url(url)
     )]
     TooLarge { url: Url, limit: u64 },

@@ -2,11 +2,13 @@
 //! download: reads the publisher's checksum file, checks its signature when
 //! it is the signed object (Ubuntu's `SHA256SUMS.gpg`), and says which
 //! signature is still to be checked over the image itself (Armbian's
-//! `.asc`).
+//! `.asc`). Ubuntu cloud images are first resolved to their newest build
+//! serial from the series directory's index (`cloud_index`).
 
 use super::SourceError;
 use super::catalog::{self, CatalogEntry, Locator, Publisher};
 use super::checksums;
+use super::cloud_index;
 use super::http::{Http, Url};
 use super::redact;
 use super::verify::{GoodSignature, Keyring};
@@ -15,6 +17,10 @@ use crate::progress::Progress;
 
 /// Checksum and signature files are small; anything bigger is not one.
 const SMALL: u64 = 1 << 20;
+
+/// A cloud-images series index lists a few hundred builds in some 30 KiB;
+/// a page past this is not one (and is not read further).
+pub const INDEX_LIMIT: u64 = 1 << 20;
 
 /// A download, ready to fetch and check.
 #[derive(Debug, Clone)]
@@ -25,6 +31,8 @@ pub struct Remote {
     pub sha256: Sha256,
     pub signature: SignatureState,
     pub catalog: Option<&'static str>,
+    /// The build serial a cloud image was resolved to (`20250201.1`).
+    pub serial: Option<String>,
 }
 
 /// Where the authenticity of a download stands before it is fetched.
@@ -87,21 +95,7 @@ pub fn catalog(
     match entry.locator {
         Locator::UbuntuRelease { dir, series } => {
             let dir = http.mirrored(dir)?;
-            let sums_url = join(&dir, "SHA256SUMS")?;
-            progress.note(format!(
-                "{}: reading {}",
-                entry.name,
-                redact::url(&sums_url)
-            ));
-            let (_, sums) = http.get_small(&sums_url, SMALL)?;
-            let signature = if trust.skip_signature {
-                SignatureState::Skipped
-            } else {
-                let sig_url = join(&dir, "SHA256SUMS.gpg")?;
-                let (_, sig) = http.get_small(&sig_url, SMALL)?;
-                trust.verify_sums(Some(entry.publisher), &sig_url, &sig, &sums)?
-            };
-            let lines = parse_sums(&sums_url, &sums)?;
+            let (sums_url, lines, signature) = signed_sums(entry, &dir, http, trust, progress)?;
             let newest = lines
                 .iter()
                 .filter_map(|l| Some((catalog::ubuntu_point_release(series, &l.name)?, l)))
@@ -119,6 +113,44 @@ pub fn catalog(
                 sha256: newest.sha256,
                 signature,
                 catalog: Some(entry.name),
+                serial: None,
+            })
+        }
+        Locator::UbuntuCloud { dir, file } => {
+            let index_url = http.mirrored(dir)?;
+            progress.note(format!(
+                "{}: reading {}",
+                entry.name,
+                redact::url(&index_url)
+            ));
+            // A server may redirect `…/noble` to `…/noble/`: the release
+            // directories are relative to where the index came from.
+            let (dir, index) = http.get_small(&index_url, INDEX_LIMIT)?;
+            let serial =
+                cloud_index::newest(&String::from_utf8_lossy(&index)).ok_or_else(|| {
+                    SourceError::NotListed {
+                        url: redact::url(&dir),
+                        what: "release-YYYYMMDD[.N]/ directory".to_owned(),
+                    }
+                })?;
+            let release = subdir(&dir, &serial.dir_name())?;
+            progress.note(format!(
+                "{}: newest serial {serial} ({})",
+                entry.name,
+                redact::url(&release)
+            ));
+            let (sums_url, lines, signature) = signed_sums(entry, &release, http, trust, progress)?;
+            let line = checksums::find(&lines, file).ok_or_else(|| SourceError::NotListed {
+                url: redact::url(&sums_url),
+                what: format!("(single) checksum for {file}"),
+            })?;
+            Ok(Remote {
+                url: join(&release, file)?,
+                file_name: file.to_owned(),
+                sha256: line.sha256,
+                signature,
+                catalog: Some(entry.name),
+                serial: Some(serial.to_string()),
             })
         }
         Locator::ArmbianLatest { link } => {
@@ -149,9 +181,38 @@ pub fn catalog(
                 sha256: line.sha256,
                 signature,
                 catalog: Some(entry.name),
+                serial: None,
             })
         }
     }
+}
+
+/// The `SHA256SUMS` of an Ubuntu directory `dir` (ending in `/`), checked
+/// against its detached `SHA256SUMS.gpg` with the entry's publisher's keys
+/// (unless signatures are skipped): its URL, lines and signature state.
+fn signed_sums(
+    entry: &CatalogEntry,
+    dir: &Url,
+    http: &Http,
+    trust: &Trust<'_>,
+    progress: &Progress,
+) -> Result<(Url, Vec<checksums::ChecksumLine>, SignatureState), SourceError> {
+    let sums_url = join(dir, "SHA256SUMS")?;
+    progress.note(format!(
+        "{}: reading {}",
+        entry.name,
+        redact::url(&sums_url)
+    ));
+    let (_, sums) = http.get_small(&sums_url, SMALL)?;
+    let signature = if trust.skip_signature {
+        SignatureState::Skipped
+    } else {
+        let sig_url = join(dir, "SHA256SUMS.gpg")?;
+        let (_, sig) = http.get_small(&sig_url, SMALL)?;
+        trust.verify_sums(Some(entry.publisher), &sig_url, &sig, &sums)?
+    };
+    let lines = parse_sums(&sums_url, &sums)?;
+    Ok((sums_url, lines, signature))
 }
 
 /// A URL whose checksum the user gave.
@@ -162,6 +223,7 @@ pub fn url_with_sha(url: &Url, sha256: Sha256) -> Result<Remote, SourceError> {
         sha256,
         signature: SignatureState::NotApplicable,
         catalog: None,
+        serial: None,
     })
 }
 
@@ -199,6 +261,7 @@ pub fn url_with_checksums(
         sha256: line.sha256,
         signature: state,
         catalog: None,
+        serial: None,
     })
 }
 
@@ -245,6 +308,18 @@ fn join(base: &Url, name: &str) -> Result<Url, SourceError> {
         .map_err(|()| bad())?
         .pop()
         .push(name);
+    Ok(url)
+}
+
+/// The directory `name` inside the directory of `base`, with its
+/// trailing `/` (so that `join` puts files in it).
+fn subdir(base: &Url, name: &str) -> Result<Url, SourceError> {
+    let mut url = join(base, name)?;
+    url.path_segments_mut()
+        .map_err(|()| SourceError::BadFileName {
+            name: name.to_owned(),
+        })?
+        .push("");
     Ok(url)
 }
 
@@ -306,5 +381,16 @@ mod tests {
         );
         assert!(file_name(&Url::parse("http://h/dir/").unwrap()).is_err());
         assert!(join(&sums, "../x").is_err());
+    }
+
+    #[test]
+    fn release_directories_nest_under_the_series() {
+        let series = Url::parse("http://h/releases/noble/").unwrap();
+        let rel = subdir(&series, "release-20250201.1").unwrap();
+        assert_eq!(rel.as_str(), "http://h/releases/noble/release-20250201.1/");
+        assert_eq!(
+            join(&rel, "SHA256SUMS").unwrap().as_str(),
+            "http://h/releases/noble/release-20250201.1/SHA256SUMS"
+        );
     }
 }

@@ -13,6 +13,7 @@
 pub mod cache;
 pub mod catalog;
 pub mod checksums;
+pub mod cloud_index;
 pub mod decompress;
 pub mod fetch;
 pub mod fingerprint;
@@ -213,7 +214,7 @@ pub fn ensure_base(
                 tracing::warn!(
                     "cannot look up the newest {} ({e}); using the cached {}",
                     entry.name,
-                    cached.meta.file_name
+                    cached.meta.release_name()
                 );
                 return Ok(cached);
             }
@@ -287,6 +288,7 @@ fn ensure_remote(
         file_name: remote.file_name.clone(),
         url: Some(redact::url(&remote.url)),
         signature,
+        serial: remote.serial.clone(),
     };
     decompress_into_cache(cache, &blob, &key, meta, None, opts, progress)
 }
@@ -365,6 +367,7 @@ struct MetaSeed {
     file_name: String,
     url: Option<String>,
     signature: Option<String>,
+    serial: Option<String>,
 }
 
 fn ensure_local(
@@ -392,6 +395,7 @@ fn ensure_local(
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         url: None,
         signature: None,
+        serial: None,
     };
     decompress_into_cache(cache, path, &key, meta, sha256, opts, progress)
 }
@@ -503,6 +507,7 @@ fn decompress_into_cache(
         file_name: seed.file_name,
         url: seed.url,
         signature: seed.signature,
+        serial: seed.serial,
         created: cache::now(),
         fingerprint: None,
     };

@@ -19,6 +19,7 @@ use super::catalog::Publisher;
 
 const UBUNTU_CDIMAGE_2012: &str = include_str!("keys/ubuntu-cdimage-2012.asc");
 const ARMBIAN_DF00FAF1: &str = include_str!("keys/armbian-df00faf1.asc");
+const UBUNTU_CLOUDIMAGE_UEC: &str = include_str!("keys/ubuntu-cloudimage-uec.asc");
 
 #[derive(Debug, Error)]
 pub enum SignatureError {
@@ -90,6 +91,7 @@ impl Keyring {
         let armored = match publisher {
             Publisher::Ubuntu => UBUNTU_CDIMAGE_2012,
             Publisher::Armbian => ARMBIAN_DF00FAF1,
+            Publisher::UbuntuCloud => UBUNTU_CLOUDIMAGE_UEC,
         };
         let mut ring = Self::default();
         // The pinned keys are compiled in and parsed by a unit test, so a
@@ -103,6 +105,7 @@ impl Keyring {
     pub fn all_pinned() -> Self {
         let mut ring = Self::pinned(Publisher::Ubuntu);
         ring.keys.extend(Self::pinned(Publisher::Armbian).keys);
+        ring.keys.extend(Self::pinned(Publisher::UbuntuCloud).keys);
         ring
     }
 
@@ -353,7 +356,49 @@ mod tests {
             Keyring::pinned(Publisher::Armbian).fingerprints(),
             ["DF00 FAF1 C577 104B 50BF 1D00 93D6 889F 9F0E 78D5"]
         );
-        assert_eq!(Keyring::all_pinned().fingerprints().len(), 2);
+        assert_eq!(
+            Keyring::pinned(Publisher::UbuntuCloud).fingerprints(),
+            ["D2EB 4462 6FDD C30B 513D 5BB7 1A5D 6C4C 7DB8 7C81"]
+        );
+        assert_eq!(Keyring::all_pinned().fingerprints().len(), 3);
+    }
+
+    const CLOUD_SUMS: &[u8] =
+        include_bytes!("../../tests/fixtures/signatures/ubuntu-22.04-cloud-20260722-SHA256SUMS");
+    const CLOUD_SUMS_GPG: &[u8] = include_bytes!(
+        "../../tests/fixtures/signatures/ubuntu-22.04-cloud-20260722-SHA256SUMS.gpg"
+    );
+
+    #[test]
+    fn a_real_cloud_image_signature_verifies_only_with_the_cloud_key() {
+        let ring = Keyring::pinned(Publisher::UbuntuCloud);
+        let good = ring.verify(CLOUD_SUMS_GPG, || Ok(CLOUD_SUMS)).unwrap();
+        assert_eq!(
+            good.fingerprint,
+            "D2EB 4462 6FDD C30B 513D 5BB7 1A5D 6C4C 7DB8 7C81"
+        );
+        assert_eq!(
+            good.user_id.as_deref(),
+            Some("UEC Image Automatic Signing Key <cdimage@ubuntu.com>")
+        );
+        let mut altered = CLOUD_SUMS.to_vec();
+        altered[0] ^= 1;
+        let e = ring
+            .verify(CLOUD_SUMS_GPG, || Ok(&altered[..]))
+            .unwrap_err();
+        assert!(matches!(e, SignatureError::Bad { .. }), "{e}");
+        // The cdimage key does not vouch for cloud images, nor the cloud
+        // key for cdimage releases.
+        let e = Keyring::pinned(Publisher::Ubuntu)
+            .verify(CLOUD_SUMS_GPG, || Ok(CLOUD_SUMS))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("signed by key D2EB 4462 6FDD C30B 513D 5BB7 1A5D 6C4C 7DB8 7C81"),
+            "{e}"
+        );
+        let e = ring.verify(SUMS_GPG, || Ok(SUMS)).unwrap_err();
+        assert!(matches!(e, SignatureError::UntrustedKey { .. }), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod build_vm;
 mod check_teaches;
 mod cli;
 mod cli_conventions;
+mod cloud_catalog;
 mod cp_rm;
 mod cp_rm_atomic;
 mod ext4_hostile;
