@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::build_vm::{netplan_generate_ok, yaml};
 use crate::util::{assert_fails, bin, fixture, run_ok};
 
 const KEY: &str =
@@ -58,18 +59,6 @@ fn mtype(img: &Path, name: &str) -> String {
             .arg(format!("::{name}")),
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn yaml(text: &str) -> serde_json::Value {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(f.path(), text).unwrap();
-    let out = run_ok(
-        Command::new("python3")
-            .arg("-c")
-            .arg("import sys, json, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))")
-            .arg(f.path()),
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -161,18 +150,7 @@ fn a_seed_disk_is_a_clean_cidata_fat_whose_user_data_carries_the_first_boot_file
         net["network"]["ethernets"]["eth0"]["match"]["macaddress"],
         "52:54:00:aa:bb:01"
     );
-    let sandbox = tempfile::tempdir().unwrap();
-    let dir = sandbox.path().join("etc/netplan");
-    std::fs::create_dir_all(&dir).unwrap();
-    let nc = dir.join("50-cloud-init.yaml");
-    std::fs::write(&nc, &net_text).unwrap();
-    std::fs::set_permissions(&nc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    run_ok(
-        Command::new("netplan")
-            .arg("generate")
-            .arg("--root-dir")
-            .arg(sandbox.path()),
-    );
+    netplan_generate_ok(&net_text);
 
     // The same profile and state give the same bytes.
     let first = std::fs::read(&img).unwrap();

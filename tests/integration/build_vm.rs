@@ -57,7 +57,7 @@ nodes:
 }
 
 /// `text` as PyYAML reads it.
-fn yaml(text: &str) -> serde_json::Value {
+pub(crate) fn yaml(text: &str) -> serde_json::Value {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), text).unwrap();
     let out = run_ok(
@@ -245,20 +245,21 @@ fn vm_nodes_get_the_seed_in_the_root_fs_and_a_grown_disk_that_passes_every_oracl
         "{}",
         String::from_utf8_lossy(&schema.stderr)
     );
+    netplan_generate_ok(&debugfs_cat(
+        &out.join("vm2.img"),
+        1,
+        "/var/lib/cloud/seed/nocloud/network-config",
+        tmp.path(),
+    ));
+}
+
+/// `netplan generate` accepts `network_config` as cloud-init writes it.
+pub(crate) fn netplan_generate_ok(network_config: &str) {
     let sandbox = tempfile::tempdir().unwrap();
     let netplan_dir = sandbox.path().join("etc/netplan");
     std::fs::create_dir_all(&netplan_dir).unwrap();
     let nc = netplan_dir.join("50-cloud-init.yaml");
-    std::fs::write(
-        &nc,
-        debugfs_cat(
-            &out.join("vm2.img"),
-            1,
-            "/var/lib/cloud/seed/nocloud/network-config",
-            tmp.path(),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&nc, network_config).unwrap();
     std::fs::set_permissions(&nc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     run_ok(
         Command::new("netplan")
