@@ -44,9 +44,37 @@ impl Image {
     /// locked shared, so no `cp` or `rm` changes it while the overlay
     /// reads it.
     pub fn open_overlay(path: &Path) -> Result<(Image, Arc<Overlay>)> {
-        let (file, len) = open_file(path, false)?;
+        Self::open_overlay_grown(path, None)
+    }
+
+    /// As [`Image::open_overlay`], the image grown to `size` bytes when
+    /// that is more than the file's: zeros past the base, and on a GPT
+    /// disk the backup table moved to the new end (`disk::grow`). A size
+    /// below the file's is refused, naming both.
+    pub fn open_overlay_grown(path: &Path, size: Option<u64>) -> Result<(Image, Arc<Overlay>)> {
+        let (file, base_len) = open_file(path, false)?;
         lock::lock(&file, path, lock::Mode::Shared)?;
-        let overlay = Arc::new(Overlay::new(file, len));
+        let len = match size {
+            Some(s) if s < base_len => bail!(
+                "{} is {} ({base_len} bytes), larger than the disk size {} asked for",
+                path.display(),
+                crate::io::units::human_size(base_len),
+                crate::io::units::human_size(s)
+            ),
+            Some(s) => s,
+            None => base_len,
+        };
+        let overlay = Arc::new(Overlay::grown(file, base_len, len));
+        if len > base_len {
+            let read = |buf: &mut [u8], offset: u64| overlay.read_exact_at(buf, offset);
+            let writes = crate::disk::grow::gpt_moves(&read, base_len, len)
+                .map_err(|why| anyhow::anyhow!("{}: growing the disk: {why}", path.display()))?;
+            for (offset, bytes) in writes {
+                overlay.write_all_at(&bytes, offset).with_context(|| {
+                    format!("{}: growing the disk at offset {offset}", path.display())
+                })?;
+            }
+        }
         let image = Image::over(path, overlay.clone(), len)?;
         Ok((image, overlay))
     }

@@ -570,7 +570,8 @@ fn build_in_memory(
             .base_path
             .as_deref()
             .ok_or_else(|| anyhow!("node {}: its base image was not fetched", n.name))?;
-        let patched = crate::build::patch_node(&n.name, base, &n.files, prepared.plan.epoch)?;
+        let patched =
+            crate::build::patch_node(&n.name, base, &n.files, prepared.plan.epoch, n.disk_size)?;
         let map = straight_map(&patched, base);
         let known = map.ranges.iter().filter(|r| r.sha256.is_some()).count();
         out.push(Prepared::Built {

@@ -195,6 +195,22 @@ fn os_mismatch(node: &ResolvedNode, facts: &BaseFacts) -> Option<String> {
         );
         return Some(format!("{it}: {fix}"));
     }
+    if node.board.is_vm() {
+        if facts.layout.kind != LayoutKind::UbuntuCloud {
+            return Some(format!(
+                "{it}: a vm node needs an Ubuntu cloud image (an ext4 root labelled \
+                 cloudimg-rootfs, where its seed goes), like the catalog's \
+                 ubuntu-{want}-cloud-{}",
+                node.arch
+            ));
+        }
+        if !facts.cloud_init.installed {
+            return Some(format!(
+                "{it}: a vm node is configured by cloud-init, which this image lacks"
+            ));
+        }
+        return None;
+    }
     if facts.layout.kind == LayoutKind::UbuntuCloud {
         return Some(format!(
             "{it}: this is a cloud image, for virtual machines; a {} node needs \

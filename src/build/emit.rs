@@ -130,8 +130,12 @@ pub fn emit(
             .map(|p| ((p.last + 1) * BLOCK).min(len) - p.first * BLOCK)
             .sum(),
     );
+    // A grown image (a VM's disk_size) is longer than its base: past the
+    // base it is zeros and the pages laid there.
+    let base_len = base.metadata()?.len().min(len);
     let reflink = rustix::fs::ioctl_ficlone(dst, base).is_ok();
-    if !reflink {
+    // A clone is the base's length; a grown image is longer.
+    if !reflink || dst.metadata()?.len() != len {
         dst.set_len(len)?;
     }
     let (to_image, image_rx) = sync_channel::<Feed>(POOL);
@@ -140,6 +144,7 @@ pub fn emit(
         let image = image_sha256.then(|| s.spawn(move || hash_image(image_rx, back)));
         let mut out = Writer {
             base,
+            base_len,
             len,
             pages,
             dst,
@@ -210,6 +215,8 @@ enum RangeSum {
 /// The reading, patching, writing and range-hashing side of `emit`.
 struct Writer<'a> {
     base: &'a File,
+    /// Where the base ends (at most `len`).
+    base_len: u64,
     len: u64,
     pages: &'a Pages,
     dst: &'a File,
@@ -301,7 +308,10 @@ impl Writer<'_> {
         // At most CHUNK bytes. Reused buffers keep their length, so this
         // zero-fills only when a size changes.
         buf.resize((end - start) as usize, 0);
-        self.base.read_exact_at(&mut buf, start)?;
+        // Within the chunk, so it fits in usize.
+        let in_base = (end.min(self.base_len).saturating_sub(start)) as usize;
+        self.base.read_exact_at(&mut buf[..in_base], start)?;
+        buf[in_base..].fill(0);
         if piece.patched {
             let dst = self.reflink.then_some(self.dst);
             lay_pages(self.pages, &mut buf, start, end, dst)?;

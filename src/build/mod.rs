@@ -182,15 +182,16 @@ pub struct Patched {
     pub expect: Vec<patch::Expectation>,
 }
 
-/// Patches `files` into an overlay of `base` (which is only read) and
-/// maps the result.
+/// Patches `files` into an overlay of `base` (which is only read), grown
+/// to `disk_size` when given, and maps the result.
 pub fn patch_node(
     name: &str,
     base: &Path,
     files: &[crate::render::FileSpec],
     epoch: i64,
+    disk_size: Option<u64>,
 ) -> Result<Patched> {
-    let (image, overlay) = Image::open_overlay(base)?;
+    let (image, overlay) = Image::open_overlay_grown(base, disk_size)?;
     let expect = patch::apply(&image, files, epoch)?;
     // What the bmap maps, read through the overlay: the patched image.
     let usage = mapped::used_blocks(&image);
@@ -261,7 +262,7 @@ fn build_node(
         overlay,
         usage,
         expect,
-    } = patch_node(&n.name, base, &n.files, opts.epoch)?;
+    } = patch_node(&n.name, base, &n.files, opts.epoch, n.disk_size)?;
     let opened = base_guard::snapshot(overlay.base());
     let pages = overlay.take_pages();
     tracing::info!(

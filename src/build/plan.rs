@@ -22,6 +22,9 @@ pub struct NodePlan {
     /// What checking the base image found (the image, each user's uid),
     /// or why it was not checked.
     pub notes: Vec<String>,
+    /// The size the image is grown to (a VM's `vm.disk_size`); `None`
+    /// keeps the base's.
+    pub disk_size: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +56,7 @@ pub fn node_plan(node: &ResolvedNode, files: Vec<FileSpec>, out_dir: &Path) -> N
         name,
         files,
         notes: Vec::new(),
+        disk_size: node.vm.as_ref().map(|vm| vm.disk_size.bytes()),
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod error;
 mod gpt;
+pub mod grow;
 mod guid;
 pub mod layout;
 mod mbr;

@@ -34,6 +34,9 @@ pub type Pages = BTreeMap<u64, Box<[u8]>>;
 #[derive(Debug)]
 pub struct Overlay {
     base: File,
+    /// The base's length; reads past it see zeros.
+    base_len: u64,
+    /// The image's length: the base's, or more for a grown image.
     len: u64,
     pages: Mutex<Pages>,
 }
@@ -41,9 +44,17 @@ pub struct Overlay {
 impl Overlay {
     /// An overlay of `base`, which is `len` bytes long.
     pub fn new(base: File, len: u64) -> Overlay {
+        Overlay::grown(base, len, len)
+    }
+
+    /// An overlay of `base` (`base_len` bytes) as an image of `len` bytes
+    /// (at least `base_len`): past the base it reads zeros, and writes
+    /// there are pages like any other.
+    pub fn grown(base: File, base_len: u64, len: u64) -> Overlay {
         Overlay {
             base,
-            len,
+            base_len,
+            len: len.max(base_len),
             pages: Mutex::new(BTreeMap::new()),
         }
     }
@@ -135,7 +146,7 @@ impl Overlay {
 
     /// Reads `buf.len()` bytes of the base at `offset`, zeros past its end.
     fn read_base(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let avail = self.len.saturating_sub(offset);
+        let avail = self.base_len.saturating_sub(offset);
         let n = buf.len().min(usize::try_from(avail).unwrap_or(usize::MAX));
         Storage::read_exact_at(&self.base, &mut buf[..n], offset)?;
         buf[n..].fill(0);

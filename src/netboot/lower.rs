@@ -103,56 +103,20 @@ impl Lower {
 
     /// On a GPT disk grown past the base: writes the backup entries and
     /// header at the new end and points the primary header at them, with
-    /// its last usable LBA moved so the free space can be used.
+    /// its last usable LBA moved so the free space can be used
+    /// (`disk::grow`).
     fn move_gpt_backup(&mut self) -> Result<()> {
-        for ss in [512u64, 4096] {
-            let mut hdr = vec![0u8; ss as usize]; // as: 512 or 4096
-            self.read_at(&mut hdr, ss)?;
-            if &hdr[..8] != b"EFI PART" {
-                continue;
-            }
-            let u32_at =
-                |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-            let header_size = u64::from(u32_at(&hdr, 12));
-            if !(92..=ss).contains(&header_size) {
-                bail!("the GPT header at LBA 1 has a size of {header_size} bytes");
-            }
-            let entries = u64::from(u32_at(&hdr, 80)) * u64::from(u32_at(&hdr, 84));
-            let entry_sectors = entries.div_ceil(ss);
-            let entries_lba = u64::from_le_bytes(hdr[72..80].try_into().unwrap_or_default());
-            if entries > 1 << 20 || entries_lba == 0 {
-                bail!(
-                    "the GPT header at LBA 1 describes {entries} bytes of entries at LBA {entries_lba}"
-                );
-            }
-            let last = self.size / ss - 1;
-            let backup_entries_lba = last - entry_sectors;
-            let hs = header_size as usize; // as: <= 4096
-            let mut primary = hdr.clone();
-            primary[32..40].copy_from_slice(&last.to_le_bytes());
-            primary[48..56].copy_from_slice(&(backup_entries_lba - 1).to_le_bytes());
-            seal(&mut primary, hs);
-            let mut backup = primary.clone();
-            backup[24..32].copy_from_slice(&last.to_le_bytes());
-            backup[32..40].copy_from_slice(&1u64.to_le_bytes());
-            backup[72..80].copy_from_slice(&backup_entries_lba.to_le_bytes());
-            seal(&mut backup, hs);
-            let mut table = vec![0u8; (entry_sectors * ss) as usize]; // as: <= 1 MiB + a sector
-            self.read_at(&mut table, entries_lba * ss)?;
-            self.put(ss, &primary)?;
-            self.put(backup_entries_lba * ss, &table)?;
-            self.put(last * ss, &backup)?;
-            return Ok(());
+        let writes = crate::disk::grow::gpt_moves(
+            &|buf, offset| self.read_at(buf, offset),
+            self.base_len,
+            self.size,
+        )
+        .map_err(anyhow::Error::msg)?;
+        for (offset, bytes) in writes {
+            self.put(offset, &bytes)?;
         }
         Ok(())
     }
-}
-
-/// Recomputes a GPT header's CRC32 (over `len` bytes with the field zero).
-fn seal(hdr: &mut [u8], len: usize) {
-    hdr[16..20].fill(0);
-    let crc = crc32fast::hash(&hdr[..len]);
-    hdr[16..20].copy_from_slice(&crc.to_le_bytes());
 }
 
 impl ReadAt for Lower {

@@ -34,7 +34,7 @@ pub fn node_disk(node: &ResolvedNode, plan: &NodePlan, epoch: i64) -> Result<Nod
         .base_path
         .as_deref()
         .ok_or_else(|| anyhow!("node {name}: its base image was not fetched"))?;
-    let patched = crate::build::patch_node(&name, base, &plan.files, epoch)?;
+    let patched = crate::build::patch_node(&name, base, &plan.files, epoch, None)?;
     let len = patched.overlay.len();
     let pages = patched.overlay.take_pages();
     // The clone shares the open file and so the shared lock `patch_node`

@@ -8,6 +8,8 @@
 //!   `cmdline.txt` edit on the boot FAT (for a netbooted node also its
 //!   network root, `netboot`); first-boot unit, script, preseed
 //!   and SSH host key in the root file system.
+//! - An Ubuntu cloud image (`board: vm`): the same seed, in the root file
+//!   system's `/var/lib/cloud/seed/nocloud/`, and no command line edit.
 //! - Armbian (no cloud-init): everything in the root file system
 //!   (`direct`), including account entries merged at build time.
 
@@ -131,14 +133,21 @@ pub fn node_on(
         }
         return Ok(root);
     }
+    // The NoCloud seed: on the boot FAT of a Pi image (cloud-init finds it
+    // by `ds=nocloud` on the command line), in the root file system of a
+    // cloud image (its ds-identify finds the seed directory).
+    let seed_file = |name: &str, bytes: String| match quirks.seed_dir() {
+        Some(dir) => FileSpec::root_file(&format!("{dir}/{name}"), 0o600, bytes),
+        None => FileSpec::boot_file(name, bytes),
+    };
     let mut boot = Vec::new();
     let user_data = format!(
         "#cloud-config\n{}",
         yaml::to_yaml("user-data", &cloud_init::user_data(node, state, &quirks)?)?
     );
-    boot.push(FileSpec::boot_file("user-data", user_data));
+    boot.push(seed_file("user-data", user_data));
     let network = yaml::to_yaml("network-config", &netplan::document(node, &quirks))?;
-    boot.push(FileSpec::boot_file("network-config", network));
+    boot.push(seed_file("network-config", network));
     if let Some(path) = quirks.cmdline_path() {
         let mut ops = cmdline_ops(node, &quirks);
         if k3s_role.is_some() {
@@ -148,7 +157,7 @@ pub fn node_on(
     }
     let digest = digest(boot.iter().chain(&root));
     let meta = yaml::to_yaml("meta-data", &cloud_init::meta_data(node, &digest))?;
-    boot.insert(0, FileSpec::boot_file("meta-data", meta));
+    boot.insert(0, seed_file("meta-data", meta));
     boot.extend(root);
     Ok(boot)
 }

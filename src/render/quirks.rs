@@ -14,6 +14,9 @@ use crate::render::cmdline::CmdlineOp;
 /// Where Ubuntu 26.04's A/B boot layout keeps the live kernel command line.
 pub const AB_CMDLINE: &str = "current/cmdline.txt";
 
+/// cloud-init's NoCloud seed directory in the root file system.
+pub const SEED_DIR: &str = "/var/lib/cloud/seed/nocloud";
+
 /// An NTP client a base image can ship, by the name cloud-init's
 /// `ntp_client` uses for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,6 +111,13 @@ impl Quirks {
     /// `ds=nocloud` makes ds-identify pick NoCloud even if the image lost
     /// its `datasource_list` drop-in; the seed itself is found by the
     /// `system-boot` label the image's cloud-init is configured with.
+    /// Where the NoCloud seed goes in the root file system: a cloud image
+    /// (`board: vm`) has no boot FAT for it, and cloud-init's ds-identify
+    /// looks in this directory. `None`: on the boot FAT.
+    pub fn seed_dir(&self) -> Option<&'static str> {
+        (self.uses_cloud_init() && self.board.is_vm()).then_some(SEED_DIR)
+    }
+
     pub fn cmdline_ops(&self) -> Vec<CmdlineOp> {
         vec![CmdlineOp::Set {
             key: "ds".to_owned(),

@@ -35,7 +35,7 @@ pub(crate) fn build_ok(profile: &Path, args: &[&str]) -> String {
 }
 
 /// Every oracle on one built image.
-fn judge(img: &Path, tmp: &Path) {
+pub(crate) fn judge(img: &Path, tmp: &Path) {
     let i = img.to_str().unwrap();
     run_ok(Command::new("sfdisk").arg("--verify").arg(img));
     let json: serde_json::Value = serde_json::from_str(&hi_ok(&["inspect", "--json", i])).unwrap();
@@ -81,7 +81,7 @@ fn judge(img: &Path, tmp: &Path) {
     )));
 }
 
-fn debugfs_cat(img: &Path, n: u64, path: &str, tmp: &Path) -> String {
+pub(crate) fn debugfs_cat(img: &Path, n: u64, path: &str, tmp: &Path) -> String {
     let (start, len) = our_partition(img, n);
     let part = tmp.join("cat.ext4");
     extract_partition(img, start, len, &part);

@@ -10,6 +10,7 @@ mod build;
 mod build_qcow2;
 mod build_safety;
 mod build_sums;
+mod build_vm;
 mod check_teaches;
 mod cli;
 mod cli_conventions;
