@@ -389,7 +389,7 @@ def check_cloud_init(img, exp, env):
             record(False, "cloud-init instance data", "unreadable: %r" % (raw or "")[:300])
             v1 = None
         if v1 is not None:
-            expect_eq("cloud-init instance data: cloud", "nocloud", v1.get("cloud_name"))
+            expect_eq("cloud-init instance data: platform", "nocloud", v1.get("platform"))
             if want.get("subplatform"):
                 expect_eq("cloud-init instance data: seed (v1.subplatform)", want["subplatform"],
                           v1.get("subplatform"))
