@@ -23,6 +23,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     } else {
         args.nodes.clone()
     };
+    if args.seed_only {
+        return seed_only(global, args, &cluster, &names);
+    }
     let progress = crate::progress::Progress::for_stderr(global.quiet);
     // The profile meets each base image before anything is written: a
     // build fetches what it needs; a dry run checks what is at hand and
@@ -95,6 +98,37 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     }
     if !global.quiet {
         eprint!("{}", next_hint(&cluster, &names, &args.out));
+    }
+    Ok(())
+}
+
+/// `build --seed-only`: the seed disks and known_hosts, and what to do
+/// with them.
+fn seed_only(
+    global: &GlobalArgs,
+    args: &BuildArgs,
+    cluster: &crate::profile::resolved::Cluster,
+    names: &[String],
+) -> Result<()> {
+    let (results, known_hosts) = crate::build::seed_disk::write_seeds(cluster, names, &args.out)?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let mut s = serde_json::to_string_pretty(&results).context("encoding the results")?;
+        s.push('\n');
+        stdout
+            .write_all(s.as_bytes())
+            .context("writing to stdout")?;
+    } else {
+        for r in &results {
+            writeln!(stdout, "{}  {}", r.node, r.seed).context("writing to stdout")?;
+        }
+        writeln!(stdout, "known_hosts  {}", known_hosts.display()).context("writing to stdout")?;
+    }
+    if !global.quiet {
+        eprintln!(
+            "next: attach NODE-cidata.img as a second disk of a VM booting a stock cloud image \
+             (docs/VMS.md); cloud-init finds it by its label CIDATA"
+        );
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod qcow2_out;
 pub mod range_sums;
+pub mod seed_disk;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -215,7 +215,7 @@ fn k3s_files(
 }
 
 /// The cluster's nodes named in `names`, in that order.
-fn select<'a>(cluster: &'a Cluster, names: &[String]) -> Result<Vec<&'a ResolvedNode>> {
+pub(crate) fn select<'a>(cluster: &'a Cluster, names: &[String]) -> Result<Vec<&'a ResolvedNode>> {
     names
         .iter()
         .map(|name| {

@@ -23,7 +23,9 @@ pub enum ImageFormat {
 #[command(after_help = "\
 Writes OUT/NODE.img, NODE.img.bmap (for `flash` or bmaptool copy; SHA-256
 per range) and OUT/known_hosts; NODE.img.sha256 with --sha256, NODE.qcow2
-with --format qcow2. Files are written under hidden .partial names and
+with --format qcow2. A `board: vm` node's image is grown to its
+vm.disk_size; --seed-only writes OUT/NODE-cidata.img instead (docs/VMS.md).
+Files are written under hidden .partial names and
 renamed into place at the end; on
 any error, Ctrl-C, SIGTERM, SIGHUP or SIGQUIT they are removed and an
 existing good image is left as it was. One build at a time per OUT directory
@@ -73,6 +75,13 @@ pub struct BuildArgs {
     /// without it removes an older one)
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ImageFormat::Raw)]
     pub format: ImageFormat,
+
+    /// Write only OUT/NODE-cidata.img per node: a small FAT disk labelled
+    /// CIDATA with the node's cloud-init seed (what the build writes into
+    /// the image travels in its user-data), to attach to a stock cloud
+    /// image; no base image is read
+    #[arg(long, conflicts_with_all = ["dry_run", "sha256", "compress", "format"])]
+    pub seed_only: bool,
 
     /// Nodes built at the same time (default: the number of CPUs)
     #[arg(long, value_name = "N")]

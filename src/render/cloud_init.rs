@@ -34,6 +34,10 @@ pub struct UserData {
     pub packages: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub write_files: Vec<WriteFile>,
+    /// Commands cloud-init runs at the end of the first boot (only a
+    /// `--seed-only` seed has any: see `render::seed`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runcmd: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -216,6 +220,7 @@ pub fn user_data(
         ntp: ntp(node, quirks),
         packages: node.packages.iter().map(ToString::to_string).collect(),
         write_files,
+        runcmd: Vec::new(),
     })
 }
 

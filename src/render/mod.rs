@@ -27,6 +27,7 @@ pub mod netplan;
 pub mod quirks;
 pub mod redact;
 pub mod reserved;
+pub mod seed;
 pub mod ssh_host;
 pub mod tree;
 pub mod yaml;

@@ -9,6 +9,7 @@ mod bmap_usage;
 mod build;
 mod build_qcow2;
 mod build_safety;
+mod build_seed;
 mod build_sums;
 mod build_vm;
 mod check_teaches;

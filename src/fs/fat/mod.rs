@@ -28,7 +28,7 @@ use crate::io::PartitionWindow;
 /// The fixed time stamped on everything we write: 2020-01-01 00:00:00.
 /// Reproducible output matters more than a meaningful mtime on a seed file.
 #[derive(Debug)]
-struct FixedTime;
+pub(crate) struct FixedTime;
 
 impl fatfs::TimeProvider for FixedTime {
     fn get_current_date(&self) -> fatfs::Date {
@@ -52,7 +52,7 @@ impl fatfs::TimeProvider for FixedTime {
     }
 }
 
-static FIXED_TIME: FixedTime = FixedTime;
+pub(crate) static FIXED_TIME: FixedTime = FixedTime;
 
 /// The largest file FAT can hold: its size field is 32 bits.
 pub const MAX_FILE_SIZE: u64 = u32::MAX as u64; // as: widening
