@@ -41,8 +41,7 @@ EXPECT.json (written by scripts/e2e-boot; absent keys skip their checks):
   snap_commands      commands that must exist in /snap/bin (made by the snap
                      stand-in on install) and nowhere on a default PATH
   preseed            host path of the file `microcloud preseed` must have read
-  firstboot_unit     true: homelab-firstboot.service ran and is active;
-                     false: an image we did not build: no unit, no status
+  firstboot_unit     true: homelab-firstboot.service ran and is active
   absent             paths that must not exist in the root
   locked_accounts    accounts whose shadow password must be locked
   allowed_failed_units  units allowed in `systemctl --failed`
@@ -406,19 +405,7 @@ def check_cmdline(img, exp):
            "missing %r from %r" % (missing, got) if missing else "")
 
 
-def check_no_firstboot(img):
-    """An image we did not build (vm-seed): the seed disk alone configured
-    it, so there is no first-boot unit and it never ran."""
-    for path in ("/etc/systemd/system/homelab-firstboot.service", "/var/lib/homelab-image/firstboot.status"):
-        record(not img.exists(path), "%s absent (not our image)" % path)
-
-
 def check_firstboot(img, exp):
-    if exp.get("firstboot_unit") is False:
-        check_no_firstboot(img)
-        sync = parse_env(img.read("/var/lib/e2e/report/timedatectl.txt"))
-        expect_eq("timedatectl NTPSynchronized (clock stand-in)", "yes", sync.get("NTPSynchronized"))
-        return
     st = parse_env(img.read("/var/lib/homelab-image/firstboot.status"))
     expect_eq("firstboot.status state", "done", st.get("state"))
     if st.get("state") != "done":
