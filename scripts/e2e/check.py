@@ -10,15 +10,31 @@ exits 1 if any check failed. --report DIR receives a copy of the guest's
 human to read.
 
 EXPECT.json (written by scripts/e2e-boot; absent keys skip their checks):
-  kind               "ubuntu" | "armbian"
+  kind               "ubuntu" | "armbian" | "vm" | "vm-seed"
   root_partition     partition number of the ext4 root
   boot_partition     partition number of the FAT system-boot (ubuntu)
+  other_partitions   [{"number", "fs": "ext4"|"fat"}]: more file systems that
+                     must pass e2fsck -fn / fsck.fat -n (a cloud image's
+                     /boot and ESP)
+  seed_disk          {"path", "label", "files"}: a NoCloud seed image (FAT,
+                     whole disk) the guest had as a second disk: passes
+                     fsck.fat -n, carries the volume label and the files
+  disk_size          bytes the image file must have (vm.disk_size)
+  grown_root         true: the first boot grew the root partition to the end
+                     of the disk (growpart) and its file system to the
+                     partition (resize2fs)
   hostname           expected hostname (file and runtime)
   user               {"name", "key": authorized_keys line, "sudo_nopasswd": bool}
   ssh_login          true: the host logged in over SSH during the boot
   network            {"interface", "mac", "address": "a.b.c.d/n", "gateway",
-                      "netplan_file": path the address must be rendered in}
+                      "netplan_file": path the address must be rendered in,
+                      "match_mac": true: that netplan entry matches the NIC
+                      by MAC and renames it to the interface (set-name)}
   cloud_init         true: must have run with no errors; false: must be absent
+  cloud_init_seed    {"seed": where cloud-init's NoCloud read its seed (the
+                      [seed=...] of `cloud-init status`: a device or the
+                      seed directory), "subplatform": the instance data's
+                      v1.subplatform, "instance_id": v1.instance_id}
   cmdline_tokens     tokens that must be on the running kernel's command line
   snaps              {"NAME": "CHANNEL"}: installed by first boot at CHANNEL
   snaps_held         true: `snap refresh --hold` ran for all of them
@@ -80,13 +96,23 @@ def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
+def partition_table(path):
+    """sfdisk's table of a disk image, its partitions keyed by number (a
+    cloud image's GPT lists p1, p14, p15, p16: not positions)."""
+    t = json.loads(run(["sfdisk", "--json", path]).stdout)["partitiontable"]
+    # sfdisk names partition N "<device>N", or "<device>pN" after a digit.
+    t["by_number"] = {int(p["node"][len(t["device"]):].lstrip("p")): p for p in t["partitions"]}
+    return t
+
+
 class Image:
     def __init__(self, path, root_part, boot_part):
         self.path = path
-        parts = json.loads(run(["sfdisk", "--json", path]).stdout)["partitiontable"]
+        parts = partition_table(path)
         sector = parts.get("sectorsize", 512)
-        self.offsets = {i + 1: p["start"] * sector for i, p in enumerate(parts["partitions"])}
-        self.sizes = {i + 1: p["size"] * sector for i, p in enumerate(parts["partitions"])}
+        self.sector = sector
+        self.offsets = {n: p["start"] * sector for n, p in parts["by_number"].items()}
+        self.sizes = {n: p["size"] * sector for n, p in parts["by_number"].items()}
         self.root = "%s?offset=%d" % (path, self.offsets[root_part])
         self.boot_part = boot_part
 
@@ -137,20 +163,73 @@ class Image:
         return r.stdout if r.returncode == 0 else None
 
 
+def fsck_fat(path, what):
+    r = run(["fsck.fat", "-n", path])
+    record(r.returncode == 0, "fsck.fat -n " + what,
+           "clean" if r.returncode == 0 else "exit %d: %s" % (r.returncode, (r.stdout + r.stderr)[-800:]))
+
+
 def check_filesystems(img, exp):
     r = run(["e2fsck", "-fn", img.root])
     record(r.returncode == 0, "e2fsck -fn root partition %d" % exp["root_partition"],
            "clean" if r.returncode == 0 else "exit %d: %s" % (r.returncode, r.stdout[-800:]))
-    if exp.get("boot_partition"):
-        p = exp["boot_partition"]
+    fats = [exp["boot_partition"]] if exp.get("boot_partition") else []
+    for other in exp.get("other_partitions", []):
+        p = other["number"]
+        if p not in img.offsets:
+            record(False, "partition %d" % p, "expected it, the table has %r" % sorted(img.offsets))
+        elif other["fs"] == "fat":
+            fats.append(p)
+        else:
+            r = run(["e2fsck", "-fn", "%s?offset=%d" % (img.path, img.offsets[p])])
+            record(r.returncode == 0, "e2fsck -fn partition %d" % p,
+                   "clean" if r.returncode == 0 else "exit %d: %s" % (r.returncode, r.stdout[-800:]))
+    for p in fats:
         with tempfile.TemporaryDirectory() as d:
             copy = os.path.join(d, "fat")
             subprocess.run(["dd", "if=" + img.path, "of=" + copy, "bs=1M", "conv=sparse", "status=none",
                             "iflag=skip_bytes,count_bytes", "skip=%d" % img.offsets[p],
                             "count=%d" % img.sizes[p]], check=True)
-            r = run(["fsck.fat", "-n", copy])
-        record(r.returncode == 0, "fsck.fat -n boot partition %d" % p,
-               "clean" if r.returncode == 0 else "exit %d: %s" % (r.returncode, (r.stdout + r.stderr)[-800:]))
+            fsck_fat(copy, "partition %d" % p)
+
+
+def check_seed_disk(exp):
+    """The NoCloud seed disk the guest had: a FAT file system on the whole
+    disk, labelled for cloud-init, holding the seed's files."""
+    s = exp["seed_disk"]
+    fsck_fat(s["path"], os.path.basename(s["path"]))
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+    r = run(["mlabel", "-s", "-i", s["path"], "::"], env=env)
+    # mlabel -s prints " Volume label is CIDATA" (or "has no label").
+    m = re.search(r"Volume label is (\S+)", r.stdout)
+    expect_eq("%s volume label" % os.path.basename(s["path"]), s["label"], m.group(1) if m else r.stdout.strip())
+    r = run(["mdir", "-b", "-i", s["path"], "::"], env=env)
+    names = sorted(os.path.basename(l.strip()) for l in r.stdout.splitlines() if l.strip())
+    expect_eq("%s files" % os.path.basename(s["path"]), sorted(s["files"]), names)
+
+
+def check_disk_size(img, exp):
+    expect_eq("image file size (vm.disk_size)", exp["disk_size"], os.path.getsize(img.path))
+
+
+def check_grown_root(img, exp):
+    """growpart moved the root partition's end to the disk's last usable
+    sector (the backup GPT takes the last 33) and resize2fs grew the file
+    system to the partition."""
+    n = exp["root_partition"]
+    disk = os.path.getsize(img.path)
+    end = img.offsets[n] + img.sizes[n]
+    # growpart leaves at most the alignment it keeps below 1 MiB unused.
+    slack = disk - 33 * img.sector - end
+    record(0 <= slack < 1 << 20, "root partition %d grown to the end of the disk" % n,
+           "ends %d bytes before the backup GPT (disk %d bytes)" % (slack, disk))
+    out = run(["dumpe2fs", "-h", img.root]).stdout
+    blocks = re.search(r"^Block count:\s+(\d+)", out, re.M)
+    bsize = re.search(r"^Block size:\s+(\d+)", out, re.M)
+    fs = int(blocks.group(1)) * int(bsize.group(1)) if blocks and bsize else None
+    record(fs is not None and 0 <= img.sizes[n] - fs < 1 << 20,
+           "root file system grown to its partition (resize2fs)",
+           "file system %r bytes, partition %d bytes" % (fs, img.sizes[n]))
 
 
 def parse_env(text):
@@ -239,6 +318,11 @@ def check_network(img, exp):
             name, e = netplan_has_address(doc, addr, n.get("mac"))
             record(name is not None, "netplan %s has %s" % (path, addr),
                    "on %s" % name if name else "expected it, got %s" % text.strip().replace("\n", " | "))
+            if n.get("match_mac") and e is not None:
+                match = e.get("match") or {}
+                expect_eq("netplan %s: %s matched by MAC" % (path, name), n["mac"].lower(),
+                          str(match.get("macaddress", "")).lower() or None)
+                expect_eq("netplan %s: %s renamed by set-name" % (path, name), iface, e.get("set-name"))
             renderer = (doc.get("network") or {}).get("renderer")
             record(renderer in (None, "networkd"), "netplan %s renderer" % path, repr(renderer))
     raw = img.read("/var/lib/e2e/report/ip-addr.json")
@@ -285,16 +369,32 @@ def check_cloud_init(img, exp, env):
     expect_eq("cloud-init recoverable errors other than DEPRECATED", {}, bad)
     for msg in sorted(set(rec.get("DEPRECATED", []))):
         print("note  cloud-init deprecation (allowed): %s" % msg)
-    # The seed must have come from the FAT partition labelled system-boot
-    # (the virtio disk is vda in the guest). With ds=nocloud on the kernel
-    # command line cloud-init lists "cmdline" as a seed source as well.
-    dev = "/dev/vda%d" % exp["boot_partition"]
+    # Where the NoCloud seed came from: the FAT partition labelled
+    # system-boot (ubuntu; the virtio disk is vda in the guest), the seed
+    # directory in the root (vm) or the CIDATA disk (vm-seed). With
+    # ds=nocloud on the kernel command line cloud-init lists "cmdline" as a
+    # seed source as well.
+    want = exp["cloud_init_seed"]
     detail = st.get("detail") or ""
     m = re.search(r"\[seed=([^\]]*)\]", detail)
     seeds = m.group(1).split(",") if m else []
-    record(detail.startswith("DataSourceNoCloud") and dev in seeds,
-           "cloud-init read the NoCloud seed from system-boot (%s)" % dev,
-           "got %r" % detail)
+    record(detail.startswith("DataSourceNoCloud") and want["seed"] in seeds,
+           "cloud-init read the NoCloud seed from %s" % want["seed"], "got %r" % detail)
+    if want.get("subplatform") or want.get("instance_id"):
+        raw = img.read("/var/lib/e2e/report/cloud-init-instance-data.json")
+        try:
+            v1 = json.loads(raw or "").get("v1") or {}
+        except ValueError:
+            record(False, "cloud-init instance data", "unreadable: %r" % (raw or "")[:300])
+            v1 = None
+        if v1 is not None:
+            expect_eq("cloud-init instance data: platform", "nocloud", v1.get("platform"))
+            if want.get("subplatform"):
+                expect_eq("cloud-init instance data: seed (v1.subplatform)", want["subplatform"],
+                          v1.get("subplatform"))
+            if want.get("instance_id"):
+                expect_eq("cloud-init instance data: instance-id of our meta-data", want["instance_id"],
+                          v1.get("instance_id"))
     print("note  cloud-init status rc %s (2 = done with recoverable errors)" % (env or {}).get("cloud_init_rc"))
 
 
@@ -452,6 +552,8 @@ def main():
     img = Image(a.image, exp["root_partition"], exp.get("boot_partition"))
     print("checking %s (%s)" % (a.image, exp.get("kind")))
     check_filesystems(img, exp)
+    if exp.get("seed_disk"):
+        check_seed_disk(exp)
     if a.report:
         shutil.rmtree(a.report, ignore_errors=True)
         img.rdump("/var/lib/e2e", a.report)
@@ -461,7 +563,8 @@ def main():
                     ("cmdline_tokens", check_cmdline), ("snaps", check_snaps),
                     ("snap_commands", check_snap_commands), ("preseed", check_preseed),
                     ("absent", check_absent), ("locked_accounts", check_locked),
-                    ("raw_regions", check_raw_regions)]:
+                    ("raw_regions", check_raw_regions), ("disk_size", check_disk_size),
+                    ("grown_root", check_grown_root)]:
         if exp.get(key):
             fn(img, exp)
     if exp.get("ssh_login"):

@@ -41,11 +41,17 @@ hash_inputs() {
 	done | sha256sum | cut -c1-16
 }
 
-# part_offset IMAGE N: byte offset of partition N (sfdisk --json).
+# part_offset IMAGE N: byte offset of partition N (sfdisk --json). N is the
+# number in the table, not the position in sfdisk's list: a cloud image's
+# GPT lists p1, p14, p15, p16.
 part_offset() {
 	sfdisk --json "$1" | /usr/bin/python3 -c '
 import json, sys
 t = json.load(sys.stdin)["partitiontable"]
-p = t["partitions"][int(sys.argv[1]) - 1]
-print(p["start"] * t.get("sectorsize", 512))' "$2"
+# sfdisk names partition N "<device>N", or "<device>pN" after a digit.
+nums = {int(p["node"][len(t["device"]):].lstrip("p")): p for p in t["partitions"]}
+n = int(sys.argv[1])
+if n not in nums:
+    sys.exit("%s has no partition %d (it has %s)" % (t["device"], n, sorted(nums)))
+print(nums[n]["start"] * t.get("sectorsize", 512))' "$2"
 }

@@ -112,11 +112,12 @@ apt_install_split() {
 }
 
 # ensure_e2e_tools: what scripts/e2e-boot needs to build an arm64 Debian root
-# and boot it. Installs only what is missing, so a prepared machine never
-# touches apt.
-#   qemu-system-aarch64, qemu-user-static: from bookworm-backports. These
-#                        machines carry qemu-utils 10 from backports, which
-#                        Debian 12's qemu 7.2 cannot be installed beside.
+# and boot it, and to boot the amd64 cloud-image replica. Installs only what
+# is missing, so a prepared machine never touches apt.
+#   qemu-system-aarch64, qemu-system-x86_64, qemu-user-static: from
+#                        bookworm-backports. These machines carry qemu-utils
+#                        10 from backports, which Debian 12's qemu 7.2
+#                        cannot be installed beside.
 #   mmdebstrap + arch-test, binfmt-support: the arm64 root is made on the
 #                        amd64 host, its maintainer scripts run under
 #                        qemu-user through binfmt_misc.
@@ -138,13 +139,14 @@ ensure_e2e_tools() {
 	[[ -x /usr/bin/python3 ]] || packages+=(python3)
 	/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || packages+=(python3-yaml)
 	command -v qemu-system-aarch64 >/dev/null 2>&1 || backports+=(qemu-system-arm)
+	command -v qemu-system-x86_64 >/dev/null 2>&1 || backports+=(qemu-system-x86)
 	# The static aarch64 emulator that binfmt_misc runs (qemu 10 moved it out
 	# of qemu-user-static, now a transitional package, into qemu-user).
 	[[ -x /usr/libexec/qemu-binfmt/aarch64-binfmt-P || -x /usr/bin/qemu-aarch64-static ]] ||
 		backports+=(qemu-user-static)
 
 	apt_install_split
-	for t in "${tools[@]}" qemu-system-aarch64:qemu-system-arm; do
+	for t in "${tools[@]}" qemu-system-aarch64:qemu-system-arm qemu-system-x86_64:qemu-system-x86; do
 		command -v "${t%%:*}" >/dev/null 2>&1 || die "${t%%:*} is still missing after apt-get install"
 	done
 
@@ -164,7 +166,7 @@ ensure_e2e_tools() {
 		fi
 	fi
 	grep -qx enabled "$entry" || die "$entry is not enabled after registering it"
-	echo "e2e tools present: qemu-system-aarch64 $(qemu-system-aarch64 --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1), mmdebstrap $(mmdebstrap --version | grep -oE '[0-9.]+$'), binfmt $(sed -n 's/^interpreter //p' "$entry")"
+	echo "e2e tools present: qemu-system-aarch64 $(qemu-system-aarch64 --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1), qemu-system-x86_64 $(qemu-system-x86_64 --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1), mmdebstrap $(mmdebstrap --version | grep -oE '[0-9.]+$'), binfmt $(sed -n 's/^interpreter //p' "$entry")"
 }
 
 # ensure_netboot_e2e_tools: ensure_e2e_tools plus what scripts/e2e/netboot
