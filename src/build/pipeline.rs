@@ -116,17 +116,7 @@ pub fn prepare(
     if !refused.is_empty() {
         bail!("{}", refused.join("\n"));
     }
-    let state = if req.save_state {
-        State::prepare(cluster, &mut crate::profile::state::OsEntropy)
-    } else {
-        State::peek(cluster, &mut crate::profile::state::OsEntropy)
-    }
-    .with_context(|| {
-        format!(
-            "preparing the state directory {}",
-            cluster.state_dir.display()
-        )
-    })?;
+    let state = prepare_state(cluster, req.save_state)?;
     for note in &state.notes {
         notify(Notice::Warning(note.clone()));
     }
@@ -243,6 +233,23 @@ fn k3s_files(
 }
 
 /// The cluster's nodes named in `names`, in that order.
+/// The cluster's state: made and saved in its state directory with
+/// `save`, else missing secrets made for this run only.
+pub(crate) fn prepare_state(cluster: &Cluster, save: bool) -> Result<State> {
+    let entropy = &mut crate::profile::state::OsEntropy;
+    if save {
+        State::prepare(cluster, entropy)
+    } else {
+        State::peek(cluster, entropy)
+    }
+    .with_context(|| {
+        format!(
+            "preparing the state directory {}",
+            cluster.state_dir.display()
+        )
+    })
+}
+
 pub(crate) fn select<'a>(cluster: &'a Cluster, names: &[String]) -> Result<Vec<&'a ResolvedNode>> {
     names
         .iter()

@@ -82,14 +82,7 @@ pub fn write_seeds(
 ) -> Result<(Vec<SeedResult>, std::path::PathBuf)> {
     let nodes = super::pipeline::select(cluster, names)?;
     crate::profile::tracked::refuse_tracked(&cluster.state_dir)?;
-    let state =
-        crate::profile::state::State::prepare(cluster, &mut crate::profile::state::OsEntropy)
-            .with_context(|| {
-                format!(
-                    "preparing the state directory {}",
-                    cluster.state_dir.display()
-                )
-            })?;
+    let state = super::pipeline::prepare_state(cluster, true)?;
     for note in &state.notes {
         tracing::warn!("{note}");
     }

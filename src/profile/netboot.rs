@@ -109,6 +109,12 @@ impl DiskSize {
     pub fn bytes(self) -> u64 {
         self.0
     }
+
+    /// `n` GiB, for defaults written in code (within the bounds: 1 to
+    /// 16384).
+    pub(crate) const fn gib(n: u64) -> DiskSize {
+        DiskSize(n << 30)
+    }
 }
 
 impl fmt::Display for DiskSize {

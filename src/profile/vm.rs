@@ -61,10 +61,7 @@ impl Vm {
 
 /// The default `disk_size`: 20 GiB, the size Proxmox's cloud-init guide
 /// grows its template to, with room for MicroCloud's snaps.
-pub fn default_disk_size() -> DiskSize {
-    // A literal within DiskSize's bounds.
-    DiskSize::parse("20GiB").unwrap_or(DiskSize::DEFAULT)
-}
+pub const DEFAULT_DISK_SIZE: DiskSize = DiskSize::gib(20);
 
 /// Guest memory in MiB (what `qm`, libvirt and LXD take).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -252,7 +249,7 @@ pub fn resolve(spec: Option<&VmSpec>) -> Result<Vm, Vec<(&'static str, String)>>
     Ok(Vm {
         memory: spec.memory.unwrap_or(Vm::DEFAULT_MEMORY),
         cores,
-        disk_size: spec.disk_size.unwrap_or_else(default_disk_size),
+        disk_size: spec.disk_size.unwrap_or(DEFAULT_DISK_SIZE),
         bridge: spec.bridge.clone().unwrap_or_else(|| {
             InterfaceName::parse(Vm::DEFAULT_BRIDGE)
                 .unwrap_or_else(|_| unreachable!("vmbr0 is a valid interface name"))

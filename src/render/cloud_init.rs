@@ -94,6 +94,17 @@ pub struct WriteFile {
     pub defer: bool,
 }
 
+impl WriteFile {
+    /// `bytes` as `write_files` content: the text itself, or base64 with
+    /// `encoding: b64` when it is not UTF-8.
+    pub fn content_of(bytes: &[u8]) -> (String, Option<&'static str>) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => (text.to_owned(), None),
+            Err(_) => (base64(bytes), Some("b64")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MetaData {
     #[serde(rename = "instance-id")]
@@ -186,10 +197,7 @@ pub fn user_data(
         .map(|f| {
             let owner = f.owner.as_ref().map_or("root", |o| o.as_str());
             let group = f.group.as_ref().map_or(owner, |g| g.as_str());
-            let (content, encoding) = match std::str::from_utf8(&f.content) {
-                Ok(text) => (text.to_owned(), None),
-                Err(_) => (base64(&f.content), Some("b64")),
-            };
+            let (content, encoding) = WriteFile::content_of(&f.content);
             WriteFile {
                 path: f.path.to_string(),
                 content,

@@ -79,10 +79,7 @@ pub fn seed_only(node: &ResolvedNode, cluster: &Cluster, state: &State) -> Resul
         }
         match &s.kind {
             FileKind::File { bytes } => {
-                let (content, encoding) = match std::str::from_utf8(bytes) {
-                    Ok(t) => (t.to_owned(), None),
-                    Err(_) => (yaml::base64(bytes), Some("b64")),
-                };
+                let (content, encoding) = WriteFile::content_of(bytes);
                 user_data.write_files.push(WriteFile {
                     path: s.path.clone(),
                     content,
