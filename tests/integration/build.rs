@@ -14,7 +14,7 @@ pub(crate) fn profile(dir: &Path, example: &str, base: &Path) -> PathBuf {
     crate::util::example_profile(dir, example, None, base)
 }
 
-fn build(profile: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn build(profile: &Path, args: &[&str]) -> std::process::Output {
     bin()
         .arg("--profile")
         .arg(profile)

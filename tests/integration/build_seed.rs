@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::build_vm::{netplan_generate_ok, yaml};
+use crate::build_vm::{cloud_init_schema_ok, netplan_generate_ok, yaml};
 use crate::util::{assert_fails, bin, fixture, run_ok};
 
 const KEY: &str =
@@ -87,18 +87,7 @@ fn a_seed_disk_is_a_clean_cidata_fat_whose_user_data_carries_the_first_boot_file
 
     let user_data = mtype(&img, "user-data");
     assert!(user_data.starts_with("#cloud-config\n"));
-    let ud_path = tmp.path().join("user-data.yaml");
-    std::fs::write(&ud_path, &user_data).unwrap();
-    let schema = Command::new("cloud-init")
-        .args(["schema", "--config-file"])
-        .arg(&ud_path)
-        .output()
-        .unwrap();
-    assert!(
-        schema.status.success(),
-        "{}",
-        String::from_utf8_lossy(&schema.stderr)
-    );
+    cloud_init_schema_ok(&user_data);
     let ud = yaml(&user_data);
     let paths: Vec<&str> = ud["write_files"]
         .as_array()

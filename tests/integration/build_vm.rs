@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::build::{build_ok, debugfs_cat, judge};
-use crate::util::{assert_fails, bin, fixture, run_ok};
+use crate::build::{build, build_ok, debugfs_cat, judge};
+use crate::util::{assert_fails, fixture, run_ok};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMxSAMby/XGYsjcC5K1MDkK2b2DTWIdw+3mOB8HYPwp7 alice@laptop";
@@ -224,20 +224,27 @@ fn vm_nodes_get_the_seed_in_the_root_fs_and_a_grown_disk_that_passes_every_oracl
         std::fs::remove_file(&copy).unwrap();
     }
     // cloud-init and netplan accept what was written.
-    let ud = tmp.path().join("ud.yaml");
-    std::fs::write(
-        &ud,
-        debugfs_cat(
-            &out.join("vm2.img"),
-            1,
-            "/var/lib/cloud/seed/nocloud/user-data",
-            tmp.path(),
-        ),
-    )
-    .unwrap();
+    cloud_init_schema_ok(&debugfs_cat(
+        &out.join("vm2.img"),
+        1,
+        "/var/lib/cloud/seed/nocloud/user-data",
+        tmp.path(),
+    ));
+    netplan_generate_ok(&debugfs_cat(
+        &out.join("vm2.img"),
+        1,
+        "/var/lib/cloud/seed/nocloud/network-config",
+        tmp.path(),
+    ));
+}
+
+/// `cloud-init schema` accepts `user_data`.
+pub(crate) fn cloud_init_schema_ok(user_data: &str) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), user_data).unwrap();
     let schema = Command::new("cloud-init")
         .args(["schema", "--config-file"])
-        .arg(&ud)
+        .arg(f.path())
         .output()
         .unwrap();
     assert!(
@@ -245,12 +252,6 @@ fn vm_nodes_get_the_seed_in_the_root_fs_and_a_grown_disk_that_passes_every_oracl
         "{}",
         String::from_utf8_lossy(&schema.stderr)
     );
-    netplan_generate_ok(&debugfs_cat(
-        &out.join("vm2.img"),
-        1,
-        "/var/lib/cloud/seed/nocloud/network-config",
-        tmp.path(),
-    ));
 }
 
 /// `netplan generate` accepts `network_config` as cloud-init writes it.
@@ -283,12 +284,7 @@ fn a_disk_size_below_the_image_is_refused_and_nothing_is_written() {
     let before = crate::util::read_at(&big, 0, 1 << 20);
     let p = vm_profile(tmp.path(), &big, "2GiB");
     let out = tmp.path().join("out");
-    let o = bin()
-        .arg("--profile")
-        .arg(&p)
-        .args(["build", "--node", "vm1", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = build(&p, &["--node", "vm1", "--out", out.to_str().unwrap()]);
     assert_fails(&o, 1, &["big-cloud.img", "3 GiB", "2 GiB"]);
     assert!(!out.join("vm1.img").exists());
     assert_eq!(std::fs::metadata(&big).unwrap().len(), 3 << 30);
@@ -300,12 +296,7 @@ fn a_vm_node_on_a_raspberry_pi_image_is_refused_naming_the_cloud_image() {
     let tmp = tempfile::tempdir().unwrap();
     let p = vm_profile(tmp.path(), &fixture("ubuntu-raspi.img"), "1GiB");
     let out = tmp.path().join("out");
-    let o = bin()
-        .arg("--profile")
-        .arg(&p)
-        .args(["build", "--node", "vm1", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = build(&p, &["--node", "vm1", "--out", out.to_str().unwrap()]);
     assert_fails(
         &o,
         1,
@@ -339,12 +330,7 @@ fn an_image_built_for_another_architecture_is_refused_naming_both() {
     );
     let p = vm_profile(tmp.path(), &base, "1GiB");
     let out = tmp.path().join("out");
-    let o = bin()
-        .arg("--profile")
-        .arg(&p)
-        .args(["build", "--node", "vm1", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = build(&p, &["--node", "vm1", "--out", out.to_str().unwrap()]);
     assert_fails(&o, 1, &["is an arm64 image", "vm1 is amd64", "arch: arm64"]);
     assert!(!out.join("vm1.img").exists());
     // Said to be arm64, the same node builds.

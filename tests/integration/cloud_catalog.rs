@@ -121,17 +121,6 @@ fn pull_entry(cache: &Path, server: &Server, loud: bool) -> std::process::Output
     }
 }
 
-fn cmp(a: &Path, b: &Path) {
-    let out = Command::new("cmp").arg(a).arg(b).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} and {} differ: {}",
-        a.display(),
-        b.display(),
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
-
 fn assert_nothing_cached(cache: &Path) {
     for sub in ["images", "blobs", "downloads", "index"] {
         let left: Vec<String> = entries(cache, sub)
@@ -161,7 +150,7 @@ fn cloud_entry_resolves_to_the_newest_serial_and_decodes_the_qcow2() {
         "{err}"
     );
     assert!(err.contains("(qcow2)"), "{err}");
-    cmp(&path, &source_image());
+    crate::qcow2_read::cmp(&path, &source_image());
     // Only the newest build was read.
     assert_eq!(
         server

@@ -46,18 +46,24 @@ pub struct Rendered {
     _state_dir: tempfile::TempDir,
 }
 
-/// Loads, resolves and renders `path` with no environment variables and a
-/// state directory seeded from the profile's file name.
-pub fn render_profile(path: &Path) -> Rendered {
+/// The resolved cluster of the profile at `path`, with no environment
+/// variables and no home directory.
+pub fn resolve_profile(path: &Path) -> Cluster {
     let profile = homelab_image::profile::load(path).unwrap_or_else(|e| panic!("{e}"));
     let ctx = Context {
         profile_path: path.to_owned(),
         home: None,
         env: Box::new(|_| None),
     };
-    let mut cluster = resolve(&profile, &ctx)
+    resolve(&profile, &ctx)
         .unwrap_or_else(|r| panic!("{r}"))
-        .cluster;
+        .cluster
+}
+
+/// Loads, resolves and renders `path` with no environment variables and a
+/// state directory seeded from the profile's file name.
+pub fn render_profile(path: &Path) -> Rendered {
+    let mut cluster = resolve_profile(path);
     let state_dir = tempfile::tempdir().expect("temp dir");
     cluster.state_dir = state_dir.path().to_owned();
     let seed = path
@@ -105,15 +111,7 @@ pub fn tempdir() -> tempfile::TempDir {
 /// Creates the state directory of the profile at `path` (where `build`
 /// would), since `render` and dry runs only ever read it.
 pub fn prepare_state(path: &Path) -> State {
-    let profile = homelab_image::profile::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let ctx = Context {
-        profile_path: path.to_owned(),
-        home: None,
-        env: Box::new(|_| None),
-    };
-    let cluster = resolve(&profile, &ctx)
-        .unwrap_or_else(|r| panic!("{r}"))
-        .cluster;
+    let cluster = resolve_profile(path);
     let seed = path.display().to_string();
     State::prepare(&cluster, &mut SeededEntropy::new(seed.as_bytes())).expect("state")
 }

@@ -24,7 +24,8 @@ fn convert(src: &Path, dst: &Path, opts: &[&str]) -> PathBuf {
     dst.to_owned()
 }
 
-fn cmp(a: &Path, b: &Path) {
+/// Fails unless `a` and `b` hold the same bytes (`cmp`).
+pub(crate) fn cmp(a: &Path, b: &Path) {
     let out = Command::new("cmp").arg(a).arg(b).output().unwrap();
     assert!(
         out.status.success(),

@@ -451,15 +451,7 @@ fn a_mixed_pi_and_vm_profile_passes_with_stable_macs_in_network_config() {
         "52:54:00:12:34:56"
     );
     // The resolved settings: defaults under the node's own.
-    let profile = homelab_image::profile::load(&path).expect("load");
-    let ctx = homelab_image::profile::Context {
-        profile_path: path.clone(),
-        home: None,
-        env: Box::new(|_| None),
-    };
-    let cluster = homelab_image::profile::resolve(&profile, &ctx)
-        .unwrap_or_else(|r| panic!("{r}"))
-        .cluster;
+    let cluster = crate::profile_support::resolve_profile(&path);
     let vm = |n: &str| {
         let node = cluster.node(n).expect("node");
         (

@@ -62,15 +62,7 @@ fn script_in(dir: &Path, text: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("mkdir");
     let path = dir.join("homelab.yaml");
     std::fs::write(&path, text).expect("write profile");
-    let profile = homelab_image::profile::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let ctx = homelab_image::profile::Context {
-        profile_path: path.clone(),
-        home: None,
-        env: Box::new(|_| None),
-    };
-    let cluster = homelab_image::profile::resolve(&profile, &ctx)
-        .unwrap_or_else(|r| panic!("{r}"))
-        .cluster;
+    let cluster = crate::profile_support::resolve_profile(&path);
     let script = homelab_image::render::proxmox::script(&cluster).expect("vm nodes: a script");
     let out = dir.join("out");
     std::fs::create_dir_all(&out).expect("mkdir out");
