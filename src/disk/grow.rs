@@ -107,3 +107,37 @@ fn seal(hdr: &mut [u8], len: usize) {
     let crc = crc32fast::hash(&hdr[..len]);
     hdr[16..20].copy_from_slice(&crc.to_le_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(disk: &[u8]) -> impl Fn(&mut [u8], u64) -> std::io::Result<()> + '_ {
+        move |buf: &mut [u8], offset: u64| {
+            let at = usize::try_from(offset).unwrap();
+            buf.copy_from_slice(&disk[at..at + buf.len()]);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_disk_without_gpt_needs_nothing_and_a_bad_header_is_named() {
+        let mut disk = vec![0u8; 1 << 20];
+        assert!(
+            gpt_moves(&reader(&disk), 1 << 20, 2 << 20)
+                .unwrap()
+                .is_empty()
+        );
+        disk[512..520].copy_from_slice(b"EFI PART");
+        disk[512 + 12..512 + 16].copy_from_slice(&50u32.to_le_bytes());
+        let e = gpt_moves(&reader(&disk), 1 << 20, 2 << 20).unwrap_err();
+        assert!(e.contains("size of 50 bytes"), "{e}");
+        // Entries said to lie past the image's end.
+        disk[512 + 12..512 + 16].copy_from_slice(&92u32.to_le_bytes());
+        disk[512 + 72..512 + 80].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        disk[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
+        disk[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+        let e = gpt_moves(&reader(&disk), 1 << 20, 2 << 20).unwrap_err();
+        assert!(e.contains("entries at LBA"), "{e}");
+    }
+}
